@@ -1,0 +1,40 @@
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError } from '../errors/index.js';
+import { clusterManifestSchema, resolveCluster, type Cluster } from './schema.js';
+
+/** `spec.postgresql.pg_hba[2]`: the path style of `kubectl explain` and CNPG's webhook messages. */
+export function fieldPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out;
+}
+
+function firstIssue(error: z.ZodError): ConfigError {
+  const issue = error.issues[0];
+  if (!issue) return new ConfigError('', '', 'invalid');
+  const isMissing = issue.code === 'invalid_type' && issue.input === undefined;
+  return new ConfigError('', fieldPath(issue.path), isMissing ? 'is required' : issue.message);
+}
+
+/**
+ * Parses and validates a Cluster manifest. `source` names the file in every error, so a user can find the line.
+ * Throws ConfigError.
+ */
+export function parseClusterManifest(text: string, source: string): Cluster {
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const syntaxError = doc.errors[0];
+  if (syntaxError) {
+    const [line, col] = syntaxError.linePos?.[0] ? [syntaxError.linePos[0].line, syntaxError.linePos[0].col] : [0, 0];
+    throw new ConfigError(source, '', `invalid YAML at line ${line}, column ${col}: ${syntaxError.code}`);
+  }
+  const parsed = clusterManifestSchema.safeParse(doc.toJS({ maxAliasCount: 100 }));
+  if (!parsed.success) {
+    const issue = firstIssue(parsed.error);
+    throw new ConfigError(source, issue.field, issue.problem);
+  }
+  return resolveCluster(parsed.data);
+}

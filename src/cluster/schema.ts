@@ -1,0 +1,132 @@
+import { z } from 'zod';
+
+/**
+ * The fields of a `postgresql.cnpg.io/v1` Cluster that pgim reads, with CloudNativePG's defaults. Everything else in
+ * the manifest is tolerated and ignored: it is a CNPG manifest, and the operator side owns the rest.
+ */
+
+/** RFC 1123 label (lowercase alphanumerics and `-`, alphanumeric at both ends); no nested quantifiers. */
+export function isDnsLabel(s: string): boolean {
+  return /^[a-z0-9-]+$/.test(s) && !s.startsWith('-') && !s.endsWith('-');
+}
+
+/** A Kubernetes object name (RFC 1123 subdomain). */
+export function isObjectName(s: string): boolean {
+  return s.length <= 253 && /^[a-z0-9.-]+$/.test(s) && /^[a-z0-9]/.test(s) && /[a-z0-9]$/.test(s);
+}
+const reservedDatabases = new Set(['postgres', 'template0', 'template1']);
+const reservedOwners = new Set(['postgres', 'streaming_replica', 'cnpg_metrics_exporter', 'cnpg_pooler_pgbouncer']);
+
+/** A PostgreSQL identifier pgim will quote: any text but NUL, at most NAMEDATALEN-1 bytes. */
+const identifier = z
+  .string()
+  .min(1, 'must not be empty')
+  .refine((s) => !s.includes('\0'), 'must not contain NUL')
+  .refine((s) => Buffer.byteLength(s) <= 63, 'must be at most 63 bytes');
+
+const secretRef = z.object({ name: z.string().refine(isObjectName, 'must be a Kubernetes object name') }).loose();
+
+const seconds = z.number().int('must be a whole number of seconds').min(0, 'must not be negative').max(2_147_483_647);
+
+const initdb = z
+  .object({
+    database: identifier.refine((s) => !reservedDatabases.has(s), 'is reserved by PostgreSQL').optional(),
+    owner: identifier.refine((s) => !reservedOwners.has(s), 'is reserved for a role pgim manages').optional(),
+    secret: secretRef.optional(),
+  })
+  .loose();
+
+export const clusterManifestSchema = z
+  .object({
+    apiVersion: z.literal('postgresql.cnpg.io/v1', { error: 'must be postgresql.cnpg.io/v1' }),
+    kind: z.literal('Cluster', { error: 'must be Cluster' }),
+    metadata: z
+      .object({
+        name: z.string().max(50, 'must be at most 50 characters').refine(isDnsLabel, 'must be a DNS label (lowercase letters, digits, -)'),
+        namespace: z.string().optional(),
+        annotations: z.record(z.string(), z.string()).optional(),
+      })
+      .loose(),
+    spec: z
+      .object({
+        instances: z.number().int('must be a whole number').min(1, 'must be at least 1').default(1),
+        postgresql: z
+          .object({
+            parameters: z.record(z.string(), z.string({ error: 'must be a string (quote the value in YAML)' })).default({}),
+            pg_hba: z.array(z.string({ error: 'must be a string' })).default([]),
+            pg_ident: z.array(z.string({ error: 'must be a string' })).default([]),
+          })
+          .loose()
+          .default({ parameters: {}, pg_hba: [], pg_ident: [] }),
+        bootstrap: z.object({ initdb: initdb.optional() }).loose().optional(),
+        enableSuperuserAccess: z.boolean().default(false),
+        superuserSecret: secretRef.optional(),
+        smartShutdownTimeout: seconds.default(180),
+        stopDelay: seconds.default(1800),
+        switchoverDelay: seconds.default(3600),
+        primaryUpdateStrategy: z.enum(['unsupervised', 'supervised']).default('unsupervised'),
+      })
+      .loose(),
+    status: z
+      .object({
+        targetPrimary: z.string().optional(),
+        currentPrimary: z.string().optional(),
+      })
+      .loose()
+      .optional(),
+  })
+  .loose();
+
+export type ClusterManifest = z.infer<typeof clusterManifestSchema>;
+
+/** What pgim works from: the manifest with every default resolved, so no consumer re-derives one. */
+export interface Cluster {
+  readonly name: string;
+  readonly namespace: string | undefined;
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly instances: number;
+  readonly parameters: Readonly<Record<string, string>>;
+  readonly pgHba: readonly string[];
+  readonly pgIdent: readonly string[];
+  readonly bootstrap: {
+    readonly database: string;
+    readonly owner: string;
+    /** Secret holding the owner's `username` and `password`. */
+    readonly secretName: string;
+  };
+  readonly enableSuperuserAccess: boolean;
+  readonly superuserSecretName: string;
+  readonly smartShutdownTimeoutSeconds: number;
+  readonly stopDelaySeconds: number;
+  readonly switchoverDelaySeconds: number;
+  readonly primaryUpdateStrategy: 'unsupervised' | 'supervised';
+  readonly targetPrimary: string | undefined;
+  readonly currentPrimary: string | undefined;
+}
+
+export function resolveCluster(manifest: ClusterManifest): Cluster {
+  const { metadata, spec, status } = manifest;
+  const database = spec.bootstrap?.initdb?.database ?? 'app';
+  return {
+    name: metadata.name,
+    namespace: metadata.namespace,
+    annotations: metadata.annotations ?? {},
+    instances: spec.instances,
+    parameters: spec.postgresql.parameters,
+    pgHba: spec.postgresql.pg_hba,
+    pgIdent: spec.postgresql.pg_ident,
+    bootstrap: {
+      database,
+      owner: spec.bootstrap?.initdb?.owner ?? database,
+      secretName: spec.bootstrap?.initdb?.secret?.name ?? `${metadata.name}-app`,
+    },
+    enableSuperuserAccess: spec.enableSuperuserAccess,
+    superuserSecretName: spec.superuserSecret?.name ?? `${metadata.name}-superuser`,
+    smartShutdownTimeoutSeconds: spec.smartShutdownTimeout,
+    stopDelaySeconds: spec.stopDelay,
+    switchoverDelaySeconds: spec.switchoverDelay,
+    primaryUpdateStrategy: spec.primaryUpdateStrategy,
+    targetPrimary: status?.targetPrimary,
+    currentPrimary: status?.currentPrimary,
+  };
+}

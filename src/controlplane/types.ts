@@ -1,0 +1,31 @@
+import type { Cluster } from '../cluster/schema.js';
+
+/** A Secret's or ConfigMap's data: key -> raw bytes, as Kubernetes stores them. */
+export type ObjectData = ReadonlyMap<string, Buffer>;
+
+/** What this instance reports about itself; merged into the Cluster's status by the control plane. */
+export interface InstanceStatusReport {
+  readonly currentPrimary?: string;
+  readonly currentPrimaryTimestamp?: string;
+  readonly phase?: string;
+  readonly phaseReason?: string;
+}
+
+/**
+ * Where the desired state comes from and where the instance reports: the config folder (files mode) or the
+ * Kubernetes API. Nothing outside `controlplane/` knows which one is in use.
+ */
+export interface ControlPlane {
+  /** A short human description for logs, e.g. `files:/etc/pgim`. */
+  readonly description: string;
+  /** Names the Cluster's source in errors: a file path, or `cluster <namespace>/<name>`. */
+  readonly clusterSource: string;
+  /** Reads and validates the Cluster. Throws ConfigError naming the source and field. */
+  readCluster(): Promise<Cluster>;
+  /** Undefined when the Secret does not exist; throws ConfigError when it exists but cannot be used. */
+  readSecret(name: string): Promise<ObjectData | undefined>;
+  readConfigMap(name: string): Promise<ObjectData | undefined>;
+  /** Calls `onChange` (debounced) whenever the desired state may have changed. Returns a stop function. */
+  watch(onChange: () => void): () => void;
+  reportStatus(report: InstanceStatusReport): Promise<void>;
+}

@@ -1,0 +1,65 @@
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+export interface WriteResult {
+  /** False when the file already held these bytes with this mode: nothing was written. */
+  changed: boolean;
+}
+
+async function fsyncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function currentContent(path: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Replaces `path` so that a reader (or a crash) sees the old bytes or the new ones, never a mix: a temp file in the
+ * same folder, fsync, rename, fsync the folder. On any failure (ENOSPC included) the original stays and the temp file
+ * is removed. Unchanged bytes are not rewritten, so mtimes and inotify stay quiet.
+ */
+export async function writeFileAtomic(path: string, data: string | Buffer, mode: number): Promise<WriteResult> {
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  const existing = await currentContent(path);
+  if (existing?.equals(bytes)) {
+    await chmod(path, mode);
+    return { changed: false };
+  }
+  const dir = dirname(path);
+  const temp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+  try {
+    try {
+      await handle.writeFile(bytes);
+      await handle.chmod(mode); // the umask may have narrowed or, for 0600 files, must not widen it
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+  await fsyncDirectory(dir);
+  return { changed: true };
+}
+
+/** Creates `dir` (and parents) and sets its mode, whatever the umask. */
+export async function ensureDirectory(dir: string, mode: number): Promise<void> {
+  await mkdir(dir, { recursive: true, mode });
+  await chmod(dir, mode);
+}

@@ -1,0 +1,36 @@
+import { randomUUID } from 'node:crypto';
+
+export type Phase = 'starting' | 'bootstrapping' | 'running' | 'restarting' | 'stopping' | 'stopped' | 'failed';
+
+export interface PostmasterInfo {
+  pid: number;
+  /** Wall-clock time pgim spawned it. */
+  startedAt: string;
+  /** Kernel start time (`/proc/<pid>/stat` field 22), which pins the PID to this process. */
+  startTicks: string | undefined;
+}
+
+/**
+ * The one place that holds what pgim knows about its instance. The supervisor writes it; the status and metrics
+ * servers only read it, so a probe never drives anything.
+ */
+export class InstanceState {
+  readonly sessionID = randomUUID();
+  readonly processStartedAt = new Date();
+  phase: Phase = 'starting';
+  postmaster: PostmasterInfo | undefined;
+  /** Postmaster spawned (CNPG's `canCheckReadiness`). */
+  postmasterSpawned = false;
+  /** Accepting connections since the last spawn. */
+  accepting = false;
+  restartCount = 0;
+  lastExit: { at: string; code: number | null; signal: string | null } | undefined;
+  lastError: string | undefined;
+  /** The render last written to disk. */
+  renderedConfigHash: string | undefined;
+
+  constructor(
+    readonly clusterName: string,
+    readonly podName: string,
+  ) {}
+}

@@ -1,0 +1,50 @@
+import pg from 'pg';
+
+export interface LocalConnection {
+  socketDir: string;
+  port: number;
+}
+
+/** `"name"` with embedded quotes doubled. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** A standard-conforming string literal. */
+export function quoteLiteral(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+/**
+ * A superuser session over the Unix socket (peer auth through the `local` map), with the same pinned session
+ * settings CNPG uses, so a user's search_path or datestyle can never change what pgim's SQL means.
+ */
+export async function connectLocal(target: LocalConnection, database = 'postgres', timeoutMs = 5000): Promise<pg.Client> {
+  const client = new pg.Client({
+    host: target.socketDir,
+    port: target.port,
+    user: 'postgres',
+    database,
+    application_name: 'pgim',
+    connectionTimeoutMillis: timeoutMs,
+    options: '-c search_path=pg_catalog,public,pg_temp -c datestyle=ISO -c client_encoding=UTF8 -c synchronous_commit=local',
+  });
+  // A server that goes away mid-session emits 'error'; the caller sees it on its next query instead.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw err;
+  }
+  return client;
+}
+
+export async function withLocalClient<T>(target: LocalConnection, fn: (client: pg.Client) => Promise<T>, database = 'postgres'): Promise<T> {
+  const client = await connectLocal(target, database);
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,53 @@
+import { createHash } from 'node:crypto';
+import { confLine } from './escape.js';
+import { defaultParameters } from './parameters.js';
+
+/** pgim's own GUC namespace; PostgreSQL accepts any dotted name as a placeholder variable. */
+export const configHashParameter = 'pgim.config_sha256';
+
+export interface CustomConfInput {
+  clusterName: string;
+  /** Already validated, keys lowercased (see validateUserParameters). */
+  userParameters: ReadonlyMap<string, string>;
+  port: number;
+  listenAddresses: string;
+  socketDirectory: string;
+}
+
+export interface RenderedCustomConf {
+  text: string;
+  /** sha256 of every line but the hash line; PostgreSQL reports it back once it has loaded this render. */
+  hash: string;
+}
+
+/** The values pgim must control, applied last so no default or user value can displace them. */
+function mandatoryParameters(input: CustomConfInput): Record<string, string> {
+  return {
+    archive_mode: 'off',
+    cluster_name: input.clusterName,
+    hot_standby: 'true',
+    listen_addresses: input.listenAddresses,
+    log_destination: 'stderr',
+    logging_collector: 'off',
+    port: String(input.port),
+    restart_after_crash: 'false',
+    ssl: 'off',
+    unix_socket_directories: input.socketDirectory,
+  };
+}
+
+/** custom.conf: defaults, then user parameters, then mandatory values; one sorted line per key; hash last. */
+export function renderCustomConf(input: CustomConfInput): RenderedCustomConf {
+  const settings = new Map<string, string>(Object.entries(defaultParameters));
+  for (const [key, value] of input.userParameters) settings.set(key, value);
+  for (const [key, value] of Object.entries(mandatoryParameters(input))) settings.set(key, value);
+  settings.delete(configHashParameter);
+
+  const body = [...settings.keys()]
+    .sort()
+    .map((key) => confLine(key, settings.get(key) ?? ''))
+    .join('\n')
+    .concat('\n');
+  const hash = createHash('sha256').update(body).digest('hex');
+  return { text: `${body}${confLine(configHashParameter, hash)}\n`, hash };
+}

@@ -1,0 +1,59 @@
+import type { InstanceState } from '../instance/state.js';
+import type { PostgresReportedStatus } from '../postgres/status.js';
+
+/** Facts about the pgim binary, computed once at start. */
+export interface ManagerInfo {
+  version: string;
+  executableHash: string;
+  arch: string;
+  node: string;
+}
+
+/** CNPG's `PostgresqlStatus` JSON (field names kept), plus pgim's supervisor facts. */
+export type StatusDocument = Partial<PostgresReportedStatus> & {
+  pod: { metadata: { name: string } };
+  node: string;
+  instanceManagerVersion: string;
+  instanceArch: string;
+  executableHash: string;
+  sessionID: string;
+  isPodReady: boolean;
+  mightBeUnavailable: boolean;
+  isPgRewindRunning: boolean;
+  isInstanceManagerUpgrading: boolean;
+  pendingRestartForDecrease: boolean;
+  phase: string;
+  postmasterPid?: number;
+  postmasterStartTime?: string;
+  postmasterStartTicks?: string;
+  restartCount: number;
+  uptimeSeconds: number;
+  lastError?: string;
+};
+
+export function buildStatusDocument(state: InstanceState, info: ManagerInfo, postgres: PostgresReportedStatus | undefined): StatusDocument {
+  const doc: StatusDocument = {
+    ...postgres,
+    pod: { metadata: { name: state.podName } },
+    node: info.node,
+    instanceManagerVersion: info.version,
+    instanceArch: info.arch,
+    executableHash: info.executableHash,
+    sessionID: state.sessionID,
+    isPodReady: state.accepting,
+    mightBeUnavailable: state.phase === 'restarting' || state.phase === 'stopping',
+    isPgRewindRunning: false,
+    isInstanceManagerUpgrading: false,
+    pendingRestartForDecrease: false,
+    phase: state.phase,
+    restartCount: state.restartCount,
+    uptimeSeconds: Math.round((Date.now() - state.processStartedAt.getTime()) / 1000),
+  };
+  if (state.postmaster) {
+    doc.postmasterPid = state.postmaster.pid;
+    doc.postmasterStartTime = state.postmaster.startedAt;
+    if (state.postmaster.startTicks !== undefined) doc.postmasterStartTicks = state.postmaster.startTicks;
+  }
+  if (state.lastError !== undefined) doc.lastError = state.lastError;
+  return doc;
+}

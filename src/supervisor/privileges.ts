@@ -1,0 +1,55 @@
+import { execFileSync } from 'node:child_process';
+import { chown } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+
+export interface OsUser {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** Looks a user up through NSS (`getent`), so LDAP or nss_wrapper users resolve like files users. */
+export function lookupUser(name: string): OsUser {
+  let line: string;
+  try {
+    line = execFileSync('getent', ['passwd', name], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new Error(`user "${name}" does not exist (set --user / PGIM_USER to the account postgres should run as)`);
+  }
+  const [, , uid, gid, , home] = line.split(':');
+  if (uid === undefined || gid === undefined) throw new Error(`user "${name}": unexpected passwd entry`);
+  return { name, uid: Number(uid), gid: Number(gid), home: home ?? '/' };
+}
+
+/**
+ * The name PostgreSQL's peer authentication will see for this process. A UID with no passwd entry (OpenShift-style
+ * arbitrary UIDs) cannot use peer auth at all, so it is an explicit error, never a match-all ident map.
+ */
+export function currentOsUserName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    throw new Error(
+      `UID ${String(process.getuid?.())} has no passwd entry; PostgreSQL needs one for initdb and peer authentication ` +
+        '(add one, or use nss_wrapper)',
+    );
+  }
+}
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/** Hands `paths` to `user`, then becomes that user for good (groups, gid, uid, in that order). */
+export async function dropPrivileges(user: OsUser, paths: readonly string[]): Promise<void> {
+  if (user.uid === 0) throw new Error(`user "${user.name}" is root; PostgreSQL refuses to run as root`);
+  for (const path of paths) await chown(path, user.uid, user.gid);
+  // Only the user's primary group: root's supplementary groups must not survive, and no others are needed.
+  process.setgroups?.([user.gid]);
+  process.setgid?.(user.gid);
+  process.setuid?.(user.uid);
+  process.env.HOME = user.home;
+  process.env.USER = user.name;
+  process.env.LOGNAME = user.name;
+}
