@@ -1,4 +1,4 @@
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
 import { clusterManifestSchema, resolveCluster, type Cluster } from './schema.js';
@@ -25,13 +25,14 @@ function firstIssue(error: z.ZodError): ConfigError {
  * Throws ConfigError.
  */
 export function parseClusterManifest(text: string, source: string): Cluster {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
   const syntaxError = doc.errors[0];
   if (syntaxError) {
-    const [line, col] = syntaxError.linePos?.[0] ? [syntaxError.linePos[0].line, syntaxError.linePos[0].col] : [0, 0];
+    const { line, col } = lineCounter.linePos(syntaxError.pos[0]);
     throw new ConfigError(source, '', `invalid YAML at line ${line}, column ${col}: ${syntaxError.code}`);
   }
-  const parsed = clusterManifestSchema.safeParse(doc.toJS({ maxAliasCount: 100 }));
+  const parsed = clusterManifestSchema.safeParse(doc.toJS({ maxAliasCount: 100 }), { reportInput: true });
   if (!parsed.success) {
     const issue = firstIssue(parsed.error);
     throw new ConfigError(source, issue.field, issue.problem);

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build, run and test pgim: the PostgreSQL 15 server (Debian
+# package, without Debian's auto-created cluster) and the npm packages. Safe to run again: it skips what is there.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+pg_bin=${PGIM_PG_BIN:-/usr/lib/postgresql/15/bin}
+
+say() { printf '[install-deps] %s\n' "$*" >&2; }
+
+node_ok() {
+  command -v node >/dev/null 2>&1 || return 1
+  node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'
+}
+
+if ! node_ok; then
+  say "Node.js >= 20.19 is required (found: $(node --version 2>/dev/null || echo none)). Install it, e.g. from Debian or nodejs.org."
+  exit 1
+fi
+
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    say "missing Debian packages: $*"
+    say "install them with: sudo apt-get install -y --no-install-recommends $*"
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  say "installing Debian packages: $*"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if [ ! -x "$pg_bin/postgres" ] || [ ! -x "$pg_bin/initdb" ]; then
+  # Debian's postgresql-common would create and start a 'main' cluster on 5432; pgim manages its own.
+  if [ "$(id -u)" -eq 0 ]; then
+    mkdir -p /etc/postgresql-common
+    grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf ||
+      echo 'create_main_cluster = false' >>/etc/postgresql-common/createcluster.conf
+  fi
+  apt_install postgresql-15 postgresql-client-15
+fi
+
+# The OS account postgres runs as when pgim starts as root (Debian's package creates it).
+if [ "$(id -u)" -eq 0 ] && ! getent passwd postgres >/dev/null; then
+  say "creating the system user postgres"
+  useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
+
+cd "$repo"
+stamp=node_modules/.package-lock.json
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+  say "installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi

@@ -1,0 +1,171 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { eventually } from './env.js';
+
+export const pgimEntry = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'cmd', 'pgim.js');
+
+export interface PgimPaths {
+  configDir: string;
+  pgdata: string;
+  runtimeDir: string;
+}
+
+export interface PgimPorts {
+  pgPort: number;
+  statusPort: number;
+  metricsPort: number;
+}
+
+export interface PgimExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export function pgimArgs(paths: PgimPaths, ports: PgimPorts): string[] {
+  return [
+    '--config-dir', paths.configDir,
+    '--pgdata', paths.pgdata,
+    '--runtime-dir', paths.runtimeDir,
+    '--pg-port', String(ports.pgPort),
+    '--status-port', String(ports.statusPort),
+    '--metrics-port', String(ports.metricsPort),
+    '--listen-address', '127.0.0.1',
+  ];
+}
+
+/** A real `pgim` process, with every output line kept for assertions (and for the secret sweep). */
+export class PgimProcess {
+  readonly lines: string[] = [];
+  readonly exited: Promise<PgimExit>;
+  private readonly child: ChildProcess;
+
+  constructor(
+    readonly command: string,
+    readonly paths: PgimPaths,
+    readonly ports: PgimPorts,
+    extraArgs: string[] = [],
+    env: NodeJS.ProcessEnv = {},
+  ) {
+    this.child = spawn(process.execPath, [pgimEntry, command, ...pgimArgs(paths, ports), ...extraArgs], {
+      env: { ...process.env, PGIM_LOG_LEVEL: 'debug', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    for (const stream of [this.child.stdout, this.child.stderr]) {
+      if (stream) createInterface({ input: stream }).on('line', (line) => this.lines.push(line));
+    }
+    this.exited = new Promise((resolve) => {
+      this.child.once('exit', (code, signal) => {
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get statusUrl(): string {
+    return `http://127.0.0.1:${this.ports.statusPort}`;
+  }
+
+  get output(): string {
+    return this.lines.join('\n');
+  }
+
+  /** Parsed JSON log lines (non-JSON lines skipped). */
+  records(): Record<string, unknown>[] {
+    return this.lines.flatMap((line) => {
+      try {
+        return [JSON.parse(line) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
+  }
+
+  async waitForLog(pattern: RegExp, timeoutMs = 30_000): Promise<string> {
+    return eventually(async () => Promise.resolve(this.lines.find((line) => pattern.test(line))), timeoutMs, `log line ${String(pattern)}`);
+  }
+
+  async waitReady(timeoutMs = 60_000): Promise<void> {
+    await eventually(
+      async () => {
+        const exited = await Promise.race([this.exited, Promise.resolve(undefined)]);
+        if (exited) throw new Error(`pgim exited (${JSON.stringify(exited)}):\n${this.lines.slice(-20).join('\n')}`);
+        const res = await fetch(`${this.statusUrl}/readyz`);
+        return res.status === 200 ? true : undefined;
+      },
+      timeoutMs,
+      'pgim /readyz',
+    );
+  }
+
+  async waitExit(timeoutMs = 60_000): Promise<PgimExit> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new Error(`pgim did not exit within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([this.exited, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** SIGTERM and wait; if that fails, SIGKILL pgim and its postmaster so no test leaves processes behind. */
+  async stop(timeoutMs = 60_000): Promise<PgimExit> {
+    this.signal('SIGTERM');
+    try {
+      return await this.waitExit(timeoutMs);
+    } catch (err) {
+      this.signal('SIGKILL');
+      await killPostmaster(this.paths.pgdata);
+      throw err;
+    }
+  }
+}
+
+export async function postmasterPid(pgdata: string): Promise<number | undefined> {
+  try {
+    const first = (await readFile(join(pgdata, 'postmaster.pid'), 'utf8')).split('\n')[0];
+    return first === undefined ? undefined : Number(first);
+  } catch {
+    return undefined;
+  }
+}
+
+export async function killPostmaster(pgdata: string): Promise<void> {
+  const pid = await postmasterPid(pgdata);
+  if (pid === undefined) return;
+  try {
+    process.kill(pid, 'SIGQUIT');
+  } catch {
+    // already gone
+  }
+}
+
+export async function connect(port: number, user: string, password: string, database = 'app'): Promise<pg.Client> {
+  const client = new pg.Client({ host: '127.0.0.1', port, user, password, database, connectionTimeoutMillis: 5000 });
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}
+
+export async function query<T extends pg.QueryResultRow>(port: number, user: string, password: string, sql: string): Promise<T[]> {
+  const client = await connect(port, user, password);
+  try {
+    return (await client.query<T>(sql)).rows;
+  } finally {
+    await client.end();
+  }
+}

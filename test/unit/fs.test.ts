@@ -1,0 +1,72 @@
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import { mkdir, readFile, readdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../../src/fs/atomic.js';
+import { isValidObjectKey, readConfined } from '../../src/fs/confined.js';
+import { isRoot, makeTempDir, removeTempDir } from '../support/env.js';
+
+describe('atomic writes and confined reads', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await makeTempDir('fs');
+  });
+  afterEach(async () => {
+    await removeTempDir(dir);
+  });
+
+  it('writes with the requested mode and leaves no temp file', async () => {
+    const path = join(dir, 'f.conf');
+    assert.deepEqual(await writeFileAtomic(path, 'one\n', 0o600), { changed: true });
+    assert.equal(await readFile(path, 'utf8'), 'one\n');
+    assert.equal((await stat(path)).mode & 0o777, 0o600);
+    assert.deepEqual(await readdir(dir), ['f.conf']);
+  });
+
+  it('does not rewrite unchanged bytes', async () => {
+    const path = join(dir, 'f.conf');
+    await writeFileAtomic(path, 'same', 0o600);
+    const before = (await stat(path)).ino;
+    assert.deepEqual(await writeFileAtomic(path, 'same', 0o600), { changed: false });
+    assert.equal((await stat(path)).ino, before);
+  });
+
+  it('keeps the original and no temp file when the disk is full (64 KiB tmpfs)', async function () {
+    if (!isRoot) this.skip(); // mounting a tmpfs needs root; CI runs as root
+    const mnt = join(dir, 'small');
+    await mkdir(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt]);
+    try {
+      const path = join(mnt, 'custom.conf');
+      await writeFile(path, 'ORIGINAL\n');
+      await assert.rejects(writeFileAtomic(path, Buffer.alloc(256 * 1024, 'x'), 0o600), /ENOSPC/);
+      assert.equal(await readFile(path, 'utf8'), 'ORIGINAL\n');
+      assert.deepEqual(await readdir(mnt), ['custom.conf']);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
+  });
+
+  it('reads through a Kubernetes-style ..data symlink but not out of the folder', async () => {
+    const secret = join(dir, 'secret');
+    await mkdir(join(secret, '..2026_11_27'), { recursive: true });
+    await writeFile(join(secret, '..2026_11_27', 'password'), 'pw');
+    await symlink('..2026_11_27', join(secret, '..data'));
+    await symlink('..data/password', join(secret, 'password'));
+    assert.equal((await readConfined(secret, 'password', 100)).toString(), 'pw');
+    await writeFile(join(dir, 'outside'), 'x');
+    await symlink('../outside', join(secret, 'escape'));
+    await assert.rejects(readConfined(secret, 'escape', 100), /resolves outside its folder/);
+    await assert.rejects(readConfined(secret, 'absent', 100), /does not exist/);
+  });
+
+  it('caps the size it reads', async () => {
+    await writeFile(join(dir, 'big'), Buffer.alloc(2048));
+    await assert.rejects(readConfined(dir, 'big', 1024), /larger than 1024 bytes/);
+  });
+
+  it('accepts only Kubernetes-valid keys', () => {
+    for (const key of ['password', 'tls.crt', 'ca-bundle_1']) assert.ok(isValidObjectKey(key), key);
+    for (const key of ['..data', '.', '..', '../x', '/abs', 'a/b', '', 'a\u0000b', 'x'.repeat(254)]) assert.ok(!isValidObjectKey(key), key);
+  });
+});
