@@ -64,7 +64,7 @@ describe('bad configuration: a clear error naming the file and field, nothing on
   it('invalid YAML: names the file, line and column', async () => {
     await writeFile(clusterFile(), 'apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata: {name: x\nspec: [\n');
     const pgim = await runExpectingFailure();
-    assert.ok(pgim.output.includes(`${clusterFile()}: invalid YAML at line 3, column`), pgim.output);
+    assert.ok(pgim.output.includes(`${clusterFile()}: invalid YAML at line 4, column 1`), pgim.output);
   });
 
   it('a bad field value: names the field path', async () => {
