@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Starts a demo pgim instance from examples/demo: installs what is missing, builds, generates the demo's Secrets
+# (never committed), runs pgim in files mode on 127.0.0.1, prints how to connect, and stops cleanly on Ctrl-C.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+pg_port=${PGIM_DEMO_PG_PORT:-55432}      # not 5432: never clash with a system PostgreSQL
+status_port=${PGIM_DEMO_STATUS_PORT:-58000}
+metrics_port=${PGIM_DEMO_METRICS_PORT:-59187}
+run_as=${PGIM_USER:-postgres}
+
+say() { printf '[demo] %s\n' "$*" >&2; }
+
+"$repo/scripts/install-deps.sh"
+say "building pgim"
+npm run --silent build
+
+for port in "$pg_port" "$status_port" "$metrics_port"; do
+  if node -e 'const s=require("net").createServer().once("error",()=>process.exit(1)).listen(+process.argv[1],"127.0.0.1",()=>s.close())' "$port"; then :; else
+    say "port $port on 127.0.0.1 is in use (is a demo already running?). Choose others with PGIM_DEMO_PG_PORT, PGIM_DEMO_STATUS_PORT, PGIM_DEMO_METRICS_PORT."
+    exit 1
+  fi
+done
+
+state=${PGIM_DEMO_DIR:-$repo/.pgim/demo}
+if [ "$(id -u)" -eq 0 ]; then
+  # pgim drops root and runs postgres as $run_as, which must reach the state folder.
+  mkdir -p "$state"
+  if ! su -s /bin/sh "$run_as" -c "test -x '$state'" 2>/dev/null; then
+    state=/var/tmp/pgim-demo
+    say "user $run_as cannot reach $repo/.pgim; using $state instead"
+  fi
+fi
+config=$state/config
+mkdir -p "$config/secrets/demo-app" "$config/secrets/demo-superuser"
+cp examples/demo/cluster.yaml "$config/cluster.yaml"
+
+new_password() { node -e 'process.stdout.write(require("crypto").randomBytes(18).toString("base64url"))'; }
+write_secret() { # name username
+  local dir=$config/secrets/$1
+  if [ ! -s "$dir/password" ]; then
+    (umask 077 && printf '%s' "$2" >"$dir/username" && new_password >"$dir/password")
+  fi
+}
+write_secret demo-app app
+write_secret demo-superuser postgres
+chmod -R go-rwx "$state"
+if [ "$(id -u)" -eq 0 ]; then chown -R "$run_as:" "$state"; fi
+
+app_password=$(cat "$config/secrets/demo-app/password")
+super_password=$(cat "$config/secrets/demo-superuser/password")
+log=$state/pgim.log
+
+say "starting pgim (logs: $log)"
+# Its own session: Ctrl-C reaches this script, which asks pgim to stop once, cleanly.
+setsid node dist/cmd/pgim.js run \
+  --config-dir "$config" --pgdata "$state/pgdata" --runtime-dir "$state/runtime" \
+  --pg-port "$pg_port" --status-port "$status_port" --metrics-port "$metrics_port" \
+  --listen-address 127.0.0.1 --user "$run_as" >"$log" 2>&1 &
+pid=$!
+stop() { kill -TERM "$pid" 2>/dev/null || true; }
+trap stop INT TERM
+
+ready=
+for _ in $(seq 1 600); do
+  if ! kill -0 "$pid" 2>/dev/null; then break; fi
+  if node -e 'fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' \
+    "http://127.0.0.1:$status_port/readyz"; then ready=1; break; fi
+  sleep 0.2
+done
+if [ -z "$ready" ]; then
+  say "pgim did not become ready; last log lines:"
+  tail -n 20 "$log" >&2
+  stop
+  wait "$pid" || true
+  exit 1
+fi
+
+cat <<MSG
+
+pgim demo instance "demo-1" is running (pgim PID $pid).
+  PostgreSQL  127.0.0.1:$pg_port   database app, owner app (superuser: postgres / $super_password)
+  status      http://127.0.0.1:$status_port/pg/status   (or: node dist/cmd/pgim.js status --url http://127.0.0.1:$status_port/pg/status)
+  metrics     http://127.0.0.1:$metrics_port/metrics
+  logs        $log
+  data        $state
+Connect with psql using this URI:
+postgresql://app:$app_password@127.0.0.1:$pg_port/app
+Press Ctrl-C to stop it cleanly.
+
+MSG
+
+set +e
+while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done
+wait "$pid"
+code=$?
+say "pgim exited with code $code"
+exit "$code"
