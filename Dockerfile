@@ -33,7 +33,8 @@ RUN chmod 0755 /opt/pgim/dist/cmd/pgim.js && ln -s /opt/pgim/dist/cmd/pgim.js /u
 ENV PGDATA=/var/lib/postgresql/data/pgdata \
     PGIM_RUNTIME_DIR=/controller \
     PGIM_CONFIG_DIR=/etc/pgim \
-    PGIM_PG_BIN=/usr/lib/postgresql/15/bin
+    PGIM_PG_BIN=/usr/lib/postgresql/15/bin \
+    PGPASSFILE=/controller/pgpass
 USER 26:26
 EXPOSE 5432 8000 9187
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s \

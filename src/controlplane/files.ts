@@ -1,11 +1,38 @@
 import { watch as watchFs, type FSWatcher } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isObjectName, type Cluster } from '../cluster/schema.js';
 import { parseClusterManifest } from '../cluster/parse.js';
 import { ConfigError } from '../errors/index.js';
 import { ConfinedReadError, isValidObjectKey, readConfined } from '../fs/confined.js';
 import type { ControlPlane, InstanceStatusReport, ObjectData } from './types.js';
+
+const watchDebounceMs = 150;
+const watchPollMs = 1000;
+
+/**
+ * Path, resolved target, size and mtime of every file under `dir`, following symlinks: any edit, replacement or
+ * `..data` swap changes it. Cheap enough to run every second on a config folder.
+ */
+async function fingerprint(dir: string): Promise<string> {
+  const parts: string[] = [];
+  const walk = async (current: string, depth: number): Promise<void> => {
+    if (depth > 4) return;
+    for (const entry of (await readdir(current)).sort()) {
+      const path = join(current, entry);
+      try {
+        const info = await stat(path);
+        if (info.isDirectory()) await walk(path, depth + 1);
+        else parts.push(`${path}\0${await realpath(path)}\0${info.size}\0${info.mtimeMs}\0${info.ino}`);
+      } catch {
+        parts.push(`${path}\0missing`);
+      }
+    }
+  };
+  await walk(dir, 0);
+  return createHash('sha256').update(parts.join('\n')).digest('hex');
+}
 
 /** The API server caps a Secret or ConfigMap at 1 MiB; a mounted file larger than that is not one. */
 export const maxObjectBytes = 1024 * 1024;
@@ -75,22 +102,40 @@ export class FilesControlPlane implements ControlPlane {
     return data;
   }
 
+  /**
+   * inotify (fs.watch) for a fast reaction, plus a fingerprint poll every second as the safety net: inotify misses
+   * folders created later on some kernels and filesystems, and a `..data` symlink swap is a rename two levels up.
+   * Either one only schedules a check; the callback runs when the fingerprint really changed, once per burst.
+   */
   watch(onChange: () => void): () => void {
     let timer: NodeJS.Timeout | undefined;
-    const fire = (): void => {
+    let last: string | undefined;
+    let stopped = false;
+    const check = async (): Promise<void> => {
+      const current = await fingerprint(this.dir).catch(() => undefined);
+      if (stopped || current === undefined) return;
+      if (last !== undefined && current !== last) onChange();
+      last = current;
+    };
+    void check();
+    const schedule = (): void => {
       clearTimeout(timer);
       // A burst of writes (an editor, a `..data` swap) becomes one change.
-      timer = setTimeout(onChange, 250);
+      timer = setTimeout(() => void check(), watchDebounceMs);
     };
     let watcher: FSWatcher | undefined;
     try {
-      watcher = watchFs(this.dir, { recursive: true, persistent: false }, fire);
+      watcher = watchFs(this.dir, { recursive: true, persistent: false }, schedule);
       watcher.on('error', () => undefined);
     } catch {
       watcher = undefined;
     }
+    const poll = setInterval(schedule, watchPollMs);
+    poll.unref();
     return () => {
+      stopped = true;
       clearTimeout(timer);
+      clearInterval(poll);
       watcher?.close();
     };
   }

@@ -1,5 +1,5 @@
 import type { Cluster } from '../cluster/schema.js';
-import { openControlPlane, type ControlPlane } from '../controlplane/index.js';
+import type { ControlPlane } from '../controlplane/index.js';
 import { resolveCredentials, type Credentials } from '../credentials/index.js';
 import { ensureDirectory } from '../fs/atomic.js';
 import type { InstanceOptions, RuntimeLayout } from '../options/index.js';
@@ -15,14 +15,14 @@ export interface DesiredState {
   rendered: RenderedConfiguration;
   layout: RuntimeLayout;
   osUser: string;
+  port: number;
 }
 
 /**
  * Reads the Cluster and its Secrets and renders every file, all in memory. Any ConfigError surfaces here, before a
  * folder is created or a byte written.
  */
-export async function loadDesiredState(options: InstanceOptions): Promise<DesiredState> {
-  const controlPlane = openControlPlane({ configDir: options.configDir });
+export async function loadDesiredState(options: InstanceOptions, controlPlane: ControlPlane): Promise<DesiredState> {
   const cluster = await controlPlane.readCluster();
   const credentials = await resolveCredentials(controlPlane, cluster);
   const osUser = isRoot() ? lookupUser(options.user).name : currentOsUserName();
@@ -35,19 +35,19 @@ export async function loadDesiredState(options: InstanceOptions): Promise<Desire
     listenAddresses: options.listenAddress,
     socketDirectory: layout.socketDir,
   });
-  return { controlPlane, cluster, credentials, rendered, layout, osUser };
+  return { controlPlane, cluster, credentials, rendered, layout, osUser, port: options.pgPort };
 }
 
 /**
  * Creates the runtime layout and, when started as root, hands it and PGDATA to the postgres user and becomes that
- * user: nothing after this point runs as root.
+ * user: nothing after this point runs as root. Returns whether privileges were dropped.
  */
-export async function prepareFilesystem(options: InstanceOptions, layout: RuntimeLayout): Promise<void> {
+export async function prepareFilesystem(options: InstanceOptions, layout: RuntimeLayout): Promise<boolean> {
   const dirs = [layout.root, layout.socketDir, layout.logDir, layout.certificatesDir, layout.tmpDir];
   for (const dir of dirs) await ensureDirectory(dir, dir === layout.root ? 0o750 : 0o700);
-  if (isRoot()) {
-    await ensureDirectory(options.pgdata, 0o700);
-    await dropPrivileges(lookupUser(options.user), [options.pgdata, ...dirs]);
-  }
   process.umask(0o077);
+  if (!isRoot()) return false;
+  await ensureDirectory(options.pgdata, 0o700);
+  await dropPrivileges(lookupUser(options.user), [options.pgdata, ...dirs]);
+  return true;
 }

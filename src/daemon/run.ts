@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
-import type { Logger } from 'pino';
 import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { openControlPlane, type ControlPlane } from '../controlplane/index.js';
 import { ConfigError, errorMessage, ExitCode } from '../errors/index.js';
 import { ensureDirectory, writeFileAtomic } from '../fs/atomic.js';
 import { InstanceState } from '../instance/state.js';
@@ -8,6 +9,7 @@ import { createRootLogger } from '../log/logger.js';
 import { createMetricsApp } from '../metrics/server.js';
 import { podNameFor, type InstanceOptions } from '../options/index.js';
 import { PostgresInstance } from '../postgres/instance.js';
+import { Reconciler } from '../reconcile/reconciler.js';
 import { createStatusApp, listen } from '../status/server.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { executableHash, nodeName, packageVersion } from './manager-info.js';
@@ -29,12 +31,19 @@ function failStartup(logger: Logger, err: unknown): number {
   return ExitCode.failure;
 }
 
-async function load(options: InstanceOptions): Promise<{ desired: DesiredState; logger: Logger } | number> {
+interface Loaded {
+  controlPlane: ControlPlane;
+  desired: DesiredState;
+  logger: Logger;
+}
+
+/** Reads and validates everything before the disk is touched; on failure, logs why and returns the exit code. */
+async function load(options: InstanceOptions): Promise<Loaded | number> {
   const bootLogger = createRootLogger({ pod: options.podName ?? '' });
   try {
-    const desired = await loadDesiredState(options);
-    const logger = createRootLogger({ pod: podNameFor(options, desired.cluster.name) });
-    return { desired, logger };
+    const controlPlane = openControlPlane({ configDir: options.configDir });
+    const desired = await loadDesiredState(options, controlPlane);
+    return { controlPlane, desired, logger: createRootLogger({ pod: podNameFor(options, desired.cluster.name) }) };
   } catch (err) {
     return failStartup(bootLogger, err);
   }
@@ -46,23 +55,38 @@ function openInstance(options: InstanceOptions, desired: DesiredState, logger: L
     pgdata: options.pgdata,
     socketDir: desired.layout.socketDir,
     port: options.pgPort,
+    passfile: desired.layout.pgpassFile,
     logger,
   });
+}
+
+/**
+ * After the privilege drop: reads the config again as the user pgim now runs as (proof it can read what it will
+ * watch) and has PostgreSQL check the settings. Throws ConfigError.
+ */
+async function confirmDesiredState(options: InstanceOptions, loaded: Loaded, instance: PostgresInstance, droppedRoot: boolean): Promise<DesiredState> {
+  const desired = droppedRoot ? await loadDesiredState(options, loaded.controlPlane) : loaded.desired;
+  const refused = await instance.checkSettings(desired.rendered, desired.layout.tmpDir);
+  if (refused.length > 0) {
+    throw new ConfigError(loaded.controlPlane.clusterSource, 'spec.postgresql.parameters', `PostgreSQL refuses them: ${refused.join('; ')}`);
+  }
+  return desired;
 }
 
 /** `pgim init`: bootstrap an empty PGDATA and exit. A PGDATA that already holds a cluster is left as it is. */
 export async function initCommand(options: InstanceOptions): Promise<number> {
   const loaded = await load(options);
   if (typeof loaded === 'number') return loaded;
-  const { desired, logger } = loaded;
+  const { logger } = loaded;
   const abort = new AbortController();
   const onSignal = (): void => {
     abort.abort();
   };
   process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
   try {
-    await prepareFilesystem(options, desired.layout);
-    const instance = openInstance(options, desired, logger);
+    const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
+    const instance = openInstance(options, loaded.desired, logger);
+    const desired = await confirmDesiredState(options, loaded, instance, droppedRoot);
     if ((await instance.inspectDataDirectory()) === 'initialized') {
       logger.info({ pgdata: options.pgdata }, 'PGDATA already holds a cluster; nothing to initialise');
       return ExitCode.ok;
@@ -94,24 +118,41 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
 
   const loaded = await load(options);
   if (typeof loaded === 'number') return loaded;
-  const { desired, logger } = loaded;
-  const { cluster } = desired;
+  const { controlPlane, logger } = loaded;
+  const { cluster } = loaded.desired;
   const state = new InstanceState(cluster.name, podNameFor(options, cluster.name));
   const servers: Server[] = [];
+  let stopWatching = (): void => undefined;
   try {
-    await prepareFilesystem(options, desired.layout);
-    const instance = openInstance(options, desired, logger);
-    supervisor = new Supervisor({
+    const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
+    const instance = openInstance(options, loaded.desired, logger);
+    const desired = await confirmDesiredState(options, loaded, instance, droppedRoot);
+    const reconciler: Reconciler = new Reconciler(
+      {
+        instance,
+        state,
+        logger,
+        load: () => loadDesiredState(options, controlPlane),
+        restartInPlace: (reason) => supervisor?.requestRestart(reason) ?? Promise.resolve(),
+        reportPhase: (phase, phaseReason) => controlPlane.reportStatus({ phase, phaseReason }),
+      },
+      desired,
+    );
+    const running = new Supervisor({
       instance,
       state,
       logger,
       onPostgresExit: options.onPostgresExit,
-      shutdownPlan: () => ({ smartSeconds: cluster.smartShutdownTimeoutSeconds, fastSeconds: cluster.stopDelaySeconds }),
-      credentials: () => desired.credentials,
+      shutdownPlan: () => ({
+        smartSeconds: reconciler.desired.cluster.smartShutdownTimeoutSeconds,
+        fastSeconds: reconciler.desired.cluster.stopDelaySeconds,
+      }),
+      onAccepting: (isPrimary) => reconciler.onPostgresAccepting(isPrimary),
     });
-    if (early.signal !== undefined) supervisor.requestStop(early.signal);
+    supervisor = running;
+    if (early.signal !== undefined) running.requestStop(early.signal);
     logger.info(
-      { controlPlane: desired.controlPlane.description, pgdata: options.pgdata, runtimeDir: desired.layout.root, osUser: desired.osUser },
+      { controlPlane: controlPlane.description, pgdata: options.pgdata, runtimeDir: desired.layout.root, osUser: desired.osUser },
       'pgim starting',
     );
 
@@ -127,17 +168,23 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
     if ((await instance.inspectDataDirectory()) === 'empty') {
       state.phase = 'bootstrapping';
       logger.info({ pgdata: options.pgdata }, 'PGDATA is empty: bootstrapping a new cluster');
-      await instance.bootstrap(cluster, desired.credentials, desired.rendered, supervisor.stopSignal);
+      await instance.bootstrap(cluster, desired.credentials, desired.rendered, running.stopSignal);
+      reconciler.markCredentialsApplied();
     }
     await instance.writeConfiguration(desired.rendered);
+    await reconciler.writePassfile();
     state.renderedConfigHash = desired.rendered.configHash;
-    const code = await supervisor.run();
+    stopWatching = controlPlane.watch(() => {
+      void reconciler.trigger('desired state changed');
+    });
+    const code = await running.run();
     logger.info({ exitCode: code }, 'pgim exiting');
     return code;
   } catch (err) {
     state.phase = 'failed';
     return failStartup(logger, err);
   } finally {
+    stopWatching();
     for (const server of servers) server.closeAllConnections();
     await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
     process.off('SIGTERM', onStop).off('SIGINT', onStop).off('SIGHUP', onReload);
@@ -158,6 +205,7 @@ export async function renderCommand(options: InstanceOptions, outDir: string): P
       ['pg_ident.conf', desired.rendered.pgIdent],
     ];
     for (const [name, text] of files) await writeFileAtomic(join(outDir, name), text, 0o600);
+    for (const warning of desired.rendered.warnings) logger.warn(warning);
     logger.info({ outDir, files: files.map(([name]) => name), configHash: desired.rendered.configHash }, 'rendered');
     return ExitCode.ok;
   } catch (err) {

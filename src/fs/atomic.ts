@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 export interface WriteResult {
@@ -56,6 +56,20 @@ export async function writeFileAtomic(path: string, data: string | Buffer, mode:
   }
   await fsyncDirectory(dir);
   return { changed: true };
+}
+
+/** Temp files writeFileAtomic leaves only when the process died between write and rename. */
+const staleTemp = /^\..+\.[0-9a-f]{12}\.tmp$/;
+
+/** Removes such leftovers from `dir`; the files they were meant to replace are intact (old or new). */
+export async function removeStaleTempFiles(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(dir).catch(() => [])) {
+    if (!staleTemp.test(name)) continue;
+    await rm(join(dir, name), { force: true });
+    removed.push(name);
+  }
+  return removed;
 }
 
 /** Creates `dir` (and parents) and sets its mode, whatever the umask. */

@@ -28,6 +28,10 @@ export class InstanceState {
   lastError: string | undefined;
   /** The render last written to disk. */
   renderedConfigHash: string | undefined;
+  /** Why the latest desired state was not applied (the instance keeps its last good configuration). */
+  configurationError: string | undefined;
+  /** A loaded setting waits for a restart (`pending_restart`). */
+  restartPending = false;
 
   constructor(
     readonly clusterName: string,

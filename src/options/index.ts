@@ -28,6 +28,8 @@ export interface RuntimeLayout {
   readonly logDir: string;
   readonly certificatesDir: string;
   readonly tmpDir: string;
+  /** libpq passfile for the roles pgim can authenticate as (PGPASSFILE). */
+  readonly pgpassFile: string;
 }
 
 export function runtimeLayout(runtimeDir: string): RuntimeLayout {
@@ -38,6 +40,7 @@ export function runtimeLayout(runtimeDir: string): RuntimeLayout {
     logDir: join(root, 'log'),
     certificatesDir: join(root, 'certificates'),
     tmpDir: join(root, 'tmp'),
+    pgpassFile: join(root, 'pgpass'),
   };
 }
 

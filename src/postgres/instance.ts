@@ -3,10 +3,11 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Cluster } from '../cluster/schema.js';
 import type { Credentials } from '../credentials/index.js';
-import { ensureDirectory, writeFileAtomic } from '../fs/atomic.js';
-import { ensureIncludes, type RenderedConfiguration } from '../render/index.js';
+import { ensureDirectory, removeStaleTempFiles, writeFileAtomic } from '../fs/atomic.js';
+import { configHashParameter, ensureIncludes, type RenderedConfiguration } from '../render/index.js';
+import { checkRenderedSettings, fileOracleErrors } from './config-check.js';
 import { readControlData, type ControlData } from './controldata.js';
-import { Postmaster, type ShutdownPlan } from './postmaster.js';
+import { Postmaster } from './postmaster.js';
 import { waitForDirectoryRelease } from './proc.js';
 import { applyCredentials, ensureApplicationDatabase, ensureSystemRoles } from './roles.js';
 import { connectLocal, withLocalClient, type LocalConnection } from './sql.js';
@@ -15,11 +16,20 @@ import { runTool } from './tools.js';
 
 export type DataDirectoryState = 'empty' | 'initialized';
 
+export interface ConfigurationWrite {
+  /** Files whose bytes changed. */
+  changed: string[];
+  /** Each file's bytes before the write (undefined: it did not exist). */
+  previous: Map<string, Buffer | undefined>;
+}
+
 export interface PostgresInstanceOptions {
   binDir: string;
   pgdata: string;
   socketDir: string;
   port: number;
+  /** PGPASSFILE for the tools pgim runs. */
+  passfile: string;
   logger: Logger;
 }
 
@@ -41,6 +51,7 @@ export class PostgresInstance {
     const env: NodeJS.ProcessEnv = { ...process.env, PG_OOM_ADJUST_FILE: '/proc/self/oom_score_adj', PG_OOM_ADJUST_VALUE: '0' };
     for (const name of clientEnvironment) env[name] = undefined;
     env.PGDATA = options.pgdata;
+    env.PGPASSFILE = options.passfile;
     this.env = env;
   }
 
@@ -92,18 +103,68 @@ export class PostgresInstance {
     }
   }
 
-  /** Writes every rendered file into PGDATA atomically (0600); true when any byte changed. */
-  async writeConfiguration(rendered: RenderedConfiguration): Promise<boolean> {
+  /**
+   * Writes every rendered file into PGDATA atomically (0600). Returns what changed and the previous bytes of every
+   * file, so a render PostgreSQL refuses can be rolled back.
+   */
+  async writeConfiguration(rendered: RenderedConfiguration): Promise<ConfigurationWrite> {
     const path = (name: string): string => join(this.pgdata, name);
-    const postgresqlConf = ensureIncludes(await readFile(path('postgresql.conf'), 'utf8'));
-    const results = await Promise.all([
-      writeFileAtomic(path('custom.conf'), rendered.customConf, 0o600),
-      writeFileAtomic(path('override.conf'), rendered.overrideConf, 0o600),
-      writeFileAtomic(path('pg_hba.conf'), rendered.pgHba, 0o600),
-      writeFileAtomic(path('pg_ident.conf'), rendered.pgIdent, 0o600),
+    await removeStaleTempFiles(this.pgdata);
+    const files = new Map<string, string>([
+      ['postgresql.conf', ensureIncludes(await readFile(path('postgresql.conf'), 'utf8'))],
+      ['custom.conf', rendered.customConf],
+      ['override.conf', rendered.overrideConf],
+      ['pg_hba.conf', rendered.pgHba],
+      ['pg_ident.conf', rendered.pgIdent],
     ]);
-    const main = await writeFileAtomic(path('postgresql.conf'), postgresqlConf, 0o600);
-    return main.changed || results.some((r) => r.changed);
+    const previous = new Map<string, Buffer | undefined>();
+    const changed: string[] = [];
+    for (const [name, text] of files) {
+      previous.set(name, await readFile(path(name)).catch(() => undefined));
+      if ((await writeFileAtomic(path(name), text, 0o600)).changed) changed.push(name);
+    }
+    return { changed, previous };
+  }
+
+  /** Puts back the files a write replaced (a file that did not exist before is left as written). */
+  async restoreConfiguration(write: ConfigurationWrite): Promise<void> {
+    for (const [name, bytes] of write.previous) {
+      if (bytes !== undefined) await writeFileAtomic(join(this.pgdata, name), bytes, 0o600);
+    }
+  }
+
+  /** PostgreSQL's verdict on a render's settings before it is written (see checkRenderedSettings). */
+  checkSettings(rendered: RenderedConfiguration, stagingParent: string): Promise<string[]> {
+    return checkRenderedSettings(this.binDir, stagingParent, rendered, this.options.logger);
+  }
+
+  /** PostgreSQL's verdict on the files now on disk (needs a running server). */
+  fileErrors(): Promise<string[]> {
+    return withLocalClient(this.connection, fileOracleErrors);
+  }
+
+  /** Reloads and waits until new sessions see `hash`: proof that PostgreSQL loaded this render. */
+  async reloadAndConfirm(hash: string, timeoutMs: number): Promise<boolean> {
+    await withLocalClient(this.connection, (client) => client.query('SELECT pg_reload_conf()'));
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const loaded = await withLocalClient(this.connection, async (client) => {
+        const { rows } = await client.query<{ hash: string }>(`SELECT COALESCE(current_setting('${configHashParameter}', true), '') AS hash`);
+        return rows[0]?.hash;
+      });
+      // eslint-disable-next-line security/detect-possible-timing-attacks -- a configuration hash, not a secret
+      if (loaded === hash) return true;
+      await sleep(20);
+    }
+    return false;
+  }
+
+  /** Names of settings whose new value waits for a restart. */
+  async pendingRestart(): Promise<string[]> {
+    return withLocalClient(this.connection, async (client) => {
+      const { rows } = await client.query<{ name: string }>('SELECT name FROM pg_settings WHERE pending_restart ORDER BY name');
+      return rows.map((r) => r.name);
+    });
   }
 
   async isStandby(): Promise<boolean> {
@@ -171,14 +232,6 @@ export class PostgresInstance {
     }
   }
 
-  /** What a primary needs at every start: system roles and the passwords from the current Secrets. */
-  async configurePrimary(credentials: Credentials): Promise<void> {
-    await withLocalClient(this.connection, async (client) => {
-      await ensureSystemRoles(client);
-      await applyCredentials(client, credentials);
-    });
-  }
-
   async checkpoint(timeoutMs: number): Promise<void> {
     await withLocalClient(this.connection, async (client) => {
       await client.query(`SET statement_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
@@ -201,7 +254,4 @@ export class PostgresInstance {
     return result.exitCode ?? 2;
   }
 
-  stop(postmaster: Postmaster, plan: ShutdownPlan): ReturnType<Postmaster['stop']> {
-    return postmaster.stop(plan);
-  }
 }

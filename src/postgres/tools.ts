@@ -8,6 +8,8 @@ export interface ToolResult {
   exitCode: number | undefined;
   signal: string | undefined;
   stdout: string;
+  /** Only with `captureStderr`. */
+  stderr: string;
 }
 
 export interface ToolOptions {
@@ -15,6 +17,8 @@ export interface ToolOptions {
   env?: NodeJS.ProcessEnv;
   /** Keep stdout for the caller (pg_controldata) instead of logging it. */
   captureStdout?: boolean;
+  /** Keep stderr for the caller (a config check's diagnostics) instead of logging it. */
+  captureStderr?: boolean;
   timeoutMs?: number;
   cancelSignal?: AbortSignal;
 }
@@ -32,14 +36,14 @@ export async function runTool(binDir: string, program: string, args: readonly st
     stdin: 'ignore',
     stdout: 'pipe',
     stderr: 'pipe',
-    buffer: { stdout: options.captureStdout === true, stderr: false },
+    buffer: { stdout: options.captureStdout === true, stderr: options.captureStderr === true },
     ...(options.timeoutMs === undefined ? {} : { timeout: options.timeoutMs }),
     ...(options.cancelSignal === undefined ? {} : { cancelSignal: options.cancelSignal }),
     forceKillAfterDelay: 5000,
   });
   const logged = Promise.all([
     options.captureStdout === true ? Promise.resolve() : logLines(child.stdout, logger, 'stdout'),
-    logLines(child.stderr, logger, 'stderr'),
+    options.captureStderr === true ? Promise.resolve() : logLines(child.stderr, logger, 'stderr'),
   ]);
   const result = await child;
   await logged;
@@ -47,5 +51,6 @@ export async function runTool(binDir: string, program: string, args: readonly st
     exitCode: result.exitCode,
     signal: result.signal,
     stdout: typeof result.stdout === 'string' ? result.stdout : '',
+    stderr: typeof result.stderr === 'string' ? result.stderr : '',
   };
 }

@@ -12,11 +12,16 @@ export interface CustomConfInput {
   port: number;
   listenAddresses: string;
   socketDirectory: string;
+  /**
+   * The other files of the same render (override.conf, pg_hba.conf, pg_ident.conf). The hash covers them too, so a
+   * change to any file changes custom.conf, and a confirmed hash means PostgreSQL reloaded the whole render.
+   */
+  companions?: readonly string[];
 }
 
 export interface RenderedCustomConf {
   text: string;
-  /** sha256 of every line but the hash line; PostgreSQL reports it back once it has loaded this render. */
+  /** sha256 of the render (every file; the hash line excluded); PostgreSQL reports it back once loaded. */
   hash: string;
 }
 
@@ -48,6 +53,8 @@ export function renderCustomConf(input: CustomConfInput): RenderedCustomConf {
     .map((key) => confLine(key, settings.get(key) ?? ''))
     .join('\n')
     .concat('\n');
-  const hash = createHash('sha256').update(body).digest('hex');
+  const digest = createHash('sha256').update(body);
+  for (const companion of input.companions ?? []) digest.update('\0').update(companion);
+  const hash = digest.digest('hex');
   return { text: `${body}${confLine(configHashParameter, hash)}\n`, hash };
 }

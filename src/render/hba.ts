@@ -1,5 +1,11 @@
-/** pg_hba.conf after CNPG's template: fixed rules, then the user's, then the default password rule. */
-export function renderPgHba(userRules: readonly string[], defaultMethod = 'scram-sha-256'): string {
+/**
+ * pg_hba.conf after CNPG's template: fixed rules, then the user's, then the default password rule. Beyond CNPG
+ * (its issue #10371): `defaultRule: false` leaves the default rule out, so a CIDR allow-list is really one.
+ */
+export function renderPgHba(userRules: readonly string[], defaultRule = true, defaultMethod = 'scram-sha-256'): string {
+  const defaults = defaultRule
+    ? `host all all all ${defaultMethod}\n`
+    : '# default rule disabled: connections matching no rule above are rejected\n';
   return `
 #
 # FIXED RULES
@@ -23,8 +29,7 @@ ${userRules.map((rule) => `${rule}\n`).join('')}
 #
 # DEFAULT RULES
 #
-host all all all ${defaultMethod}
-`;
+${defaults}`;
 }
 
 /**

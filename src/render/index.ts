@@ -2,6 +2,7 @@ import type { Cluster } from '../cluster/schema.js';
 import { ConfigError } from '../errors/index.js';
 import { renderCustomConf } from './custom-conf.js';
 import { renderPgHba, renderPgIdent } from './hba.js';
+import { checkHbaLine, checkIdentLine } from './hba-rules.js';
 import { validateUserParameters } from './parameters.js';
 
 export { ensureIncludes } from './postgresql-conf.js';
@@ -24,31 +25,63 @@ export interface RenderedConfiguration {
   pgHba: string;
   pgIdent: string;
   configHash: string;
+  /** Accepted but worth a log line (a `trust` rule over TCP). */
+  warnings: string[];
 }
 
-function checkLines(lines: readonly string[], source: string, field: string): void {
+/**
+ * The Cluster annotation that turns the default `host all all all scram-sha-256` rule off (pgim's answer to CNPG
+ * issue #10371), so `spec.postgresql.pg_hba` can be a real allow-list.
+ */
+export const hbaDefaultRuleAnnotation = 'pgim.io/hbaDefaultRule';
+
+function checkEach(lines: readonly string[], source: string, field: string, check: (line: string) => void): void {
   lines.forEach((line, index) => {
-    // One entry must stay one line: a line break would smuggle in extra rules.
-    if (/[\r\n\0]/.test(line)) throw new ConfigError(source, `${field}[${index}]`, 'contains a line break or NUL');
+    try {
+      check(line);
+    } catch (err) {
+      throw new ConfigError(source, `${field}[${index}]`, (err as Error).message);
+    }
   });
+}
+
+/** Whether to append the default rule: not when disabled, nor when the user's own last rule already matches all. */
+function wantsDefaultRule(cluster: Cluster, source: string, warnings: string[]): boolean {
+  const setting = cluster.annotations[hbaDefaultRuleAnnotation];
+  if (setting !== undefined && setting !== 'enabled' && setting !== 'disabled') {
+    throw new ConfigError(source, `metadata.annotations[${JSON.stringify(hbaDefaultRuleAnnotation)}]`, 'must be enabled or disabled');
+  }
+  let lastIsCatchAll = false;
+  checkEach(cluster.pgHba, source, 'spec.postgresql.pg_hba', (line) => {
+    const { trust, catchAll } = checkHbaLine(line);
+    if (trust) warnings.push(`spec.postgresql.pg_hba: a trust rule lets clients in without a password: ${line}`);
+    lastIsCatchAll = catchAll;
+  });
+  return setting !== 'disabled' && !lastIsCatchAll;
 }
 
 export function renderConfiguration(input: RenderInput): RenderedConfiguration {
   const { cluster, source } = input;
-  checkLines(cluster.pgHba, source, 'spec.postgresql.pg_hba');
-  checkLines(cluster.pgIdent, source, 'spec.postgresql.pg_ident');
+  const warnings: string[] = [];
+  const defaultRule = wantsDefaultRule(cluster, source, warnings);
+  checkEach(cluster.pgIdent, source, 'spec.postgresql.pg_ident', checkIdentLine);
+  const overrideConf = '';
+  const pgHba = renderPgHba(cluster.pgHba, defaultRule);
+  const pgIdent = renderPgIdent(input.osUser, cluster.pgIdent);
   const custom = renderCustomConf({
     clusterName: cluster.name,
     userParameters: validateUserParameters(cluster.parameters, source),
     port: input.port,
     listenAddresses: input.listenAddresses,
     socketDirectory: input.socketDirectory,
+    companions: [overrideConf, pgHba, pgIdent],
   });
   return {
     customConf: custom.text,
-    overrideConf: '',
-    pgHba: renderPgHba(cluster.pgHba),
-    pgIdent: renderPgIdent(input.osUser, cluster.pgIdent),
+    overrideConf,
+    pgHba,
+    pgIdent,
     configHash: custom.hash,
+    warnings,
   };
 }

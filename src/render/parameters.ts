@@ -70,6 +70,8 @@ export function validateUserParameters(parameters: Readonly<Record<string, strin
     if (blockedParameters.has(name)) throw new ConfigError(source, field, "can't set blocked configuration parameter");
     if (out.has(name)) throw new ConfigError(source, field, 'is set twice (names are case-insensitive)');
     if (value.includes('\0')) throw new ConfigError(source, field, 'value contains a NUL byte');
+    // A lone surrogate would be written as U+FFFD: PostgreSQL would load a value nobody wrote.
+    if (!value.isWellFormed()) throw new ConfigError(source, field, 'value is not valid Unicode (lone surrogate)');
     if (Buffer.byteLength(value) > maxValueBytes) throw new ConfigError(source, field, `value is longer than ${maxValueBytes} bytes`);
     out.set(name, value);
   }

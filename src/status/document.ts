@@ -29,6 +29,8 @@ export type StatusDocument = Partial<PostgresReportedStatus> & {
   restartCount: number;
   uptimeSeconds: number;
   lastError?: string;
+  /** Why the latest desired state was not applied; the instance runs on its last good configuration. */
+  configurationError?: string;
 };
 
 export function buildStatusDocument(state: InstanceState, info: ManagerInfo, postgres: PostgresReportedStatus | undefined): StatusDocument {
@@ -55,5 +57,6 @@ export function buildStatusDocument(state: InstanceState, info: ManagerInfo, pos
     if (state.postmaster.startTicks !== undefined) doc.postmasterStartTicks = state.postmaster.startTicks;
   }
   if (state.lastError !== undefined) doc.lastError = state.lastError;
+  if (state.configurationError !== undefined) doc.configurationError = state.configurationError;
   return doc;
 }

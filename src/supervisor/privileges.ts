@@ -26,9 +26,9 @@ export function lookupUser(name: string): OsUser {
  * The name PostgreSQL's peer authentication will see for this process. A UID with no passwd entry (OpenShift-style
  * arbitrary UIDs) cannot use peer auth at all, so it is an explicit error, never a match-all ident map.
  */
-export function currentOsUserName(): string {
+export function currentOsUserName(lookup: () => { username: string } = userInfo): string {
   try {
-    return userInfo().username;
+    return lookup().username;
   } catch {
     throw new Error(
       `UID ${String(process.getuid?.())} has no passwd entry; PostgreSQL needs one for initdb and peer authentication ` +

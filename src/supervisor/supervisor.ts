@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import type { Credentials } from '../credentials/index.js';
 import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
 import type { OnPostgresExit } from '../options/index.js';
@@ -13,7 +12,8 @@ export interface SupervisorOptions {
   onPostgresExit: OnPostgresExit;
   /** Read at stop time, so a changed spec applies to the next shutdown. */
   shutdownPlan: () => ShutdownPlan;
-  credentials: () => Credentials;
+  /** Work for each postmaster once it accepts connections (roles, passwords). */
+  onAccepting: (isPrimary: boolean) => Promise<void>;
 }
 
 /** Restart policy after an unexpected exit: at once, then 1 s doubling to 30 s; forgiven after 60 s up. */
@@ -38,6 +38,7 @@ type Outcome = { kind: 'exited'; exit: PostmasterExit } | { kind: 'stop' };
 export class Supervisor {
   private readonly stopController = new AbortController();
   private current: Postmaster | undefined;
+  private plannedRestart: string | undefined;
 
   constructor(private readonly options: SupervisorOptions) {}
 
@@ -51,6 +52,16 @@ export class Supervisor {
     }
     const mode = this.current?.hurry();
     if (mode !== undefined) logger.warn({ reason, mode }, 'Termination signal repeated: escalating shutdown');
+  }
+
+  /** Restarts postgres in place: the smart-then-fast stop, then an immediate start, counted as no crash. */
+  requestRestart(reason: string): Promise<void> {
+    const postmaster = this.current;
+    if (postmaster?.running !== true || this.isStopping()) return Promise.resolve();
+    this.plannedRestart = reason;
+    this.options.state.phase = 'restarting';
+    void postmaster.stop(this.options.shutdownPlan());
+    return Promise.resolve();
   }
 
   /** Forwards a reload request (SIGHUP) to the running postmaster. */
@@ -87,6 +98,11 @@ export class Supervisor {
 
       state.postmasterSpawned = false;
       state.accepting = false;
+      if (this.plannedRestart !== undefined) {
+        logger.info({ reason: this.plannedRestart }, 'postmaster stopped for an in-place restart');
+        this.plannedRestart = undefined;
+        continue;
+      }
       state.lastExit = { at: new Date().toISOString(), code: outcome.exit.code, signal: outcome.exit.signal };
       logger.error({ exitCode: outcome.exit.code, signal: outcome.exit.signal, pid: postmaster.pid }, 'postmaster exited unexpectedly');
       if (this.options.onPostgresExit === 'exit') {
@@ -121,7 +137,7 @@ export class Supervisor {
       await instance.waitAccepting(postmaster, this.stopSignal);
       state.accepting = true;
       logger.info('postgres is accepting connections');
-      if (!(await instance.isStandby())) await instance.configurePrimary(this.options.credentials());
+      await this.options.onAccepting(!(await instance.isStandby()));
       state.lastError = undefined;
     } catch (err) {
       if (!postmaster.running || this.stopSignal.aborted) return;

@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 
@@ -9,6 +9,8 @@ export interface TestClusterOptions {
   stopDelay?: number;
   parameters?: Record<string, string>;
   pgHba?: string[];
+  pgIdent?: string[];
+  annotations?: Record<string, string>;
   /** Extra spec fields, merged last. */
   spec?: Record<string, unknown>;
 }
@@ -22,17 +24,28 @@ export function clusterManifest(options: TestClusterOptions = {}): Record<string
   return {
     apiVersion: 'postgresql.cnpg.io/v1',
     kind: 'Cluster',
-    metadata: { name: options.name ?? 'itest' },
+    metadata: { name: options.name ?? 'itest', ...(options.annotations ? { annotations: options.annotations } : {}) },
     spec: {
       instances: 1,
       enableSuperuserAccess: options.enableSuperuserAccess ?? false,
       smartShutdownTimeout: options.smartShutdownTimeout ?? 2,
       stopDelay: options.stopDelay ?? 30,
       bootstrap: { initdb: { database: 'app', owner: 'app' } },
-      postgresql: { parameters: { shared_buffers: '16MB', max_connections: '30', ...options.parameters }, pg_hba: options.pgHba ?? [] },
+      postgresql: {
+        parameters: { shared_buffers: '16MB', max_connections: '30', ...options.parameters },
+        pg_hba: options.pgHba ?? [],
+        pg_ident: options.pgIdent ?? [],
+      },
       ...options.spec,
     },
   };
+}
+
+/** Replaces cluster.yaml atomically (temp file + rename, as an editor or a ConfigMap update does). */
+export async function writeClusterYaml(dir: string, options: TestClusterOptions): Promise<void> {
+  const temp = join(dir, '.cluster.yaml.edit');
+  await writeFile(temp, stringify(clusterManifest(options)));
+  await rename(temp, join(dir, 'cluster.yaml'));
 }
 
 /** Writes a files-mode config folder: cluster.yaml plus `<cluster>-app` and `<cluster>-superuser` Secrets. */

@@ -1,0 +1,55 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { RenderedConfiguration } from '../render/index.js';
+import { runTool } from './tools.js';
+import type pg from 'pg';
+
+/**
+ * Asks PostgreSQL itself whether a render would load, before a byte of it reaches PGDATA: `postgres -C` parses a
+ * staged copy of custom.conf and override.conf (names, types, ranges, units) and exits non-zero on any error.
+ * Returns PostgreSQL's own messages; empty when the render is accepted.
+ */
+export async function checkRenderedSettings(binDir: string, stagingParent: string, rendered: RenderedConfiguration, logger: Logger): Promise<string[]> {
+  const dir = await mkdtemp(join(stagingParent, 'config-check-'));
+  try {
+    await writeFile(join(dir, 'postgresql.conf'), "include 'custom.conf'\ninclude 'override.conf'\n", { mode: 0o600 });
+    await writeFile(join(dir, 'custom.conf'), rendered.customConf, { mode: 0o600 });
+    await writeFile(join(dir, 'override.conf'), rendered.overrideConf, { mode: 0o600 });
+    const result = await runTool(binDir, 'postgres', ['-D', dir, '-c', `config_file=${join(dir, 'postgresql.conf')}`, '-C', 'port'], {
+      logger,
+      captureStdout: true,
+      captureStderr: true,
+      env: { ...process.env, LC_MESSAGES: 'C' },
+      timeoutMs: 30_000,
+    });
+    if (result.exitCode === 0) return [];
+    const problems = result.stderr
+      .split('\n')
+      .map((line) => /(?:LOG|FATAL|ERROR):\s+(.*)$/.exec(line)?.[1])
+      .filter((message): message is string => message !== undefined)
+      .filter((message) => !message.startsWith('skipping missing configuration file') && !message.includes('contains errors'));
+    return problems.length > 0 ? problems.map((p) => p.replaceAll(dir, '<staged>')) : ['PostgreSQL rejected the configuration'];
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * PostgreSQL's views over the files on disk, read after writing and before relying on them: a setting, hba rule or
+ * ident mapping it cannot use shows up here with its error.
+ */
+export async function fileOracleErrors(client: pg.Client): Promise<string[]> {
+  const { rows } = await client.query<{ problem: string }>(`
+    SELECT format('%s line %s: %s', sourcefile, sourceline, error) AS problem
+      FROM pg_file_settings
+     WHERE error IS NOT NULL AND error <> 'setting could not be applied'
+    UNION ALL
+    SELECT format('pg_hba.conf line %s: %s', line_number, error) FROM pg_hba_file_rules
+     WHERE error IS NOT NULL
+       -- hba.c flags hostssl/hostgssenc lines it cannot use yet (ssl off) but still loads them: a warning
+       AND error NOT LIKE '%record cannot match because%'
+    UNION ALL
+    SELECT format('pg_ident.conf line %s: %s', line_number, error) FROM pg_ident_file_mappings WHERE error IS NOT NULL`);
+  return rows.map((r) => r.problem);
+}
