@@ -68,6 +68,7 @@ export class FilesControlPlane implements ControlPlane {
     return parseClusterManifest(text.toString('utf8'), this.clusterSource);
   }
 
+  /** ReadOptions change nothing here: a folder pgim cannot read is an error whether the object is optional or not. */
   readSecret(name: string): Promise<ObjectData | undefined> {
     return this.readObject('secrets', 'secret', name);
   }

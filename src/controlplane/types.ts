@@ -3,6 +3,15 @@ import type { Cluster } from '../cluster/schema.js';
 /** A Secret's or ConfigMap's data: key -> raw bytes, as Kubernetes stores them. */
 export type ObjectData = ReadonlyMap<string, Buffer>;
 
+export interface ReadOptions {
+  /**
+   * An optional object, e.g. a hint only some setups provide: undefined also when this instance may not read it
+   * (in Kubernetes mode the Role grants named objects only; a refusal then means "not configured here", not an
+   * error). Without it, a refusal is an error.
+   */
+  readonly optional?: boolean;
+}
+
 /** What this instance reports about itself; merged into the Cluster's status by the control plane. */
 export interface InstanceStatusReport {
   readonly currentPrimary?: string;
@@ -23,8 +32,8 @@ export interface ControlPlane {
   /** Reads and validates the Cluster. Throws ConfigError naming the source and field. */
   readCluster(): Promise<Cluster>;
   /** Undefined when the Secret does not exist; throws ConfigError when it exists but cannot be used. */
-  readSecret(name: string): Promise<ObjectData | undefined>;
-  readConfigMap(name: string): Promise<ObjectData | undefined>;
+  readSecret(name: string, options?: ReadOptions): Promise<ObjectData | undefined>;
+  readConfigMap(name: string, options?: ReadOptions): Promise<ObjectData | undefined>;
   /** Calls `onChange` (debounced) whenever the desired state may have changed. Returns a stop function. */
   watch(onChange: () => void): () => void;
   reportStatus(report: InstanceStatusReport): Promise<void>;

@@ -1,0 +1,202 @@
+import type { Logger } from 'pino';
+import { errorMessage } from '../../errors/index.js';
+import type { InstanceStatusReport } from '../types.js';
+import { Backoff, sleep } from './backoff.js';
+import { ApiError, isApiStatus, type KubeClient } from './client.js';
+import type { EventRecorder, EventType } from './events.js';
+import { getNamedObject } from './object-watch.js';
+import { actionFields, clusters, describeAction, isRecord, objectPath, type ApiAction, type KubeObject } from './resources.js';
+
+/** Shown in `managedFields`: which writer owns which status field. */
+export const fieldManager = 'pgim';
+
+/** client-go's `retry.DefaultBackoff` for optimistic-lock conflicts: 10 ms, ×5, 4 tries, 10 % jitter. */
+const conflictAttempts = 4;
+function conflictDelayMs(attempt: number): number {
+  return 10 * 5 ** (attempt - 1) * (1 + Math.random() * 0.1);
+}
+
+function statusAction(namespace: string, name: string): ApiAction {
+  return { verb: 'patch', type: clusters, subresource: 'status', namespace, name };
+}
+
+/** A JSON merge patch of the Cluster's status subresource (never strategic merge: CRDs refuse it). */
+export async function mergePatchStatus(client: KubeClient, namespace: string, name: string, patch: Record<string, unknown>): Promise<KubeObject> {
+  const result = await client.request(statusAction(namespace, name), 'PATCH', objectPath(clusters, namespace, name, 'status'), {
+    query: { fieldManager },
+    contentType: 'application/merge-patch+json',
+    body: patch,
+  });
+  return result as KubeObject;
+}
+
+/**
+ * Read-modify-write of the status with an optimistic lock: GET the Cluster, let `decide` compute a patch from that
+ * copy (or nothing), and merge-patch it carrying the copy's resourceVersion, so the API server refuses it (409) if
+ * anyone wrote in between. On 409: a fresh GET and `decide` again, with client-go's backoff. Returns whether it
+ * patched.
+ */
+export async function patchStatusWithLock(
+  client: KubeClient,
+  namespace: string,
+  name: string,
+  decide: (cluster: KubeObject) => Promise<Record<string, unknown> | undefined> | Record<string, unknown> | undefined,
+): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    const cluster = await getNamedObject(client, clusters, namespace, name);
+    if (cluster === undefined) throw new ApiError(404, 'NotFound', { verb: 'get', type: clusters, namespace, name }, 'the Cluster does not exist');
+    const status = await decide(cluster);
+    if (status === undefined) return false;
+    try {
+      await mergePatchStatus(client, namespace, name, { metadata: { resourceVersion: cluster.metadata?.resourceVersion }, status });
+      return true;
+    } catch (err) {
+      if (!isApiStatus(err, 409) || attempt >= conflictAttempts) throw err;
+      await sleep(conflictDelayMs(attempt));
+    }
+  }
+}
+
+interface PhaseReport {
+  readonly phase: string;
+  readonly phaseReason: string;
+}
+
+/** Events for phase transitions (CNPG's phase strings); anything else is a plain Normal event. */
+const phaseEvents: Readonly<Record<string, { type: EventType; reason: string }>> = {
+  'Invalid configuration': { type: 'Warning', reason: 'InvalidConfiguration' },
+  'Cluster in healthy state': { type: 'Normal', reason: 'ConfigurationApplied' },
+  'Applying configuration': { type: 'Normal', reason: 'ApplyingConfiguration' },
+  'Waiting for user action': { type: 'Warning', reason: 'WaitingForUserAction' },
+};
+
+export interface StatusReporterOptions {
+  readonly client: KubeClient;
+  readonly namespace: string;
+  readonly clusterName: string;
+  readonly logger: Logger;
+  readonly events: EventRecorder;
+  /** The Cluster as last seen, so a restarted pgim does not rewrite (or re-announce) a phase already there. */
+  readonly observed: () => KubeObject | undefined;
+}
+
+/**
+ * Writes what this instance owns in the Cluster's status. `phase`/`phaseReason`: a merge patch, last writer wins
+ * (this instance is their only writer). `currentPrimary`: claimed once, with an optimistic lock, only while nobody
+ * holds it and `targetPrimary` is this pod or unset. A write that fails (API down, 403) never fails the caller: the
+ * latest wanted status is kept and retried with backoff (1 s doubling to 60 s) until it lands.
+ */
+export class StatusReporter {
+  private wantedPhase: PhaseReport | undefined;
+  private writtenPhase: PhaseReport | undefined;
+  private wantedPrimary: { podName: string; timestamp: string } | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly backoff = new Backoff(1000, 60_000);
+  private closed = false;
+
+  constructor(private readonly options: StatusReporterOptions) {}
+
+  report(report: InstanceStatusReport): Promise<void> {
+    if (report.phase !== undefined) this.wantPhase({ phase: report.phase, phaseReason: report.phaseReason ?? '' });
+    if (report.currentPrimary !== undefined) {
+      this.wantedPrimary = { podName: report.currentPrimary, timestamp: report.currentPrimaryTimestamp ?? new Date().toISOString() };
+    }
+    return this.flush();
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+  }
+
+  /** A method, so the compiler does not assume it unchanged across an await. */
+  private isClosed(): boolean {
+    return this.closed;
+  }
+
+  private wantPhase(next: PhaseReport): void {
+    const observed = this.options.observed()?.status;
+    const previous = this.wantedPhase?.phase ?? (isRecord(observed) && typeof observed.phase === 'string' ? observed.phase : undefined);
+    this.wantedPhase = next;
+    if (previous === next.phase) return;
+    const event = phaseEvents[next.phase] ?? { type: 'Normal', reason: 'PhaseChanged' };
+    // Not awaited: an event is best effort and must not delay the status write behind it.
+    void this.options.events.record(event.type, event.reason, next.phaseReason === '' ? next.phase : `${next.phase}: ${next.phaseReason}`);
+  }
+
+  /** One write attempt at a time, in order; each covers everything wanted so far. */
+  private flush(): Promise<void> {
+    this.queue = this.queue.then(() => this.writeOnce());
+    return this.queue;
+  }
+
+  private async writeOnce(): Promise<void> {
+    if (this.closed) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    const { client, namespace, clusterName, logger } = this.options;
+    try {
+      const primary = this.wantedPrimary;
+      if (primary !== undefined) {
+        await this.claimPrimary(primary.podName, primary.timestamp);
+        if (this.wantedPrimary === primary) this.wantedPrimary = undefined;
+      }
+      const wanted = this.wantedPhase;
+      if (wanted !== undefined && !samePhase(wanted, this.lastKnownPhase())) {
+        await mergePatchStatus(client, namespace, clusterName, { status: { phase: wanted.phase, phaseReason: wanted.phaseReason } });
+        logger.debug({ phase: wanted.phase }, 'Cluster status patched');
+      }
+      if (wanted !== undefined) this.writtenPhase = wanted;
+      this.backoff.reset();
+    } catch (err) {
+      const delay = this.backoff.next();
+      const action = err instanceof ApiError ? err.action : statusAction(namespace, clusterName);
+      logger.warn(
+        { ...actionFields(action), error: errorMessage(err), retryInMs: delay },
+        err instanceof ApiError && err.status === 403
+          ? `the API server refused: ${describeAction(action)}; will retry the status write`
+          : 'could not write the Cluster status; will retry',
+      );
+      if (!this.isClosed()) {
+        this.retryTimer = setTimeout(() => void this.flush(), delay);
+        // A pending retry must not keep a stopping pgim alive.
+        this.retryTimer.unref();
+      }
+    }
+  }
+
+  /**
+   * What this instance last wrote; before its first write, what the Cluster already says. Not the live copy after
+   * that: a watch event can lag behind this instance's own writes.
+   */
+  private lastKnownPhase(): PhaseReport | undefined {
+    if (this.writtenPhase !== undefined) return this.writtenPhase;
+    const status = this.options.observed()?.status;
+    if (!isRecord(status) || typeof status.phase !== 'string') return undefined;
+    return { phase: status.phase, phaseReason: typeof status.phaseReason === 'string' ? status.phaseReason : '' };
+  }
+
+  private async claimPrimary(podName: string, timestamp: string): Promise<void> {
+    const { client, namespace, clusterName, logger } = this.options;
+    const patched = await patchStatusWithLock(client, namespace, clusterName, (cluster) => {
+      const status = isRecord(cluster.status) ? cluster.status : {};
+      const current = typeof status.currentPrimary === 'string' ? status.currentPrimary : '';
+      const target = typeof status.targetPrimary === 'string' ? status.targetPrimary : '';
+      if (current !== '') {
+        if (current !== podName) logger.info({ currentPrimary: current }, 'the Cluster already names another current primary; not claiming it');
+        return undefined;
+      }
+      if (target !== '' && target !== podName) {
+        logger.info({ targetPrimary: target }, 'the Cluster targets another instance as primary; not claiming it');
+        return undefined;
+      }
+      return { currentPrimary: podName, currentPrimaryTimestamp: timestamp };
+    });
+    if (patched) logger.info({ currentPrimary: podName }, 'reported this instance as the current primary');
+  }
+}
+
+function samePhase(a: PhaseReport, b: PhaseReport | undefined): boolean {
+  return b !== undefined && a.phase === b.phase && a.phaseReason === b.phaseReason;
+}
