@@ -1,37 +1,22 @@
 import express from 'express';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import type { InstanceState } from '../instance/state.js';
+import type { Collector } from './collector.js';
+import type { MetricsCache } from './cache.js';
 
 /**
- * The :9187 registry: CNPG's `cnpg_collector_up` (1 while PostgreSQL accepts connections), Node process metrics, and
- * pgim's restart counter. The full CNPG collector set lands with the metrics issue.
+ * `/metrics` on :9187: the built-in families (prom-client, Node process metrics included) plus the cached query
+ * families. A scrape runs no SQL (unless `metricsQueriesTTL` is 0), so any number of scrapers cost the same.
  */
-export function createMetricsApp(state: InstanceState): express.Express {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  new Gauge({
-    name: 'cnpg_collector_up',
-    help: '1 if PostgreSQL is up, 0 otherwise.',
-    labelNames: ['cluster'],
-    registers: [registry],
-    collect() {
-      this.set({ cluster: state.clusterName }, state.accepting ? 1 : 0);
-    },
-  });
-  let reported = 0;
-  new Counter({
-    name: 'pgim_postmaster_restarts_total',
-    help: 'Unexpected postmaster exits followed by an in-process restart.',
-    registers: [registry],
-    collect() {
-      this.inc(state.restartCount - reported);
-      reported = state.restartCount;
-    },
-  });
+export function createMetricsApp(collector: Collector, cache: MetricsCache): express.Express {
   const app = express();
   app.disable('x-powered-by');
-  app.get('/metrics', async (_req, res) => {
-    res.type(registry.contentType).send(await registry.metrics());
+  app.disable('etag');
+  app.all('/metrics', async (req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.set('Allow', 'GET, HEAD').status(405).type('text/plain').send('method not allowed\n');
+      return;
+    }
+    const [builtins, queries] = await Promise.all([collector.registry.metrics(), cache.snapshot()]);
+    res.type(collector.registry.contentType).send(builtins + queries);
   });
   app.use((_req, res) => {
     res.status(404).type('text/plain').send('not found\n');

@@ -1,5 +1,8 @@
-import type pg from 'pg';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import pg from 'pg';
 import { configHashParameter } from '../render/index.js';
+import type { LocalConnection } from './sql.js';
 
 /** The part of CNPG's `PostgresqlStatus` that comes from PostgreSQL itself. */
 export interface PostgresReportedStatus {
@@ -20,6 +23,36 @@ export interface PostgresReportedStatus {
   lastFailedWALTime?: string;
   isArchivingWAL?: boolean;
   replicationInfo?: ReplicationInfo[];
+  replicationSlotsInfo?: ReplicationSlotInfo[];
+  pgStatBasebackupsInfo?: BasebackupInfo[];
+}
+
+export interface ReplicationSlotInfo {
+  slotName: string;
+  plugin: string;
+  slotType: string;
+  datoid: string;
+  database: string;
+  xmin: string;
+  catalogXmin: string;
+  restartLsn: string;
+  walStatus: string;
+  safeWalSize?: number;
+  active: boolean;
+}
+
+/** A `pg_basebackup` in progress from this instance (CNPG lists the ones whose application name ends in `-join`). */
+export interface BasebackupInfo {
+  usename: string;
+  application_name: string;
+  backend_start: string;
+  phase: string;
+  backup_total: number;
+  backup_streamed: number;
+  backup_total_pretty: string;
+  backup_streamed_pretty: string;
+  tablespaces_total: number;
+  tablespaces_streamed: number;
 }
 
 export interface ReplicationInfo {
@@ -140,6 +173,164 @@ export async function queryStatus(client: pg.Client, clusterName: string): Promi
       syncState: r.sync_state,
       syncPriority: r.sync_priority,
     }));
+    status.replicationSlotsInfo = (await client.query<SlotRow>(slotsQuery)).rows.map((r) => {
+      const slot: ReplicationSlotInfo = {
+        slotName: r.slot_name,
+        plugin: r.plugin,
+        slotType: r.slot_type,
+        datoid: r.datoid,
+        database: r.database,
+        xmin: r.xmin,
+        catalogXmin: r.catalog_xmin,
+        restartLsn: r.restart_lsn,
+        walStatus: r.wal_status,
+        active: r.active,
+      };
+      if (r.safe_wal_size !== null) slot.safeWalSize = Number(r.safe_wal_size);
+      return slot;
+    });
+    status.pgStatBasebackupsInfo = (await client.query<BasebackupRow>(basebackupsQuery)).rows.map((r) => ({
+      ...r,
+      backup_total: Number(r.backup_total),
+      backup_streamed: Number(r.backup_streamed),
+      tablespaces_total: Number(r.tablespaces_total),
+      tablespaces_streamed: Number(r.tablespaces_streamed),
+    }));
   }
   return status;
+}
+
+type BasebackupRow = Omit<BasebackupInfo, 'backup_total' | 'backup_streamed' | 'tablespaces_total' | 'tablespaces_streamed'> & {
+  backup_total: string;
+  backup_streamed: string;
+  tablespaces_total: string;
+  tablespaces_streamed: string;
+};
+
+interface SlotRow {
+  slot_name: string;
+  plugin: string;
+  slot_type: string;
+  datoid: string;
+  database: string;
+  xmin: string;
+  catalog_xmin: string;
+  restart_lsn: string;
+  wal_status: string;
+  safe_wal_size: string | null;
+  active: boolean;
+}
+
+const slotsQuery = `
+SELECT slot_name, COALESCE(plugin::text, '') AS plugin, COALESCE(slot_type, '') AS slot_type,
+       COALESCE(datoid::text, '') AS datoid, COALESCE(database::text, '') AS database,
+       COALESCE(xmin::text, '') AS xmin, COALESCE(catalog_xmin::text, '') AS catalog_xmin,
+       COALESCE(restart_lsn::text, '') AS restart_lsn, COALESCE(wal_status, '') AS wal_status,
+       safe_wal_size::text AS safe_wal_size, active
+  FROM pg_catalog.pg_replication_slots
+ ORDER BY slot_name`;
+
+const basebackupsQuery = `
+SELECT a.usename::text AS usename, a.application_name, a.backend_start::text AS backend_start, b.phase,
+       COALESCE(b.backup_total, 0)::text AS backup_total, b.backup_streamed::text AS backup_streamed,
+       pg_catalog.pg_size_pretty(COALESCE(b.backup_total, 0)) AS backup_total_pretty,
+       pg_catalog.pg_size_pretty(b.backup_streamed) AS backup_streamed_pretty,
+       b.tablespaces_total::text AS tablespaces_total, b.tablespaces_streamed::text AS tablespaces_streamed
+  FROM pg_catalog.pg_stat_progress_basebackup b
+  JOIN pg_catalog.pg_stat_activity a USING (pid)
+ WHERE a.application_name ~ '-join$'
+ ORDER BY 1, 2`;
+
+/** WAL files waiting for the archiver: `*.ready` in `pg_wal/archive_status` (CNPG's `readyWalFiles`). */
+export async function countReadyWalFiles(pgdata: string): Promise<number> {
+  try {
+    return (await readdir(join(pgdata, 'pg_wal', 'archive_status'))).filter((name) => name.endsWith('.ready')).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** `pg_isready` semantics without a process: 0 accepting, 1 rejecting (starting up, shutting down), 2 no response. */
+export type PingResult = 0 | 1 | 2;
+
+/**
+ * Opens and closes one session over the Unix socket, like libpq's PQping: a server that answers with
+ * `cannot_connect_now` (57P03) is rejecting; any other answer, even an error, means it accepts connections.
+ */
+export async function pingLocal(target: LocalConnection, timeoutMs: number): Promise<PingResult> {
+  const client = new pg.Client({
+    host: target.socketDir,
+    port: target.port,
+    user: 'postgres',
+    database: 'postgres',
+    application_name: 'pgim_probe',
+    connectionTimeoutMillis: timeoutMs,
+  });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return 0;
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (code === '57P03') return 1;
+    return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? 0 : 2;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+interface StreamingRow {
+  ready: boolean;
+  lag: string;
+  latest_end_time: string;
+}
+
+/**
+ * CNPG's `streaming` probe: passes on a primary, on a replica without `primary_conninfo` (log shipping), and on a
+ * streaming replica whose lag (`latest_end_lsn - pg_last_wal_replay_lsn()`) is within `maximumLag` bytes; without
+ * `maximumLag`, once it has streamed at least once. Throws with CNPG's messages otherwise.
+ */
+export async function checkStreaming(client: pg.Client, maximumLag: number | undefined): Promise<void> {
+  const { rows } = await client.query<StreamingRow>(
+    `WITH lag AS (SELECT (latest_end_lsn - pg_catalog.pg_last_wal_replay_lsn()) AS value, latest_end_time
+                    FROM pg_catalog.pg_stat_wal_receiver)
+     SELECT CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN true
+                 WHEN (SELECT COALESCE(setting, '') = '' FROM pg_catalog.pg_settings WHERE name = 'primary_conninfo') THEN true
+                 WHEN (SELECT value FROM lag) <= $1::numeric THEN true
+                 ELSE false END AS ready,
+            COALESCE((SELECT value FROM lag), 0)::text AS lag,
+            COALESCE((SELECT latest_end_time FROM lag), '-infinity')::text AS latest_end_time`,
+    [maximumLag === undefined ? '18446744073709551615' : String(maximumLag)],
+  );
+  const row = rows[0];
+  if (!row) throw new Error('streaming replication check returned no row');
+  if (row.ready) return;
+  if (maximumLag !== undefined && Number(row.lag) > maximumLag) {
+    throw new Error(`streaming replica lagging; detectedLag=${row.lag} configuredLag=${maximumLag} latestEndTime=${row.latest_end_time}`);
+  }
+  throw new Error('replica not connected via streaming replication');
+}
+
+/**
+ * A session as `cnpg_metrics_exporter` over the Unix socket (peer auth through the `cnpg_metrics_exporter` map),
+ * with the settings pinned so a user's defaults cannot change what a monitoring query means.
+ */
+export async function connectMonitor(target: LocalConnection, database: string, timeoutMs: number): Promise<pg.Client> {
+  const client = new pg.Client({
+    host: target.socketDir,
+    port: target.port,
+    user: 'cnpg_metrics_exporter',
+    database,
+    application_name: 'cnpg_metrics_exporter',
+    connectionTimeoutMillis: timeoutMs,
+    options: '-c search_path=pg_catalog,public,pg_temp -c datestyle=ISO -c client_encoding=UTF8 -c default_transaction_read_only=on',
+  });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw err;
+  }
+  return client;
 }

@@ -1,3 +1,5 @@
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import type { StatusDocument } from './document.js';
 
 export interface StatusResponse {
@@ -6,16 +8,41 @@ export interface StatusResponse {
   raw: string;
 }
 
-export async function fetchStatus(url: string, timeoutMs = 10_000): Promise<StatusResponse> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-  const raw = await response.text();
-  let document: StatusResponse['document'];
-  try {
-    document = JSON.parse(raw) as StatusResponse['document'];
-  } catch {
-    document = undefined;
-  }
-  return { httpStatus: response.status, document, raw };
+export interface FetchOptions {
+  timeoutMs?: number;
+  /** PEM CA bundle that signed the status server's certificate (`https://` URLs). */
+  ca?: Buffer;
+  /** Accept any server certificate (`https://` URLs); for a quick look only. */
+  insecure?: boolean;
+}
+
+/** GET the status document over HTTP or HTTPS (CNPG's status port may run TLS 1.3 only). */
+export function fetchStatus(url: string, options: FetchOptions = {}): Promise<StatusResponse> {
+  const target = new URL(url);
+  const timeout = options.timeoutMs ?? 10_000;
+  return new Promise((resolve, reject) => {
+    const onResponse = (res: import('node:http').IncomingMessage): void => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('error', reject);
+      res.on('end', () => {
+        const raw = Buffer.concat(chunks).toString('utf8');
+        let document: StatusResponse['document'];
+        try {
+          document = JSON.parse(raw) as StatusResponse['document'];
+        } catch {
+          document = undefined;
+        }
+        resolve({ httpStatus: res.statusCode ?? 0, document, raw });
+      });
+    };
+    const req =
+      target.protocol === 'https:'
+        ? httpsGet(target, { timeout, minVersion: 'TLSv1.3', rejectUnauthorized: options.insecure !== true, ...(options.ca ? { ca: options.ca } : {}) }, onResponse)
+        : httpGet(target, { timeout }, onResponse);
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeout} ms`)));
+    req.on('error', reject);
+  });
 }
 
 function duration(seconds: number): string {
@@ -26,34 +53,60 @@ function duration(seconds: number): string {
   return [d > 0 ? `${d}d` : '', h > 0 ? `${h}h` : '', m > 0 ? `${m}m` : '', `${s}s`].join('');
 }
 
+/** Columns padded to their widest cell; the first row is the header. */
+function table(rows: readonly (readonly string[])[], indent = '  '): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => indent + r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
+}
+
 /** A readable summary of `/pg/status` for people; `--json` prints the raw document instead. */
 export function formatStatus(doc: NonNullable<StatusResponse['document']>): string {
+  const role = doc.isPrimary === undefined ? 'unknown' : doc.isPrimary ? 'primary' : 'replica';
   const rows: [string, string][] = [
     ['Instance', doc.pod?.metadata.name ?? '?'],
-    ['Role', doc.isPrimary === undefined ? 'unknown' : doc.isPrimary ? 'primary' : 'replica'],
+    ['Role', role],
     ['Phase', doc.phase ?? '?'],
     ['Ready', doc.isPodReady === true ? 'yes' : 'no'],
     ['System ID', doc.systemID ?? '-'],
     ['Timeline', doc.timeLineID === undefined ? '-' : String(doc.timeLineID)],
-    ['Current LSN', doc.currentLsn ?? '-'],
   ];
   if (doc.isPrimary === false) {
     rows.push(['Received LSN', doc.receivedLsn ?? '-'], ['Replayed LSN', doc.replayLsn ?? '-']);
     rows.push(['WAL receiver', doc.isWalReceiverActive === true ? 'streaming' : 'not streaming']);
+    if (doc.replayPaused === true) rows.push(['Replay', 'paused']);
+  } else {
+    rows.push(['Current LSN', doc.currentLsn ?? '-'], ['Current WAL', doc.currentWAL ?? '-']);
   }
   rows.push(
     ['Pending restart', doc.pendingRestart === true ? 'yes' : 'no'],
+    ['WAL ready to archive', doc.readyWalFiles === undefined ? '-' : String(doc.readyWalFiles)],
+    ['Last archived WAL', doc.lastArchivedWAL ?? '-'],
     ['Postmaster PID', doc.postmasterPid === undefined ? '-' : String(doc.postmasterPid)],
     ['Postmaster since', doc.postmasterStartTime ?? '-'],
     ['Restarts', String(doc.restartCount ?? 0)],
     ['pgim uptime', doc.uptimeSeconds === undefined ? '-' : duration(doc.uptimeSeconds)],
     ['pgim version', doc.instanceManagerVersion ?? '-'],
   );
-  for (const peer of doc.replicationInfo ?? []) {
-    rows.push([`Replica ${peer.applicationName}`, `${peer.state} ${peer.syncState}, replay lag ${peer.replayLag || '0'}`]);
-  }
+  if (doc.configurationError !== undefined) rows.push(['Configuration error', doc.configurationError]);
   if (doc.lastError !== undefined) rows.push(['Last error', doc.lastError]);
+  if (doc.mightBeUnavailableMaskedError !== undefined) rows.push(['While restarting', doc.mightBeUnavailableMaskedError]);
   if (doc.error !== undefined) rows.push(['Error', doc.error]);
   const width = Math.max(...rows.map(([label]) => label.length));
-  return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n');
+  const out = [rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n')];
+  const peers = doc.replicationInfo ?? [];
+  if (doc.isPrimary === true) {
+    out.push('', peers.length === 0 ? 'Replication peers: none' : 'Replication peers:');
+    if (peers.length > 0) {
+      out.push(table([
+        ['NAME', 'STATE', 'SYNC', 'SENT LSN', 'WRITE LSN', 'FLUSH LSN', 'REPLAY LSN', 'REPLAY LAG'],
+        ...peers.map((p) => [p.applicationName, p.state, p.syncState, p.receivedLsn, p.writeLsn, p.flushLsn, p.replayLsn, p.replayLag || '0']),
+      ]));
+    }
+  }
+  const slots = doc.replicationSlotsInfo ?? [];
+  if (slots.length > 0) {
+    out.push('', 'Replication slots:');
+    out.push(table([['NAME', 'TYPE', 'ACTIVE', 'RESTART LSN', 'WAL STATUS'], ...slots.map((s) => [s.slotName, s.slotType, s.active ? 'yes' : 'no', s.restartLsn, s.walStatus])]));
+  }
+  return out.join('\n');
 }

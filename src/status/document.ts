@@ -31,10 +31,27 @@ export type StatusDocument = Partial<PostgresReportedStatus> & {
   lastError?: string;
   /** Why the latest desired state was not applied; the instance runs on its last good configuration. */
   configurationError?: string;
+  /** WAL files waiting for the archiver (`*.ready` in `pg_wal/archive_status`). */
+  readyWalFiles?: number;
+  /** While pgim restarts or stops PostgreSQL on purpose, a failed query is reported here instead of as a 500 (CNPG). */
+  mightBeUnavailableMaskedError?: string;
 };
 
-export function buildStatusDocument(state: InstanceState, info: ManagerInfo, postgres: PostgresReportedStatus | undefined): StatusDocument {
+export interface StatusExtras {
+  readyWalFiles?: number;
+  mightBeUnavailableMaskedError?: string;
+  /** File-based role (no `standby.signal`), used when PostgreSQL cannot be asked. */
+  isPrimary?: boolean;
+}
+
+export function buildStatusDocument(
+  state: InstanceState,
+  info: ManagerInfo,
+  postgres: PostgresReportedStatus | undefined,
+  extras: StatusExtras = {},
+): StatusDocument {
   const doc: StatusDocument = {
+    ...(postgres === undefined && extras.isPrimary !== undefined ? { isPrimary: extras.isPrimary } : {}),
     ...postgres,
     pod: { metadata: { name: state.podName } },
     node: info.node,
@@ -58,5 +75,7 @@ export function buildStatusDocument(state: InstanceState, info: ManagerInfo, pos
   }
   if (state.lastError !== undefined) doc.lastError = state.lastError;
   if (state.configurationError !== undefined) doc.configurationError = state.configurationError;
+  if (extras.readyWalFiles !== undefined) doc.readyWalFiles = extras.readyWalFiles;
+  if (extras.mightBeUnavailableMaskedError !== undefined) doc.mightBeUnavailableMaskedError = extras.mightBeUnavailableMaskedError;
   return doc;
 }

@@ -1,0 +1,384 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type pg from 'pg';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import { errorMessage } from '../errors/index.js';
+import type { InstanceState } from '../instance/state.js';
+import { connectMonitor } from '../postgres/status.js';
+import type { LocalConnection } from '../postgres/sql.js';
+import { renderFamily } from './exposition.js';
+import { globMatch, isPattern, parseVersionRange, postgresSemver, type Version } from './matching.js';
+import type { QueryDefinition } from './queries-parser.js';
+import { FamilySet, runQuery } from './query-runner.js';
+
+/**
+ * One collection pass: CNPG's built-in `cnpg_collector_*` families (prom-client objects in `registry`) and the query
+ * families (rendered to text, because their counters are absolute values). Nothing here runs during a scrape.
+ */
+
+export interface CollectorOptions {
+  readonly state: InstanceState;
+  readonly connection: LocalConnection;
+  readonly pgdata: string;
+  /** Where queries without `target_databases` run: the application database (CNPG's default), or `postgres`. */
+  readonly defaultDatabase: string;
+  readonly logger: Logger;
+}
+
+interface ServerFacts {
+  version_num: string;
+  in_recovery: boolean;
+  sync_names: string;
+  wal_segment_size: string;
+  min_wal_size: string;
+  max_wal_size: string;
+  wal_keep_size: string;
+  max_slot_wal_keep_size: string;
+}
+
+const factsQuery = `
+SELECT pg_catalog.current_setting('server_version_num') AS version_num, pg_catalog.pg_is_in_recovery() AS in_recovery,
+       pg_catalog.current_setting('synchronous_standby_names') AS sync_names,
+       pg_catalog.pg_size_bytes(pg_catalog.current_setting('wal_segment_size'))::text AS wal_segment_size,
+       pg_catalog.pg_size_bytes(pg_catalog.current_setting('min_wal_size'))::text AS min_wal_size,
+       pg_catalog.pg_size_bytes(pg_catalog.current_setting('max_wal_size'))::text AS max_wal_size,
+       pg_catalog.pg_size_bytes(pg_catalog.current_setting('wal_keep_size'))::text AS wal_keep_size,
+       pg_catalog.pg_size_bytes(pg_catalog.current_setting('max_slot_wal_keep_size'))::text AS max_slot_wal_keep_size`;
+
+const walStatsColumns = ['wal_records', 'wal_fpi', 'wal_bytes', 'wal_buffers_full', 'wal_write', 'wal_sync', 'wal_write_time', 'wal_sync_time'] as const;
+type WalStat = (typeof walStatsColumns)[number];
+
+const walStatsHelp: Readonly<Record<WalStat, string>> = {
+  wal_records: 'Total number of WAL records generated. Only available on PG 14+',
+  wal_fpi: 'Total number of WAL full page images generated. Only available on PG 14+',
+  wal_bytes: 'Total amount of WAL generated in bytes. Only available on PG 14+',
+  wal_buffers_full: 'Number of times WAL data was written to disk because WAL buffers became full. Only available on PG 14+',
+  wal_write: 'Number of times WAL buffers were written out to disk via XLogWrite request. Only available on PG 14+',
+  wal_sync:
+    'Number of times WAL files were synced to disk via issue_xlog_fsync request (if fsync is on and wal_sync_method is either fdatasync, fsync or fsync_writethrough, otherwise zero). Only available on PG 14+',
+  wal_write_time:
+    'Total amount of time spent writing WAL buffers to disk via XLogWrite request, in milliseconds (if track_wal_io_timing is enabled, otherwise zero). This includes the sync time when wal_sync_method is either open_datasync or open_sync. Only available on PG 14+',
+  wal_sync_time:
+    'Total amount of time spent syncing WAL files to disk via issue_xlog_fsync request, in milliseconds (if track_wal_io_timing is enabled, fsync is on, and wal_sync_method is either fdatasync, fsync or fsync_writethrough, otherwise zero). Only available on PG 14+',
+};
+
+const syncStandbyPattern = /(ANY|FIRST) ([0-9]+) \(.*\)/;
+const walFilePattern = /^[0-9A-F]{24}/;
+
+export class Collector {
+  readonly registry = new Registry();
+  private pingOk = false;
+  private readonly collections: Counter;
+  private readonly collectionErrors: Counter;
+  private readonly lastError: Gauge;
+  private readonly duration: Gauge;
+  private readonly version: Gauge;
+  private readonly pgWal: Gauge;
+  private readonly archiveStatus: Gauge;
+  private readonly syncReplicas: Gauge;
+  private readonly walStats: Map<WalStat, Gauge>;
+  private readonly queryErrors: Counter;
+  private readonly queryRuns: Counter;
+  private readonly queryDuration: Gauge;
+  private readonly configErrors: Gauge;
+  private readonly lastCollection: Gauge;
+
+  constructor(private readonly options: CollectorOptions) {
+    const registers = [this.registry];
+    const { state } = options;
+    collectDefaultMetrics({ register: this.registry });
+    // prom-client's deprecated duplicates of nodejs_active_{handles,requests,resources}: gauges named like counters,
+    // which Prometheus' linter rejects; the unsuffixed families carry the same numbers.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      this.registry.removeSingleMetric(name);
+    }
+    // CNPG's names, labels and help texts (webserver/metricserver/pg_collector.go).
+    this.collections = new Counter({ name: 'cnpg_collector_collections_total', help: 'Total number of times PostgreSQL was accessed for metrics.', registers });
+    this.collectionErrors = new Counter({
+      name: 'cnpg_collector_collection_errors_total',
+      help: 'Total errors occurred accessing PostgreSQL for metrics.',
+      labelNames: ['collector'],
+      registers,
+    });
+    this.lastError = new Gauge({ name: 'cnpg_collector_last_collection_error', help: '1 if the last collection ended with error, 0 otherwise.', registers });
+    const pingOk = (): boolean => this.pingOk;
+    new Gauge({
+      name: 'cnpg_collector_up',
+      help: '1 if PostgreSQL is up, 0 otherwise.',
+      labelNames: ['cluster'],
+      registers,
+      // Read at scrape time: a postmaster that just died reads 0 at once, not after the next collection.
+      collect() {
+        this.set({ cluster: state.clusterName }, state.accepting && pingOk() ? 1 : 0);
+      },
+    });
+    this.duration = new Gauge({
+      name: 'cnpg_collector_collection_duration_seconds',
+      help: 'Collection time duration in seconds',
+      labelNames: ['collector'],
+      registers,
+    });
+    this.syncReplicas = new Gauge({
+      name: 'cnpg_collector_sync_replicas',
+      help: 'Number of requested synchronous replicas (synchronous_standby_names)',
+      labelNames: ['value'],
+      registers,
+    });
+    new Gauge({ name: 'cnpg_collector_replica_mode', help: '1 if the cluster is in replica mode, 0 otherwise', registers }).set(0);
+    this.archiveStatus = new Gauge({
+      name: 'cnpg_collector_pg_wal_archive_status',
+      help: `Number of WAL segments in the '${join(options.pgdata, 'pg_wal', 'archive_status')}' directory (ready, done)`,
+      labelNames: ['value'],
+      registers,
+    });
+    this.pgWal = new Gauge({
+      name: 'cnpg_collector_pg_wal',
+      help: `Total size in bytes of WAL segments in the '${join(options.pgdata, 'pg_wal')}' directory computed as (wal_segment_size * count)`,
+      labelNames: ['value'],
+      registers,
+    });
+    this.version = new Gauge({ name: 'cnpg_collector_postgres_version', help: 'Postgres version', labelNames: ['full', 'cluster'], registers });
+    // pgim has no fencing yet: the family exists (dashboards expect it) and reads 0.
+    new Gauge({ name: 'cnpg_collector_fencing_on', help: '1 if the instance is fenced, 0 otherwise', registers }).set(0);
+    this.walStats = new Map(
+      walStatsColumns.map((column) => [
+        column,
+        new Gauge({ name: `cnpg_collector_${column}`, help: walStatsHelp[column], labelNames: ['stats_reset'], registers }),
+      ]),
+    );
+    let reportedRestarts = 0;
+    new Counter({
+      name: 'pgim_postmaster_restarts_total',
+      help: 'Unexpected postmaster exits followed by an in-process restart.',
+      registers,
+      collect() {
+        this.inc(state.restartCount - reportedRestarts);
+        reportedRestarts = state.restartCount;
+      },
+    });
+    // Beyond CNPG (its #4962, #2552): per-query outcome, so a failing query is visible instead of a family vanishing.
+    this.queryErrors = new Counter({
+      name: 'pgim_metrics_query_errors_total',
+      help: 'Runs of a monitoring query that failed (error, timeout, wrong result shape), by query and database.',
+      labelNames: ['query', 'database'],
+      registers,
+    });
+    this.queryRuns = new Counter({
+      name: 'pgim_metrics_query_runs_total',
+      help: 'Runs of a monitoring query against PostgreSQL, by query and database.',
+      labelNames: ['query', 'database'],
+      registers,
+    });
+    this.queryDuration = new Gauge({
+      name: 'pgim_metrics_query_duration_seconds',
+      help: 'Wall time of the latest run of a monitoring query, by query and database.',
+      labelNames: ['query', 'database'],
+      registers,
+    });
+    this.configErrors = new Gauge({
+      name: 'pgim_metrics_config_errors',
+      help: 'Queries or whole sources (ConfigMap/Secret keys) refused at load; 0 when every source loaded.',
+      labelNames: ['source'],
+      registers,
+    });
+    this.lastCollection = new Gauge({
+      name: 'pgim_metrics_last_collection_timestamp_seconds',
+      help: 'When the cached query results were collected (scrapes read this cache), seconds since the Unix epoch.',
+      registers,
+    });
+  }
+
+  /** Records load problems of the current query set (reset at every load). */
+  setConfigErrors(errors: readonly { source: string }[], sources: readonly string[]): void {
+    this.configErrors.reset();
+    for (const source of sources) this.configErrors.set({ source }, 0);
+    for (const e of errors) this.configErrors.inc({ source: e.source });
+  }
+
+  /** Whether a family name is already one of the built-in ones (a query may not shadow it). */
+  isBuiltin(name: string): boolean {
+    return this.registry.getSingleMetric(name) !== undefined;
+  }
+
+  /**
+   * Collects everything and returns the rendered query families. Never throws: every failure becomes an error
+   * series and a log line, and the families that did work are kept.
+   */
+  async collect(queries: readonly QueryDefinition[], queryTimeoutMs: number): Promise<string> {
+    const { state, logger } = this.options;
+    this.collections.inc();
+    const started = performance.now();
+    const clients = new Map<string, Promise<pg.Client>>();
+    const client = (database: string): Promise<pg.Client> => {
+      let c = clients.get(database);
+      if (!c) {
+        c = connectMonitor(this.options.connection, database, 5000);
+        c.catch(() => undefined);
+        clients.set(database, c);
+      }
+      return c;
+    };
+    let failed = false;
+    const fail = (collector: string, err: unknown): void => {
+      failed = true;
+      this.collectionErrors.inc({ collector });
+      logger.warn({ collector, error: errorMessage(err) }, 'metrics collection error');
+    };
+    try {
+      let facts: ServerFacts;
+      try {
+        const main = await client(this.options.defaultDatabase);
+        facts = (await main.query<ServerFacts>(factsQuery)).rows[0] as ServerFacts;
+        this.pingOk = true;
+      } catch (err) {
+        this.pingOk = false;
+        this.lastError.set(1);
+        this.duration.set({ collector: 'Collect.up' }, (performance.now() - started) / 1000);
+        logger.warn({ error: errorMessage(err) }, 'unable to collect metrics');
+        return '';
+      }
+      this.duration.set({ collector: 'Collect.up' }, (performance.now() - started) / 1000);
+      const versionNum = Number(facts.version_num);
+      const semver = postgresSemver(versionNum);
+      const queriesStarted = performance.now();
+      const text = await this.collectQueries(queries, semver, !facts.in_recovery, client, queryTimeoutMs).catch((err: unknown) => {
+        fail('Collect.cnpg', err);
+        return { text: '', failed: true };
+      });
+      if (text.failed) failed = true;
+      this.duration.set({ collector: 'Collect.cnpg' }, (performance.now() - queriesStarted) / 1000);
+      if (!facts.in_recovery) this.collectSyncReplicas(facts.sync_names, fail);
+      await this.collectArchiveStatus().catch((err: unknown) => {
+        fail('Collect.PgWALArchiveStats', err);
+      });
+      await this.collectWalDirectory(facts).catch((err: unknown) => {
+        fail('Collect.PGWalSettings', err);
+      });
+      this.version.reset();
+      const full = `${semver[0]}.${semver[2]}`;
+      this.version.set({ full, cluster: state.clusterName }, Number(full));
+      if (semver[0] >= 14) {
+        await this.collectWalStats(await client(this.options.defaultDatabase), semver).catch((err: unknown) => {
+          fail('Collect.PGWALStat', err);
+        });
+      }
+      this.lastError.set(failed ? 1 : 0);
+      this.lastCollection.set(Date.now() / 1000);
+      return text.text;
+    } finally {
+      await Promise.all([...clients.values()].map((c) => c.then((x) => x.end()).catch(() => undefined)));
+    }
+  }
+
+  private async collectQueries(
+    queries: readonly QueryDefinition[],
+    version: Version,
+    isPrimary: boolean,
+    client: (database: string) => Promise<pg.Client>,
+    timeoutMs: number,
+  ): Promise<{ text: string; failed: boolean }> {
+    const set = new FamilySet();
+    let failed = false;
+    let accessible: string[] | undefined;
+    this.queryDuration.reset();
+    for (const def of queries) {
+      if (def.primaryOnly && !isPrimary) continue;
+      if (def.runOnServer !== undefined && !(parseVersionRange(def.runOnServer)?.(version) ?? false)) continue;
+      const targets = def.targetDatabases.length === 0 ? [this.options.defaultDatabase] : def.targetDatabases;
+      if (accessible === undefined && targets.some(isPattern)) {
+        const main = await client(this.options.defaultDatabase);
+        accessible = (
+          await main.query<{ datname: string }>(
+            `SELECT datname FROM pg_catalog.pg_database
+              WHERE datallowconn AND NOT datistemplate AND pg_catalog.has_database_privilege(datname, 'CONNECT') ORDER BY 1`,
+          )
+        ).rows.map((r) => r.datname);
+      }
+      const databases = new Set<string>();
+      for (const target of targets) {
+        if (!isPattern(target)) databases.add(target);
+        else for (const db of accessible ?? []) if (globMatch(target, db)) databases.add(db);
+      }
+      for (const database of databases) {
+        const labels = { query: def.name, database };
+        const started = performance.now();
+        try {
+          this.queryRuns.inc(labels);
+          // Present at 0 from the first run, so an alert on its rate sees the first failure.
+          this.queryErrors.inc(labels, 0);
+          await runQuery(await client(database), def, set, { timeoutMs });
+        } catch (err) {
+          failed = true;
+          this.queryErrors.inc(labels);
+          this.options.logger.warn({ query: def.name, database, error: errorMessage(err) }, 'monitoring query failed');
+        } finally {
+          this.queryDuration.set(labels, (performance.now() - started) / 1000);
+        }
+      }
+    }
+    const out: string[] = [];
+    for (const family of set.families.values()) {
+      if (this.isBuiltin(family.name)) {
+        failed = true;
+        this.options.logger.warn({ family: family.name }, 'a monitoring query produces a built-in family name; skipped');
+        continue;
+      }
+      out.push(renderFamily(family));
+    }
+    return { text: out.join(''), failed };
+  }
+
+  private collectSyncReplicas(names: string, fail: (collector: string, err: unknown) => void): void {
+    if (names === '') {
+      this.syncReplicas.set({ value: 'observed' }, 0);
+      return;
+    }
+    const match = syncStandbyPattern.exec(names);
+    if (!match) {
+      this.syncReplicas.set({ value: 'observed' }, -1);
+      fail('Collect.SynchronousStandbys', new Error(`not matching synchronous standby names regex: ${names}`));
+      return;
+    }
+    this.syncReplicas.set({ value: 'observed' }, Number(match[2]));
+  }
+
+  private async collectArchiveStatus(): Promise<void> {
+    const files = await readdir(join(this.options.pgdata, 'pg_wal', 'archive_status'));
+    this.archiveStatus.set({ value: 'ready' }, files.filter((f) => f.endsWith('.ready')).length);
+    this.archiveStatus.set({ value: 'done' }, files.filter((f) => f.endsWith('.done')).length);
+  }
+
+  private async collectWalDirectory(facts: ServerFacts): Promise<void> {
+    const count = (await readdir(join(this.options.pgdata, 'pg_wal'))).filter((f) => walFilePattern.test(f)).length;
+    const segment = Number(facts.wal_segment_size);
+    const slotsMax = Number(facts.max_slot_wal_keep_size);
+    this.pgWal.set({ value: 'count' }, count);
+    this.pgWal.set({ value: 'size' }, count * segment);
+    this.pgWal.set({ value: 'min' }, Number(facts.min_wal_size) / segment);
+    this.pgWal.set({ value: 'max' }, Number(facts.max_wal_size) / segment);
+    this.pgWal.set({ value: 'keep' }, Number(facts.wal_keep_size) / segment);
+    this.pgWal.set({ value: 'slots_max' }, slotsMax < 0 ? NaN : slotsMax / segment);
+    // No separate WAL volume in pgim's layouts yet: unknown, as CNPG reports without one.
+    this.pgWal.set({ value: 'volume_size' }, NaN);
+    this.pgWal.set({ value: 'volume_max' }, NaN);
+  }
+
+  private async collectWalStats(client: pg.Client, version: Version): Promise<void> {
+    // PostgreSQL 18 moved the write/sync counters to pg_stat_io.
+    const columns = version[0] >= 18 ? walStatsColumns.slice(0, 4) : walStatsColumns;
+    const { rows } = await client.query<Record<string, string>>(
+      `SELECT ${columns.map((c) => `${c}::text AS ${c}`).join(', ')},
+              COALESCE(pg_catalog.to_char(stats_reset AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '') AS stats_reset
+         FROM pg_catalog.pg_stat_wal`,
+    );
+    const row = rows[0];
+    if (!row) return;
+    const statsReset = (row.stats_reset ?? '').replace(/\.?0+Z$/, 'Z');
+    for (const column of columns) {
+      const gauge = this.walStats.get(column);
+      gauge?.reset();
+      gauge?.set({ stats_reset: statsReset }, Number(row[column]));
+    }
+  }
+}

@@ -1,0 +1,127 @@
+import { z } from 'zod';
+import { parseGoDuration, parseQuantity } from './units.js';
+
+// A leaf module (no project imports but ./units.js) so that src/cluster/schema.ts can import it, or take it over as
+// src/cluster/observability.ts, without an import cycle.
+
+/** A Kubernetes object name (RFC 1123 subdomain), as in src/cluster/schema.ts. */
+const isObjectName = (s: string): boolean =>
+  s.length <= 253 && /^[a-z0-9.-]+$/.test(s) && /^[a-z0-9]/.test(s) && /[a-z0-9]$/.test(s);
+
+/**
+ * The Cluster fields the status and metrics servers read: `spec.monitoring`, `spec.probes`,
+ * `status.operatorCertificateFingerprint` and the server certificate's Secret, with CNPG's defaults resolved.
+ */
+export interface ObservabilitySpec {
+  readonly monitoring: MonitoringSpec;
+  readonly probes: ProbesSpec;
+  /** Hex SHA-256 of the operator client certificate's SubjectPublicKeyInfo; undefined until the operator registers. */
+  readonly operatorCertificateFingerprint: string | undefined;
+  /** `status.certificates.serverTLSSecret`, default `<cluster>-server` (keys `tls.crt`, `tls.key`). */
+  readonly serverTlsSecretName: string;
+}
+
+export interface QueriesSource {
+  readonly kind: 'configmap' | 'secret';
+  readonly name: string;
+  readonly key: string;
+}
+
+export interface MonitoringSpec {
+  /** `customQueriesConfigMap[]` then `customQueriesSecret[]`, in that order (a later query with the same name wins). */
+  readonly customQueries: readonly QueriesSource[];
+  readonly disableDefaultQueries: boolean;
+  /** `metricsQueriesTTL` in seconds, default 30; 0 means "collect on every scrape" (coalesced). */
+  readonly queriesTtlSeconds: number;
+  /** `tls.enabled`: the operator would pass `--metrics-port-tls`. */
+  readonly tlsEnabled: boolean;
+}
+
+export type ProbeType = 'pg_isready' | 'query' | 'streaming';
+
+export interface ProbeStrategy {
+  readonly type: ProbeType;
+  /** Bytes; only for `streaming`. */
+  readonly maximumLag: number | undefined;
+}
+
+export interface ProbesSpec {
+  readonly startup: ProbeStrategy;
+  readonly readiness: ProbeStrategy;
+}
+
+const keySelector = z
+  .object({
+    name: z.string().refine(isObjectName, 'must be a Kubernetes object name'),
+    key: z.string().min(1, 'must not be empty'),
+  })
+  .loose();
+
+const probe = z
+  .object({
+    type: z.enum(['pg_isready', 'query', 'streaming']).default('pg_isready'),
+    maximumLag: z
+      .union([z.number(), z.string()])
+      .refine((v) => parseQuantity(v) !== undefined, 'must be a quantity of bytes, e.g. 64Mi')
+      .optional(),
+  })
+  .loose();
+
+/** The zod pieces proposed for `src/cluster/schema.ts` (see the report); used here until that lands. */
+export const monitoringSchema = z
+  .object({
+    customQueriesConfigMap: z.array(keySelector).default([]),
+    customQueriesSecret: z.array(keySelector).default([]),
+    disableDefaultQueries: z.boolean().default(false),
+    metricsQueriesTTL: z
+      .string()
+      .refine((v) => parseGoDuration(v) !== undefined, 'must be a duration such as 30s or 1m')
+      .optional(),
+    tls: z.object({ enabled: z.boolean().default(false) }).loose().optional(),
+  })
+  .loose();
+
+export const probesSchema = z.object({ startup: probe.optional(), readiness: probe.optional() }).loose();
+
+export const observabilityManifestSchema = z
+  .object({
+    spec: z.object({ monitoring: monitoringSchema.optional(), probes: probesSchema.optional() }).loose(),
+    status: z
+      .object({
+        operatorCertificateFingerprint: z.string().optional(),
+        certificates: z.object({ serverTLSSecret: z.string().optional() }).loose().optional(),
+      })
+      .loose()
+      .optional(),
+  })
+  .loose();
+
+export type ObservabilityManifest = z.infer<typeof observabilityManifestSchema>;
+
+const defaultProbe: ProbeStrategy = { type: 'pg_isready', maximumLag: undefined };
+
+function resolveProbe(p: z.infer<typeof probe> | undefined): ProbeStrategy {
+  if (!p) return defaultProbe;
+  return { type: p.type, maximumLag: p.maximumLag === undefined ? undefined : parseQuantity(p.maximumLag) };
+}
+
+export function resolveObservability(manifest: ObservabilityManifest, clusterName: string): ObservabilitySpec {
+  const monitoring = manifest.spec.monitoring;
+  const probes = manifest.spec.probes;
+  const status = manifest.status;
+  const fingerprint = status?.operatorCertificateFingerprint?.trim().toLowerCase();
+  return {
+    monitoring: {
+      customQueries: [
+        ...(monitoring?.customQueriesConfigMap ?? []).map((r) => ({ kind: 'configmap' as const, name: r.name, key: r.key })),
+        ...(monitoring?.customQueriesSecret ?? []).map((r) => ({ kind: 'secret' as const, name: r.name, key: r.key })),
+      ],
+      disableDefaultQueries: monitoring?.disableDefaultQueries ?? false,
+      queriesTtlSeconds: monitoring?.metricsQueriesTTL === undefined ? 30 : (parseGoDuration(monitoring.metricsQueriesTTL) ?? 30),
+      tlsEnabled: monitoring?.tls?.enabled ?? false,
+    },
+    probes: { startup: resolveProbe(probes?.startup), readiness: resolveProbe(probes?.readiness) },
+    operatorCertificateFingerprint: fingerprint === '' ? undefined : fingerprint,
+    serverTlsSecretName: status?.certificates?.serverTLSSecret ?? `${clusterName}-server`,
+  };
+}
