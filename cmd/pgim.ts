@@ -1,13 +1,19 @@
 #!/usr/bin/env node
+import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { initCommand, renderCommand, runCommand } from '../src/daemon/run.js';
+import { initCommand, joinCommand, renderCommand, runCommand } from '../src/daemon/run.js';
 import { ExitCode } from '../src/errors/index.js';
-import type { InstanceOptions } from '../src/options/index.js';
+import { ambientKubeconfig, inClusterAvailable } from '../src/controlplane/kubernetes/environment.js';
+import type { InstanceOptions, KubernetesOptions } from '../src/options/index.js';
 import { findPgBinDir } from '../src/postgres/binaries.js';
 import { fetchStatus, formatStatus } from '../src/status/client.js';
+import type { ServerTlsOptions } from '../src/status/start.js';
 
 const instanceFlags = {
-  'config-dir': { type: 'string', env: 'PGIM_CONFIG_DIR', help: 'config folder: cluster.yaml, secrets/, configmaps/' },
+  'config-dir': { type: 'string', env: 'PGIM_CONFIG_DIR', help: 'config folder: cluster.yaml, secrets/, configmaps/ (files mode)' },
+  kubeconfig: { type: 'string', env: 'PGIM_KUBECONFIG', help: 'Kubernetes mode with this kubeconfig (also $KUBECONFIG; in a pod: the ServiceAccount)' },
+  namespace: { type: 'string', env: 'NAMESPACE', help: 'Kubernetes mode: the Cluster\'s namespace (default: the kubeconfig\'s or the pod\'s)' },
+  'cluster-name': { type: 'string', env: 'CLUSTER_NAME', help: 'Kubernetes mode: the Cluster this instance belongs to' },
   pgdata: { type: 'string', env: 'PGDATA', help: 'PostgreSQL data directory' },
   'pod-name': { type: 'string', env: 'POD_NAME', help: 'this instance\'s name (default <cluster>-1)' },
   'runtime-dir': { type: 'string', env: 'PGIM_RUNTIME_DIR', help: 'sockets, logs, certificates (default /controller)' },
@@ -17,6 +23,8 @@ const instanceFlags = {
   'listen-address': { type: 'string', env: 'PGIM_LISTEN_ADDRESS', help: 'address(es) to listen on (default *)' },
   user: { type: 'string', env: 'PGIM_USER', help: 'OS user postgres runs as when pgim starts as root (default postgres)' },
   'on-postgres-exit': { type: 'string', env: 'PGIM_ON_POSTGRES_EXIT', help: 'restart|exit after a postmaster crash (default restart)' },
+  'status-tls': { type: 'boolean', env: 'PGIM_STATUS_TLS', help: 'serve the status API over TLS 1.3 with the <cluster>-server certificate' },
+  'metrics-tls': { type: 'boolean', env: 'PGIM_METRICS_TLS', help: 'serve /metrics over TLS 1.3 (also spec.monitoring.tls.enabled)' },
 } as const;
 
 interface FlagSpec {
@@ -28,6 +36,24 @@ interface FlagSpec {
 const commands: Record<string, { summary: string; flags: Record<string, FlagSpec> }> = {
   run: { summary: 'bootstrap if needed, then run and supervise PostgreSQL', flags: instanceFlags },
   init: { summary: 'initdb and bootstrap an empty PGDATA, then exit', flags: instanceFlags },
+  join: { summary: 'clone the primary into an empty PGDATA (pg_basebackup over TLS), then exit', flags: instanceFlags },
+  switchover: {
+    summary: 'files mode: make another instance the primary (writes status.targetPrimary)',
+    flags: {
+      'config-dir': { type: 'string', env: 'PGIM_CONFIG_DIR', help: 'the shared config folder' },
+      to: { type: 'string', help: 'the instance to promote' },
+      failover: { type: 'boolean', help: 'the primary is gone: accept a target that no longer streams' },
+    },
+  },
+  certs: {
+    summary: "create the cluster's CA, server and streaming_replica certificates as files-mode Secrets",
+    flags: {
+      cluster: { type: 'string', help: 'the Cluster name' },
+      instances: { type: 'string', help: 'how many instances the server certificate names (default 3)' },
+      out: { type: 'string', help: 'the config folder\'s secrets/ folder' },
+      hosts: { type: 'string', help: 'extra host names or IPs for the server certificate, comma-separated' },
+    },
+  },
   render: {
     summary: 'write every rendered file into --out, start nothing',
     flags: { ...instanceFlags, out: { type: 'string', help: 'folder to write the rendered files to' } },
@@ -37,6 +63,8 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
     flags: {
       url: { type: 'string', help: 'status URL (default http://127.0.0.1:$PGIM_STATUS_PORT/pg/status)' },
       json: { type: 'boolean', help: 'print the raw JSON document' },
+      cacert: { type: 'string', help: 'PEM CA that signed the status certificate (https:// URLs)' },
+      insecure: { type: 'boolean', help: 'accept any status certificate (https:// URLs)' },
     },
   },
 };
@@ -94,13 +122,49 @@ function required(values: Values, name: string): string {
   return raw;
 }
 
-function instanceOptions(values: Values): InstanceOptions {
+function optional(values: Values, name: string): string | undefined {
+  const raw = values[name];
+  return typeof raw === 'string' && raw !== '' ? raw : undefined;
+}
+
+/**
+ * Files mode with --config-dir; Kubernetes mode with --kubeconfig, or, when no config folder is given, with
+ * $KUBECONFIG or inside a pod (KUBERNETES_SERVICE_HOST and a ServiceAccount token). An empty value counts as unset,
+ * so a pod can clear an image's PGIM_CONFIG_DIR with `value: ""`.
+ */
+function controlPlaneMode(values: Values): { configDir: string; kubernetes?: KubernetesOptions } {
+  const configDir = optional(values, 'config-dir');
+  const kubeconfig = optional(values, 'kubeconfig');
+  if (configDir !== undefined && kubeconfig !== undefined) {
+    throw new UsageError('--config-dir (PGIM_CONFIG_DIR) and --kubeconfig (PGIM_KUBECONFIG) exclude each other: pick files mode or Kubernetes mode');
+  }
+  if (configDir !== undefined) return { configDir };
+  const kubeconfigFile = kubeconfig ?? ambientKubeconfig();
+  if (kubeconfigFile === undefined && !inClusterAvailable()) {
+    throw new UsageError('--config-dir is required (or set PGIM_CONFIG_DIR), unless pgim runs in Kubernetes mode: --kubeconfig, $KUBECONFIG, or a pod with a ServiceAccount token');
+  }
+  const clusterName = optional(values, 'cluster-name');
+  if (clusterName === undefined) throw new UsageError('--cluster-name is required in Kubernetes mode (or set CLUSTER_NAME)');
+  return { configDir: '', kubernetes: { kubeconfig: kubeconfigFile, namespace: optional(values, 'namespace'), clusterName } };
+}
+
+/** A boolean flag, or its environment variable: true/1/yes/on or false/0/no/off/empty. */
+function flag(values: Values, name: string): boolean {
+  const raw = values[name];
+  if (raw === undefined || typeof raw === 'boolean') return raw === true;
+  const text = raw.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(text)) return true;
+  if (['false', '0', 'no', 'off', ''].includes(text)) return false;
+  throw new UsageError(`--${name}: "${raw}" is not true or false`);
+}
+
+function instanceOptions(values: Values): InstanceOptions & ServerTlsOptions {
   const onExit = values['on-postgres-exit'] ?? 'restart';
   if (onExit !== 'restart' && onExit !== 'exit') throw new UsageError('--on-postgres-exit must be restart or exit');
   const str = (name: string, fallback: string): string => (typeof values[name] === 'string' ? values[name] : fallback);
   const podName = values['pod-name'];
   return {
-    configDir: required(values, 'config-dir'),
+    ...controlPlaneMode(values),
     pgdata: required(values, 'pgdata'),
     podName: typeof podName === 'string' && podName !== '' ? podName : undefined,
     runtimeDir: str('runtime-dir', '/controller'),
@@ -111,6 +175,8 @@ function instanceOptions(values: Values): InstanceOptions {
     user: str('user', 'postgres'),
     onPostgresExit: onExit,
     pgBinDir: findPgBinDir(),
+    statusTls: flag(values, 'status-tls'),
+    metricsTls: flag(values, 'metrics-tls'),
   };
 }
 
@@ -118,7 +184,8 @@ async function status(values: Values): Promise<number> {
   const url = typeof values.url === 'string' ? values.url : `http://127.0.0.1:${port({ p: process.env.PGIM_STATUS_PORT }, 'p', 8000)}/pg/status`;
   let response;
   try {
-    response = await fetchStatus(url);
+    const ca = typeof values.cacert === 'string' ? await readFile(values.cacert) : undefined;
+    response = await fetchStatus(url, { ...(ca ? { ca } : {}), insecure: values.insecure === true });
   } catch (err) {
     process.stderr.write(`pgim status: cannot reach ${url}: ${(err as Error).message}\n`);
     return ExitCode.failure;
@@ -127,6 +194,32 @@ async function status(values: Values): Promise<number> {
   else if (response.document) process.stdout.write(`${formatStatus(response.document)}\n`);
   else process.stdout.write(`HTTP ${response.httpStatus}: ${response.raw}\n`);
   return response.httpStatus === 200 ? ExitCode.ok : ExitCode.failure;
+}
+
+async function switchoverCommand(values: Values): Promise<number> {
+  const { switchover, SwitchoverRefused } = await import('../src/replication/switchover.js');
+  try {
+    const { from, to } = await switchover(required(values, 'config-dir'), required(values, 'to'), values.failover === true);
+    process.stdout.write(`targetPrimary: ${from} -> ${to}\n`);
+    return ExitCode.ok;
+  } catch (err) {
+    if (!(err instanceof SwitchoverRefused)) throw err;
+    process.stderr.write(`pgim switchover: refused: ${err.message}\n`);
+    return ExitCode.failure;
+  }
+}
+
+async function certs(values: Values): Promise<number> {
+  const cluster = required(values, 'cluster');
+  const instances = Number(values.instances ?? 3);
+  if (!Number.isInteger(instances) || instances < 1) throw new UsageError('--instances must be a positive integer');
+  const hosts = typeof values.hosts === 'string' ? values.hosts.split(',').map((h) => h.trim()).filter(Boolean) : [];
+  // Loaded only here: the X.509 generator is not part of the daemon.
+  const { generateClusterCertificates } = await import('../src/tls/generate.js');
+  const result = await generateClusterCertificates({ cluster, instances, hosts, outDir: required(values, 'out') });
+  for (const file of result.written) process.stdout.write(`created ${file}\n`);
+  for (const file of result.kept) process.stdout.write(`kept    ${file} (valid)\n`);
+  return ExitCode.ok;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -146,6 +239,12 @@ async function main(argv: string[]): Promise<number> {
         return await runCommand(instanceOptions(values));
       case 'init':
         return await initCommand(instanceOptions(values));
+      case 'join':
+        return await joinCommand(instanceOptions(values));
+      case 'certs':
+        return await certs(values);
+      case 'switchover':
+        return await switchoverCommand(values);
       case 'render':
         return await renderCommand(instanceOptions(values), required(values, 'out'));
       default:

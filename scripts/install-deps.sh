@@ -46,9 +46,20 @@ if [ "$(id -u)" -eq 0 ] && ! getent passwd postgres >/dev/null; then
   useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 fi
 
+# The native addon (reaper, FIFO) compiles with the system C compiler against Node's headers.
+if ! command -v cc >/dev/null 2>&1; then apt_install gcc libc6-dev; fi
+# util-linux's setpriv gives the postmaster its parent-death signal (present on Debian; checked, not assumed).
+if ! command -v setpriv >/dev/null 2>&1; then apt_install util-linux; fi
+
+# promtool and a real Prometheus for the metrics tests (Debian package prometheus).
+if [ "$(id -u)" -eq 0 ] && ! { command -v promtool && command -v prometheus; } >/dev/null 2>&1; then
+  apt_install prometheus
+fi
+
 cd "$repo"
 stamp=node_modules/.package-lock.json
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
   say "installing npm packages (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
+"$repo/scripts/build-native.sh"

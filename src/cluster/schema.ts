@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from '../status/spec-schema.js';
 
 /**
  * The fields of a `postgresql.cnpg.io/v1` Cluster that pgim reads, with CloudNativePG's defaults. Everything else in
@@ -65,12 +66,16 @@ export const clusterManifestSchema = z
         stopDelay: seconds.default(1800),
         switchoverDelay: seconds.default(3600),
         primaryUpdateStrategy: z.enum(['unsupervised', 'supervised']).default('unsupervised'),
+        monitoring: monitoringSchema.optional(),
+        probes: probesSchema.optional(),
       })
       .loose(),
     status: z
       .object({
         targetPrimary: z.string().optional(),
         currentPrimary: z.string().optional(),
+        operatorCertificateFingerprint: z.string().optional(),
+        certificates: z.object({ serverTLSSecret: z.string().optional() }).loose().optional(),
       })
       .loose()
       .optional(),
@@ -102,6 +107,8 @@ export interface Cluster {
   readonly primaryUpdateStrategy: 'unsupervised' | 'supervised';
   readonly targetPrimary: string | undefined;
   readonly currentPrimary: string | undefined;
+  /** spec.monitoring, spec.probes, status.operatorCertificateFingerprint, the server certificate Secret. */
+  readonly observability: ObservabilitySpec;
 }
 
 export function resolveCluster(manifest: ClusterManifest): Cluster {
@@ -128,5 +135,6 @@ export function resolveCluster(manifest: ClusterManifest): Cluster {
     primaryUpdateStrategy: spec.primaryUpdateStrategy,
     targetPrimary: status?.targetPrimary,
     currentPrimary: status?.currentPrimary,
+    observability: resolveObservability(manifest, metadata.name),
   };
 }

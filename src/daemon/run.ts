@@ -6,14 +6,23 @@ import { ConfigError, errorMessage, ExitCode } from '../errors/index.js';
 import { ensureDirectory, writeFileAtomic } from '../fs/atomic.js';
 import { InstanceState } from '../instance/state.js';
 import { createRootLogger } from '../log/logger.js';
-import { createMetricsApp } from '../metrics/server.js';
+import { LogPipe } from '../log/pipe.js';
+import { Reaper } from '../process/reaper.js';
 import { podNameFor, type InstanceOptions } from '../options/index.js';
 import { PostgresInstance } from '../postgres/instance.js';
-import { Reconciler } from '../reconcile/reconciler.js';
-import { createStatusApp, listen } from '../status/server.js';
+import { isFenced, Reconciler } from '../reconcile/reconciler.js';
+import { writeRuntimeFiles } from '../reconcile/runtime-files.js';
+import { startStatusAndMetrics } from '../status/start.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { executableHash, nodeName, packageVersion } from './manager-info.js';
-import { loadDesiredState, prepareFilesystem, type DesiredState } from './prepare.js';
+import { loadDesiredState, prepareFilesystem, primaryConninfo, type DesiredState } from './prepare.js';
+
+/** The conninfo a replica clones its primary with (CNPG's `-join` application name, no sender timeout). */
+function joinConninfo(desired: DesiredState): string {
+  if (!desired.tls) throw new Error('a replica needs the TLS Secrets to join');
+  const base = primaryConninfo(desired.topology, desired.tls, desired.layout, `${desired.topology.self}-join`);
+  return `${base} connect_timeout=5 options='-c wal_sender_timeout=0s'`;
+}
 
 /** Bind address for the HTTP servers: PostgreSQL's single listen address, or all interfaces. */
 function httpBindAddress(listenAddress: string): string | undefined {
@@ -37,11 +46,24 @@ interface Loaded {
   logger: Logger;
 }
 
-/** Reads and validates everything before the disk is touched; on failure, logs why and returns the exit code. */
-async function load(options: InstanceOptions): Promise<Loaded | number> {
+/**
+ * Reads and validates everything before the disk is touched; on failure, logs why and returns the exit code.
+ * `signal` stops a wait for the control plane (Kubernetes mode waits for the API server): that is a clean exit.
+ */
+async function load(options: InstanceOptions, signal?: AbortSignal): Promise<Loaded | number> {
   const bootLogger = createRootLogger({ pod: options.podName ?? '' });
   try {
-    const controlPlane = openControlPlane({ configDir: options.configDir });
+    const controlPlane = await openControlPlane({
+      configDir: options.configDir,
+      kubernetes: options.kubernetes,
+      podName: options.podName,
+      logger: bootLogger,
+      signal,
+    });
+    if (signal?.aborted === true) {
+      bootLogger.info('stop requested before the control plane answered; nothing was started');
+      return ExitCode.ok;
+    }
     const desired = await loadDesiredState(options, controlPlane);
     return { controlPlane, desired, logger: createRootLogger({ pod: podNameFor(options, desired.cluster.name) }) };
   } catch (err) {
@@ -56,6 +78,7 @@ function openInstance(options: InstanceOptions, desired: DesiredState, logger: L
     socketDir: desired.layout.socketDir,
     port: options.pgPort,
     passfile: desired.layout.pgpassFile,
+    runtimeDir: desired.layout.root,
     logger,
   });
 }
@@ -92,7 +115,13 @@ export async function initCommand(options: InstanceOptions): Promise<number> {
       return ExitCode.ok;
     }
     logger.info({ pgdata: options.pgdata }, 'bootstrapping a new cluster');
-    await instance.bootstrap(desired.cluster, desired.credentials, desired.rendered, abort.signal);
+    const logPipe = new LogPipe(desired.layout.logDir, logger);
+    await logPipe.start();
+    try {
+      await instance.bootstrap(desired.cluster, desired.credentials, desired.rendered, abort.signal);
+    } finally {
+      logPipe.stop();
+    }
     logger.info('bootstrap complete');
     return ExitCode.ok;
   } catch (err) {
@@ -107,8 +136,11 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
   // Handlers first: Node as PID 1 would otherwise ignore SIGTERM until they exist.
   let supervisor: Supervisor | undefined;
   const early: { signal?: NodeJS.Signals } = {};
+  // A stop while the control plane is still being opened (waiting for the API server) ends that wait.
+  const opening = new AbortController();
   const onStop = (signal: NodeJS.Signals): void => {
     early.signal = signal;
+    opening.abort();
     supervisor?.requestStop(signal);
   };
   const onReload = (): void => {
@@ -116,13 +148,15 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
   };
   process.on('SIGTERM', onStop).on('SIGINT', onStop).on('SIGHUP', onReload);
 
-  const loaded = await load(options);
+  const loaded = await load(options, opening.signal);
   if (typeof loaded === 'number') return loaded;
   const { controlPlane, logger } = loaded;
   const { cluster } = loaded.desired;
   const state = new InstanceState(cluster.name, podNameFor(options, cluster.name));
   const servers: Server[] = [];
   let stopWatching = (): void => undefined;
+  let stopLogPipe = (): void => undefined;
+  let stopReaper = (): void => undefined;
   try {
     const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
     const instance = openInstance(options, loaded.desired, logger);
@@ -134,11 +168,27 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
         logger,
         load: () => loadDesiredState(options, controlPlane),
         restartInPlace: (reason) => supervisor?.requestRestart(reason) ?? Promise.resolve(),
+        demote: (plan, beforeStart) => supervisor?.requestRestart('demotion', { plan, beforeStart }) ?? Promise.resolve(),
+        setFenced: (fenced, plan) => {
+          supervisor?.setFenced(fenced, plan);
+        },
+        reportPrimary: (name) => controlPlane.reportStatus({ currentPrimary: name, currentPrimaryTimestamp: new Date().toISOString() }),
         reportPhase: (phase, phaseReason) => controlPlane.reportStatus({ phase, phaseReason }),
       },
       desired,
     );
+    const reaper = new Reaper(logger);
+    reaper.start();
+    stopReaper = () => {
+      reaper.stop();
+    };
+    const logPipe = new LogPipe(desired.layout.logDir, logger);
+    await logPipe.start();
+    stopLogPipe = () => {
+      logPipe.stop();
+    };
     const running = new Supervisor({
+      reaper,
       instance,
       state,
       logger,
@@ -150,6 +200,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
       onAccepting: (isPrimary) => reconciler.onPostgresAccepting(isPrimary),
     });
     supervisor = running;
+    running.setFenced(isFenced(desired), { smartSeconds: 0, fastSeconds: cluster.switchoverDelaySeconds });
     if (early.signal !== undefined) running.requestStop(early.signal);
     logger.info(
       { controlPlane: controlPlane.description, pgdata: options.pgdata, runtimeDir: desired.layout.root, osUser: desired.osUser },
@@ -158,21 +209,28 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
 
     const info = { version: await packageVersion(), executableHash: await executableHash(), arch: process.arch, node: nodeName() };
     const bind = httpBindAddress(options.listenAddress);
-    const statusApp = createStatusApp(
-      { state, info, isReady: () => instance.isReady(), queryPostgres: () => instance.status(cluster.name) },
-      logger,
-    );
-    servers.push(await listen(statusApp, options.statusPort, bind, logger, 'status server'));
-    servers.push(await listen(createMetricsApp(state), options.metricsPort, bind, logger, 'metrics server'));
+    servers.push(...(await startStatusAndMetrics({ options, bind, controlPlane, state, instance, info, cluster, logger })));
 
+    // Certificates first: a bootstrap starts postgres with ssl on, and a replica joins with its client certificate.
+    await reconciler.writeRuntimeFiles();
     if ((await instance.inspectDataDirectory()) === 'empty') {
       state.phase = 'bootstrapping';
-      logger.info({ pgdata: options.pgdata }, 'PGDATA is empty: bootstrapping a new cluster');
-      await instance.bootstrap(cluster, desired.credentials, desired.rendered, running.stopSignal);
-      reconciler.markCredentialsApplied();
+      if (desired.topology.isPrimary) {
+        logger.info({ pgdata: options.pgdata }, 'PGDATA is empty: bootstrapping a new cluster');
+        await instance.bootstrap(cluster, desired.credentials, desired.rendered, running.stopSignal);
+        reconciler.markCredentialsApplied();
+        await controlPlane.reportStatus({ currentPrimary: state.podName, currentPrimaryTimestamp: new Date().toISOString() });
+      } else {
+        logger.info({ pgdata: options.pgdata, primary: desired.topology.primary }, 'PGDATA is empty: cloning the primary (pg_basebackup)');
+        await instance.basebackup(joinConninfo(desired), running.stopSignal);
+      }
+    } else if (!desired.topology.isPrimary && !(await instance.isStandby())) {
+      // A former primary (after a failover it missed): rewind onto the new primary before starting as its replica.
+      state.phase = 'demoting';
+      logger.info({ primary: desired.topology.primary }, 'PGDATA was a primary; another instance is the target: rewinding');
+      await reconciler.rejoinAsReplica(desired, running.stopSignal);
     }
     await instance.writeConfiguration(desired.rendered);
-    await reconciler.writePassfile();
     state.renderedConfigHash = desired.rendered.configHash;
     stopWatching = controlPlane.watch(() => {
       void reconciler.trigger('desired state changed');
@@ -185,9 +243,42 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
     return failStartup(logger, err);
   } finally {
     stopWatching();
+    stopLogPipe();
+    stopReaper();
     for (const server of servers) server.closeAllConnections();
     await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
     process.off('SIGTERM', onStop).off('SIGINT', onStop).off('SIGHUP', onReload);
+  }
+}
+
+/** `pgim join`: clone the primary into an empty PGDATA as a replica (pg_basebackup over TLS), then exit. */
+export async function joinCommand(options: InstanceOptions): Promise<number> {
+  const loaded = await load(options);
+  if (typeof loaded === 'number') return loaded;
+  const { logger } = loaded;
+  const abort = new AbortController();
+  const onSignal = (): void => {
+    abort.abort();
+  };
+  process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
+  try {
+    const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
+    const instance = openInstance(options, loaded.desired, logger);
+    const desired = await confirmDesiredState(options, loaded, instance, droppedRoot);
+    if (desired.topology.isPrimary) throw new Error(`${desired.topology.self} is the target primary; it does not join (use pgim init or pgim run)`);
+    if ((await instance.inspectDataDirectory()) === 'initialized') {
+      logger.info({ pgdata: options.pgdata }, 'PGDATA already holds a cluster; nothing to join');
+      return ExitCode.ok;
+    }
+    await writeRuntimeFiles(desired, logger);
+    await instance.basebackup(joinConninfo(desired), abort.signal);
+    await instance.writeConfiguration(desired.rendered);
+    logger.info({ primary: desired.topology.primary }, 'joined: PGDATA holds a replica of the primary');
+    return ExitCode.ok;
+  } catch (err) {
+    return failStartup(logger, err);
+  } finally {
+    process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
   }
 }
 

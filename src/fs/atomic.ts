@@ -72,8 +72,12 @@ export async function removeStaleTempFiles(dir: string): Promise<string[]> {
   return removed;
 }
 
-/** Creates `dir` (and parents) and sets its mode, whatever the umask. */
+/**
+ * Creates `dir` and sets its mode, whatever the umask. Missing parents get ordinary modes (0755 under the usual
+ * umask): a private mode on a parent would lock out the user pgim hands `dir` to.
+ */
 export async function ensureDirectory(dir: string, mode: number): Promise<void> {
+  await mkdir(dirname(dir), { recursive: true });
   await mkdir(dir, { recursive: true, mode });
   await chmod(dir, mode);
 }

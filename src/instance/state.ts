@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 
-export type Phase = 'starting' | 'bootstrapping' | 'running' | 'restarting' | 'stopping' | 'stopped' | 'failed';
+export type Phase = 'starting' | 'bootstrapping' | 'running' | 'restarting' | 'promoting' | 'demoting' | 'fenced' | 'stopping' | 'stopped' | 'failed';
 
 export interface PostmasterInfo {
   pid: number;
@@ -24,6 +24,8 @@ export class InstanceState {
   /** Accepting connections since the last spawn. */
   accepting = false;
   restartCount = 0;
+  /** CNPG's `cnpg.io/fencedInstances` names this instance: postgres is kept stopped. */
+  fenced = false;
   lastExit: { at: string; code: number | null; signal: string | null } | undefined;
   lastError: string | undefined;
   /** The render last written to disk. */
@@ -32,6 +34,8 @@ export class InstanceState {
   configurationError: string | undefined;
   /** A loaded setting waits for a restart (`pending_restart`). */
   restartPending = false;
+  /** The TLS certificates in use, for expiry metrics and status. */
+  certificates: { secret: string; notAfter: Date; serial: string }[] = [];
 
   constructor(
     readonly clusterName: string,

@@ -2,9 +2,22 @@ import { join, resolve } from 'node:path';
 
 export type OnPostgresExit = 'restart' | 'exit';
 
+/** Kubernetes mode: the desired state comes from the API server instead of a config folder. */
+export interface KubernetesOptions {
+  /** A kubeconfig file; undefined means the in-cluster config (the pod's ServiceAccount token). */
+  readonly kubeconfig: string | undefined;
+  /** Undefined: the kubeconfig context's namespace, or the ServiceAccount's own. */
+  readonly namespace: string | undefined;
+  /** The Cluster this instance belongs to (CLUSTER_NAME). */
+  readonly clusterName: string;
+}
+
 /** Everything about where and how this instance runs; resolved once from flags and environment. */
 export interface InstanceOptions {
+  /** Files mode's config folder; empty in Kubernetes mode. */
   readonly configDir: string;
+  /** Set in Kubernetes mode (and only then). */
+  readonly kubernetes?: KubernetesOptions | undefined;
   readonly pgdata: string;
   /** Undefined until the Cluster is read: the default is `<cluster>-1`. */
   readonly podName: string | undefined;
@@ -18,6 +31,10 @@ export interface InstanceOptions {
   readonly user: string;
   readonly onPostgresExit: OnPostgresExit;
   readonly pgBinDir: string;
+  /** `--status-tls`: the status API over TLS 1.3 with the `<cluster>-server` certificate (CNPG's --status-port-tls). */
+  readonly statusTls?: boolean;
+  /** `--metrics-tls`: /metrics over TLS 1.3 (also on with spec.monitoring.tls.enabled). */
+  readonly metricsTls?: boolean;
 }
 
 /** Folders under the runtime dir, as in CNPG's `/controller`. */

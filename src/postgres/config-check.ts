@@ -43,7 +43,9 @@ export async function fileOracleErrors(client: pg.Client): Promise<string[]> {
   const { rows } = await client.query<{ problem: string }>(`
     SELECT format('%s line %s: %s', sourcefile, sourceline, error) AS problem
       FROM pg_file_settings
-     WHERE error IS NOT NULL AND error <> 'setting could not be applied'
+     WHERE error IS NOT NULL
+       -- a value that waits for a restart is pending_restart, not a refusal
+       AND error <> 'setting could not be applied' AND error NOT LIKE '%cannot be changed without restarting the server%'
     UNION ALL
     SELECT format('pg_hba.conf line %s: %s', line_number, error) FROM pg_hba_file_rules
      WHERE error IS NOT NULL

@@ -5,6 +5,7 @@ export interface ControlData {
   clusterState: string;
   timeline: number | undefined;
   systemIdentifier: string | undefined;
+  walSegmentBytes: number | undefined;
   raw: string;
 }
 
@@ -24,6 +25,7 @@ export async function readControlData(binDir: string, pgdata: string, logger: Lo
     clusterState: field('Database cluster state') ?? 'unknown',
     timeline: timeline === undefined ? undefined : Number(timeline),
     systemIdentifier: field('Database system identifier'),
+    walSegmentBytes: field('Bytes per WAL segment') === undefined ? undefined : Number(field('Bytes per WAL segment')),
     raw: result.stdout,
   };
 }

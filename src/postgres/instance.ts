@@ -1,4 +1,4 @@
-import { access, readFile, readdir } from 'node:fs/promises';
+import { access, chmod, copyFile, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Cluster } from '../cluster/schema.js';
@@ -8,7 +8,9 @@ import { configHashParameter, ensureIncludes, type RenderedConfiguration } from 
 import { checkRenderedSettings, fileOracleErrors } from './config-check.js';
 import { readControlData, type ControlData } from './controldata.js';
 import { Postmaster } from './postmaster.js';
-import { waitForDirectoryRelease } from './proc.js';
+import { readProcStat, waitForDirectoryRelease } from '../process/proc.js';
+import { BootstrapMarker, checkWalSpace, emptyDirectory, enforceDataDirectoryMode, moveAside } from './datadir.js';
+import { inspectPidFile, removeStaleLockFiles } from './pidfile.js';
 import { applyCredentials, ensureApplicationDatabase, ensureSystemRoles } from './roles.js';
 import { connectLocal, withLocalClient, type LocalConnection } from './sql.js';
 import { queryStatus, type PostgresReportedStatus } from './status.js';
@@ -30,10 +32,32 @@ export interface PostgresInstanceOptions {
   port: number;
   /** PGPASSFILE for the tools pgim runs. */
   passfile: string;
+  runtimeDir: string;
   logger: Logger;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A postmaster pgim did not start (not our child): fast shutdown, then immediate, waiting on /proc. */
+async function stopForeignPostmaster(pid: number): Promise<void> {
+  const gone = async (ms: number): Promise<boolean> => {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      const stat = await readProcStat(pid);
+      if (!stat || stat.state === 'Z') return true;
+      await sleep(50);
+    }
+    return false;
+  };
+  for (const signal of ['SIGINT', 'SIGQUIT', 'SIGKILL'] as const) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      return;
+    }
+    if (await gone(signal === 'SIGINT' ? 60_000 : 10_000)) return;
+  }
+}
 
 /** Client settings a parent shell may have exported; postgres and its tools must not inherit them. */
 const clientEnvironment = ['PGPASSWORD', 'PGPASSFILE', 'PGHOST', 'PGHOSTADDR', 'PGUSER', 'PGDATABASE', 'PGSERVICE', 'PGOPTIONS'];
@@ -45,6 +69,8 @@ const clientEnvironment = ['PGPASSWORD', 'PGPASSFILE', 'PGHOST', 'PGHOSTADDR', '
 export class PostgresInstance {
   readonly connection: LocalConnection;
   private readonly env: NodeJS.ProcessEnv;
+  private readonly bootstrapMarker: BootstrapMarker;
+  private walSegmentBytes: number | undefined;
 
   constructor(private readonly options: PostgresInstanceOptions) {
     this.connection = { socketDir: options.socketDir, port: options.port };
@@ -53,6 +79,7 @@ export class PostgresInstance {
     env.PGDATA = options.pgdata;
     env.PGPASSFILE = options.passfile;
     this.env = env;
+    this.bootstrapMarker = new BootstrapMarker(options.pgdata, options.runtimeDir);
   }
 
   get pgdata(): string {
@@ -65,7 +92,9 @@ export class PostgresInstance {
 
   /**
    * `empty` when PGDATA is missing or an empty folder; `initialized` when it holds a cluster with a valid control
-   * file. Anything else is refused: pgim never deletes or re-initialises a folder it does not understand.
+   * file. After an interrupted bootstrap (its marker is still there), a PGDATA without a valid control file is
+   * emptied and one with a valid control file is moved aside, never deleted; both are then `empty`. Anything else
+   * is refused: pgim never deletes or re-initialises a folder it does not understand.
    */
   async inspectDataDirectory(): Promise<DataDirectoryState> {
     let entries: string[];
@@ -75,8 +104,18 @@ export class PostgresInstance {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'empty';
       throw err;
     }
+    const control = entries.length === 0 ? undefined : await this.controlData();
+    if (await this.bootstrapMarker.isSet()) {
+      if (control === undefined) {
+        this.options.logger.warn({ pgdata: this.pgdata }, 'the last bootstrap was interrupted before a valid control file: emptying PGDATA');
+        await emptyDirectory(this.pgdata);
+      } else {
+        const aside = await moveAside(this.pgdata);
+        this.options.logger.warn({ pgdata: this.pgdata, movedTo: aside }, 'the last bootstrap was interrupted: its cluster was moved aside');
+      }
+      return 'empty';
+    }
     if (entries.length === 0) return 'empty';
-    const control = await this.controlData();
     if (control === undefined || !entries.includes('PG_VERSION')) {
       throw new Error(
         `PGDATA ${this.pgdata} is not empty and holds no valid PostgreSQL cluster; refusing to touch it (move it aside or empty it)`,
@@ -91,6 +130,7 @@ export class PostgresInstance {
 
   async initdb(signal?: AbortSignal): Promise<void> {
     await ensureDirectory(this.pgdata, 0o700);
+    await this.bootstrapMarker.set();
     const result = await runTool(
       this.binDir,
       'initdb',
@@ -123,7 +163,101 @@ export class PostgresInstance {
       previous.set(name, await readFile(path(name)).catch(() => undefined));
       if ((await writeFileAtomic(path(name), text, 0o600)).changed) changed.push(name);
     }
+    // A replica must hold standby.signal; promotion (not a render) is what removes it.
+    if (rendered.standby && (await writeFileAtomic(path('standby.signal'), '', 0o600)).changed) changed.push('standby.signal');
     return { changed, previous };
+  }
+
+  /**
+   * A replica's first start: `pg_basebackup` from the primary over TLS with the streaming_replica certificate (no
+   * password), WAL streamed alongside, progress in the log. PGDATA must be empty.
+   */
+  async basebackup(conninfo: string, signal?: AbortSignal): Promise<void> {
+    await ensureDirectory(this.pgdata, 0o700);
+    await this.bootstrapMarker.set();
+    const result = await runTool(
+      this.binDir,
+      'pg_basebackup',
+      ['-D', this.pgdata, '-d', conninfo, '-X', 'stream', '-c', 'fast', '--progress', '--verbose', '--no-password'],
+      { logger: this.options.logger, env: this.env, ...(signal === undefined ? {} : { cancelSignal: signal }) },
+    );
+    if (result.exitCode !== 0) {
+      throw new Error(`pg_basebackup failed (${result.signal === undefined ? `exit code ${String(result.exitCode)}` : result.signal})`);
+    }
+    await this.bootstrapMarker.clear();
+  }
+
+  async isInRecovery(): Promise<boolean> {
+    return withLocalClient(this.connection, async (client) => {
+      const { rows } = await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
+      return rows[0]?.r === true;
+    });
+  }
+
+  /**
+   * Promotes this replica (CNPG `handlePromotion`): wait until the WAL receiver has stopped, so everything the old
+   * primary sent before its clean shutdown is replayed; promote; CHECKPOINT; end the client sessions opened while
+   * it was a read-only replica. Returns the new timeline.
+   */
+  async promote(walReceiverTimeoutMs: number): Promise<number> {
+    const { logger } = this.options;
+    return withLocalClient(this.connection, async (client) => {
+      const deadline = Date.now() + walReceiverTimeoutMs;
+      for (;;) {
+        // Not `count(*) = 0`: the startup process keeps restarting a receiver that is not streaming.
+        const { rows } = await client.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_wal_receiver WHERE status = 'streaming'");
+        if (rows[0]?.n === '0') break;
+        if (Date.now() > deadline) {
+          logger.warn({ timeoutMs: walReceiverTimeoutMs }, 'the WAL receiver is still running: promoting anyway');
+          break;
+        }
+        await sleep(20);
+      }
+      await client.query('SELECT pg_promote(true, 60)');
+      await client.query('CHECKPOINT');
+      await client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
+      const { rows } = await client.query<{ tli: number }>('SELECT timeline_id AS tli FROM pg_control_checkpoint()');
+      return rows[0]?.tli ?? 0;
+    });
+  }
+
+  /**
+   * Rewinds a stopped former primary onto the new primary's timeline (pg_rewind over TLS as streaming_replica).
+   * `global/pg_control` is first copied to `pg_control.old` (CNPG's safety net); pg_rewind completes crash recovery
+   * itself when the former primary was not shut down cleanly.
+   */
+  async rewind(sourceConninfo: string, signal?: AbortSignal): Promise<void> {
+    await copyFile(join(this.pgdata, 'global', 'pg_control'), join(this.pgdata, 'global', 'pg_control.old'));
+    await chmod(join(this.pgdata, 'global', 'pg_control.old'), 0o600);
+    const result = await runTool(this.binDir, 'pg_rewind', ['-D', this.pgdata, `--source-server=${sourceConninfo}`, '--progress'], {
+      logger: this.options.logger,
+      env: this.env,
+      ...(signal === undefined ? {} : { cancelSignal: signal }),
+    });
+    if (result.exitCode !== 0) throw new Error(`pg_rewind failed (exit code ${String(result.exitCode)})`);
+  }
+
+  /** The primary keeps a physical slot for every other instance and drops stale, inactive `_cnpg_` slots. */
+  async reconcileHaSlots(wanted: readonly string[]): Promise<{ created: string[]; dropped: string[] }> {
+    return withLocalClient(this.connection, async (client) => {
+      const { rows } = await client.query<{ slot_name: string; active: boolean }>(
+        "SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical' AND slot_name LIKE '\\_cnpg\\_%'",
+      );
+      const existing = new Map(rows.map((r) => [r.slot_name, r.active]));
+      const created: string[] = [];
+      const dropped: string[] = [];
+      for (const slot of wanted) {
+        if (existing.has(slot)) continue;
+        await client.query('SELECT pg_create_physical_replication_slot($1, true)', [slot]);
+        created.push(slot);
+      }
+      for (const [slot, active] of existing) {
+        if (wanted.includes(slot) || active) continue;
+        await client.query('SELECT pg_drop_replication_slot($1)', [slot]);
+        dropped.push(slot);
+      }
+      return { created, dropped };
+    });
   }
 
   /** Puts back the files a write replaced (a file that did not exist before is left as written). */
@@ -230,6 +364,32 @@ export class PostgresInstance {
     } finally {
       await postmaster.stop({ smartSeconds: 0, fastSeconds: 60 });
     }
+    await this.bootstrapMarker.clear();
+  }
+
+  /**
+   * Everything that must hold before a postmaster may start: PGDATA 0700; no live postmaster of this PGDATA left
+   * from before (stopped if found), no stale lock file that names a reused PID; no process of an earlier
+   * postmaster still in PGDATA; room for one more WAL segment (WalSpaceError otherwise).
+   */
+  async prepareStart(): Promise<void> {
+    const { logger } = this.options;
+    await enforceDataDirectoryMode(this.pgdata);
+    const pidFile = await inspectPidFile(this.pgdata);
+    if (pidFile.kind === 'live') {
+      const parent = (await readProcStat(pidFile.pid))?.ppid;
+      if (parent !== 1 && parent !== process.pid) {
+        throw new Error(`PGDATA ${this.pgdata} is in use by postmaster ${pidFile.pid}, supervised by process ${String(parent)}; refusing to start a second one`);
+      }
+      logger.warn({ pid: pidFile.pid }, 'a postmaster of this PGDATA is running without pgim: stopping it before starting our own');
+      await stopForeignPostmaster(pidFile.pid);
+    } else if (pidFile.kind === 'stale') {
+      logger.info({ pid: pidFile.pid, reason: pidFile.reason }, 'removing a stale postmaster.pid');
+      await removeStaleLockFiles(this.pgdata, this.options.socketDir, this.options.port);
+    }
+    await this.waitForPreviousProcesses(15_000);
+    this.walSegmentBytes ??= (await this.controlData())?.walSegmentBytes ?? 16 * 1024 * 1024;
+    await checkWalSpace(this.pgdata, this.walSegmentBytes);
   }
 
   async checkpoint(timeoutMs: number): Promise<void> {
@@ -243,15 +403,5 @@ export class PostgresInstance {
     return withLocalClient(this.connection, (client) => queryStatus(client, clusterName));
   }
 
-  /** `pg_isready` semantics: 0 accepting, 1 rejecting (starting up or shutting down), 2 no response. */
-  async isReady(timeoutSeconds = 3): Promise<number> {
-    const result = await runTool(
-      this.binDir,
-      'pg_isready',
-      ['-q', '-h', this.connection.socketDir, '-p', String(this.connection.port), '-U', 'postgres', '-d', 'postgres', '-t', String(timeoutSeconds)],
-      { logger: this.options.logger, env: this.env, timeoutMs: (timeoutSeconds + 2) * 1000 },
-    );
-    return result.exitCode ?? 2;
-  }
 
 }

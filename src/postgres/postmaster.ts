@@ -1,9 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { logLines } from '../log/lines.js';
 import { namedLogger } from '../log/logger.js';
-import { processStartTicks } from './proc.js';
+import { trackChild } from '../process/children.js';
+import { processStartTicks } from '../process/proc.js';
 
 export type ShutdownMode = 'smart' | 'fast' | 'immediate';
 
@@ -37,6 +39,16 @@ export interface SpawnOptions {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** util-linux `setpriv` (in every Debian-based PostgreSQL image), if present. */
+const parentDeathWrapper = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+});
+
 /**
  * One postmaster, started directly (never through `pg_ctl start`) as a child in its own session and process group,
  * so a terminal's Ctrl-C reaches pgim only and pgim alone decides how postgres stops.
@@ -68,13 +80,17 @@ export class Postmaster {
   }
 
   static async spawn(options: SpawnOptions): Promise<Postmaster> {
-    const args = ['-D', options.pgdata];
+    const args = [join(options.binDir, 'postgres'), '-D', options.pgdata];
     for (const [name, value] of Object.entries(options.settings ?? {})) args.push('-c', `${name}=${value}`);
-    const child = spawn(join(options.binDir, 'postgres'), args, {
+    // setpriv sets a parent-death signal and execs postgres (same PID): if pgim dies, even by SIGKILL, the kernel
+    // sends the postmaster SIGQUIT (immediate shutdown), so it never runs on as an unsupervised primary.
+    const [command, ...commandArgs] = parentDeathWrapper === undefined ? args : [parentDeathWrapper, '--pdeathsig', 'SIGQUIT', '--', ...args];
+    const child = spawn(command ?? 'postgres', commandArgs, {
       env: options.env,
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
+    trackChild(child.pid, new Promise((resolve) => child.once('exit', resolve)));
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
       child.once('error', reject);

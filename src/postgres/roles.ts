@@ -39,6 +39,9 @@ BEGIN
   END IF;
 END $$`);
   await client.query('ALTER ROLE streaming_replica WITH LOGIN REPLICATION NOSUPERUSER PASSWORD NULL');
+  // What pg_rewind needs from its source, so a former primary can rewind as streaming_replica (CNPG grants the same).
+  await client.query(`GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean), pg_catalog.pg_stat_file(text, boolean),
+    pg_catalog.pg_read_binary_file(text), pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO streaming_replica`);
   await client.query(
     'ALTER ROLE cnpg_metrics_exporter WITH NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT LOGIN PASSWORD NULL',
   );

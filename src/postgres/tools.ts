@@ -3,6 +3,7 @@ import { execa } from 'execa';
 import type { Logger } from 'pino';
 import { logLines } from '../log/lines.js';
 import { namedLogger } from '../log/logger.js';
+import { trackChild } from '../process/children.js';
 
 export interface ToolResult {
   exitCode: number | undefined;
@@ -41,6 +42,7 @@ export async function runTool(binDir: string, program: string, args: readonly st
     ...(options.cancelSignal === undefined ? {} : { cancelSignal: options.cancelSignal }),
     forceKillAfterDelay: 5000,
   });
+  trackChild(child.pid, child.catch(() => undefined));
   const logged = Promise.all([
     options.captureStdout === true ? Promise.resolve() : logLines(child.stdout, logger, 'stdout'),
     options.captureStderr === true ? Promise.resolve() : logLines(child.stderr, logger, 'stderr'),

@@ -43,3 +43,49 @@ export async function waitForDirectoryRelease(dir: string, timeoutMs: number): P
     await sleep(20);
   }
 }
+
+export interface ProcStat {
+  pid: number;
+  comm: string;
+  state: string;
+  ppid: number;
+  startTicks: string;
+}
+
+/** Fields of /proc/<pid>/stat that pgim uses; undefined when the process is gone. */
+export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const close = stat.lastIndexOf(')');
+    const fields = stat.slice(close + 2).split(' ');
+    return {
+      pid,
+      comm: stat.slice(stat.indexOf('(') + 1, close),
+      state: fields[0] ?? '',
+      ppid: Number(fields[1]),
+      startTicks: fields[19] ?? '',
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Zombie children of this process (state Z, parent us). */
+export async function zombieChildren(): Promise<ProcStat[]> {
+  const zombies: ProcStat[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readProcStat(Number(entry));
+    if (stat?.state === 'Z' && stat.ppid === process.pid) zombies.push(stat);
+  }
+  return zombies;
+}
+
+/** Seconds since the epoch at which a process started (boot time + its start ticks at 100 Hz). */
+export async function processStartEpoch(pid: number): Promise<number | undefined> {
+  const stat = await readProcStat(pid);
+  if (!stat) return undefined;
+  const btime = /^btime (\d+)$/m.exec(await readFile('/proc/stat', 'utf8'))?.[1];
+  if (btime === undefined) return undefined;
+  return Number(btime) + Number(stat.startTicks) / 100;
+}

@@ -1,13 +1,17 @@
 import type { Logger } from 'pino';
 import type { DesiredState } from '../daemon/prepare.js';
 import { ConfigError, errorMessage } from '../errors/index.js';
-import { writeFileAtomic } from '../fs/atomic.js';
 import type { InstanceState } from '../instance/state.js';
 import type { PostgresInstance } from '../postgres/instance.js';
 import { ensureSystemRoles } from '../postgres/roles.js';
 import { withLocalClient } from '../postgres/sql.js';
-import { renderPgpass } from '../render/pgpass.js';
 import { CredentialsApplier } from './credentials.js';
+import { haSlotName } from '../replication/topology.js';
+import { writeRuntimeFiles } from './runtime-files.js';
+import { primaryConninfo } from '../daemon/prepare.js';
+import type { ShutdownPlan } from '../postgres/postmaster.js';
+import { waitForPrimary } from '../replication/wait-primary.js';
+import { certificatePaths } from '../tls/files.js';
 
 export interface ReconcilerOptions {
   instance: PostgresInstance;
@@ -17,6 +21,11 @@ export interface ReconcilerOptions {
   load: () => Promise<DesiredState>;
   /** Restarts postgres in place (smart, then fast) and resolves once the stop is under way. */
   restartInPlace: (reason: string) => Promise<void>;
+  /** Stops postgres fast, runs `beforeStart` (wait for the new primary, rewind), starts it as a replica. */
+  demote: (plan: ShutdownPlan, beforeStart: () => Promise<void>) => Promise<void>;
+  setFenced: (fenced: boolean, plan: ShutdownPlan) => void;
+  /** Where the instance reports currentPrimary after a promotion. */
+  reportPrimary: (name: string) => Promise<void>;
   reportPhase: (phase: string, reason: string) => Promise<void>;
 }
 
@@ -29,6 +38,22 @@ export const phases = {
 } as const;
 
 const reloadConfirmTimeoutMs = 10_000;
+/** How long a promotion waits for the WAL receiver to stop (the old primary's clean shutdown ends it). */
+const walReceiverStopTimeoutMs = 30_000;
+
+/** CNPG's fencing annotation: a JSON list of instance names, or `["*"]` for all. */
+export const fencedInstancesAnnotation = 'cnpg.io/fencedInstances';
+
+export function isFenced(desired: DesiredState): boolean {
+  const raw = desired.cluster.annotations[fencedInstancesAnnotation];
+  if (raw === undefined || raw === '') return false;
+  try {
+    const list = JSON.parse(raw) as unknown;
+    return Array.isArray(list) && (list.includes('*') || list.includes(desired.topology.self));
+  } catch {
+    return false;
+  }
+}
 
 /**
  * One loop: desired state -> render -> validate -> write -> apply -> report. Runs serialised; a burst of triggers
@@ -94,12 +119,22 @@ export class Reconciler {
       const rotated = await this.credentials.apply(client, this.current.credentials);
       if (rotated.length > 0) logger.info({ roles: rotated }, 'passwords applied');
     });
+    await this.reconcileSlots(this.current);
+    if (!this.options.state.restartPending && this.options.state.configurationError === undefined) await this.options.reportPhase(phases.healthy, '');
   }
 
-  /** Writes the passfile (0600) for the roles pgim can authenticate as. */
-  async writePassfile(desired: DesiredState = this.current): Promise<void> {
-    const entries = [desired.credentials.owner, ...(desired.credentials.superuser ? [desired.credentials.superuser] : [])];
-    await writeFileAtomic(desired.layout.pgpassFile, renderPgpass(entries, desired.port), 0o600);
+  async writeRuntimeFiles(desired: DesiredState = this.current): Promise<void> {
+    await writeRuntimeFiles(desired, this.options.logger);
+    this.options.state.certificates = desired.tls?.facts.map(({ secret, facts }) => ({ secret, notAfter: facts.notAfter, serial: facts.serial })) ?? [];
+  }
+
+  /** On the primary: an HA slot per other instance (`_cnpg_<name>`), stale inactive ones dropped. */
+  private async reconcileSlots(desired: DesiredState): Promise<void> {
+    const { topology } = desired;
+    if (!topology.isPrimary) return;
+    const wanted = topology.instances.filter((i) => i !== topology.self).map(haSlotName);
+    const { created, dropped } = await this.options.instance.reconcileHaSlots(wanted);
+    if (created.length + dropped.length > 0) this.options.logger.info({ created, dropped }, 'replication slots reconciled');
   }
 
   private async pass(): Promise<void> {
@@ -117,9 +152,15 @@ export class Reconciler {
       return;
     }
     for (const warning of desired.rendered.warnings) logger.warn(warning);
+    const fastPlan = { smartSeconds: 0, fastSeconds: desired.cluster.switchoverDelaySeconds };
+    this.options.setFenced(isFenced(desired), fastPlan);
+    if (state.accepting && (await this.changeRole(desired)) === 'demoting') {
+      this.current = desired;
+      return;
+    }
 
+    await this.writeRuntimeFiles(desired);
     const write = await instance.writeConfiguration(desired.rendered);
-    await this.writePassfile(desired);
     if (write.changed.length > 0) logger.info({ files: write.changed, configHash: desired.rendered.configHash }, 'configuration written');
     state.renderedConfigHash = desired.rendered.configHash;
 
@@ -149,14 +190,58 @@ export class Reconciler {
         const rotated = await this.credentials.apply(client, desired.credentials);
         if (rotated.length > 0) logger.info({ roles: rotated }, 'passwords applied');
       });
+      await this.reconcileSlots(desired);
     }
     if (!state.restartPending) await this.options.reportPhase(phases.healthy, '');
+  }
+
+  /**
+   * Follows `targetPrimary` (CNPG `reconcilePrimary` / `reconcileOldPrimary`): a replica that became the target
+   * promotes in place; a primary that is no longer the target checkpoints, stops fast, waits for the new primary,
+   * rewinds onto it and starts again as its replica, in process. Other replicas just follow the new conninfo.
+   */
+  private async changeRole(desired: DesiredState): Promise<'promoted' | 'demoting' | 'none'> {
+    const { instance, state, logger } = this.options;
+    const inRecovery = await instance.isInRecovery();
+    if (desired.topology.isPrimary && inRecovery) {
+      state.phase = 'promoting';
+      logger.info({ target: desired.topology.self }, 'this instance is the target primary: promoting');
+      const timeline = await instance.promote(walReceiverStopTimeoutMs);
+      state.phase = 'running';
+      logger.info({ timeline }, 'promoted');
+      // The slots first: the former primary and the other replicas connect with primary_slot_name right away.
+      await this.reconcileSlots(desired);
+      await this.options.reportPrimary(desired.topology.self);
+      return 'promoted';
+    }
+    if (!desired.topology.isPrimary && !inRecovery) {
+      state.phase = 'demoting';
+      logger.info({ target: desired.topology.primary }, 'another instance is the target primary: demoting this one');
+      await instance.checkpoint(30_000).catch(() => undefined);
+      await this.options.demote({ smartSeconds: 0, fastSeconds: desired.cluster.switchoverDelaySeconds }, async () => {
+        await this.rejoinAsReplica(desired);
+      });
+      return 'demoting';
+    }
+    return 'none';
+  }
+
+  /** After the stop: wait for the new primary, pg_rewind onto it, write the replica configuration. */
+  async rejoinAsReplica(desired: DesiredState, signal?: AbortSignal): Promise<void> {
+    const { instance, logger } = this.options;
+    const primary = desired.topology.addresses.get(desired.topology.primary);
+    if (!desired.tls || !primary) throw new Error('a replica needs the TLS Secrets and the primary address');
+    await waitForPrimary(primary, certificatePaths(desired.layout.certificatesDir), signal);
+    await instance.rewind(primaryConninfo(desired.topology, desired.tls, desired.layout, `${desired.topology.self}-rewind`), signal);
+    await instance.writeConfiguration(desired.rendered);
+    logger.info({ primary: desired.topology.primary }, 'rewound onto the new primary; starting as its replica');
   }
 
   /** Returns true when it restarted postgres. */
   private async handlePendingRestart(desired: DesiredState): Promise<boolean> {
     const { instance, state, logger } = this.options;
-    const pending = await instance.pendingRestart();
+    // Recovery-only settings (removed at promotion, constant on replicas) never justify a restart.
+    const pending = (await instance.pendingRestart()).filter((name) => !name.startsWith('recovery_target'));
     state.restartPending = pending.length > 0;
     if (pending.length === 0) return false;
     if (desired.cluster.primaryUpdateStrategy === 'unsupervised' && !(await instance.isStandby())) {

@@ -12,6 +12,10 @@ export interface CustomConfInput {
   port: number;
   listenAddresses: string;
   socketDirectory: string;
+  /** Where the logging collector writes: pgim's FIFOs `postgres.csv` and `postgres` live there. */
+  logDirectory: string;
+  /** Present when the cluster has TLS material: `ssl = on` with CNPG's file names under this folder. */
+  certificatesDirectory?: string;
   /**
    * The other files of the same render (override.conf, pg_hba.conf, pg_ident.conf). The hash covers them too, so a
    * change to any file changes custom.conf, and a confirmed hash means PostgreSQL reloaded the whole render.
@@ -32,12 +36,24 @@ function mandatoryParameters(input: CustomConfInput): Record<string, string> {
     cluster_name: input.clusterName,
     hot_standby: 'true',
     listen_addresses: input.listenAddresses,
-    log_destination: 'stderr',
-    logging_collector: 'off',
+    log_destination: 'csvlog',
+    log_directory: input.logDirectory,
+    log_filename: 'postgres',
+    log_rotation_age: '0',
+    log_rotation_size: '0',
+    log_truncate_on_rotation: 'false',
+    logging_collector: 'on',
     port: String(input.port),
     restart_after_crash: 'false',
-    ssl: 'off',
     unix_socket_directories: input.socketDirectory,
+    ...(input.certificatesDirectory === undefined
+      ? { ssl: 'off' }
+      : {
+          ssl: 'on',
+          ssl_cert_file: `${input.certificatesDirectory}/server.crt`,
+          ssl_key_file: `${input.certificatesDirectory}/server.key`,
+          ssl_ca_file: `${input.certificatesDirectory}/client-ca.crt`,
+        }),
   };
 }
 

@@ -4,6 +4,7 @@ import { renderCustomConf } from './custom-conf.js';
 import { renderPgHba, renderPgIdent } from './hba.js';
 import { checkHbaLine, checkIdentLine } from './hba-rules.js';
 import { validateUserParameters } from './parameters.js';
+import { renderOverrideConf } from './override-conf.js';
 
 export { ensureIncludes } from './postgresql-conf.js';
 export { configHashParameter } from './custom-conf.js';
@@ -16,6 +17,11 @@ export interface RenderInput {
   port: number;
   listenAddresses: string;
   socketDirectory: string;
+  logDirectory: string;
+  /** TLS material is present: where it is written, and its fingerprint (a rotation changes the render hash). */
+  tls?: { certificatesDirectory: string; fingerprint: string };
+  /** This instance is a replica: how it reaches the primary. */
+  replication?: { primaryConninfo: string; slotName: string };
 }
 
 /** Everything pgim writes into PGDATA, as bytes-to-be. Pure: the same input gives the same output. */
@@ -27,6 +33,8 @@ export interface RenderedConfiguration {
   configHash: string;
   /** Accepted but worth a log line (a `trust` rule over TCP). */
   warnings: string[];
+  /** A replica: PGDATA must hold standby.signal. */
+  standby: boolean;
 }
 
 /**
@@ -65,7 +73,7 @@ export function renderConfiguration(input: RenderInput): RenderedConfiguration {
   const warnings: string[] = [];
   const defaultRule = wantsDefaultRule(cluster, source, warnings);
   checkEach(cluster.pgIdent, source, 'spec.postgresql.pg_ident', checkIdentLine);
-  const overrideConf = '';
+  const overrideConf = renderOverrideConf(input.replication);
   const pgHba = renderPgHba(cluster.pgHba, defaultRule);
   const pgIdent = renderPgIdent(input.osUser, cluster.pgIdent);
   const custom = renderCustomConf({
@@ -74,7 +82,9 @@ export function renderConfiguration(input: RenderInput): RenderedConfiguration {
     port: input.port,
     listenAddresses: input.listenAddresses,
     socketDirectory: input.socketDirectory,
-    companions: [overrideConf, pgHba, pgIdent],
+    logDirectory: input.logDirectory,
+    ...(input.tls === undefined ? {} : { certificatesDirectory: input.tls.certificatesDirectory }),
+    companions: [overrideConf, pgHba, pgIdent, input.tls?.fingerprint ?? ''],
   });
   return {
     customConf: custom.text,
@@ -83,5 +93,6 @@ export function renderConfiguration(input: RenderInput): RenderedConfiguration {
     pgIdent,
     configHash: custom.hash,
     warnings,
+    standby: input.replication !== undefined,
   };
 }

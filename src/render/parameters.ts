@@ -1,9 +1,6 @@
 import { ConfigError } from '../errors/index.js';
 
-/**
- * CloudNativePG's global defaults (`GlobalDefaultSettings`). The log settings differ: until the csvlog pipe lands,
- * PostgreSQL logs to stderr, which pgim reads line by line.
- */
+/** CloudNativePG's global defaults (`GlobalDefaultSettings`); the log settings are mandatory values instead. */
 export const defaultParameters: Readonly<Record<string, string>> = {
   archive_timeout: '5min',
   dynamic_shared_memory_type: 'posix',
@@ -19,6 +16,9 @@ export const defaultParameters: Readonly<Record<string, string>> = {
   wal_level: 'logical',
   wal_log_hints: 'on',
   wal_receiver_timeout: '5s',
+  // Beyond CNPG (PostgreSQL's default is 5s): a replica retries a lost primary every second, so after a switchover
+  // the former primary streams again in about a second, not five.
+  wal_retrieve_retry_interval: '1s',
   wal_sender_timeout: '5s',
 };
 

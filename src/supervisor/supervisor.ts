@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
-import { errorMessage } from '../errors/index.js';
+import { errorMessage, ExitCode } from '../errors/index.js';
+import type { Reaper } from '../process/reaper.js';
+import { WalSpaceError } from '../postgres/datadir.js';
 import type { InstanceState } from '../instance/state.js';
 import type { OnPostgresExit } from '../options/index.js';
 import type { PostgresInstance } from '../postgres/instance.js';
@@ -14,19 +16,29 @@ export interface SupervisorOptions {
   shutdownPlan: () => ShutdownPlan;
   /** Work for each postmaster once it accepts connections (roles, passwords). */
   onAccepting: (isPrimary: boolean) => Promise<void>;
+  /** Swept after each postmaster exit, when the logging collector and backends become orphans. */
+  reaper?: Reaper;
 }
 
-/** Restart policy after an unexpected exit: at once, then 1 s doubling to 30 s; forgiven after 60 s up. */
+interface PlannedRestart {
+  reason: string;
+  /** Runs between the stop and the next start (a pg_rewind); retried with backoff until it succeeds. */
+  beforeStart?: () => Promise<void>;
+}
+
+/**
+ * Restart policy after an unexpected exit: at once, then 1 s doubling to 30 s; forgiven after 60 s up.
+ * `PGIM_RESTART_DELAY_MS` scales the first step (tests that crash postgres ten times in a row use it).
+ */
 export const restartPolicy = {
-  firstDelayMs: 1000,
+  firstDelayMs: Number(process.env.PGIM_RESTART_DELAY_MS ?? 1000),
   maxDelayMs: 30_000,
   healthyAfterMs: 60_000,
-  previousProcessesTimeoutMs: 15_000,
 } as const;
 
-export function restartDelay(consecutiveCrashes: number): number {
+export function restartDelay(consecutiveCrashes: number, firstDelayMs: number = restartPolicy.firstDelayMs): number {
   if (consecutiveCrashes <= 1) return 0;
-  return Math.min(restartPolicy.firstDelayMs * 2 ** (consecutiveCrashes - 2), restartPolicy.maxDelayMs);
+  return Math.min(firstDelayMs * 2 ** (consecutiveCrashes - 2), restartPolicy.maxDelayMs);
 }
 
 type Outcome = { kind: 'exited'; exit: PostmasterExit } | { kind: 'stop' };
@@ -38,7 +50,9 @@ type Outcome = { kind: 'exited'; exit: PostmasterExit } | { kind: 'stop' };
 export class Supervisor {
   private readonly stopController = new AbortController();
   private current: Postmaster | undefined;
-  private plannedRestart: string | undefined;
+  private plannedRestart: PlannedRestart | undefined;
+  private fenced = false;
+  private unfenced: (() => void) | undefined;
 
   constructor(private readonly options: SupervisorOptions) {}
 
@@ -54,14 +68,48 @@ export class Supervisor {
     if (mode !== undefined) logger.warn({ reason, mode }, 'Termination signal repeated: escalating shutdown');
   }
 
-  /** Restarts postgres in place: the smart-then-fast stop, then an immediate start, counted as no crash. */
-  requestRestart(reason: string): Promise<void> {
+  /**
+   * Restarts postgres in place, counted as no crash: the stop (`plan`, default smart-then-fast), then `beforeStart`
+   * if given, then a start. A demotion uses both: a fast stop, then pg_rewind, then the start as a replica.
+   */
+  requestRestart(reason: string, options: { plan?: ShutdownPlan; beforeStart?: () => Promise<void> } = {}): Promise<void> {
     const postmaster = this.current;
     if (postmaster?.running !== true || this.isStopping()) return Promise.resolve();
-    this.plannedRestart = reason;
+    this.plannedRestart = { reason, ...(options.beforeStart === undefined ? {} : { beforeStart: options.beforeStart }) };
     this.options.state.phase = 'restarting';
-    void postmaster.stop(this.options.shutdownPlan());
+    void postmaster.stop(options.plan ?? this.options.shutdownPlan());
     return Promise.resolve();
+  }
+
+  /**
+   * Fencing (CNPG's `cnpg.io/fencedInstances`): stop postgres (fast, then immediate) and keep it stopped until the
+   * fence is lifted; a crash-restart never happens while fenced.
+   */
+  setFenced(fenced: boolean, plan: ShutdownPlan): void {
+    if (fenced === this.fenced) return;
+    this.fenced = fenced;
+    this.options.state.fenced = fenced;
+    this.options.logger.info({ fenced }, fenced ? 'instance fenced: stopping postgres' : 'fence lifted: starting postgres');
+    if (fenced) {
+      const postmaster = this.current;
+      if (postmaster?.running === true) {
+        this.plannedRestart = { reason: 'fenced' };
+        void postmaster.stop(plan);
+      }
+    } else {
+      this.unfenced?.();
+    }
+  }
+
+  private waitWhileFenced(): Promise<void> {
+    if (!this.fenced || this.isStopping()) return Promise.resolve();
+    this.options.state.phase = 'fenced';
+    return new Promise((resolve) => {
+      this.unfenced = resolve;
+      this.stopSignal.addEventListener('abort', () => {
+        resolve();
+      });
+    });
   }
 
   /** Forwards a reload request (SIGHUP) to the running postmaster. */
@@ -81,7 +129,17 @@ export class Supervisor {
     const { instance, state, logger } = this.options;
     let consecutiveCrashes = 0;
     while (!this.stopSignal.aborted) {
-      await instance.waitForPreviousProcesses(restartPolicy.previousProcessesTimeoutMs);
+      await this.waitWhileFenced();
+      if (this.isStopping()) break;
+      try {
+        await instance.prepareStart();
+      } catch (err) {
+        if (!(err instanceof WalSpaceError)) throw err;
+        state.phase = 'failed';
+        state.lastError = err.message;
+        logger.error({ error: err.message }, 'refusing to start postgres');
+        return ExitCode.noWalSpace;
+      }
       if (this.isStopping()) break;
       const postmaster = await instance.spawn();
       this.current = postmaster;
@@ -98,9 +156,12 @@ export class Supervisor {
 
       state.postmasterSpawned = false;
       state.accepting = false;
-      if (this.plannedRestart !== undefined) {
-        logger.info({ reason: this.plannedRestart }, 'postmaster stopped for an in-place restart');
+      void this.options.reaper?.scan();
+      const planned = this.plannedRestart;
+      if (planned !== undefined) {
         this.plannedRestart = undefined;
+        logger.info({ reason: planned.reason }, 'postmaster stopped for an in-place restart');
+        if (planned.beforeStart) await this.retryUntilDone(planned.beforeStart, planned.reason);
         continue;
       }
       state.lastExit = { at: new Date().toISOString(), code: outcome.exit.code, signal: outcome.exit.signal };
@@ -162,6 +223,21 @@ export class Supervisor {
     state.phase = 'stopped';
     logger.info({ exitCode: exit.code, signal: exit.signal }, 'postmaster stopped');
     return exit.code === 0 ? 0 : 1;
+  }
+
+  /** Runs `step` until it succeeds (1 s doubling to 30 s between tries) or pgim stops. */
+  private async retryUntilDone(step: () => Promise<void>, what: string): Promise<void> {
+    for (let attempt = 1; !this.isStopping(); attempt++) {
+      try {
+        await step();
+        return;
+      } catch (err) {
+        const delay = Math.min(1000 * 2 ** (attempt - 1), restartPolicy.maxDelayMs);
+        this.options.state.lastError = errorMessage(err);
+        this.options.logger.warn({ error: errorMessage(err), attempt, delayMs: delay, step: what }, 'step before start failed; retrying');
+        await this.sleepUnlessStopping(delay);
+      }
+    }
   }
 
   private sleepUnlessStopping(ms: number): Promise<void> {

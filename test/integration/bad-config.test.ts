@@ -142,7 +142,7 @@ describe('bad configuration: a clear error naming the file and field, nothing on
     const before = await snapshot(paths.pgdata);
     await rm(join(paths.configDir, 'secrets', 'itest-app'), { recursive: true });
     const pgim = new PgimProcess('run', paths, ports);
-    assert.equal((await pgim.waitExit(30_000)).code, 3);
+    assert.equal((await pgim.waitExit(30_000)).code, 3, pgim.output);
     assert.deepEqual(await snapshot(paths.pgdata), before);
   });
 

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { processesInDirectory } from '../../src/postgres/proc.js';
+import { processesInDirectory } from '../../src/process/proc.js';
 import { writeConfigDir } from '../support/config.js';
 import { freePort, handToPostgres, isRoot, makeTempDir, postgresUser, removeTempDir, userIds, eventually } from '../support/env.js';
 import { connect, killPostmaster, PgimProcess, postmasterPid, query, type PgimPaths, type PgimPorts } from '../support/pgim.js';
@@ -97,14 +97,16 @@ describe('foundation: one supervised instance from a config folder (real Postgre
     const before = await pgStatus(pgim!);
     await query(ports.pgPort, 'app', secrets.appPassword, 'CREATE TABLE survivors (id int PRIMARY KEY); INSERT INTO survivors SELECT generate_series(1, 1000)');
     process.kill(before.postmasterPid, 'SIGKILL');
-    const after = await eventually(
+    await eventually(
       async () => {
-        const s = await pgStatus(pgim!);
-        return s.postmasterPid !== before.postmasterPid ? s : undefined;
+        const s = await pgStatus(pgim!).catch(() => undefined);
+        return s !== undefined && s.postmasterPid !== before.postmasterPid ? s : undefined;
       },
       30_000,
       'a new postmaster',
     );
+    await pgim!.waitReady(); // crash recovery done
+    const after = await pgStatus(pgim!);
     const rows = await query<{ n: string }>(ports.pgPort, 'app', secrets.appPassword, 'SELECT count(*) AS n FROM survivors');
     assert.equal(rows[0]?.n, '1000');
     assert.equal(after.timeLineID, before.timeLineID, 'crash recovery creates no timeline');

@@ -73,7 +73,7 @@ describe('default pg_hba rule', () => {
       `    pg_hba: ${JSON.stringify(hba)}`,
     ].join('\n');
   const render = (text: string) =>
-    renderConfiguration({ cluster: parseClusterManifest(text, 'c.yaml'), source: 'c.yaml', osUser: 'postgres', port: 5432, listenAddresses: '*', socketDirectory: '/s' });
+    renderConfiguration({ cluster: parseClusterManifest(text, 'c.yaml'), source: 'c.yaml', osUser: 'postgres', port: 5432, listenAddresses: '*', socketDirectory: '/s', logDirectory: '/l' });
 
   it('is appended by default', () => {
     assert.match(render(manifest(['host app app 10.0.0.0/8 scram-sha-256'])).pgHba, /^host all all all scram-sha-256$/m);

@@ -31,6 +31,7 @@ function render(text = manifest) {
     port: 5432,
     listenAddresses: '*',
     socketDirectory: '/controller/run',
+    logDirectory: '/controller/log',
   });
 }
 
@@ -70,6 +71,7 @@ describe('renderers (golden files)', () => {
       port: 6000,
       listenAddresses: '127.0.0.1',
       socketDirectory: '/s',
+      logDirectory: '/l',
     });
     assert.ok(out.text.includes("wal_level = 'replica'"), 'defaults can be overridden');
     assert.ok(out.text.includes("port = '6000'"));

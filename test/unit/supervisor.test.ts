@@ -5,7 +5,7 @@ import { restartDelay } from '../../src/supervisor/supervisor.js';
 
 describe('restart policy', () => {
   it('restarts at once after a first crash, then backs off 1 s doubling to 30 s', () => {
-    assert.deepEqual([1, 2, 3, 4, 5, 6, 7, 8].map(restartDelay), [0, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+    assert.deepEqual([1, 2, 3, 4, 5, 6, 7, 8].map((n) => restartDelay(n, 1000)), [0, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
   });
 });
 

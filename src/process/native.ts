@@ -1,0 +1,26 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeProcessCalls {
+  setChildSubreaper(): boolean;
+  /** waitpid(pid, WNOHANG) on that one PID: null while it runs or when it is not our child. */
+  reap(pid: number): { pid: number; code: number | null; signal: number | null } | null;
+  mkfifo(path: string, mode: number): void;
+}
+
+const addonPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'native', 'build', 'pgim_native.node');
+
+let loaded: NativeProcessCalls | Error | undefined;
+
+/** The addon (scripts/build-native.sh), or the reason it is missing; loaded once. */
+export function nativeCalls(): NativeProcessCalls | Error {
+  if (loaded === undefined) {
+    try {
+      loaded = createRequire(import.meta.url)(process.env.PGIM_NATIVE_ADDON ?? addonPath) as NativeProcessCalls;
+    } catch (err) {
+      loaded = new Error(`pgim's native addon is not built (scripts/build-native.sh): ${(err as Error).message}`);
+    }
+  }
+  return loaded;
+}
