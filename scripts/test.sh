@@ -12,6 +12,7 @@ npm run --silent lint
 
 echo "== build"
 npm run --silent build
+"$repo/scripts/security-checks.sh" --after-build
 
 # The Kubernetes tests run a real kube-apiserver and etcd, built from the Go module proxy (about 4 min cold, 0.01 s
 # when cached). Where Go is missing the tests use cached binaries, or skip themselves loudly (they fail under CI=true).

@@ -78,6 +78,11 @@ export async function removeStaleTempFiles(dir: string): Promise<string[]> {
  */
 export async function ensureDirectory(dir: string, mode: number): Promise<void> {
   await mkdir(dirname(dir), { recursive: true });
-  await mkdir(dir, { recursive: true, mode });
+  try {
+    // Not recursive: under a read-only mount this reports EROFS, where a recursive mkdir says ENOENT.
+    await mkdir(dir, { mode });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
   await chmod(dir, mode);
 }
