@@ -37,7 +37,9 @@ export interface SpawnOptions {
   logger: Logger;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+// unref(): a grace timer only bounds a wait (the last output lines); it must never keep pgim alive past the
+// postmaster (it held every exit 200 ms).
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
 /** util-linux `setpriv` (in every Debian-based PostgreSQL image), if present. */
 const parentDeathWrapper = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => {

@@ -3,7 +3,13 @@
  * result (a failure too). A burst of probes, status requests or scrapes then costs PostgreSQL one round of work.
  * `generation` names what a result belongs to; when it changes, the next caller starts a fresh call.
  */
-export function coalesced<T>(fn: () => Promise<T>, maxAgeMs: number, generation: () => string = () => ''): () => Promise<T> {
+export function coalesced<T>(
+  fn: () => Promise<T>,
+  maxAgeMs: number,
+  generation: () => string = () => '',
+  /** Whether a result may be shared for `maxAgeMs`; one that may not is only shared with concurrent callers. */
+  keep: (value: T) => boolean = () => true,
+): () => Promise<T> {
   let inflight: { generation: string; promise: Promise<T> } | undefined;
   let settled: { at: number; generation: string; promise: Promise<T> } | undefined;
   return () => {
@@ -14,12 +20,19 @@ export function coalesced<T>(fn: () => Promise<T>, maxAgeMs: number, generation:
     const promise = fn();
     const entry = { generation: current, promise };
     inflight = entry;
-    const done = (): void => {
+    const done = (kept: boolean): void => {
       if (inflight === entry) inflight = undefined;
-      settled = { at: Date.now(), generation: current, promise };
+      settled = kept ? { at: Date.now(), generation: current, promise } : undefined;
     };
     // This handler also marks a rejection as handled; every caller still sees it.
-    promise.then(done, done);
+    promise.then(
+      (value) => {
+        done(keep(value));
+      },
+      () => {
+        done(true);
+      },
+    );
     return promise;
   };
 }

@@ -84,6 +84,8 @@ export class Probes {
           })),
         this.options.cacheMs,
         () => `${String(this.state.postmaster?.pid)}:${this.state.phase}`,
+        // A failure is not cached: the probe after PostgreSQL becomes ready must see it, not a stale "not yet".
+        (result) => result.ok,
       );
       this.cached.set(key, cached);
     }

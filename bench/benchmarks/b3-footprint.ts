@@ -1,0 +1,36 @@
+import { sleep } from '../env.js';
+import type { Footprint } from '../footprint.js';
+import { footprintOf, withRunningDaemons } from './daemons.js';
+import type { Benchmark } from './types.js';
+
+export const footprintBenchmark: Benchmark = {
+  id: 'B3',
+  title: 'Idle footprint of the manager process',
+  measures:
+    "The manager's own process (pgim's node, Patroni's python; the floor is a bare Node http server) after an idle " +
+    'settling window: VmRSS, Pss from /proc/PID/smaps_rollup, threads, and CPU time used during each following idle ' +
+    'window. All systems idle at the same time; each run is one more window. PostgreSQL itself is not counted.',
+  async run(context, recorder) {
+    const windowMs = context.quick ? 2_000 : 60_000;
+    context.note(`B3: ${windowMs / 1000} s settling, then ${context.runs} consecutive idle windows of ${windowMs / 1000} s; CPU is per window.`);
+    await withRunningDaemons(context, async (daemons) => {
+      context.log(`  settling for ${windowMs / 1000} s`);
+      await sleep(windowMs);
+      for (let index = 1; index <= context.runs; index += 1) {
+        const run = { index, warmup: false };
+        const before = new Map<string, Footprint>();
+        for (const daemon of daemons) before.set(daemon.label, await footprintOf(daemon));
+        context.log(`  window ${index}/${context.runs}`);
+        await sleep(windowMs);
+        for (const daemon of daemons) {
+          const now = await footprintOf(daemon);
+          const cpuMs = now.cpuMs - (before.get(daemon.label)?.cpuMs ?? now.cpuMs);
+          recorder.add(daemon.label, 'RSS', run, now.rssMb, 'MB');
+          recorder.add(daemon.label, 'PSS', run, now.pssMb, 'MB');
+          recorder.add(daemon.label, 'threads', run, now.threads, 'threads');
+          recorder.add(daemon.label, `CPU per ${windowMs / 1000} s idle`, run, cpuMs, 'ms');
+        }
+      }
+    });
+  },
+};

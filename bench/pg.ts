@@ -1,0 +1,149 @@
+import { join } from 'node:path';
+import pg from 'pg';
+import { pgBinDir, sleep } from './env.js';
+import type { ProcessRegistry } from './proc.js';
+
+/** How the harness logs in over TCP on 127.0.0.1 (each system has its own port and role). */
+export interface Login {
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
+/**
+ * CloudNativePG's global defaults (`GlobalDefaultSettings`), which pgim renders into every custom.conf. Copied rather
+ * than imported from pgim's source, so the benchmark does not break when pgim's internals move.
+ */
+const cloudNativePgDefaults: Readonly<Record<string, string>> = {
+  archive_timeout: '5min',
+  dynamic_shared_memory_type: 'posix',
+  full_page_writes: 'on',
+  max_parallel_workers: '32',
+  max_replication_slots: '32',
+  max_worker_processes: '32',
+  shared_memory_type: 'mmap',
+  shared_preload_libraries: '',
+  wal_keep_size: '512MB',
+  wal_level: 'logical',
+  wal_log_hints: 'on',
+  wal_receiver_timeout: '5s',
+  wal_sender_timeout: '5s',
+};
+
+/**
+ * The PostgreSQL settings every system runs with, so only the manager differs: CloudNativePG's defaults (what pgim
+ * renders anyway), the two sizes the benchmark plan fixes, and the values pgim enforces.
+ */
+export const commonParameters: Readonly<Record<string, string>> = {
+  ...cloudNativePgDefaults,
+  shared_buffers: '128MB',
+  max_connections: '100',
+  archive_mode: 'off',
+  hot_standby: 'on',
+  logging_collector: 'off',
+  restart_after_crash: 'off',
+};
+
+/** The subset a Cluster manifest may set (pgim controls the rest itself and refuses them in the spec). */
+export const clusterParameters: Readonly<Record<string, string>> = {
+  shared_buffers: commonParameters.shared_buffers ?? '128MB',
+  max_connections: commonParameters.max_connections ?? '100',
+};
+
+export async function connect(login: Login, timeoutMs = 2_000): Promise<pg.Client> {
+  const client = new pg.Client({ host: '127.0.0.1', ...login, connectionTimeoutMillis: timeoutMs });
+  // A server that stops under an open session emits 'error' on the client; the benchmark expects that.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw err;
+  }
+  return client;
+}
+
+export async function queryOnce<T extends pg.QueryResultRow>(login: Login, sql: string, timeoutMs = 2_000): Promise<T[]> {
+  const client = await connect(login, timeoutMs);
+  try {
+    return (await client.query<T>(sql)).rows;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+const pollIntervalMs = 10;
+
+/**
+ * Polls until `check` returns true; resolves with performance.now() at success. The same 10 ms poller is used for
+ * every system, so its granularity is common to all and cancels out of the comparisons.
+ */
+export async function pollUntil(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
+  const deadline = performance.now() + timeoutMs;
+  let lastError = '';
+  for (;;) {
+    try {
+      if (await check()) return performance.now();
+    } catch (err) {
+      lastError = err instanceof Error ? err.message : String(err);
+    }
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError === '' ? '' : ` (last error: ${lastError})`}`);
+    await sleep(pollIntervalMs);
+  }
+}
+
+/** Accepting = a login and a query succeed (what a client can use), like `pg_isready` plus authentication. */
+export function waitAccepting(login: Login, timeoutMs = 60_000): Promise<number> {
+  return pollUntil(`PostgreSQL on port ${login.port} to accept connections`, async () => {
+    await queryOnce(login, 'SELECT 1', 1_000);
+    return true;
+  }, timeoutMs);
+}
+
+/** Read-write = accepting and `pg_is_in_recovery()` is false (a primary, promoted if it had to be). */
+export function waitReadWrite(login: Login, timeoutMs = 60_000): Promise<number> {
+  return pollUntil(`PostgreSQL on port ${login.port} to be read-write`, async () => {
+    const rows = await queryOnce<{ recovery: boolean }>(login, 'SELECT pg_is_in_recovery() AS recovery', 1_000);
+    return rows[0]?.recovery === false;
+  }, timeoutMs);
+}
+
+/** The timeline a primary writes on now (the first 8 hex digits of its current WAL file name). */
+export async function currentTimeline(login: Login): Promise<number> {
+  const rows = await queryOnce<{ wal: string }>(login, 'SELECT pg_walfile_name(pg_current_wal_lsn()) AS wal');
+  const wal = rows[0]?.wal;
+  if (wal === undefined) throw new Error('no WAL file name');
+  return parseInt(wal.slice(0, 8), 16);
+}
+
+/** Sessions a benchmark leaves open across a shutdown; `close` tolerates a server that is already gone. */
+export interface OpenSessions {
+  close(): Promise<void>;
+}
+
+export async function openIdleSessions(login: Login, count: number): Promise<OpenSessions> {
+  const clients = await Promise.all(Array.from({ length: count }, () => connect(login, 10_000)));
+  return { close: () => closeAll(clients) };
+}
+
+/** One session inside a transaction that has written (so it holds an XID), left open. */
+export async function openTransaction(login: Login): Promise<OpenSessions> {
+  const client = await connect(login, 10_000);
+  await client.query('BEGIN');
+  await client.query('SELECT txid_current()');
+  return { close: () => closeAll([client]) };
+}
+
+async function closeAll(clients: readonly pg.Client[]): Promise<void> {
+  await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+}
+
+/** "Latest checkpoint's TimeLineID" of a stopped cluster, from pg_controldata (exact after a clean shutdown). */
+export async function controlFileTimeline(processes: ProcessRegistry, pgdata: string): Promise<number> {
+  const report = await processes.output('pg_controldata', join(pgBinDir, 'pg_controldata'), ['-D', pgdata], { asServiceUser: true, env: { LC_ALL: 'C' } });
+  const line = report.split('\n').find((l) => l.startsWith("Latest checkpoint's TimeLineID:"));
+  const timeline = Number(line?.split(':')[1]?.trim());
+  if (!Number.isInteger(timeline)) throw new Error(`pg_controldata -D ${pgdata}: no timeline in its report`);
+  return timeline;
+}

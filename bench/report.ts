@@ -1,0 +1,294 @@
+import type { BenchmarkId, Sample, Unit } from './benchmarks/types.js';
+import { benchmarks } from './benchmarks/index.js';
+import type { BenchResult } from './harness.js';
+import { maximum, median, minimum } from './stats.js';
+
+export interface SummaryRow {
+  benchmark: BenchmarkId;
+  metric: string;
+  system: string;
+  unit: Unit;
+  runs: number;
+  median: number;
+  min: number;
+  max: number;
+  ratioToFloor: number | undefined;
+  ratioToPatroni: number | undefined;
+}
+
+export type Verdict = 'PASS' | 'FAIL' | 'n/a';
+
+export interface GoalResult {
+  benchmark: BenchmarkId;
+  goal: string;
+  measured: string;
+  verdict: Verdict;
+}
+
+/** Systems in a fixed order: the floor, pgim and its variants, then Patroni. */
+function systemRank(system: string): number {
+  if (system === 'floor') return 0;
+  if (system === 'pgim') return 1;
+  if (system.startsWith('pgim')) return 2;
+  return 3;
+}
+
+function benchmarkRank(id: BenchmarkId): number {
+  return benchmarks.findIndex((b) => b.id === id);
+}
+
+/** Median, min and max per benchmark, metric and system over the measured runs (warm-ups and details left out). */
+export function summarise(samples: readonly Sample[]): SummaryRow[] {
+  const groups = new Map<string, Sample[]>();
+  const metricOrder: string[] = [];
+  for (const sample of samples) {
+    if (sample.warmup || sample.detail === true) continue;
+    const metricKey = `${sample.benchmark}\u0000${sample.metric}`;
+    if (!metricOrder.includes(metricKey)) metricOrder.push(metricKey);
+    const key = `${metricKey}\u0000${sample.system}`;
+    const group = groups.get(key) ?? [];
+    group.push(sample);
+    groups.set(key, group);
+  }
+  const rows: SummaryRow[] = [];
+  for (const group of groups.values()) {
+    const first = group[0];
+    if (first === undefined) continue;
+    const values = group.map((s) => s.value);
+    rows.push({
+      benchmark: first.benchmark,
+      metric: first.metric,
+      system: first.system,
+      unit: first.unit,
+      runs: values.length,
+      median: median(values),
+      min: minimum(values),
+      max: maximum(values),
+      ratioToFloor: undefined,
+      ratioToPatroni: undefined,
+    });
+  }
+  const find = (row: SummaryRow, system: string): SummaryRow | undefined =>
+    rows.find((r) => r.benchmark === row.benchmark && r.metric === row.metric && r.system === system);
+  const ratio = (value: number, base: SummaryRow | undefined): number | undefined =>
+    base === undefined || base.median === 0 ? undefined : value / base.median;
+  for (const row of rows) {
+    row.ratioToFloor = ratio(row.median, find(row, 'floor'));
+    row.ratioToPatroni = ratio(row.median, find(row, 'patroni'));
+  }
+  return rows.sort(
+    (a, b) =>
+      benchmarkRank(a.benchmark) - benchmarkRank(b.benchmark) ||
+      metricOrder.indexOf(`${a.benchmark}\u0000${a.metric}`) - metricOrder.indexOf(`${b.benchmark}\u0000${b.metric}`) ||
+      systemRank(a.system) - systemRank(b.system),
+  );
+}
+
+export function formatValue(value: number, unit: Unit): string {
+  if (!Number.isFinite(value)) return '–';
+  switch (unit) {
+    case 'ms':
+      return `${value < 10 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : value.toFixed(0)} ms`;
+    case 'MB':
+      return `${value.toFixed(1)} MB`;
+    case 'req/s':
+      return `${value.toFixed(0)} req/s`;
+    case 'count':
+    case 'threads':
+      return Number.isInteger(value) ? String(value) : value.toFixed(1);
+  }
+}
+
+function formatRatio(ratio: number | undefined): string {
+  return ratio === undefined ? '–' : `${ratio.toFixed(2)}×`;
+}
+
+function rowFor(rows: readonly SummaryRow[], benchmark: BenchmarkId, metric: string, system: string): SummaryRow | undefined {
+  return rows.find((r) => r.benchmark === benchmark && r.metric === metric && r.system === system);
+}
+
+/** The goals of issue 10, judged on medians (B4 on the worst request seen at 32 clients). */
+export function evaluateGoals(rows: readonly SummaryRow[]): GoalResult[] {
+  const goals: GoalResult[] = [];
+  const ms = (row: SummaryRow | undefined): string => (row === undefined ? '–' : formatValue(row.median, row.unit));
+  const judge = (ok: boolean | undefined): Verdict => (ok === undefined ? 'n/a' : ok ? 'PASS' : 'FAIL');
+
+  const b1Pgim = rowFor(rows, 'B1', 'start -> read-write', 'pgim');
+  const b1Floor = rowFor(rows, 'B1', 'start -> read-write', 'floor');
+  const b1PgCtl = rowFor(rows, 'B1', 'start -> pg_ctl start -w returned', 'floor');
+  const b1Timelines = rowFor(rows, 'B1', 'new timelines per start', 'pgim');
+  goals.push({
+    benchmark: 'B1',
+    goal: 'pgim start -> read-write within 0.2 s of the floor (pg_ctl start -w), no new timeline',
+    measured: `pgim ${ms(b1Pgim)} vs floor ${ms(b1Floor)} (pg_ctl -w returned at ${ms(b1PgCtl)}); new timelines max ${b1Timelines === undefined ? '–' : String(b1Timelines.max)}`,
+    verdict: judge(b1Pgim && b1Floor && b1Timelines ? b1Pgim.median <= b1Floor.median + 200 && b1Timelines.max === 0 : undefined),
+  });
+
+  const b2Pgim = rowFor(rows, 'B2', 'idle: stop -> manager done', 'pgim');
+  const b2Floor = rowFor(rows, 'B2', 'idle: stop -> manager done', 'floor');
+  goals.push({
+    benchmark: 'B2',
+    goal: 'pgim idle SIGTERM -> exit within 0.1 s of pg_ctl stop -m fast',
+    measured: `pgim ${ms(b2Pgim)} vs pg_ctl stop -m fast ${ms(b2Floor)}`,
+    verdict: judge(b2Pgim && b2Floor ? b2Pgim.median <= b2Floor.median + 100 : undefined),
+  });
+
+  const b3Pgim = rowFor(rows, 'B3', 'RSS', 'pgim');
+  goals.push({
+    benchmark: 'B3',
+    goal: 'pgim idle RSS under 70 MB',
+    measured: `pgim ${b3Pgim === undefined ? '–' : formatValue(b3Pgim.median, 'MB')} (max ${b3Pgim === undefined ? '–' : formatValue(b3Pgim.max, 'MB')})`,
+    verdict: judge(b3Pgim ? b3Pgim.median < 70 : undefined),
+  });
+
+  // Per run, the slowest request of a cell; the goal takes the median over runs of that (like every other goal),
+  // for every c=32 cell. The single worst request of any run is shown too, next to the floor's, to show the noise.
+  const c32Max = (system: string): SummaryRow[] => rows.filter((r) => r.benchmark === 'B4' && r.system === system && /c=32 .*: max$/.test(r.metric));
+  const highest = (list: SummaryRow[], pick: (r: SummaryRow) => number): SummaryRow | undefined =>
+    list.reduce<SummaryRow | undefined>((w, r) => (w === undefined || pick(r) > pick(w) ? r : w), undefined);
+  const pgimCells = c32Max('pgim');
+  const typical = highest(pgimCells, (r) => r.median);
+  const worst = highest(pgimCells, (r) => r.max);
+  const floorWorst = highest(c32Max('floor'), (r) => r.max);
+  goals.push({
+    benchmark: 'B4',
+    goal: 'no pgim status request over 100 ms at 32 concurrent clients (median over runs of each c=32 cell\'s slowest request)',
+    measured:
+      typical === undefined || worst === undefined
+        ? '–'
+        : `slowest request per run, median ${formatValue(typical.median, 'ms')} (${typical.metric.replace(/: max$/, '')}); ` +
+          `worst single request of all runs ${formatValue(worst.max, 'ms')} (floor's worst: ${floorWorst === undefined ? '–' : formatValue(floorWorst.max, 'ms')})`,
+    verdict: judge(typical ? typical.median <= 100 : undefined),
+  });
+
+  const b6Pgim = rowFor(rows, 'B6', 'kill -9 -> accepting', 'pgim');
+  const b6Floor = rowFor(rows, 'B6', 'kill -9 -> accepting', 'floor');
+  const b6Patroni = rowFor(rows, 'B6', 'kill -9 -> accepting', 'patroni');
+  goals.push({
+    benchmark: 'B6',
+    goal: 'pgim kill -9 -> accepting under 1 s plus crash recovery (the floor: recovery + pg_ctl start at once)',
+    measured: `pgim ${ms(b6Pgim)} vs floor ${ms(b6Floor)}; Patroni ${ms(b6Patroni)}`,
+    verdict: judge(b6Pgim && b6Floor ? b6Pgim.median < b6Floor.median + 1000 : undefined),
+  });
+
+  const b13Pgim = rows.find((r) => r.benchmark === 'B13' && r.system === 'pgim' && r.metric.startsWith('new timelines'));
+  const b13Patroni = rows.find((r) => r.benchmark === 'B13' && r.system === 'patroni' && r.metric.startsWith('new timelines'));
+  goals.push({
+    benchmark: 'B13',
+    goal: 'zero new timelines from 10 restarts and 3 crashes',
+    measured: `pgim ${b13Pgim === undefined ? '–' : String(b13Pgim.max)}; Patroni ${b13Patroni === undefined ? '–' : String(b13Patroni.max)}`,
+    verdict: judge(b13Pgim ? b13Pgim.max === 0 : undefined),
+  });
+  return goals;
+}
+
+export function resultsTable(rows: readonly SummaryRow[]): string {
+  const lines = [
+    '| benchmark | metric | system | runs | median | min | max | ratio to floor | ratio to Patroni |',
+    '|---|---|---|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.benchmark} | ${r.metric.replaceAll('->', '→')} | ${r.system} | ${r.runs} | ${formatValue(r.median, r.unit)} | ${formatValue(r.min, r.unit)} | ${formatValue(r.max, r.unit)} | ${formatRatio(r.ratioToFloor)} | ${formatRatio(r.ratioToPatroni)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function goalsTable(goals: readonly GoalResult[]): string {
+  const lines = ['| goal | measured (medians) | verdict |', '|---|---|---|'];
+  for (const g of goals) lines.push(`| ${g.benchmark}: ${g.goal} | ${g.measured} | **${g.verdict}** |`);
+  return lines.join('\n');
+}
+
+export function renderMarkdown(result: BenchResult, command: string): string {
+  const rows = summarise(result.samples);
+  const m = result.machine;
+  const selected = benchmarks.filter((b) => result.options.only.includes(b.id));
+  return [
+    `# pgim benchmarks, ${result.startedAt.slice(0, 10)}`,
+    '',
+    `Command: \`${command}\` (${result.options.runs} runs per benchmark${result.options.warmup ? ' after one warm-up' : ''}${result.options.quick ? ', quick windows' : ''}; systems: ${result.options.systems.join(', ')}).`,
+    `Started ${result.startedAt}, finished ${result.finishedAt}.`,
+    '',
+    `Machine: ${m.cpuModel}, ${m.nproc} vCPU, ${m.memoryMiB} MiB RAM, kernel ${m.kernel}, load average at start ${m.loadAverageAtStart.join(' / ')}` +
+      `${m.runAsRoot ? ', run as root (PostgreSQL, Patroni and etcd as postgres)' : ''}.`,
+    `Software: Node ${m.node}; ${m.postgres ?? 'postgres ?'}; ${m.patroni ?? 'Patroni not run'}; ${m.etcd ?? 'etcd not run'}; pgim ${m.pgim}.`,
+    '',
+    '## Results',
+    '',
+    'Medians, minimum and maximum over the measured runs; ratios are of medians (below 1 = faster or smaller than the reference).',
+    '',
+    resultsTable(rows),
+    '',
+    '## Goals',
+    '',
+    goalsTable(evaluateGoals(rows)),
+    '',
+    '## What each benchmark measures',
+    '',
+    ...selected.map((b) => `- **${b.id} ${b.title}**: ${b.measures}`),
+    '',
+    ...(result.notes.length > 0 ? ['## Notes', '', ...result.notes.map((n) => `- ${n}`), ''] : []),
+    ...(result.failures.length > 0 ? ['## Failures', '', ...result.failures.map((f) => `- ${f.benchmark}: ${f.error}`), ''] : []),
+  ].join('\n');
+}
+
+const systemColours: Readonly<Record<string, string>> = {
+  floor: '#9e9e9e',
+  pgim: '#1f77b4',
+  patroni: '#ff7f0e',
+};
+
+function escapeXml(text: string): string {
+  return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
+}
+
+/** The main figures, one panel each: median bars with a min-max whisker. */
+const chartPanels: readonly { benchmark: BenchmarkId; metric: RegExp; title: string }[] = [
+  { benchmark: 'B1', metric: /^start -> read-write$/, title: 'B1 start on existing PGDATA → read-write (ms)' },
+  { benchmark: 'B2', metric: /^idle: stop -> manager done$/, title: 'B2 idle clean stop → manager done (ms)' },
+  { benchmark: 'B3', metric: /^RSS$/, title: 'B3 idle RSS of the manager process (MB)' },
+  { benchmark: 'B4', metric: /^readiness c=32 fresh: p99$/, title: 'B4 readiness probe, 32 clients, p99 (ms)' },
+  { benchmark: 'B6', metric: /^kill -9 -> read-write$/, title: 'B6 postmaster kill -9 → read-write (ms)' },
+  { benchmark: 'B13', metric: /^new timelines/, title: 'B13 new timelines (10 restarts + 3 crashes)' },
+  { benchmark: 'B14', metric: /^empty folder -> read-write$/, title: 'B14 bootstrap empty folder → read-write (ms)' },
+];
+
+export function renderSvg(result: BenchResult): string {
+  const rows = summarise(result.samples);
+  const panelWidth = 460;
+  const panelHeight = 190;
+  const columns = 2;
+  const panels = chartPanels
+    .map((panel) => ({ ...panel, rows: rows.filter((r) => r.benchmark === panel.benchmark && panel.metric.test(r.metric)) }))
+    .filter((panel) => panel.rows.length > 0);
+  const height = 50 + Math.ceil(panels.length / columns) * panelHeight;
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${columns * panelWidth}" height="${height}" font-family="sans-serif" font-size="11">`,
+    '<rect width="100%" height="100%" fill="white"/>',
+    `<text x="10" y="22" font-size="15" font-weight="bold">${escapeXml(`pgim vs bare PostgreSQL (floor) vs Patroni, ${result.startedAt.slice(0, 10)}: medians, whiskers min–max`)}</text>`,
+  ];
+  panels.forEach((panel, i) => {
+    const x0 = (i % columns) * panelWidth + 10;
+    const y0 = 40 + Math.floor(i / columns) * panelHeight;
+    const top = Math.max(...panel.rows.map((r) => r.max), 1e-9);
+    const labelWidth = 170;
+    const barMax = panelWidth - labelWidth - 90;
+    parts.push(`<text x="${x0}" y="${y0 + 14}" font-weight="bold">${escapeXml(panel.title)}</text>`);
+    panel.rows.forEach((row, j) => {
+      const y = y0 + 26 + j * 30;
+      const colour = systemColours[row.system] ?? '#6baed6';
+      const scale = (v: number): number => (v / top) * barMax;
+      const bx = x0 + labelWidth;
+      parts.push(
+        `<text x="${x0}" y="${y + 14}">${escapeXml(row.system.replace('smartShutdownTimeout', 'smart'))}</text>`,
+        `<rect x="${bx}" y="${y + 2}" width="${scale(row.median).toFixed(1)}" height="18" fill="${colour}"/>`,
+        `<line x1="${(bx + scale(row.min)).toFixed(1)}" x2="${(bx + scale(row.max)).toFixed(1)}" y1="${y + 11}" y2="${y + 11}" stroke="black"/>`,
+        `<text x="${(bx + scale(row.max) + 6).toFixed(1)}" y="${y + 15}">${escapeXml(formatValue(row.median, row.unit))}</text>`,
+      );
+    });
+  });
+  parts.push('</svg>');
+  return `${parts.join('\n')}\n`;
+}

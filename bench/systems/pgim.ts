@@ -1,0 +1,98 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeConfigDir } from '../../test/support/config.js';
+import { handToPostgres, postgresUser } from '../../test/support/env.js';
+import { pgimArgs, pgimEntry, type PgimPaths, type PgimPorts } from '../../test/support/pgim.js';
+import { freePort, isRoot, removeTempDir } from '../env.js';
+import { clusterParameters, type Login } from '../pg.js';
+import type { TrackedProcess } from '../proc.js';
+import { instanceName, type SystemContext } from './context.js';
+import { stopDaemon } from './daemon.js';
+import type { DatabaseSystem, StartedCommand, StatusEndpoints, StopTimings } from './types.js';
+
+const secrets = { appPassword: 'pgim-bench-app-pw', superuserPassword: 'pgim-bench-super-pw' };
+
+export interface PgimSettings {
+  /**
+   * spec.smartShutdownTimeout. CloudNativePG's default (180 s) would make every stop with a connected client last
+   * three minutes, so the benchmarks use 5 s (smart first, as CNPG does) and 0 (pgim then skips smart: pg_ctl fast).
+   */
+  smartShutdownTimeout: number;
+  label?: string;
+}
+
+/** pgim as a container would run it: `pgim run` from a files-mode config folder, dropping to postgres when root. */
+export class PgimSystem implements DatabaseSystem {
+  readonly kind = 'pgim';
+  readonly label: string;
+  readonly pgdata: string;
+  readonly logFile: string;
+  readonly endpoints: StatusEndpoints;
+  private readonly dir: string;
+  private readonly paths: PgimPaths;
+  private daemon: TrackedProcess | undefined;
+
+  private constructor(private readonly context: SystemContext, private readonly ports: PgimPorts, settings: PgimSettings, pgdata?: string) {
+    this.label = settings.label ?? 'pgim';
+    this.dir = join(context.workDir, instanceName('pgim'));
+    this.paths = { configDir: join(this.dir, 'config'), pgdata: pgdata ?? join(this.dir, 'pgdata'), runtimeDir: join(this.dir, 'runtime') };
+    this.pgdata = this.paths.pgdata;
+    this.logFile = join(this.dir, 'pgim.log');
+    const base = `http://127.0.0.1:${ports.statusPort}`;
+    this.endpoints = { readiness: `${base}/readyz`, statusDocument: `${base}/pg/status` };
+    context.processes.trackDataDirectory(this.pgdata);
+  }
+
+  /** `shareDataWith`: run over another pgim's data directory and ports (never both at once), with other settings. */
+  static async create(context: SystemContext, settings: PgimSettings = { smartShutdownTimeout: 5 }, shareDataWith?: PgimSystem): Promise<PgimSystem> {
+    const ports = shareDataWith?.ports ?? { pgPort: await freePort(), statusPort: await freePort(), metricsPort: await freePort() };
+    const system = new PgimSystem(context, ports, settings, shareDataWith?.pgdata);
+    await mkdir(system.dir, { recursive: true, mode: 0o755 });
+    await writeConfigDir(
+      system.paths.configDir,
+      { name: 'bench', smartShutdownTimeout: settings.smartShutdownTimeout, stopDelay: 30, parameters: { ...clusterParameters } },
+      secrets,
+    );
+    await handToPostgres(system.paths.configDir);
+    return system;
+  }
+
+  get login(): Login {
+    return { port: this.ports.pgPort, user: 'app', password: secrets.appPassword, database: 'app' };
+  }
+
+  private args(command: 'run' | 'init'): string[] {
+    return [pgimEntry, command, ...pgimArgs(this.paths, this.ports), ...(isRoot ? ['--user', postgresUser] : [])];
+  }
+
+  async initialise(): Promise<void> {
+    await this.context.processes.mustRun('pgim init', process.execPath, this.args('init'), { logFile: this.logFile });
+  }
+
+  start(): Promise<StartedCommand> {
+    if (this.daemon?.running === true) throw new Error(`${this.label} is already running`);
+    // pgim drops to postgres by itself, so it starts as the harness's user, like a container's PID 1 would.
+    this.daemon = this.context.processes.spawn('pgim', process.execPath, this.args('run'), { logFile: this.logFile, env: { PGIM_LOG_LEVEL: 'info' } });
+    return Promise.resolve({});
+  }
+
+  stop(): Promise<StopTimings> {
+    return stopDaemon(this.daemon, this.pgdata, this.label, this.logFile);
+  }
+
+
+  /** pgim restarts the postmaster itself: nothing to do. */
+  recoverFromPostmasterKill(): Promise<void> {
+    if (this.daemon?.running !== true) return Promise.reject(new Error(`${this.label} exited after the postmaster was killed; see ${this.logFile}`));
+    return Promise.resolve();
+  }
+
+  daemonPid(): number | undefined {
+    return this.daemon?.running === true ? this.daemon.pid : undefined;
+  }
+
+  async destroy(): Promise<void> {
+    await this.daemon?.terminate(30_000);
+    await removeTempDir(this.dir);
+  }
+}

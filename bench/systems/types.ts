@@ -1,0 +1,54 @@
+import type { Login } from '../pg.js';
+
+/** The three ways of running the same PostgreSQL binaries that the benchmarks compare. */
+export type SystemKind = 'floor' | 'pgim' | 'patroni';
+
+export const allSystemKinds: readonly SystemKind[] = ['floor', 'pgim', 'patroni'];
+
+/** What a start looks like from outside: the process that was launched, and when its own command finished. */
+export interface StartedCommand {
+  /** Resolves when a foreground start command returns (`pg_ctl start -w`); daemons have none. */
+  commandDone?: Promise<void>;
+}
+
+export interface StopTimings {
+  /** Stop requested (SIGTERM, or pg_ctl stop) -> the postmaster process is gone. */
+  postmasterGoneMs: number;
+  /** Stop requested -> the daemon exited (or `pg_ctl stop` returned). */
+  doneMs: number;
+}
+
+/** HTTP endpoints a daemon serves; the floor has none. */
+export interface StatusEndpoints {
+  /** 200 once PostgreSQL is usable: pgim `/readyz`, Patroni `/health`. */
+  readiness: string;
+  /** A JSON status document that queries PostgreSQL: pgim `/pg/status`, Patroni `/patroni`. */
+  statusDocument: string;
+}
+
+/**
+ * One PostgreSQL instance with its own data directory and ports, run by one system. Every method returns once its
+ * action is issued or done; the benchmarks take the times around them.
+ */
+export interface DatabaseSystem {
+  readonly kind: SystemKind;
+  /** How results name it, e.g. `pgim` or `pgim (smartShutdownTimeout 0)`. */
+  readonly label: string;
+  readonly login: Login;
+  readonly pgdata: string;
+  readonly endpoints: StatusEndpoints | undefined;
+  /** Bootstraps an empty data directory the way this system does it, and leaves PostgreSQL stopped. */
+  initialise(): Promise<void>;
+  /** Starts on the existing data directory (or, for the daemons, bootstraps an empty one first). */
+  start(): Promise<StartedCommand>;
+  /** A clean stop as an operator would ask for it: SIGTERM to the daemon, `pg_ctl stop -m fast` for the floor. */
+  stop(): Promise<StopTimings>;
+  /** After the harness kills the postmaster: the floor restarts it by hand (no supervisor); daemons do it alone. */
+  recoverFromPostmasterKill(): Promise<void>;
+  /** The manager's own process (pgim's node, Patroni's python); undefined for the floor. */
+  daemonPid(): number | undefined;
+  /** Where this system's logs are, for error messages. */
+  readonly logFile: string;
+  /** Stops whatever still runs (no timing) and removes its folder. */
+  destroy(): Promise<void>;
+}

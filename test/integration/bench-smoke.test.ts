@@ -1,0 +1,52 @@
+import { strict as assert } from 'node:assert';
+import { readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { runBenchmarks } from '../../bench/harness.js';
+import { livePostmasterPid } from '../../bench/proc.js';
+import { evaluateGoals, renderMarkdown, renderSvg, summarise } from '../../bench/report.js';
+
+/** Bench work folders left in the temp dir (each run makes one `pgim-bench-*`). */
+async function benchFolders(): Promise<string[]> {
+  return (await readdir(tmpdir())).filter((name) => name.startsWith('pgim-bench-'));
+}
+
+describe('bench smoke: one short benchmark through the harness (floor and pgim, no Patroni)', function () {
+  this.timeout(60_000);
+
+  it('runs B1 once for the floor and pgim, records numeric samples and cleans up', async () => {
+    const foldersBefore = await benchFolders();
+    const logged: string[] = [];
+    const result = await runBenchmarks({
+      only: ['B1'],
+      runs: 1,
+      systems: ['floor', 'pgim'],
+      warmup: false,
+      quick: true,
+      install: false,
+      log: (line) => logged.push(line),
+    });
+
+    assert.deepEqual(result.failures, [], `no benchmark failed; log:\n${logged.join('\n')}`);
+    assert.deepEqual(result.options.systems, ['floor', 'pgim']);
+    for (const system of ['floor', 'pgim']) {
+      const samples = result.samples.filter((s) => s.system === system && s.metric === 'start -> read-write');
+      assert.equal(samples.length, 1, `one read-write sample for ${system}`);
+      const value = samples[0]!.value;
+      assert.ok(Number.isFinite(value) && value > 0, `${system}: a positive number of ms, got ${value}`);
+    }
+    const timelines = result.samples.filter((s) => s.metric === 'new timelines per start');
+    assert.equal(timelines.length, 2);
+    for (const sample of timelines) assert.ok(Number.isInteger(sample.value), 'timeline counts are integers');
+
+    // The report pieces accept what the harness produced.
+    const rows = summarise(result.samples);
+    assert.ok(rows.some((r) => r.system === 'pgim' && r.ratioToFloor !== undefined));
+    assert.equal(evaluateGoals(rows).find((g) => g.benchmark === 'B1')?.verdict !== 'n/a', true);
+    assert.match(renderMarkdown(result, 'smoke'), /\| B1 \| start → read-write \| pgim \|/);
+    assert.match(renderSvg(result), /^<svg /);
+
+    // Nothing left behind: no new work folder, no postmaster of ours (the folders are gone, so none can be found).
+    assert.deepEqual(await benchFolders(), foldersBefore);
+    assert.equal(await livePostmasterPid('/nonexistent'), undefined);
+  });
+});
