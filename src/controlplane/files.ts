@@ -9,8 +9,8 @@ import { ConfinedReadError, isValidObjectKey, readConfined } from '../fs/confine
 import type { ControlPlane, InstanceStatusReport, ObjectData } from './types.js';
 
 const watchDebounceMs = 150;
-/** The safety net behind inotify, which reacts at once; each poll walks the folder, so it is not every second. */
-const watchPollMs = 3000;
+/** The safety net behind inotify: Node 20's recursive watch can go quiet after a file is replaced by rename. */
+const watchPollMs = 1000;
 
 /**
  * Path, resolved target, size and mtime of every file under `dir`, following symlinks: any edit, replacement or
@@ -105,7 +105,7 @@ export class FilesControlPlane implements ControlPlane {
   }
 
   /**
-   * inotify (fs.watch) for a fast reaction, plus a fingerprint poll every 3 s as the safety net: inotify misses
+   * inotify (fs.watch) for a fast reaction, plus a fingerprint poll every second as the safety net: inotify misses
    * folders created later on some kernels and filesystems, and a `..data` symlink swap is a rename two levels up.
    * Either one only schedules a check; the callback runs when the fingerprint really changed, once per burst.
    */
