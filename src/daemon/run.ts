@@ -96,16 +96,27 @@ async function confirmDesiredState(options: InstanceOptions, loaded: Loaded, ins
   return desired;
 }
 
+/** For one-shot commands: SIGTERM or SIGINT aborts the running tool (initdb, pg_basebackup), which cleans up. */
+function abortOnTermination(): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const onSignal = (): void => {
+    controller.abort();
+  };
+  process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
+    },
+  };
+}
+
 /** `pgim init`: bootstrap an empty PGDATA and exit. A PGDATA that already holds a cluster is left as it is. */
 export async function initCommand(options: InstanceOptions): Promise<number> {
   const loaded = await load(options);
   if (typeof loaded === 'number') return loaded;
   const { logger } = loaded;
-  const abort = new AbortController();
-  const onSignal = (): void => {
-    abort.abort();
-  };
-  process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
+  const abort = abortOnTermination();
   try {
     const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
     const instance = openInstance(options, loaded.desired, logger);
@@ -127,7 +138,7 @@ export async function initCommand(options: InstanceOptions): Promise<number> {
   } catch (err) {
     return failStartup(logger, err);
   } finally {
-    process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
+    abort.dispose();
   }
 }
 
@@ -256,11 +267,7 @@ export async function joinCommand(options: InstanceOptions): Promise<number> {
   const loaded = await load(options);
   if (typeof loaded === 'number') return loaded;
   const { logger } = loaded;
-  const abort = new AbortController();
-  const onSignal = (): void => {
-    abort.abort();
-  };
-  process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
+  const abort = abortOnTermination();
   try {
     const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
     const instance = openInstance(options, loaded.desired, logger);
@@ -278,7 +285,7 @@ export async function joinCommand(options: InstanceOptions): Promise<number> {
   } catch (err) {
     return failStartup(logger, err);
   } finally {
-    process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
+    abort.dispose();
   }
 }
 

@@ -19,15 +19,29 @@ export function quoteLiteral(value: string): string {
  * A superuser session over the Unix socket (peer auth through the `local` map), with the same pinned session
  * settings CNPG uses, so a user's search_path or datestyle can never change what pgim's SQL means.
  */
-export async function connectLocal(target: LocalConnection, database = 'postgres', timeoutMs = 5000): Promise<pg.Client> {
+export function connectLocal(target: LocalConnection, database = 'postgres', timeoutMs = 5000): Promise<pg.Client> {
+  return connectSocket(target, { user: 'postgres', database, applicationName: 'pgim', timeoutMs, settings: '-c synchronous_commit=local' });
+}
+
+export interface SocketSession {
+  user: string;
+  database: string;
+  applicationName: string;
+  timeoutMs: number;
+  /** More `-c name=value` settings on top of the pinned ones. */
+  settings: string;
+}
+
+/** A peer-authenticated session over the Unix socket with search_path, datestyle and encoding pinned. */
+export async function connectSocket(target: LocalConnection, session: SocketSession): Promise<pg.Client> {
   const client = new pg.Client({
     host: target.socketDir,
     port: target.port,
-    user: 'postgres',
-    database,
-    application_name: 'pgim',
-    connectionTimeoutMillis: timeoutMs,
-    options: '-c search_path=pg_catalog,public,pg_temp -c datestyle=ISO -c client_encoding=UTF8 -c synchronous_commit=local',
+    user: session.user,
+    database: session.database,
+    application_name: session.applicationName,
+    connectionTimeoutMillis: session.timeoutMs,
+    options: `-c search_path=pg_catalog,public,pg_temp -c datestyle=ISO -c client_encoding=UTF8 ${session.settings}`,
   });
   // A server that goes away mid-session emits 'error'; the caller sees it on its next query instead.
   client.on('error', () => undefined);

@@ -2,7 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { configHashParameter } from '../render/index.js';
-import type { LocalConnection } from './sql.js';
+import { connectSocket, type LocalConnection } from './sql.js';
 
 /** The part of CNPG's `PostgresqlStatus` that comes from PostgreSQL itself. */
 export interface PostgresReportedStatus {
@@ -315,22 +315,12 @@ export async function checkStreaming(client: pg.Client, maximumLag: number | und
  * A session as `cnpg_metrics_exporter` over the Unix socket (peer auth through the `cnpg_metrics_exporter` map),
  * with the settings pinned so a user's defaults cannot change what a monitoring query means.
  */
-export async function connectMonitor(target: LocalConnection, database: string, timeoutMs: number): Promise<pg.Client> {
-  const client = new pg.Client({
-    host: target.socketDir,
-    port: target.port,
+export function connectMonitor(target: LocalConnection, database: string, timeoutMs: number): Promise<pg.Client> {
+  return connectSocket(target, {
     user: 'cnpg_metrics_exporter',
     database,
-    application_name: 'cnpg_metrics_exporter',
-    connectionTimeoutMillis: timeoutMs,
-    options: '-c search_path=pg_catalog,public,pg_temp -c datestyle=ISO -c client_encoding=UTF8 -c default_transaction_read_only=on',
+    applicationName: 'cnpg_metrics_exporter',
+    timeoutMs,
+    settings: '-c default_transaction_read_only=on',
   });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-  } catch (err) {
-    await client.end().catch(() => undefined);
-    throw err;
-  }
-  return client;
 }
