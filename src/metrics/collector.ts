@@ -157,6 +157,17 @@ export class Collector {
         reportedRestarts = state.restartCount;
       },
     });
+    // Expiry of the TLS material in use, so an alert can fire weeks ahead (pgim also logs a warning 30 days ahead).
+    new Gauge({
+      name: 'pgim_certificate_expiry_timestamp_seconds',
+      help: 'When a certificate pgim uses expires (Unix time), by the Secret it comes from.',
+      labelNames: ['secret'],
+      registers,
+      collect() {
+        this.reset();
+        for (const certificate of state.certificates) this.set({ secret: certificate.secret }, certificate.notAfter.getTime() / 1000);
+      },
+    });
     // Beyond CNPG (its #4962, #2552): per-query outcome, so a failing query is visible instead of a family vanishing.
     this.queryErrors = new Counter({
       name: 'pgim_metrics_query_errors_total',

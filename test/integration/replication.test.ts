@@ -126,6 +126,14 @@ describe('TLS and streaming replication: a 3-instance cluster on 127.0.0.1 (real
     }
   });
 
+  it('exposes when each certificate expires (pgim_certificate_expiry_timestamp_seconds)', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${primary().ports.metricsPort}/metrics`)).text();
+    const expiry = Number(/^pgim_certificate_expiry_timestamp_seconds\{secret="itest-server"\} (\S+)$/m.exec(text)?.[1]);
+    const notAfter = new X509Certificate(await readFile(join(secretsDir(), 'itest-server', 'tls.crt'))).validTo;
+    assert.equal(expiry, new Date(notAfter).getTime() / 1000);
+    assert.match(text, /^pgim_certificate_expiry_timestamp_seconds\{secret="itest-replication"\} \d+/m);
+  });
+
   it('keeps an HA slot per replica on the primary, in use', async () => {
     const override = await readFile(join(replicas()[0]!.paths.pgdata, 'override.conf'), 'utf8');
     assert.match(override, /^primary_slot_name = '_cnpg_itest_2'$/m);

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../src/fs/atomic.js';
+import { removeStaleTempFiles, writeFileAtomic } from '../../src/fs/atomic.js';
 import { isValidObjectKey, readConfined } from '../../src/fs/confined.js';
 import { isRoot, makeTempDir, removeTempDir } from '../support/env.js';
 
@@ -58,6 +58,14 @@ describe('atomic writes and confined reads', () => {
     await symlink('../outside', join(secret, 'escape'));
     await assert.rejects(readConfined(secret, 'escape', 100), /resolves outside its folder/);
     await assert.rejects(readConfined(secret, 'absent', 100), /does not exist/);
+  });
+
+  it('removes temp files a crash left between write and rename, and nothing else (c7 row 61)', async () => {
+    await writeFile(join(dir, 'custom.conf'), 'kept');
+    await writeFile(join(dir, '.custom.conf.0a1b2c3d4e5f.tmp'), 'half-written');
+    await writeFile(join(dir, '.hidden'), 'not ours');
+    assert.deepEqual(await removeStaleTempFiles(dir), ['.custom.conf.0a1b2c3d4e5f.tmp']);
+    assert.deepEqual((await readdir(dir)).sort(), ['.hidden', 'custom.conf']);
   });
 
   it('caps the size it reads', async () => {
