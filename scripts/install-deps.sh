@@ -51,8 +51,8 @@ if ! command -v cc >/dev/null 2>&1; then apt_install gcc libc6-dev; fi
 # util-linux's setpriv gives the postmaster its parent-death signal (present on Debian; checked, not assumed).
 if ! command -v setpriv >/dev/null 2>&1; then apt_install util-linux; fi
 
-# promtool and a real Prometheus for the metrics tests (Debian package prometheus).
-if [ "$(id -u)" -eq 0 ] && ! { command -v promtool && command -v prometheus; } >/dev/null 2>&1; then
+# promtool and a real Prometheus for the metrics tests only (scripts/test.sh sets PGIM_TEST_TOOLS=1).
+if [ "${PGIM_TEST_TOOLS:-0}" = 1 ] && [ "$(id -u)" -eq 0 ] && ! { command -v promtool && command -v prometheus; } >/dev/null 2>&1; then
   apt_install prometheus
 fi
 

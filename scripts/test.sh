@@ -5,7 +5,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-"$repo/scripts/install-deps.sh"
+PGIM_TEST_TOOLS=1 "$repo/scripts/install-deps.sh"
 
 echo "== lint: tsc --noEmit + eslint (zero warnings)"
 npm run --silent lint
