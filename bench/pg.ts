@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import pg from 'pg';
+import { defaultParameters } from '../src/render/parameters.js';
 import { pgBinDir, sleep } from './env.js';
 import type { ProcessRegistry } from './proc.js';
 
@@ -12,31 +13,12 @@ export interface Login {
 }
 
 /**
- * CloudNativePG's global defaults (`GlobalDefaultSettings`), which pgim renders into every custom.conf. Copied rather
- * than imported from pgim's source, so the benchmark does not break when pgim's internals move.
- */
-const cloudNativePgDefaults: Readonly<Record<string, string>> = {
-  archive_timeout: '5min',
-  dynamic_shared_memory_type: 'posix',
-  full_page_writes: 'on',
-  max_parallel_workers: '32',
-  max_replication_slots: '32',
-  max_worker_processes: '32',
-  shared_memory_type: 'mmap',
-  shared_preload_libraries: '',
-  wal_keep_size: '512MB',
-  wal_level: 'logical',
-  wal_log_hints: 'on',
-  wal_receiver_timeout: '5s',
-  wal_sender_timeout: '5s',
-};
-
-/**
  * The PostgreSQL settings every system runs with, so only the manager differs: CloudNativePG's defaults (what pgim
  * renders anyway), the two sizes the benchmark plan fixes, and the values pgim enforces.
  */
 export const commonParameters: Readonly<Record<string, string>> = {
-  ...cloudNativePgDefaults,
+  // pgim's own defaults (CloudNativePG's), imported so the comparison stays fair when they change.
+  ...defaultParameters,
   shared_buffers: '128MB',
   max_connections: '100',
   archive_mode: 'off',

@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { readdir, readFile, readlink, realpath } from 'node:fs/promises';
+import { readFile, readlink, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
+import { processesInDirectory } from '../src/process/proc.js';
 import { sleep } from '../test/support/env.js';
 import { pgEnvironment, serviceUser } from './env.js';
 
@@ -219,20 +220,6 @@ export class ProcessRegistry {
   }
 }
 
-/** PIDs of processes whose working directory is `dir` (PostgreSQL backends chdir into PGDATA). */
-async function processesInDirectory(dir: string): Promise<number[]> {
-  const target = await realpath(dir);
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if ((await readlink(`/proc/${entry}/cwd`)) === target) pids.push(Number(entry));
-    } catch {
-      // gone, a zombie (no cwd), or not ours to inspect
-    }
-  }
-  return pids;
-}
 
 /**
  * Waits until no process works in `dir` (the backends of a killed postmaster exit on their own once they notice,

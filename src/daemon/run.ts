@@ -111,8 +111,18 @@ function abortOnTermination(): { signal: AbortSignal; dispose: () => void } {
   };
 }
 
-/** `pgim init`: bootstrap an empty PGDATA and exit. A PGDATA that already holds a cluster is left as it is. */
-export async function initCommand(options: InstanceOptions): Promise<number> {
+interface OneShot {
+  desired: DesiredState;
+  instance: PostgresInstance;
+  logger: Logger;
+  signal: AbortSignal;
+}
+
+/**
+ * The frame of the one-shot commands (init, join): load and validate, prepare the filesystem (dropping root),
+ * confirm the desired state, run `body`; SIGTERM/SIGINT abort the tool it runs; failures become exit codes.
+ */
+async function oneShot(options: InstanceOptions, body: (context: OneShot) => Promise<number>): Promise<number> {
   const loaded = await load(options);
   if (typeof loaded === 'number') return loaded;
   const { logger } = loaded;
@@ -121,6 +131,17 @@ export async function initCommand(options: InstanceOptions): Promise<number> {
     const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
     const instance = openInstance(options, loaded.desired, logger);
     const desired = await confirmDesiredState(options, loaded, instance, droppedRoot);
+    return await body({ desired, instance, logger, signal: abort.signal });
+  } catch (err) {
+    return failStartup(logger, err);
+  } finally {
+    abort.dispose();
+  }
+}
+
+/** `pgim init`: bootstrap an empty PGDATA and exit. A PGDATA that already holds a cluster is left as it is. */
+export function initCommand(options: InstanceOptions): Promise<number> {
+  return oneShot(options, async ({ desired, instance, logger, signal }) => {
     if ((await instance.inspectDataDirectory()) === 'initialized') {
       logger.info({ pgdata: options.pgdata }, 'PGDATA already holds a cluster; nothing to initialise');
       return ExitCode.ok;
@@ -129,17 +150,13 @@ export async function initCommand(options: InstanceOptions): Promise<number> {
     const logPipe = new LogPipe(desired.layout.logDir, logger);
     await logPipe.start();
     try {
-      await instance.bootstrap(desired.cluster, desired.credentials, desired.rendered, abort.signal);
+      await instance.bootstrap(desired.cluster, desired.credentials, desired.rendered, signal);
     } finally {
       logPipe.stop();
     }
     logger.info('bootstrap complete');
     return ExitCode.ok;
-  } catch (err) {
-    return failStartup(logger, err);
-  } finally {
-    abort.dispose();
-  }
+  });
 }
 
 /** `pgim run`: the long-lived supervisor, normally PID 1 of the container. */
@@ -263,30 +280,19 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
 }
 
 /** `pgim join`: clone the primary into an empty PGDATA as a replica (pg_basebackup over TLS), then exit. */
-export async function joinCommand(options: InstanceOptions): Promise<number> {
-  const loaded = await load(options);
-  if (typeof loaded === 'number') return loaded;
-  const { logger } = loaded;
-  const abort = abortOnTermination();
-  try {
-    const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
-    const instance = openInstance(options, loaded.desired, logger);
-    const desired = await confirmDesiredState(options, loaded, instance, droppedRoot);
+export function joinCommand(options: InstanceOptions): Promise<number> {
+  return oneShot(options, async ({ desired, instance, logger, signal }) => {
     if (desired.topology.isPrimary) throw new Error(`${desired.topology.self} is the target primary; it does not join (use pgim init or pgim run)`);
     if ((await instance.inspectDataDirectory()) === 'initialized') {
       logger.info({ pgdata: options.pgdata }, 'PGDATA already holds a cluster; nothing to join');
       return ExitCode.ok;
     }
     await writeRuntimeFiles(desired, logger);
-    await instance.basebackup(joinConninfo(desired), abort.signal);
+    await instance.basebackup(joinConninfo(desired), signal);
     await instance.writeConfiguration(desired.rendered);
     logger.info({ primary: desired.topology.primary }, 'joined: PGDATA holds a replica of the primary');
     return ExitCode.ok;
-  } catch (err) {
-    return failStartup(logger, err);
-  } finally {
-    abort.dispose();
-  }
+  });
 }
 
 /** `pgim render`: write every file pgim would write into `outDir`; start nothing. */
