@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { nativeCalls } from '../process/native.js';
-import { CsvRecordSplitter, parseCsvRecord } from './csvlog.js';
-import { namedLogger } from './logger.js';
+import { CsvRecordSplitter, formatCsvRecord } from './csvlog.js';
+import { namedLogger, recordWriter, type RecordWriter } from './logger.js';
 
 /** mkfifo(3) through the addon, or coreutils' mkfifo where the addon is not built. */
 function makeFifo(path: string): void {
@@ -25,18 +25,14 @@ function makeFifo(path: string): void {
  */
 export class LogPipe {
   private readonly sockets: Socket[] = [];
-  private readonly csvLogger: Logger;
-  private readonly auditLogger: Logger;
+  private readonly records: RecordWriter;
   private readonly rawLogger: Logger;
-  records = 0;
-  rawLines = 0;
 
   constructor(
     private readonly logDir: string,
     logger: Logger,
   ) {
-    this.csvLogger = namedLogger(logger, 'postgres');
-    this.auditLogger = namedLogger(logger, 'pgaudit');
+    this.records = recordWriter(logger);
     this.rawLogger = namedLogger(logger, 'postgres');
   }
 
@@ -59,14 +55,11 @@ export class LogPipe {
     this.read(this.csvPath, (socket) => {
       socket.setEncoding('utf8');
       socket.on('data', (chunk: string) => {
-        splitter.push(chunk, (text) => {
-          this.emit(text);
-        });
+        this.relay(splitter, chunk);
       });
     });
     this.read(this.rawPath, (socket) => {
       createInterface({ input: socket, crlfDelay: Infinity }).on('line', (line) => {
-        this.rawLines++;
         this.rawLogger.info({ source: this.rawPath }, line);
       });
     });
@@ -83,16 +76,22 @@ export class LogPipe {
     consume(socket);
   }
 
-  private emit(text: string): void {
-    if (text === '') return;
-    const parsed = parseCsvRecord(text);
-    if (parsed.kind === 'raw') {
-      this.rawLines++;
-      this.rawLogger.info({ source: this.csvPath }, parsed.text);
-      return;
-    }
-    this.records++;
-    (parsed.logger === 'pgaudit' ? this.auditLogger : this.csvLogger).info({ record: parsed.record }, 'record');
+  /** One timestamp and one write per chunk read (records in a chunk arrived together), in arrival order. */
+  private relay(splitter: CsvRecordSplitter, chunk: string): void {
+    const ts = new Date().toISOString();
+    let lines = '';
+    splitter.push(chunk, (text) => {
+      if (text === '') return;
+      const formatted = formatCsvRecord(text);
+      if (formatted.kind === 'record') {
+        if (this.records.enabled) lines += this.records.line(formatted.logger, ts, formatted.recordJson);
+        return;
+      }
+      this.records.write(lines);
+      lines = '';
+      this.rawLogger.info({ source: this.csvPath }, formatted.text);
+    });
+    this.records.write(lines);
   }
 
   stop(): void {

@@ -1,5 +1,7 @@
 import { strict as assert } from 'node:assert';
-import { CsvRecordSplitter, parseCsvRecord, splitCsv } from '../../src/log/csvlog.js';
+import fc from 'fast-check';
+import { CsvRecordSplitter, formatCsvRecord, parseCsvRecord, splitCsv } from '../../src/log/csvlog.js';
+import { createRootLogger, namedLogger, recordWriter } from '../../src/log/logger.js';
 
 /** A PostgreSQL 15 csvlog line (26 fields) as the logging collector writes it. */
 const pg15 =
@@ -65,5 +67,101 @@ describe('csvlog record splitting', () => {
     assert.equal(out.length, 1);
     splitter.push('a,b\n', (r) => out.push(r));
     assert.deepEqual(out.slice(1), ['a,b']);
+  });
+});
+
+/** The straightforward per-character reader the fast scanners must agree with. */
+function referenceSplitCsv(line: string): string[] {
+  const fields: string[] = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charAt(i);
+    if (quoted) {
+      if (c === '"') {
+        if (line[i + 1] === '"') {
+          field += '"';
+          i++;
+        } else quoted = false;
+      } else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') {
+      fields.push(field);
+      field = '';
+    } else field += c;
+  }
+  fields.push(field);
+  return fields;
+}
+
+/** Text made mostly of the characters that matter to CSV, so quoting edge cases come up often. */
+const csvText = fc.string({ unit: fc.constantFrom('"', ',', '\n', 'a', 'é', '\\', '\u0001', '😀') });
+const csvField = fc.oneof(fc.string(), csvText);
+const quotedRecord = (count: number) => fc.array(csvField, { minLength: count, maxLength: count }).map((values) => values.map((v) => `"${v.replace(/"/g, '""')}"`).join(','));
+
+describe('csvlog fast paths agree with the reference reader (fast-check)', () => {
+  it('splitCsv equals the per-character reader on any text', () => {
+    fc.assert(fc.property(fc.oneof(csvText, fc.string()), (line) => {
+      assert.deepEqual(splitCsv(line), referenceSplitCsv(line));
+    }), { numRuns: 2000 });
+  });
+
+  it('formatCsvRecord gives exactly JSON.stringify(parseCsvRecord(...).record), for records and audit records', () => {
+    const record = fc.oneof(
+      fc.constantFrom(23, 24, 26).chain(quotedRecord),
+      fc.tuple(fc.array(csvField, { minLength: 9, maxLength: 9 }), fc.array(csvField, { minLength: 25, maxLength: 25 })).map(([audit, rest]) => {
+        const message = `AUDIT: ${audit.map((v) => `"${v.replace(/"/g, '""')}"`).join(',')}`;
+        return [...rest.slice(0, 13), message, ...rest.slice(13)].map((v) => `"${v.replace(/"/g, '""')}"`).join(',');
+      }),
+      csvText,
+    );
+    fc.assert(fc.property(record, (text) => {
+      const parsed = parseCsvRecord(text);
+      const formatted = formatCsvRecord(text);
+      if (parsed.kind === 'raw') assert.deepEqual(formatted, parsed);
+      else {
+        assert.ok(formatted.kind === 'record');
+        assert.equal(formatted.logger, parsed.logger);
+        assert.equal(formatted.recordJson, JSON.stringify(parsed.record));
+      }
+    }), { numRuns: 1000 });
+  });
+
+  it('the splitter finds the same records whatever the chunk boundaries', () => {
+    fc.assert(fc.property(fc.array(quotedRecord(26), { minLength: 1, maxLength: 8 }), fc.array(fc.nat(), { maxLength: 10 }), (records, cuts) => {
+      const stream = records.map((r) => `${r}\n`).join('');
+      const bounds = [...new Set(cuts.map((c) => c % stream.length))].sort((a, b) => a - b);
+      const out: string[] = [];
+      const splitter = new CsvRecordSplitter();
+      let from = 0;
+      for (const bound of [...bounds, stream.length]) {
+        splitter.push(stream.slice(from, bound), (r) => out.push(r));
+        from = bound;
+      }
+      assert.deepEqual(out, records);
+    }), { numRuns: 500 });
+  });
+});
+
+describe('recordWriter', () => {
+  it("writes the same JSON line pino would, in one write per batch, and nothing below the logger's level", () => {
+    const writes: string[] = [];
+    const root = createRootLogger({ pod: 'pod-"1"', destination: { write: (data: string) => void writes.push(data) } });
+    const parsed = parseCsvRecord(pg15);
+    assert.ok(parsed.kind === 'record');
+    namedLogger(root, 'postgres').info({ record: parsed.record }, 'record');
+    const writer = recordWriter(root);
+    const formatted = formatCsvRecord(pg15);
+    assert.ok(formatted.kind === 'record');
+    const ts = new Date().toISOString();
+    writer.write(writer.line('postgres', ts, formatted.recordJson) + writer.line('pgaudit', ts, formatted.recordJson));
+    assert.equal(writes.length, 2);
+    const [fromPino, ours, audit] = [writes[0] ?? '', ...(writes[1] ?? '').split('\n')].map((line) => JSON.parse(line || '{}') as Record<string, unknown>);
+    assert.ok(fromPino && ours && audit);
+    assert.deepEqual(Object.keys(ours).sort(), Object.keys(fromPino).sort());
+    assert.deepEqual({ ...ours, ts: undefined }, { ...fromPino, ts: undefined });
+    assert.equal(ours.ts, ts);
+    assert.equal(audit.logger, 'pgaudit');
+    assert.equal(recordWriter(createRootLogger({ pod: 'p', level: 'warn', destination: { write: () => undefined } })).enabled, false);
   });
 });
