@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process';
+import { randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { chmod, chown, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -36,19 +38,42 @@ export async function handToPostgres(path: string): Promise<void> {
   await walk(path);
 }
 
-/** A free TCP port on 127.0.0.1 (the kernel picks it; released before use). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
+    server.once('error', () => {
+      resolve(false);
+    });
+    server.listen(port, '127.0.0.1', () => {
       server.close(() => {
-        if (address !== null && typeof address === 'object') resolve(address.port);
-        else reject(new Error('no port'));
+        resolve(true);
       });
     });
   });
+}
+
+/** The first port of the kernel's ephemeral range (outgoing connections take their local ports from it). */
+function ephemeralRangeStart(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+/**
+ * A free TCP port on 127.0.0.1, taken below the kernel's ephemeral range. A port from that range (what listen(0)
+ * gives) can be handed to an outgoing connection: a poller connecting to 127.0.0.1:P before P listens can then
+ * connect to itself (TCP simultaneous open), hang, and keep the server from binding P. Seen in this suite.
+ */
+export async function freePort(): Promise<number> {
+  const low = 10_000;
+  const high = Math.max(low + 1000, ephemeralRangeStart());
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = randomInt(low, high);
+    if (await canBind(port)) return port;
+  }
+  throw new Error(`no free port found in ${low}-${high - 1}`);
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
