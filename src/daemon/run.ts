@@ -12,7 +12,6 @@ import { podNameFor, type InstanceOptions } from '../options/index.js';
 import { PostgresInstance } from '../postgres/instance.js';
 import { isFenced, Reconciler } from '../reconcile/reconciler.js';
 import { writeRuntimeFiles } from '../reconcile/runtime-files.js';
-import { startStatusAndMetrics } from '../status/start.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { executableHash, nodeName, packageVersion } from './manager-info.js';
 import { loadDesiredState, prepareFilesystem, primaryConninfo, type DesiredState } from './prepare.js';
@@ -235,13 +234,22 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
       'pgim starting',
     );
 
-    const info = { version: await packageVersion(), executableHash: await executableHash(), arch: process.arch, node: nodeName() };
-    const bind = httpBindAddress(options.listenAddress);
-    servers.push(...(await startStatusAndMetrics({ options, bind, controlPlane, state, instance, info, cluster, logger })));
+    // Loaded on demand: the HTTP, metrics and probe modules are most of pgim's start-up time, and on a normal start
+    // they load while PostgreSQL starts instead of before it.
+    const startServers = async (): Promise<void> => {
+      const { startStatusAndMetrics } = await import('../status/start.js');
+      const info = { version: await packageVersion(), executableHash: await executableHash(), arch: process.arch, node: nodeName() };
+      const bind = httpBindAddress(options.listenAddress);
+      servers.push(...(await startStatusAndMetrics({ options, bind, controlPlane, state, instance, info, cluster, logger })));
+    };
 
     // Certificates first: a bootstrap starts postgres with ssl on, and a replica joins with its client certificate.
     await reconciler.writeRuntimeFiles();
-    if ((await instance.inspectDataDirectory()) === 'empty') {
+    const dataDirectory = await instance.inspectDataDirectory();
+    const formerPrimary = dataDirectory !== 'empty' && !desired.topology.isPrimary && !(await instance.isStandby());
+    // A bootstrap, a clone or a rewind takes long: the probes must answer all along.
+    if (dataDirectory === 'empty' || formerPrimary) await startServers();
+    if (dataDirectory === 'empty') {
       state.phase = 'bootstrapping';
       if (desired.topology.isPrimary) {
         logger.info({ pgdata: options.pgdata }, 'PGDATA is empty: bootstrapping a new cluster');
@@ -252,7 +260,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
         logger.info({ pgdata: options.pgdata, primary: desired.topology.primary }, 'PGDATA is empty: cloning the primary (pg_basebackup)');
         await instance.basebackup(joinConninfo(desired), running.stopSignal);
       }
-    } else if (!desired.topology.isPrimary && !(await instance.isStandby())) {
+    } else if (formerPrimary) {
       // A former primary (after a failover it missed): rewind onto the new primary before starting as its replica.
       state.phase = 'demoting';
       logger.info({ primary: desired.topology.primary }, 'PGDATA was a primary; another instance is the target: rewinding');
@@ -263,7 +271,15 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
     stopWatching = controlPlane.watch(() => {
       void reconciler.trigger('desired state changed');
     });
-    const code = await running.run();
+    const supervised = running.run();
+    if (servers.length === 0 && (await running.firstSpawn)) {
+      await startServers().catch(async (err: unknown) => {
+        running.requestStop('status or metrics server failed to start');
+        await supervised;
+        throw err;
+      });
+    }
+    const code = await supervised;
     logger.info({ exitCode: code }, 'pgim exiting');
     return code;
   } catch (err) {

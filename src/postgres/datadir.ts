@@ -1,4 +1,4 @@
-import { access, chmod, mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, open, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** Raised when pg_wal cannot take one more segment; CNPG's exit code for it is 4. */
@@ -11,18 +11,24 @@ export class WalSpaceError extends Error {
  * start that cannot even write one segment is refused with a clear message (CNPG's `CheckHasDiskSpaceForWAL`).
  */
 export async function checkWalSpace(pgdata: string, segmentBytes: number): Promise<void> {
-  const probe = join(pgdata, 'pg_wal', '.pgim-wal-space-probe');
+  const walDir = join(pgdata, 'pg_wal');
+  const { bavail, bsize } = await statfs(walDir);
+  // Plenty of room by the filesystem's count: a small write proves the volume is writable. Writing (and syncing)
+  // a whole segment at every start is kept for tight volumes, where only a real write tells the truth.
+  const plenty = bavail * bsize >= 4 * segmentBytes;
+  const probe = join(walDir, '.pgim-wal-space-probe');
   const handle = await open(probe, 'w', 0o600);
   try {
-    const chunk = Buffer.alloc(1024 * 1024);
-    for (let written = 0; written < segmentBytes; written += chunk.length) {
-      await handle.write(chunk, 0, Math.min(chunk.length, segmentBytes - written));
+    const chunk = Buffer.alloc(plenty ? 4096 : 1024 * 1024);
+    const total = plenty ? chunk.length : segmentBytes;
+    for (let written = 0; written < total; written += chunk.length) {
+      await handle.write(chunk, 0, Math.min(chunk.length, total - written));
     }
-    await handle.sync();
+    if (!plenty) await handle.sync();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOSPC' || code === 'EDQUOT') {
-      throw new WalSpaceError(`no space left for WAL in ${join(pgdata, 'pg_wal')}: a ${segmentBytes}-byte segment does not fit; free space or grow the volume`);
+      throw new WalSpaceError(`no space left for WAL in ${walDir}: a ${segmentBytes}-byte segment does not fit; free space or grow the volume`);
     }
     throw err;
   } finally {

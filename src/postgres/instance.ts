@@ -105,6 +105,7 @@ export class PostgresInstance {
       throw err;
     }
     const control = entries.length === 0 ? undefined : await this.controlData();
+    this.walSegmentBytes ??= control?.walSegmentBytes;
     if (await this.bootstrapMarker.isSet()) {
       if (control === undefined) {
         this.options.logger.warn({ pgdata: this.pgdata }, 'the last bootstrap was interrupted before a valid control file: emptying PGDATA');
@@ -268,7 +269,15 @@ export class PostgresInstance {
   }
 
   /** PostgreSQL's verdict on a render's settings before it is written (see checkRenderedSettings). */
-  checkSettings(rendered: RenderedConfiguration, stagingParent: string): Promise<string[]> {
+  /**
+   * PostgreSQL's verdict on a render's settings, before they are written. pgim writes custom.conf and override.conf
+   * only after this check passed, so when PGDATA already holds exactly this render there is nothing new to check
+   * (the common restart case, where the check would be most of pgim's own start-up time).
+   */
+  async checkSettings(rendered: RenderedConfiguration, stagingParent: string): Promise<string[]> {
+    const onDisk = (name: string): Promise<string | undefined> => readFile(join(this.pgdata, name), 'utf8').catch(() => undefined);
+    const [custom, override] = await Promise.all([onDisk('custom.conf'), onDisk('override.conf')]);
+    if (custom === rendered.customConf && override === rendered.overrideConf) return [];
     return checkRenderedSettings(this.binDir, stagingParent, rendered, this.options.logger);
   }
 

@@ -1,4 +1,15 @@
-import pg from 'pg';
+import type pg from 'pg';
+
+let driver: Promise<typeof pg> | undefined;
+
+/**
+ * node-postgres, loaded on first use: pgim starts PostgreSQL before it needs a session, so the driver loads while
+ * the postmaster starts instead of delaying the start.
+ */
+export async function pgDriver(): Promise<typeof pg> {
+  driver ??= import('pg').then((module) => module.default);
+  return driver;
+}
 
 export interface LocalConnection {
   socketDir: string;
@@ -34,7 +45,8 @@ export interface SocketSession {
 
 /** A peer-authenticated session over the Unix socket with search_path, datestyle and encoding pinned. */
 export async function connectSocket(target: LocalConnection, session: SocketSession): Promise<pg.Client> {
-  const client = new pg.Client({
+  const { Client } = await pgDriver();
+  const client = new Client({
     host: target.socketDir,
     port: target.port,
     user: session.user,

@@ -1,8 +1,8 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { configHashParameter } from '../render/index.js';
-import { connectSocket, type LocalConnection } from './sql.js';
+import { connectSocket, pgDriver, type LocalConnection } from './sql.js';
 
 /** The part of CNPG's `PostgresqlStatus` that comes from PostgreSQL itself. */
 export interface PostgresReportedStatus {
@@ -258,7 +258,8 @@ export type PingResult = 0 | 1 | 2;
  * `cannot_connect_now` (57P03) is rejecting; any other answer, even an error, means it accepts connections.
  */
 export async function pingLocal(target: LocalConnection, timeoutMs: number): Promise<PingResult> {
-  const client = new pg.Client({
+  const { Client } = await pgDriver();
+  const client = new Client({
     host: target.socketDir,
     port: target.port,
     user: 'postgres',

@@ -1,11 +1,13 @@
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { logLines } from '../log/lines.js';
 import { namedLogger } from '../log/logger.js';
 import { trackChild } from '../process/children.js';
 
 export interface ToolResult {
+  /** Undefined when the program could not be started or was ended by a signal. */
   exitCode: number | undefined;
   signal: string | undefined;
   stdout: string;
@@ -24,35 +26,55 @@ export interface ToolOptions {
   cancelSignal?: AbortSignal;
 }
 
+/** A program asked to stop (timeout, cancel) gets SIGTERM, so it can clean up, then SIGKILL after this long. */
+const forceKillAfterMs = 5000;
+
+function collect(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  return new Promise((resolve) => {
+    stream.once('close', () => {
+      resolve(Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, ''));
+    });
+  });
+}
+
 /**
  * Runs a PostgreSQL program from the bin dir with its output logged line by line under its own name.
- * Never throws for a non-zero exit: callers decide what an exit code means.
+ * Never throws for a non-zero exit: callers decide what an exit code means. Built on node:child_process (not a
+ * wrapper library): this is the one place pgim runs programs, and every module loaded costs start-up time and
+ * resident memory for the life of the container.
  */
 export async function runTool(binDir: string, program: string, args: readonly string[], options: ToolOptions): Promise<ToolResult> {
   const logger = namedLogger(options.logger, program);
-  const child = execa(join(binDir, program), args, {
-    reject: false,
-    env: options.env ?? process.env,
-    extendEnv: false,
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
-    buffer: { stdout: options.captureStdout === true, stderr: options.captureStderr === true },
-    ...(options.timeoutMs === undefined ? {} : { timeout: options.timeoutMs }),
-    ...(options.cancelSignal === undefined ? {} : { cancelSignal: options.cancelSignal }),
-    forceKillAfterDelay: 5000,
+  const child = spawn(join(binDir, program), args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('error', (err) => {
+      logger.error({ error: err.message }, `cannot run ${program}`);
+      resolve({ code: null, signal: null });
+    });
+    child.once('close', (code, signal) => {
+      resolve({ code, signal });
+    });
   });
-  trackChild(child.pid, child.catch(() => undefined));
-  const logged = Promise.all([
-    options.captureStdout === true ? Promise.resolve() : logLines(child.stdout, logger, 'stdout'),
-    options.captureStderr === true ? Promise.resolve() : logLines(child.stderr, logger, 'stderr'),
-  ]);
-  const result = await child;
-  await logged;
-  return {
-    exitCode: result.exitCode,
-    signal: result.signal,
-    stdout: typeof result.stdout === 'string' ? result.stdout : '',
-    stderr: typeof result.stderr === 'string' ? result.stderr : '',
+  trackChild(child.pid, exited);
+
+  const timers: NodeJS.Timeout[] = [];
+  const terminate = (): void => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    timers.push(setTimeout(() => child.kill('SIGKILL'), forceKillAfterMs));
   };
+  if (options.timeoutMs !== undefined) timers.push(setTimeout(terminate, options.timeoutMs));
+  if (options.cancelSignal?.aborted === true) terminate();
+  options.cancelSignal?.addEventListener('abort', terminate, { once: true });
+
+  const [stdout, stderr] = await Promise.all([
+    options.captureStdout === true ? collect(child.stdout) : logLines(child.stdout, logger, 'stdout').then(() => ''),
+    options.captureStderr === true ? collect(child.stderr) : logLines(child.stderr, logger, 'stderr').then(() => ''),
+  ]);
+  const { code, signal } = await exited;
+  for (const timer of timers) clearTimeout(timer);
+  options.cancelSignal?.removeEventListener('abort', terminate);
+  return { exitCode: code ?? undefined, signal: signal ?? undefined, stdout, stderr };
 }

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import pg from 'pg';
+import { pgDriver } from '../postgres/sql.js';
 import type { CertificatePaths } from '../tls/files.js';
 import type { Address } from './topology.js';
 
@@ -17,9 +17,10 @@ export async function waitForPrimary(address: Address, paths: CertificatePaths, 
     // verify-ca semantics: the chain is checked; the name is checked by the replica's own conninfo when it can be.
     checkServerIdentity: (): undefined => undefined,
   };
+  const { Client } = await pgDriver();
   for (;;) {
     signal?.throwIfAborted();
-    const client = new pg.Client({ host: address.host, port: address.port, user: 'streaming_replica', database: 'postgres', ssl, connectionTimeoutMillis: 2000 });
+    const client = new Client({ host: address.host, port: address.port, user: 'streaming_replica', database: 'postgres', ssl, connectionTimeoutMillis: 2000 });
     client.on('error', () => undefined);
     try {
       await client.connect();

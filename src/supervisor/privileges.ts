@@ -9,8 +9,15 @@ export interface OsUser {
   home: string;
 }
 
-/** Looks a user up through NSS (`getent`), so LDAP or nss_wrapper users resolve like files users. */
+const lookedUp = new Map<string, OsUser>();
+
+/**
+ * Looks a user up through NSS (`getent`), so LDAP or nss_wrapper users resolve like files users. Once per name and
+ * process: the start-up path needs the same user several times, and an account does not change under a process.
+ */
 export function lookupUser(name: string): OsUser {
+  const known = lookedUp.get(name);
+  if (known) return known;
   let line: string;
   try {
     line = execFileSync('getent', ['passwd', name], { encoding: 'utf8' }).trim();
@@ -19,7 +26,9 @@ export function lookupUser(name: string): OsUser {
   }
   const [, , uid, gid, , home] = line.split(':');
   if (uid === undefined || gid === undefined) throw new Error(`user "${name}": unexpected passwd entry`);
-  return { name, uid: Number(uid), gid: Number(gid), home: home ?? '/' };
+  const user = { name, uid: Number(uid), gid: Number(gid), home: home ?? '/' };
+  lookedUp.set(name, user);
+  return user;
 }
 
 /**

@@ -50,6 +50,11 @@ type Outcome = { kind: 'exited'; exit: PostmasterExit } | { kind: 'stop' };
 export class Supervisor {
   private readonly stopController = new AbortController();
   private current: Postmaster | undefined;
+  private markSpawned: (spawned: boolean) => void = () => undefined;
+  /** True at the first postmaster spawn; false when run() ends without one. */
+  readonly firstSpawn = new Promise<boolean>((resolve) => {
+    this.markSpawned = resolve;
+  });
   private plannedRestart: PlannedRestart | undefined;
   private fenced = false;
   private unfenced: (() => void) | undefined;
@@ -126,6 +131,14 @@ export class Supervisor {
   }
 
   async run(): Promise<number> {
+    try {
+      return await this.supervise();
+    } finally {
+      this.markSpawned(false);
+    }
+  }
+
+  private async supervise(): Promise<number> {
     const { instance, state, logger } = this.options;
     let consecutiveCrashes = 0;
     while (!this.stopSignal.aborted) {
@@ -149,6 +162,7 @@ export class Supervisor {
       state.accepting = false;
       state.phase = 'running';
       logger.info({ pid: postmaster.pid }, 'postmaster started');
+      this.markSpawned(true);
       void this.afterStart(postmaster);
 
       const outcome = await this.nextOutcome(postmaster);
