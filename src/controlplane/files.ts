@@ -151,4 +151,17 @@ export class FilesControlPlane implements ControlPlane {
   get reportedStatus(): InstanceStatusReport {
     return this.lastReport;
   }
+
+  /**
+   * Files mode has no Lease and needs none: the arbiter is the one `status.targetPrimary` in the shared
+   * cluster.yaml, which `pgim switchover` replaces atomically, so every instance reads one name and only the one it
+   * names promotes.
+   */
+  acquirePrimaryLease(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  releasePrimaryLease(): Promise<void> {
+    return Promise.resolve();
+  }
 }

@@ -8,6 +8,7 @@ import { isApiStatus, KubeClient } from './kubernetes/client.js';
 import { clusterFingerprint, parseClusterObject } from './kubernetes/cluster.js';
 import { loadConnection, type ApiConnection } from './kubernetes/config.js';
 import { EventRecorder } from './kubernetes/events.js';
+import { PrimaryLease } from './kubernetes/lease.js';
 import { getNamedObject, NamedObjectWatch } from './kubernetes/object-watch.js';
 import { configMapData, objectContentFingerprint, secretData } from './kubernetes/objects.js';
 import { actionFields, clusters, configMaps, secrets, type KubeObject, type ResourceType } from './kubernetes/resources.js';
@@ -52,6 +53,7 @@ export class KubernetesControlPlane implements ControlPlane {
   private readonly clusterName: string;
   private readonly logger: Logger;
   private readonly status: StatusReporter;
+  private readonly lease: PrimaryLease;
   private latestCluster: KubeObject | undefined;
   private readonly followed = new Map<string, Followed>();
   /** Key -> fingerprint of the content the reconciler last read. */
@@ -81,6 +83,7 @@ export class KubernetesControlPlane implements ControlPlane {
       logger: this.logger,
       clusterUid: () => this.latestCluster?.metadata?.uid,
     });
+    this.lease = new PrimaryLease({ client: this.client, namespace: this.namespace, name: this.clusterName, logger: this.logger });
     this.status = new StatusReporter({
       client: this.client,
       namespace: this.namespace,
@@ -181,11 +184,20 @@ export class KubernetesControlPlane implements ControlPlane {
       for (const timer of this.retryTimers.values()) clearTimeout(timer);
       this.retryTimers.clear();
       this.status.close();
+      this.lease.close();
     };
   }
 
   reportStatus(report: InstanceStatusReport): Promise<void> {
     return this.status.report(report);
+  }
+
+  acquirePrimaryLease(holder: string): Promise<void> {
+    return this.lease.acquire(holder);
+  }
+
+  releasePrimaryLease(holder: string): Promise<void> {
+    return this.lease.release(holder);
   }
 
   /** A GET that records what the reconciler consumed; a failure schedules a retry (the change must not be lost). */

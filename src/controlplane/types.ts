@@ -21,6 +21,21 @@ export interface InstanceStatusReport {
 }
 
 /**
+ * This instance may not promote now: another instance holds the primary Lease, the Lease is missing, the Role
+ * refuses it, or the API server cannot be asked. The message says which and is safe to log and to report.
+ */
+export class PrimaryLeaseError extends Error {
+  override readonly name = 'PrimaryLeaseError';
+  constructor(
+    message: string,
+    /** When asking again can first succeed (another holder's lease runs out); undefined: retry with backoff. */
+    readonly retryInMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+/**
  * Where the desired state comes from and where the instance reports: the config folder (files mode) or the
  * Kubernetes API. Nothing outside `controlplane/` knows which one is in use.
  */
@@ -37,4 +52,15 @@ export interface ControlPlane {
   /** Calls `onChange` (debounced) whenever the desired state may have changed. Returns a stop function. */
   watch(onChange: () => void): () => void;
   reportStatus(report: InstanceStatusReport): Promise<void>;
+  /**
+   * Called before promoting: resolves once `holder` holds the cluster's primary Lease, which the control plane then
+   * renews until `releasePrimaryLease`. Rejects with PrimaryLeaseError when it may not promote; the caller must not.
+   */
+  acquirePrimaryLease(holder: string): Promise<void>;
+  /**
+   * Called once postgres no longer runs as a primary (stopped for a demotion or a shutdown, or a replica that is not
+   * the target): stops renewing and frees the Lease if `holder` holds it. Never rejects: a Lease that cannot be
+   * freed runs out by itself.
+   */
+  releasePrimaryLease(holder: string): Promise<void>;
 }

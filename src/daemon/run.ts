@@ -201,6 +201,8 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
         },
         reportPrimary: (name) => controlPlane.reportStatus({ currentPrimary: name, currentPrimaryTimestamp: new Date().toISOString() }),
         reportPhase: (phase, phaseReason) => controlPlane.reportStatus({ phase, phaseReason }),
+        acquirePrimaryLease: (holder) => controlPlane.acquirePrimaryLease(holder),
+        releasePrimaryLease: (holder) => controlPlane.releasePrimaryLease(holder),
       },
       desired,
     );
@@ -280,6 +282,9 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
       });
     }
     const code = await supervised;
+    reconciler.close();
+    // The postmaster is gone: a primary's Lease can go now, so the next primary need not wait for it to run out.
+    await controlPlane.releasePrimaryLease(state.podName);
     logger.info({ exitCode: code }, 'pgim exiting');
     return code;
   } catch (err) {

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { PrimaryLeaseError } from '../controlplane/index.js';
 import type { DesiredState } from '../daemon/prepare.js';
 import { ConfigError, errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
@@ -27,6 +28,9 @@ export interface ReconcilerOptions {
   /** Where the instance reports currentPrimary after a promotion. */
   reportPrimary: (name: string) => Promise<void>;
   reportPhase: (phase: string, reason: string) => Promise<void>;
+  /** The control plane's primary Lease: held before promoting, freed once postgres no longer runs as a primary. */
+  acquirePrimaryLease: (holder: string) => Promise<void>;
+  releasePrimaryLease: (holder: string) => Promise<void>;
 }
 
 /** CloudNativePG's phase strings, so tools that read the Cluster status understand pgim's. */
@@ -35,11 +39,20 @@ export const phases = {
   applying: 'Applying configuration',
   waitingForUser: 'Waiting for user action',
   invalid: 'Invalid configuration',
+  /** Not CloudNativePG's (it only logs and requeues): shown so `kubectl get cluster` says why nothing promotes. */
+  waitingForLease: 'Waiting for the primary Lease',
 } as const;
 
 const reloadConfirmTimeoutMs = 10_000;
 /** How long a promotion waits for the WAL receiver to stop (the old primary's clean shutdown ends it). */
 const walReceiverStopTimeoutMs = 30_000;
+
+/**
+ * A promotion the Lease refused is tried again after 250 ms doubling to 10 s, or sooner when the holder's lease can
+ * run out sooner. Short at first: in a planned switchover the old primary frees the Lease a moment after it stops.
+ */
+const leaseRetryFirstMs = 250;
+const leaseRetryMaxMs = 10_000;
 
 /** CNPG's fencing annotation: a JSON list of instance names, or `["*"]` for all. */
 export const fencedInstancesAnnotation = 'cnpg.io/fencedInstances';
@@ -65,6 +78,12 @@ export class Reconciler {
   private readonly credentials = new CredentialsApplier();
   private running: Promise<void> | undefined;
   private again = false;
+  private leaseRetryMs = leaseRetryFirstMs;
+  private leaseRetryTimer: NodeJS.Timeout | undefined;
+  /** The lastError this reconciler set for a refused Lease, so it clears its own and nobody else's. */
+  private leaseError: string | undefined;
+  /** The last reason a running primary could not take the Lease: logged once per reason, not once per pass. */
+  private keepLeaseError: string | undefined;
 
   constructor(
     private readonly options: ReconcilerOptions,
@@ -75,6 +94,11 @@ export class Reconciler {
 
   get desired(): DesiredState {
     return this.current;
+  }
+
+  /** No more passes of its own (pgim is stopping). */
+  close(): void {
+    clearTimeout(this.leaseRetryTimer);
   }
 
   markCredentialsApplied(): void {
@@ -121,6 +145,8 @@ export class Reconciler {
     });
     await this.reconcileSlots(this.current);
     if (!this.options.state.restartPending && this.options.state.configurationError === undefined) await this.options.reportPhase(phases.healthy, '');
+    // Last: the API may be slow or away, and roles and slots must not wait for it.
+    if (this.current.topology.isPrimary) await this.keepPrimaryLease(this.current.topology.self);
   }
 
   async writeRuntimeFiles(desired: DesiredState = this.current): Promise<void> {
@@ -154,10 +180,13 @@ export class Reconciler {
     for (const warning of desired.rendered.warnings) logger.warn(warning);
     const fastPlan = { smartSeconds: 0, fastSeconds: desired.cluster.switchoverDelaySeconds };
     this.options.setFenced(isFenced(desired), fastPlan);
-    if (state.accepting && (await this.changeRole(desired)) === 'demoting') {
+    const role = state.accepting ? await this.changeRole(desired) : 'none';
+    if (role === 'demoting') {
       this.current = desired;
       return;
     }
+    // Still a replica: a primary's render (no primary_conninfo) must not reach it. The last good files stay.
+    if (role === 'waiting') return;
 
     await this.writeRuntimeFiles(desired);
     const write = await instance.writeConfiguration(desired.rendered);
@@ -200,10 +229,11 @@ export class Reconciler {
    * promotes in place; a primary that is no longer the target checkpoints, stops fast, waits for the new primary,
    * rewinds onto it and starts again as its replica, in process. Other replicas just follow the new conninfo.
    */
-  private async changeRole(desired: DesiredState): Promise<'promoted' | 'demoting' | 'none'> {
+  private async changeRole(desired: DesiredState): Promise<'promoted' | 'demoting' | 'waiting' | 'none'> {
     const { instance, state, logger } = this.options;
     const inRecovery = await instance.isInRecovery();
     if (desired.topology.isPrimary && inRecovery) {
+      if (!(await this.holdPrimaryLease(desired.topology.self))) return 'waiting';
       state.phase = 'promoting';
       logger.info({ target: desired.topology.self }, 'this instance is the target primary: promoting');
       const timeline = await instance.promote(walReceiverStopTimeoutMs);
@@ -223,12 +253,64 @@ export class Reconciler {
       });
       return 'demoting';
     }
+    if (desired.topology.isPrimary) {
+      await this.keepPrimaryLease(desired.topology.self);
+      return 'none';
+    }
+    // A replica that is not (or no longer) the target must not keep a Lease it took for a promotion that did not
+    // happen: the new target would wait for it to run out.
+    await this.options.releasePrimaryLease(desired.topology.self);
     return 'none';
+  }
+
+  /**
+   * A running primary that is the target holds the Lease too, as CloudNativePG acquires it on every reconcile of
+   * the target: a primary started as one (bootstrap, restart) then also makes a failover wait until it stops
+   * renewing. Best effort: postgres already runs as the primary, so a refusal is logged, never acted on.
+   */
+  private async keepPrimaryLease(self: string): Promise<void> {
+    try {
+      await this.options.acquirePrimaryLease(self);
+      this.keepLeaseError = undefined;
+    } catch (err) {
+      const message = errorMessage(err);
+      if (message !== this.keepLeaseError) this.options.logger.warn({ error: message }, `this primary does not hold the primary Lease: ${message}`);
+      this.keepLeaseError = message;
+    }
+  }
+
+  /**
+   * Whether this instance holds the primary Lease and may promote. When not: says why (log, status, lastError) and
+   * schedules another pass, since nothing else may trigger one while the holder simply lets its lease run out.
+   */
+  private async holdPrimaryLease(self: string): Promise<boolean> {
+    const { state, logger } = this.options;
+    try {
+      await this.options.acquirePrimaryLease(self);
+    } catch (err) {
+      const hint = err instanceof PrimaryLeaseError ? err.retryInMs : undefined;
+      const delay = Math.min(this.leaseRetryMs, hint ?? Infinity);
+      this.leaseRetryMs = Math.min(this.leaseRetryMs * 2, leaseRetryMaxMs);
+      this.leaseError = state.lastError = errorMessage(err);
+      logger.warn({ target: self, error: errorMessage(err), retryInMs: delay }, `this instance is the target primary but may not promote yet: ${errorMessage(err)}`);
+      await this.options.reportPhase(phases.waitingForLease, `${self} cannot promote: ${errorMessage(err)}`);
+      clearTimeout(this.leaseRetryTimer);
+      this.leaseRetryTimer = setTimeout(() => void this.trigger('retry the primary Lease'), delay);
+      this.leaseRetryTimer.unref();
+      return false;
+    }
+    this.leaseRetryMs = leaseRetryFirstMs;
+    clearTimeout(this.leaseRetryTimer);
+    if (this.leaseError !== undefined && state.lastError === this.leaseError) state.lastError = undefined;
+    this.leaseError = undefined;
+    return true;
   }
 
   /** After the stop: wait for the new primary, pg_rewind onto it, write the replica configuration. */
   async rejoinAsReplica(desired: DesiredState, signal?: AbortSignal): Promise<void> {
     const { instance, logger } = this.options;
+    // postgres is stopped here, so the Lease can go: the new primary need not wait for it to run out.
+    await this.options.releasePrimaryLease(desired.topology.self);
     const primary = desired.topology.addresses.get(desired.topology.primary);
     if (!desired.tls || !primary) throw new Error('a replica needs the TLS Secrets and the primary address');
     await waitForPrimary(primary, certificatePaths(desired.layout.certificatesDir), signal);

@@ -12,6 +12,7 @@ export const clusters: ResourceType = { group: 'postgresql.cnpg.io', version: 'v
 export const secrets: ResourceType = { group: '', version: 'v1', plural: 'secrets', kind: 'Secret' };
 export const configMaps: ResourceType = { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap' };
 export const events: ResourceType = { group: '', version: 'v1', plural: 'events', kind: 'Event' };
+export const leases: ResourceType = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' };
 
 export function apiVersionOf(type: ResourceType): string {
   return type.group === '' ? type.version : `${type.group}/${type.version}`;

@@ -68,6 +68,7 @@ const phaseEvents: Readonly<Record<string, { type: EventType; reason: string }>>
   'Cluster in healthy state': { type: 'Normal', reason: 'ConfigurationApplied' },
   'Applying configuration': { type: 'Normal', reason: 'ApplyingConfiguration' },
   'Waiting for user action': { type: 'Warning', reason: 'WaitingForUserAction' },
+  'Waiting for the primary Lease': { type: 'Warning', reason: 'PrimaryLeaseNotAcquired' },
 };
 
 export interface StatusReporterOptions {
