@@ -9,30 +9,39 @@ import { ConfinedReadError, isValidObjectKey, readConfined } from '../fs/confine
 import type { ControlPlane, InstanceStatusReport, ObjectData } from './types.js';
 
 const watchDebounceMs = 150;
-/** The safety net behind inotify: Node 20's recursive watch can go quiet after a file is replaced by rename. */
-const watchPollMs = 1000;
-
 /**
- * Path, resolved target, size and mtime of every file under `dir`, following symlinks: any edit, replacement or
- * `..data` swap changes it. Cheap enough to run every second on a config folder.
+ * The safety net behind inotify, for filesystems that do not report changes (network mounts). Slow on purpose:
+ * a poll every second was most of an idle pgim's CPU time.
  */
-async function fingerprint(dir: string): Promise<string> {
+const watchPollMs = 10_000;
+
+interface FolderScan {
+  /** Path, resolved target, size, mtime and inode of every file: any edit, replacement or `..data` swap changes it. */
+  fingerprint: string;
+  /** Every folder under the root (symlinked ones by their real path): each gets its own inotify watch. */
+  folders: string[];
+}
+
+async function scanFolder(dir: string): Promise<FolderScan> {
   const parts: string[] = [];
+  const folders = new Set<string>([await realpath(dir)]);
   const walk = async (current: string, depth: number): Promise<void> => {
     if (depth > 4) return;
     for (const entry of (await readdir(current)).sort()) {
       const path = join(current, entry);
       try {
         const info = await stat(path);
-        if (info.isDirectory()) await walk(path, depth + 1);
-        else parts.push(`${path}\0${await realpath(path)}\0${info.size}\0${info.mtimeMs}\0${info.ino}`);
+        if (info.isDirectory()) {
+          folders.add(await realpath(path));
+          await walk(path, depth + 1);
+        } else parts.push(`${path}\0${await realpath(path)}\0${info.size}\0${info.mtimeMs}\0${info.ino}`);
       } catch {
         parts.push(`${path}\0missing`);
       }
     }
   };
   await walk(dir, 0);
-  return createHash('sha256').update(parts.join('\n')).digest('hex');
+  return { fingerprint: createHash('sha256').update(parts.join('\n')).digest('hex'), folders: [...folders] };
 }
 
 /** The API server caps a Secret or ConfigMap at 1 MiB; a mounted file larger than that is not one. */
@@ -105,40 +114,57 @@ export class FilesControlPlane implements ControlPlane {
   }
 
   /**
-   * inotify (fs.watch) for a fast reaction, plus a fingerprint poll every second as the safety net: inotify misses
-   * folders created later on some kernels and filesystems, and a `..data` symlink swap is a rename two levels up.
-   * Either one only schedules a check; the callback runs when the fingerprint really changed, once per burst.
+   * One non-recursive inotify watch per folder, re-armed after every check (a `..data` swap replaces the folder the
+   * keys resolve into; Node 20's recursive watch goes quiet after such a rename), plus a slow poll as the safety
+   * net. Either one only schedules a check; the callback runs when the fingerprint really changed, once per burst.
    */
   watch(onChange: () => void): () => void {
     let timer: NodeJS.Timeout | undefined;
     let last: string | undefined;
     let stopped = false;
-    const check = async (): Promise<void> => {
-      const current = await fingerprint(this.dir).catch(() => undefined);
-      if (stopped || current === undefined) return;
-      if (last !== undefined && current !== last) onChange();
-      last = current;
-    };
-    void check();
+    const watchers = new Map<string, FSWatcher>();
     const schedule = (): void => {
       clearTimeout(timer);
       // A burst of writes (an editor, a `..data` swap) becomes one change.
       timer = setTimeout(() => void check(), watchDebounceMs);
     };
-    let watcher: FSWatcher | undefined;
-    try {
-      watcher = watchFs(this.dir, { recursive: true, persistent: false }, schedule);
-      watcher.on('error', () => undefined);
-    } catch {
-      watcher = undefined;
-    }
+    const rearm = (folders: readonly string[]): void => {
+      for (const [folder, watcher] of watchers) {
+        if (folders.includes(folder)) continue;
+        watcher.close();
+        watchers.delete(folder);
+      }
+      for (const folder of folders) {
+        if (watchers.has(folder)) continue;
+        try {
+          const watcher = watchFs(folder, { persistent: false }, schedule);
+          watcher.on('error', () => {
+            watcher.close();
+            watchers.delete(folder);
+            schedule();
+          });
+          watchers.set(folder, watcher);
+        } catch {
+          // gone already, or no inotify here: the poll covers it
+        }
+      }
+    };
+    const check = async (): Promise<void> => {
+      const scan = await scanFolder(this.dir).catch(() => undefined);
+      if (stopped || scan === undefined) return;
+      rearm(scan.folders);
+      if (last !== undefined && scan.fingerprint !== last) onChange();
+      last = scan.fingerprint;
+    };
+    void check();
     const poll = setInterval(schedule, watchPollMs);
     poll.unref();
     return () => {
       stopped = true;
       clearTimeout(timer);
       clearInterval(poll);
-      watcher?.close();
+      for (const watcher of watchers.values()) watcher.close();
+      watchers.clear();
     };
   }
 

@@ -70,12 +70,35 @@ export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
   }
 }
 
-/** Zombie children of this process (state Z, parent us). */
+/**
+ * This process's children, from `/proc/self/task/<tid>/children` (every thread: a re-parented orphan may land on
+ * any of them); undefined where the kernel lacks that file (CONFIG_PROC_CHILDREN).
+ */
+async function childPids(): Promise<number[] | undefined> {
+  const childrenOf = (task: string): Promise<string> => readFile(`/proc/self/task/${task}/children`, 'utf8');
+  let main: string;
+  try {
+    main = await childrenOf(String(process.pid));
+  } catch {
+    return undefined;
+  }
+  const lists = [main];
+  for (const task of await readdir('/proc/self/task')) {
+    // A thread that ended since the listing has no children left to report.
+    if (task !== String(process.pid)) lists.push(await childrenOf(task).catch(() => ''));
+  }
+  return [...new Set(lists.join(' ').split(' ').filter((pid) => pid.trim() !== '').map(Number))];
+}
+
+/**
+ * Zombie children of this process (state Z, parent us). Reads only our children's stat files where the kernel lists
+ * them: a sweep of every process in /proc was most of an idle pgim's CPU time.
+ */
 export async function zombieChildren(): Promise<ProcStat[]> {
   const zombies: ProcStat[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readProcStat(Number(entry));
+  const candidates = (await childPids()) ?? (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry)).map(Number);
+  for (const pid of candidates) {
+    const stat = await readProcStat(pid);
     if (stat?.state === 'Z' && stat.ppid === process.pid) zombies.push(stat);
   }
   return zombies;
