@@ -61,7 +61,8 @@ export class KubernetesControlPlane implements ControlPlane {
   /** Key -> fingerprint a reload was already requested for. */
   private readonly requested = new Map<string, string>();
   private readonly watches = new Map<string, NamedObjectWatch>();
-  private onChange: (() => void) | undefined;
+  /** The reconciler and the observability spec each follow the desired state; every change goes to all of them. */
+  private readonly subscribers = new Set<() => void>();
   private debounceTimer: NodeJS.Timeout | undefined;
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   /** Optional objects the Role refused once: absent for this process's lifetime (a Role change means a new pod). */
@@ -170,14 +171,15 @@ export class KubernetesControlPlane implements ControlPlane {
 
   /**
    * Follows the Cluster and every Secret and ConfigMap the reconciler has read (each by name: GET + WATCH with a
-   * field selector, as the Role allows), and calls `onChange`, debounced, when one of them differs from what was
+   * field selector, as the Role allows), and calls every subscriber, debounced, when one of them differs from what was
    * last read.
    */
   watch(onChange: () => void): () => void {
-    this.onChange = onChange;
+    this.subscribers.add(onChange);
     for (const key of this.followed.keys()) this.follow(key);
     return () => {
-      this.onChange = undefined;
+      this.subscribers.delete(onChange);
+      if (this.following) return;
       for (const watch of this.watches.values()) watch.stop();
       this.watches.clear();
       clearTimeout(this.debounceTimer);
@@ -214,7 +216,7 @@ export class KubernetesControlPlane implements ControlPlane {
     followed.retry.reset();
     this.consumed.set(key, what.fingerprint(object));
     this.requested.delete(key);
-    if (this.onChange !== undefined) this.follow(key);
+    if (this.following) this.follow(key);
     return object;
   }
 
@@ -250,22 +252,30 @@ export class KubernetesControlPlane implements ControlPlane {
     this.requestReload();
   }
 
+  private get following(): boolean {
+    return this.subscribers.size > 0;
+  }
+
+  private notify(): void {
+    for (const subscriber of [...this.subscribers]) subscriber();
+  }
+
   private requestReload(): void {
     clearTimeout(this.debounceTimer);
     this.debounceTimer = setTimeout(() => {
-      this.onChange?.();
+      this.notify();
     }, debounceMs);
   }
 
   private retryLater(key: string, followed: Followed): void {
-    if (this.onChange === undefined || this.retryTimers.has(key)) return;
+    if (!this.following || this.retryTimers.has(key)) return;
     const delay = followed.retry.next();
     this.logger.info({ kind: followed.type.kind, name: followed.name, retryInMs: delay }, `reading ${followed.type.kind} ${followed.name} failed; the reload will be retried`);
     this.retryTimers.set(
       key,
       setTimeout(() => {
         this.retryTimers.delete(key);
-        this.onChange?.();
+        this.notify();
       }, delay),
     );
   }

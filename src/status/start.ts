@@ -18,22 +18,6 @@ import { createStatusHandler, serveApp } from './server.js';
 import { SpecWatcher } from './spec.js';
 import { ServerCertificate } from './tls.js';
 
-/**
- * The Kubernetes control plane serves one watcher, the reconciler's; until it fans changes out (see the report),
- * the observability spec, its query sources and the server certificate are re-read on this period there.
- */
-const kubernetesRefreshMs = 10_000;
-
-function pollEvery(ms: number): (onChange: () => void) => () => void {
-  return (onChange) => {
-    const timer = setInterval(onChange, ms);
-    timer.unref();
-    return () => {
-      clearInterval(timer);
-    };
-  };
-}
-
 /** `--status-tls` / `--metrics-tls` (proposed as InstanceOptions fields; optional until that lands). */
 export interface ServerTlsOptions {
   readonly statusTls?: boolean;
@@ -41,7 +25,7 @@ export interface ServerTlsOptions {
 }
 
 export interface ObservabilityDeps {
-  readonly options: Pick<InstanceOptions, 'statusPort' | 'metricsPort' | 'configDir' | 'kubernetes'> & ServerTlsOptions;
+  readonly options: Pick<InstanceOptions, 'statusPort' | 'metricsPort'> & ServerTlsOptions;
   readonly bind: string | undefined;
   readonly controlPlane: ControlPlane;
   readonly state: InstanceState;
@@ -58,15 +42,13 @@ export interface ObservabilityDeps {
  */
 export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Server[]> {
   const { controlPlane, state, instance, logger, cluster } = deps;
-  // The Kubernetes control plane serves one watcher (the reconciler's): poll there instead.
-  const polled = deps.options.kubernetes !== undefined;
   const spec = await SpecWatcher.open(
     controlPlane,
     (err) => {
       logger.error({ error: errorMessage(err) }, 'monitoring and probe settings refused; keeping the previous ones');
     },
     cluster.name,
-    polled ? pollEvery(kubernetesRefreshMs) : (onChange) => controlPlane.watch(onChange),
+    (onChange) => controlPlane.watch(onChange),
   );
   const statusTls = deps.options.statusTls === true;
   const metricsTls = deps.options.metricsTls === true || spec.current.monitoring.tlsEnabled;
