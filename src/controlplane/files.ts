@@ -59,7 +59,11 @@ export class FilesControlPlane implements ControlPlane {
   readonly description: string;
   private lastReport: InstanceStatusReport = {};
 
-  constructor(private readonly dir: string) {
+  constructor(
+    private readonly dir: string,
+    /** The safety poll's period; tests set it out of reach to prove inotify alone sees a change. */
+    private readonly pollMs = watchPollMs,
+  ) {
     this.description = `files:${dir}`;
   }
 
@@ -157,7 +161,7 @@ export class FilesControlPlane implements ControlPlane {
       last = scan.fingerprint;
     };
     void check();
-    const poll = setInterval(schedule, watchPollMs);
+    const poll = setInterval(schedule, this.pollMs);
     poll.unref();
     return () => {
       stopped = true;

@@ -1,0 +1,73 @@
+import { strict as assert } from 'node:assert';
+import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FilesControlPlane } from '../../src/controlplane/files.js';
+import { eventually, makeTempDir, removeTempDir } from '../support/env.js';
+
+/** A Secret folder as kubelet projects it: keys are symlinks into `..data`, itself a symlink to a timestamped folder. */
+async function projectSecret(objectDir: string, version: string, values: Record<string, string>): Promise<void> {
+  const target = join(objectDir, `..${version}`);
+  await mkdir(target, { recursive: true });
+  for (const [key, value] of Object.entries(values)) await writeFile(join(target, key), value);
+  await symlink(`..${version}`, join(objectDir, '..data_tmp'));
+  await rename(join(objectDir, '..data_tmp'), join(objectDir, '..data'));
+}
+
+describe('files mode: watching the config folder with inotify alone', function () {
+  let dir: string;
+  let stop: () => void = () => undefined;
+  let changes = 0;
+
+  before(async () => {
+    dir = await makeTempDir('pgim-watch-');
+    await writeFile(join(dir, 'cluster.yaml'), 'kind: Cluster\n');
+    const app = join(dir, 'secrets', 'app');
+    await mkdir(app, { recursive: true });
+    await projectSecret(app, '2026_01', { password: 'one' });
+    await symlink('..data/password', join(app, 'password'));
+    // The safety poll is out of reach: every change below must come from a folder watch.
+    stop = new FilesControlPlane(dir, 3_600_000).watch(() => {
+      changes++;
+    });
+    // The first check records the starting fingerprint and arms the watches.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  });
+
+  after(async () => {
+    stop();
+    await removeTempDir(dir);
+  });
+
+  async function expectChange(what: string, act: () => Promise<void>): Promise<void> {
+    const before = changes;
+    await act();
+    await eventually(async () => Promise.resolve(changes > before ? true : undefined), 10_000, what);
+  }
+
+  it('sees an edit of cluster.yaml', async () => {
+    await expectChange('cluster.yaml edit', () => writeFile(join(dir, 'cluster.yaml'), 'kind: Cluster\nmetadata: {}\n'));
+  });
+
+  it('sees a ..data swap, then an edit inside the folder it now points to', async () => {
+    const app = join(dir, 'secrets', 'app');
+    await expectChange('..data swap', () => projectSecret(app, '2026_02', { password: 'two' }));
+    await expectChange('edit after the swap', () => writeFile(join(app, '..2026_02', 'password'), 'three'));
+  });
+
+  it('sees a Secret folder created later, and edits inside it', async () => {
+    const later = join(dir, 'secrets', 'later');
+    await expectChange('new folder', async () => {
+      await mkdir(later);
+      await writeFile(join(later, 'username'), 'u');
+    });
+    await expectChange('edit in the new folder', () => writeFile(join(later, 'username'), 'v'));
+  });
+
+  it('reports one change for a burst of writes', async () => {
+    const before = changes;
+    for (let i = 0; i < 20; i++) await writeFile(join(dir, 'cluster.yaml'), `kind: Cluster\n# ${String(i)}\n`);
+    await eventually(async () => Promise.resolve(changes > before ? true : undefined), 10_000, 'burst');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(changes, before + 1);
+  });
+});
