@@ -129,3 +129,29 @@ export async function controlFileTimeline(processes: ProcessRegistry, pgdata: st
   if (!Number.isInteger(timeline)) throw new Error(`pg_controldata -D ${pgdata}: no timeline in its report`);
   return timeline;
 }
+
+/**
+ * Writable = `pg_is_in_recovery()` is false and a write commits (a promoted server may still refuse writes, e.g.
+ * while a manager holds it read-only). `table` must exist; one row per successful poll is added.
+ */
+export function waitWritable(login: Login, table: string, timeoutMs = 60_000): Promise<number> {
+  return pollUntil(`PostgreSQL on port ${login.port} to take writes`, async () => {
+    const client = await connect(login, 1_000);
+    try {
+      const rows = (await client.query<{ recovery: boolean }>('SELECT pg_is_in_recovery() AS recovery')).rows;
+      if (rows[0]?.recovery !== false) return false;
+      await client.query(`INSERT INTO ${table} DEFAULT VALUES`);
+      return true;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }, timeoutMs);
+}
+
+/** Until `pg_stat_replication` on the primary shows every one of `names` (application_name) streaming. */
+export function waitStreaming(primary: Login, names: readonly string[], timeoutMs = 60_000): Promise<number> {
+  return pollUntil(`${names.join(', ')} streaming from port ${primary.port}`, async () => {
+    const rows = await queryOnce<{ name: string }>(primary, "SELECT application_name AS name FROM pg_stat_replication WHERE state = 'streaming'", 1_000);
+    return names.every((name) => rows.some((r) => r.name === name));
+  }, timeoutMs);
+}
