@@ -4,7 +4,7 @@ import { logTail } from '../proc.js';
 import type { SystemContext } from '../systems/context.js';
 import { PatroniCluster } from '../systems/patroni-cluster.js';
 import { PgimCluster } from '../systems/pgim-cluster.js';
-import { memberNamed, type ReplicatedCluster } from '../systems/replicated.js';
+import { memberNamed, type ClusterMember, type ReplicatedCluster } from '../systems/replicated.js';
 import type { SystemKind } from '../systems/types.js';
 import { awaitedLater, describe, interleave, since } from './common.js';
 import type { BenchContext, Benchmark, Recorder, RunInfo } from './types.js';
@@ -33,8 +33,8 @@ function nextMember(cluster: ReplicatedCluster, name: string): string {
   return next.name;
 }
 
-function othersThan(cluster: ReplicatedCluster, ...names: string[]): string[] {
-  return cluster.members.map((m) => m.name).filter((n) => !names.includes(n));
+function othersThan(cluster: ReplicatedCluster, ...names: string[]): ClusterMember[] {
+  return cluster.members.filter((m) => !names.includes(m.name));
 }
 
 /** The last lines of a log that mention timelines: what a replica that cannot follow a promotion says. */
@@ -69,7 +69,7 @@ async function measureSwitchover(cluster: ReplicatedCluster, from: string, recor
   const to = nextMember(cluster, from);
   const target = memberNamed(cluster, to);
   const writable = awaitedLater(waitWritable(target.login, probeTable, writableTimeoutMs));
-  const oldStreaming = awaitedLater(waitStreaming(target.login, [from], streamingTimeoutMs));
+  const oldStreaming = awaitedLater(waitStreaming(target.login, [memberNamed(cluster, from)], streamingTimeoutMs));
   const allStreaming = awaitedLater(waitStreaming(target.login, othersThan(cluster, to), streamingTimeoutMs));
   const request = await cluster.switchover(from, to);
   const [writableAt, oldAt, allAt] = [await writable, await oldStreaming, await allStreaming];
@@ -100,7 +100,7 @@ async function measureFailover(cluster: ReplicatedCluster, from: string, recorde
   recorder.add(cluster.label, 'failover: targetPrimary set -> other replica streaming', run, since(t0, await otherStreaming), 'ms');
   const restartedAt = performance.now();
   cluster.restartMember(from);
-  const rejoinedAt = await waitStreaming(target.login, [from], streamingTimeoutMs);
+  const rejoinedAt = await waitStreaming(target.login, [memberNamed(cluster, from)], streamingTimeoutMs);
   recorder.add(cluster.label, 'failover: old primary restarted -> streaming', run, since(restartedAt, rejoinedAt), 'ms');
   return to;
 }
@@ -113,7 +113,8 @@ export const switchoverBenchmark: Benchmark = {
     'members on the shared etcd, use_pg_rewind on), idle. Switchover: `pgim switchover --to NEXT` (t0 = cluster.yaml ' +
     'rewritten with the new targetPrimary, from its mtime) / Patroni `POST /switchover` (t0 = request sent) -> the ' +
     'target is writable (pg_is_in_recovery() false and an INSERT commits), -> the old primary streams from it ' +
-    '(pg_stat_replication on the new primary), -> all replicas stream; "command launched" includes the pgim CLI\'s ' +
+    '(pg_stat_replication on the new primary, and its own pg_stat_wal_receiver streaming the new primary\'s ' +
+    'timeline), -> all replicas stream; "command launched" includes the pgim CLI\'s ' +
     'start. Failover: kill -9 of the primary\'s manager and PostgreSQL (pgim: its postmaster dies with it), then ' +
     '`pgim switchover --failover` / Patroni `POST /failover` to the next member -> writable; then the old primary\'s ' +
     'manager is restarted -> streaming again. Targets rotate so every member is promoted in turn. No floor.',
