@@ -246,6 +246,16 @@ export function evaluateGoals(rows: readonly SummaryRow[]): GoalResult[] {
     verdict: judge(b10Pgim ? b10Pgim.median < 2000 : undefined),
   });
 
+  // Plan B12: a Secret change -> new password works, old one fails, within 2 s and without a restart.
+  const b12New = rowFor(rows, 'B12', 'password changed -> new one works', 'pgim');
+  const b12Old = rowFor(rows, 'B12', 'password changed -> old one refused', 'pgim');
+  goals.push({
+    benchmark: 'B12',
+    goal: 'pgim: a rotated Secret password works, and the old one is refused, within 2 s',
+    measured: `pgim ${ms(b12New)} / ${ms(b12Old)}; floor (ALTER ROLE) ${ms(rowFor(rows, 'B12', 'password changed -> new one works', 'floor'))}`,
+    verdict: judge(b12New && b12Old ? b12New.median < 2000 && b12Old.median < 2000 : undefined),
+  });
+
   const b15Pgim = rowFor(rows, 'B15', 'readiness under load: p99', 'pgim');
   const b15Patroni = rowFor(rows, 'B15', 'readiness under load: p99', 'patroni');
   goals.push({
@@ -347,6 +357,7 @@ const chartPanels: readonly { benchmark: BenchmarkId; metric: RegExp; title: str
   { benchmark: 'B13', metric: /^new timelines/, title: 'B13 new timelines (10 restarts + 3 crashes)' },
   { benchmark: 'B14', metric: /^empty folder -> read-write$/, title: 'B14 bootstrap empty folder → read-write (ms)' },
   { benchmark: 'B10', metric: /^work_mem changed -> visible/, title: 'B10 work_mem changed → applied (ms)' },
+  { benchmark: 'B12', metric: /^password changed -> new one works$/, title: 'B12 password rotated → new one works (ms)' },
   { benchmark: 'B15', metric: /^readiness under load: p99$/, title: 'B15 readiness probe p99 under pgbench load (ms)' },
   { benchmark: 'B16', metric: /^pgbench -S TPS$/, title: "B16 pgbench -S with log_statement 'all' (tx/s)" },
 ];

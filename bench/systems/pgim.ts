@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../../test/support/config.js';
 import { handToPostgres, postgresUser } from '../../test/support/env.js';
@@ -101,6 +101,16 @@ export class PgimSystem implements DatabaseSystem {
   async changeSpec(spec: Record<string, unknown>): Promise<void> {
     this.manifest = { ...this.manifest, spec };
     await writeClusterYaml(this.paths.configDir, this.manifest);
+  }
+
+  /**
+   * Rotates the owner's (app) password the way a Secret update does: a new `password` file renamed over the old one
+   * in `secrets/bench-app/`. pgim is to ALTER ROLE it; `login` keeps the password pgim started with.
+   */
+  async rotateAppPassword(password: string): Promise<void> {
+    const dir = join(this.paths.configDir, 'secrets', 'bench-app');
+    await writeFile(join(dir, '.password.new'), password);
+    await rename(join(dir, '.password.new'), join(dir, 'password'));
   }
 
   /** The files-mode config folder (ConfigMaps go to `configmaps/<name>/<key>`). */
