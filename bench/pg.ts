@@ -129,3 +129,47 @@ export async function controlFileTimeline(processes: ProcessRegistry, pgdata: st
   if (!Number.isInteger(timeline)) throw new Error(`pg_controldata -D ${pgdata}: no timeline in its report`);
   return timeline;
 }
+
+/**
+ * Writable = `pg_is_in_recovery()` is false and a write commits (a promoted server may still refuse writes, e.g.
+ * while a manager holds it read-only). `table` must exist; one row per successful poll is added.
+ */
+export function waitWritable(login: Login, table: string, timeoutMs = 60_000): Promise<number> {
+  return pollUntil(`PostgreSQL on port ${login.port} to take writes`, async () => {
+    const client = await connect(login, 1_000);
+    try {
+      const rows = (await client.query<{ recovery: boolean }>('SELECT pg_is_in_recovery() AS recovery')).rows;
+      if (rows[0]?.recovery !== false) return false;
+      await client.query(`INSERT INTO ${table} DEFAULT VALUES`);
+      return true;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }, timeoutMs);
+}
+
+/** A replica as the streaming check reaches it: its application_name and a superuser login. */
+export interface Replica {
+  name: string;
+  login: Login;
+}
+
+/**
+ * Until every replica streams the primary's current timeline: `pg_stat_replication` on the primary shows it
+ * streaming, and its own `pg_stat_wal_receiver` is streaming with `received_tli` equal to the primary's timeline.
+ * The primary's view alone can be fooled: a replica that received WAL past the fork point of a new timeline keeps
+ * reconnecting, streams the old timeline's last segment up to the fork each time (so it shows as streaming for a
+ * moment), and never switches.
+ */
+export function waitStreaming(primary: Login, replicas: readonly Replica[], timeoutMs = 60_000): Promise<number> {
+  return pollUntil(`${replicas.map((r) => r.name).join(', ')} streaming from port ${primary.port}`, async () => {
+    const rows = await queryOnce<{ name: string }>(primary, "SELECT application_name AS name FROM pg_stat_replication WHERE state = 'streaming'", 1_000);
+    if (!replicas.every((replica) => rows.some((r) => r.name === replica.name))) return false;
+    const timeline = await currentTimeline(primary);
+    for (const replica of replicas) {
+      const receiver = await queryOnce<{ status: string; tli: number }>(replica.login, 'SELECT status, received_tli AS tli FROM pg_stat_wal_receiver', 1_000);
+      if (receiver[0]?.status !== 'streaming' || receiver[0].tli !== timeline) return false;
+    }
+    return true;
+  }, timeoutMs);
+}

@@ -92,7 +92,9 @@ export function formatValue(value: number, unit: Unit): string {
     case 'MB':
       return `${value.toFixed(1)} MB`;
     case 'req/s':
-      return `${value.toFixed(0)} req/s`;
+    case 'tx/s':
+    case 'lines/s':
+      return `${value.toFixed(0)} ${unit}`;
     case 'count':
     case 'threads':
       return Number.isInteger(value) ? String(value) : value.toFixed(1);
@@ -105,6 +107,13 @@ function formatRatio(ratio: number | undefined): string {
 
 function rowFor(rows: readonly SummaryRow[], benchmark: BenchmarkId, metric: string, system: string): SummaryRow | undefined {
   return rows.find((r) => r.benchmark === benchmark && r.metric === metric && r.system === system);
+}
+
+/** "in no run" / "in every run" / "in some runs" from a 0/1 count's min and max. */
+function leftText(row: SummaryRow | undefined): string {
+  if (row === undefined) return '–';
+  if (row.max === 0) return 'in no run';
+  return row.min === 1 ? 'in every run' : 'in some runs';
 }
 
 /** The goals of issue 10, judged on medians (B4 on the worst request seen at 32 clients). */
@@ -161,6 +170,20 @@ export function evaluateGoals(rows: readonly SummaryRow[]): GoalResult[] {
     verdict: judge(typical ? typical.median <= 100 : undefined),
   });
 
+  // Plan B5: a cached scrape runs no SQL, so N custom queries cost only their exposition; concurrent scrapes share
+  // one collection. (Strictly "independent of N" cannot hold: 200 queries of 10 rows are 30x the series.)
+  const b5Cached0 = rowFor(rows, 'B5', 'N=0: scrape, cached (TTL 30 s)', 'pgim');
+  const b5Cached200 = rowFor(rows, 'B5', 'N=200: scrape, cached (TTL 30 s)', 'pgim');
+  const b5Fresh200 = rowFor(rows, 'B5', 'N=200: scrape, TTL 0 (runs the queries)', 'pgim');
+  const b5Pairs = rows.filter((r) => r.benchmark === 'B5' && r.metric.endsWith('collections for 2 concurrent scrapes, TTL 0'));
+  const b5WorstPair = b5Pairs.reduce((worst, r) => Math.max(worst, r.max), 0);
+  goals.push({
+    benchmark: 'B5',
+    goal: 'a cached scrape with 200 custom queries under 50 ms (it runs no SQL); 2 concurrent uncached scrapes cost 1 collection',
+    measured: `cached: N=0 ${ms(b5Cached0)}, N=200 ${ms(b5Cached200)} (uncached N=200: ${ms(b5Fresh200)}); collections per concurrent pair max ${b5Pairs.length === 0 ? '–' : String(b5WorstPair)}`,
+    verdict: judge(b5Cached200 && b5Pairs.length > 0 ? b5Cached200.median < 50 && b5WorstPair <= 1 : undefined),
+  });
+
   const b6Pgim = rowFor(rows, 'B6', 'kill -9 -> accepting', 'pgim');
   const b6Floor = rowFor(rows, 'B6', 'kill -9 -> accepting', 'floor');
   const b6Patroni = rowFor(rows, 'B6', 'kill -9 -> accepting', 'patroni');
@@ -171,6 +194,40 @@ export function evaluateGoals(rows: readonly SummaryRow[]): GoalResult[] {
     verdict: judge(b6Pgim && b6Floor ? b6Pgim.median < b6Floor.median + 1000 : undefined),
   });
 
+  // Issue 7: on an idle cluster, the new primary takes writes within 1 s of targetPrimary changing and the old
+  // primary streams again within 3 s; Patroni's medians beside them (reference: 2.1 s and 3.7 s).
+  const pair = (metric: string): [SummaryRow | undefined, SummaryRow | undefined] => [rowFor(rows, 'B8', metric, 'pgim'), rowFor(rows, 'B8', metric, 'patroni')];
+  const [swWritable, swWritablePatroni] = pair('switchover: targetPrimary set -> new primary writable');
+  const [swStreaming, swStreamingPatroni] = pair('switchover: targetPrimary set -> old primary streaming');
+  goals.push({
+    benchmark: 'B8',
+    goal: 'switchover: new primary writable under 1 s and old primary streaming under 3 s after targetPrimary changes',
+    measured: `pgim ${ms(swWritable)} / ${ms(swStreaming)}; Patroni ${ms(swWritablePatroni)} / ${ms(swStreamingPatroni)}`,
+    verdict: judge(swWritable && swStreaming ? swWritable.median < 1000 && swStreaming.median < 3000 : undefined),
+  });
+  const [foWritable, foWritablePatroni] = pair('failover: targetPrimary set -> new primary writable');
+  const [foRejoin, foRejoinPatroni] = pair('failover: old primary restarted -> streaming');
+  goals.push({
+    benchmark: 'B8',
+    goal: 'failover: new primary writable under 1 s after targetPrimary changes; restarted old primary streaming under 3 s',
+    measured: `pgim ${ms(foWritable)} / ${ms(foRejoin)}; Patroni ${ms(foWritablePatroni)} / ${ms(foRejoinPatroni)}`,
+    verdict: judge(foWritable && foRejoin ? foWritable.median < 1000 && foRejoin.median < 3000 : undefined),
+  });
+
+  // Issue 8: PostgreSQL must not outlive its manager (no unsupervised primary), and must be gone within 2 s.
+  const b9Gone = rowFor(rows, 'B9', 'kill -9 of the manager -> postmaster gone', 'pgim');
+  const b9Left = rows.find((r) => r.benchmark === 'B9' && r.system === 'pgim' && r.metric.startsWith('postmaster left running'));
+  const b9PatroniLeft = rows.find((r) => r.benchmark === 'B9' && r.system === 'patroni' && r.metric.startsWith('postmaster left running'));
+  const b9Timelines = rowFor(rows, 'B9', 'new timelines (kill + restart)', 'pgim');
+  goals.push({
+    benchmark: 'B9',
+    goal: 'kill -9 of pgim: its postmaster gone under 2 s, never left running',
+    measured:
+      `pgim ${ms(b9Gone)} (max ${b9Gone === undefined ? '–' : formatValue(b9Gone.max, 'ms')}), left running ${leftText(b9Left)}, ` +
+      `new timelines max ${b9Timelines === undefined ? '–' : String(b9Timelines.max)}; Patroni left its postmaster running ${leftText(b9PatroniLeft)}`,
+    verdict: judge(b9Gone && b9Left ? b9Gone.median < 2000 && b9Left.max === 0 : undefined),
+  });
+
   const b13Pgim = rows.find((r) => r.benchmark === 'B13' && r.system === 'pgim' && r.metric.startsWith('new timelines'));
   const b13Patroni = rows.find((r) => r.benchmark === 'B13' && r.system === 'patroni' && r.metric.startsWith('new timelines'));
   goals.push({
@@ -178,6 +235,49 @@ export function evaluateGoals(rows: readonly SummaryRow[]): GoalResult[] {
     goal: 'zero new timelines from 10 restarts and 3 crashes',
     measured: `pgim ${b13Pgim === undefined ? '–' : String(b13Pgim.max)}; Patroni ${b13Patroni === undefined ? '–' : String(b13Patroni.max)}`,
     verdict: judge(b13Pgim ? b13Pgim.max === 0 : undefined),
+  });
+  // Plan B10: a ConfigMap/file change applied within 2 s.
+  const b10 = (system: string): SummaryRow | undefined => rowFor(rows, 'B10', 'work_mem changed -> visible to a new session', system);
+  const b10Pgim = b10('pgim');
+  goals.push({
+    benchmark: 'B10',
+    goal: 'pgim: a reload-level parameter changed in cluster.yaml is applied within 2 s',
+    measured: `pgim ${ms(b10Pgim)} (max ${b10Pgim === undefined ? '–' : formatValue(b10Pgim.max, 'ms')}); floor (ALTER SYSTEM + reload) ${ms(b10('floor'))}; Patroni (PATCH /config) ${ms(b10('patroni'))}`,
+    verdict: judge(b10Pgim ? b10Pgim.median < 2000 : undefined),
+  });
+
+  // Plan B12: a Secret change -> new password works, old one fails, within 2 s and without a restart.
+  const b12New = rowFor(rows, 'B12', 'password changed -> new one works', 'pgim');
+  const b12Old = rowFor(rows, 'B12', 'password changed -> old one refused', 'pgim');
+  goals.push({
+    benchmark: 'B12',
+    goal: 'pgim: a rotated Secret password works, and the old one is refused, within 2 s',
+    measured: `pgim ${ms(b12New)} / ${ms(b12Old)}; floor (ALTER ROLE) ${ms(rowFor(rows, 'B12', 'password changed -> new one works', 'floor'))}`,
+    verdict: judge(b12New && b12Old ? b12New.median < 2000 && b12Old.median < 2000 : undefined),
+  });
+
+  const b15Pgim = rowFor(rows, 'B15', 'readiness under load: p99', 'pgim');
+  const b15Patroni = rowFor(rows, 'B15', 'readiness under load: p99', 'patroni');
+  goals.push({
+    benchmark: 'B15',
+    goal: 'pgim readiness probe p99 under 50 ms while pgbench saturates the CPUs',
+    measured: `pgim ${ms(b15Pgim)} (max ${b15Pgim === undefined ? '–' : formatValue(b15Pgim.max, 'ms')}); Patroni ${ms(b15Patroni)}`,
+    verdict: judge(b15Pgim ? b15Pgim.median < 50 : undefined),
+  });
+
+  // Issue 8: logging every statement through pgim's pipe costs under 5 % of the floor's throughput.
+  const b16Pgim = rowFor(rows, 'B16', 'pgbench -S TPS', 'pgim');
+  const b16Floor = rowFor(rows, 'B16', 'pgbench -S TPS', 'floor');
+  const b16Patroni = rowFor(rows, 'B16', 'pgbench -S TPS', 'patroni');
+  const b16Lines = rowFor(rows, 'B16', 'JSON lines re-emitted per second (during the window)', 'pgim');
+  goals.push({
+    benchmark: 'B16',
+    goal: "pgbench -S TPS with log_statement = 'all' through pgim's log pipe within 5 % of the floor (csvlog to a file)",
+    measured:
+      `pgim ${b16Pgim === undefined ? '–' : formatValue(b16Pgim.median, 'tx/s')} vs floor ${b16Floor === undefined ? '–' : formatValue(b16Floor.median, 'tx/s')}` +
+      ` (${b16Pgim?.ratioToFloor === undefined ? '–' : `${(b16Pgim.ratioToFloor * 100).toFixed(1)} %`}); pgim re-emitted ${b16Lines === undefined ? '–' : formatValue(b16Lines.median, 'lines/s')}; ` +
+      `Patroni ${b16Patroni === undefined ? '–' : formatValue(b16Patroni.median, 'tx/s')}`,
+    verdict: judge(b16Pgim && b16Floor ? b16Pgim.median >= 0.95 * b16Floor.median : undefined),
   });
   return goals;
 }
@@ -251,8 +351,15 @@ const chartPanels: readonly { benchmark: BenchmarkId; metric: RegExp; title: str
   { benchmark: 'B3', metric: /^RSS$/, title: 'B3 idle RSS of the manager process (MB)' },
   { benchmark: 'B4', metric: /^readiness c=32 fresh: p99$/, title: 'B4 readiness probe, 32 clients, p99 (ms)' },
   { benchmark: 'B6', metric: /^kill -9 -> read-write$/, title: 'B6 postmaster kill -9 → read-write (ms)' },
+  { benchmark: 'B8', metric: /^switchover: targetPrimary set -> new primary writable$/, title: 'B8 switchover → new primary writable (ms)' },
+  { benchmark: 'B8', metric: /^failover: targetPrimary set -> new primary writable$/, title: 'B8 failover → new primary writable (ms)' },
+  { benchmark: 'B9', metric: /^manager restarted -> readiness 200$/, title: 'B9 manager kill -9, restarted → readiness 200 (ms)' },
   { benchmark: 'B13', metric: /^new timelines/, title: 'B13 new timelines (10 restarts + 3 crashes)' },
   { benchmark: 'B14', metric: /^empty folder -> read-write$/, title: 'B14 bootstrap empty folder → read-write (ms)' },
+  { benchmark: 'B10', metric: /^work_mem changed -> visible/, title: 'B10 work_mem changed → applied (ms)' },
+  { benchmark: 'B12', metric: /^password changed -> new one works$/, title: 'B12 password rotated → new one works (ms)' },
+  { benchmark: 'B15', metric: /^readiness under load: p99$/, title: 'B15 readiness probe p99 under pgbench load (ms)' },
+  { benchmark: 'B16', metric: /^pgbench -S TPS$/, title: "B16 pgbench -S with log_statement 'all' (tx/s)" },
 ];
 
 export function renderSvg(result: BenchResult): string {

@@ -20,10 +20,10 @@ export function rotate<T>(items: readonly T[], shift: number): T[] {
 }
 
 /** Runs `body` for each run and each system, systems interleaved within a run. */
-export async function interleave(
+export async function interleave<S>(
   context: BenchContext,
-  systems: readonly DatabaseSystem[],
-  body: (system: DatabaseSystem, run: RunInfo) => Promise<void>,
+  systems: readonly S[],
+  body: (system: S, run: RunInfo) => Promise<void>,
 ): Promise<void> {
   for (const run of schedule(context)) {
     context.log(`  run ${run.warmup ? 'warm-up' : `${run.index}/${context.runs}`}`);
@@ -36,10 +36,12 @@ export async function withSystems<T>(
   context: BenchContext,
   body: (systems: DatabaseSystem[]) => Promise<T>,
   kinds: readonly SystemKind[] = context.kinds,
+  /** PostgreSQL settings a benchmark adds, per kind (pgim refuses the ones it controls itself). */
+  parametersFor: (kind: SystemKind) => Readonly<Record<string, string>> = () => ({}),
 ): Promise<T> {
   const systems: DatabaseSystem[] = [];
   try {
-    for (const kind of kinds) systems.push(await createSystem(kind, context.systems));
+    for (const kind of kinds) systems.push(await createSystem(kind, context.systems, parametersFor(kind)));
     return await body(systems);
   } finally {
     for (const system of systems) await system.destroy().catch((err: unknown) => {

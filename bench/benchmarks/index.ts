@@ -1,10 +1,17 @@
 import { startBenchmark } from './b1-start.js';
+import { configChangeBenchmark } from './b10-config-change.js';
+import { passwordRotationBenchmark } from './b12-password.js';
+import { probeUnderLoadBenchmark } from './b15-probe-load.js';
+import { logPipeBenchmark } from './b16-log-pipe.js';
 import { timelineBenchmark } from './b13-timelines.js';
 import { bootstrapBenchmark } from './b14-bootstrap.js';
 import { shutdownBenchmark } from './b2-shutdown.js';
 import { footprintBenchmark } from './b3-footprint.js';
 import { statusEndpointBenchmark } from './b4-status.js';
+import { scrapeBenchmark } from './b5-scrape.js';
 import { crashBenchmark } from './b6-crash.js';
+import { switchoverBenchmark } from './b8-switchover.js';
+import { daemonKillBenchmark } from './b9-daemon-kill.js';
 import type { Benchmark } from './types.js';
 
 /** In the order of the benchmark plan (peers-and-benchmarks.md section 4). */
@@ -13,7 +20,14 @@ export const benchmarks: readonly Benchmark[] = [
   shutdownBenchmark,
   footprintBenchmark,
   statusEndpointBenchmark,
+  scrapeBenchmark,
   crashBenchmark,
+  switchoverBenchmark,
+  daemonKillBenchmark,
+  configChangeBenchmark,
+  passwordRotationBenchmark,
   timelineBenchmark,
   bootstrapBenchmark,
+  probeUnderLoadBenchmark,
+  logPipeBenchmark,
 ];

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort, pgBinDir, removeTempDir, serviceDirectory } from '../env.js';
-import { commonParameters, type Login } from '../pg.js';
+import { commonParameters, queryOnce, type Login } from '../pg.js';
 import { livePostmasterPid, logTail, postmasterPidOf, signalPid, waitForDirectoryRelease, waitGone } from '../proc.js';
 import { instanceName, type SystemContext } from './context.js';
 import { initdbOptions, writeBenchConf, writePrivateFile } from './postgres-files.js';
@@ -23,7 +23,7 @@ export class FloorSystem implements DatabaseSystem {
   private readonly socketDir: string;
   private readonly toolLog: string;
 
-  private constructor(private readonly context: SystemContext, readonly login: Login) {
+  private constructor(private readonly context: SystemContext, readonly login: Login, private readonly parameters: Readonly<Record<string, string>>) {
     this.dir = join(context.workDir, instanceName('floor'));
     this.pgdata = join(this.dir, 'pgdata');
     this.socketDir = join(this.dir, 'run');
@@ -32,8 +32,9 @@ export class FloorSystem implements DatabaseSystem {
     context.processes.trackDataDirectory(this.pgdata);
   }
 
-  static async create(context: SystemContext): Promise<FloorSystem> {
-    const system = new FloorSystem(context, { port: await freePort(), user: 'postgres', password: superuserPassword, database: 'postgres' });
+  /** `parameters`: settings a benchmark adds on top of the shared ones (B16's logging). */
+  static async create(context: SystemContext, parameters: Readonly<Record<string, string>> = {}): Promise<FloorSystem> {
+    const system = new FloorSystem(context, { port: await freePort(), user: 'postgres', password: superuserPassword, database: 'postgres' }, parameters);
     await mkdir(system.dir, { recursive: true, mode: 0o755 });
     await serviceDirectory(system.socketDir);
     await serviceDirectory(join(system.dir, 'log'));
@@ -54,6 +55,7 @@ export class FloorSystem implements DatabaseSystem {
     });
     await writeBenchConf(this.pgdata, {
       ...commonParameters,
+      ...this.parameters,
       listen_addresses: '127.0.0.1',
       port: String(this.login.port),
       unix_socket_directories: this.socketDir,
@@ -94,6 +96,12 @@ export class FloorSystem implements DatabaseSystem {
     if (left.length > 0) throw new Error(`backends of the killed postmaster still run: ${left.join(', ')}`);
     const started = await this.start();
     await started.commandDone;
+  }
+
+  /** The name is one of the benchmark's own constants, the value a number with a unit: no quoting issue. */
+  async changeParameter(name: string, value: string): Promise<void> {
+    await queryOnce(this.login, `ALTER SYSTEM SET ${name} = '${value}'`);
+    await queryOnce(this.login, 'SELECT pg_reload_conf()');
   }
 
   daemonPid(): undefined {

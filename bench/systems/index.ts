@@ -4,13 +4,14 @@ import { PatroniSystem } from './patroni.js';
 import { PgimSystem } from './pgim.js';
 import type { DatabaseSystem, SystemKind } from './types.js';
 
-export function createSystem(kind: SystemKind, context: SystemContext): Promise<DatabaseSystem> {
+/** `parameters`: PostgreSQL settings a benchmark adds for every system alike (on top of the shared ones). */
+export function createSystem(kind: SystemKind, context: SystemContext, parameters: Readonly<Record<string, string>> = {}): Promise<DatabaseSystem> {
   switch (kind) {
     case 'floor':
-      return FloorSystem.create(context);
+      return FloorSystem.create(context, parameters);
     case 'pgim':
-      return PgimSystem.create(context);
+      return PgimSystem.create(context, { smartShutdownTimeout: 5, parameters });
     case 'patroni':
-      return PatroniSystem.create(context);
+      return PatroniSystem.create(context, parameters);
   }
 }

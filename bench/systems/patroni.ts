@@ -9,7 +9,7 @@ import { stopDaemon } from './daemon.js';
 import { initdbOptions, writePrivateFile } from './postgres-files.js';
 import type { DatabaseSystem, StartedCommand, StatusEndpoints, StopTimings } from './types.js';
 
-const superuserPassword = 'patroni-bench-pw';
+export const superuserPassword = 'patroni-bench-pw';
 const replicationPassword = 'patroni-bench-repl-pw';
 
 /** Patroni's `bootstrap.initdb` list form of the shared initdb options (`--name=value` -> `{ name: value }`). */
@@ -20,6 +20,67 @@ function patroniInitdbOptions(): Record<string, string>[] {
       const [name = '', value = ''] = option.slice(2).split('=');
       return { [name]: value };
     });
+}
+
+export interface PatroniMemberSettings {
+  /** The Patroni cluster name (DCS key prefix). */
+  scope: string;
+  /** The member name (also its application_name when it streams). */
+  name: string;
+  pgPort: number;
+  restPort: number;
+  pgdata: string;
+  /** The service account's folder for .pgpass. */
+  home: string;
+  socketDir: string;
+  etcdHost: string;
+  /** A replicated cluster needs pg_rewind so a failed primary can rejoin (wal_log_hints is on in every system). */
+  usePgRewind: boolean;
+  /** Extra PostgreSQL settings on top of the shared ones. */
+  parameters?: Readonly<Record<string, string>>;
+}
+
+/** One member's patroni.yml: the reference configuration (loop_wait 10, ttl 30) on the shared parameters. */
+export function patroniConfig(settings: PatroniMemberSettings): Record<string, unknown> {
+  const listen = `127.0.0.1:${settings.pgPort}`;
+  const rest = `127.0.0.1:${settings.restPort}`;
+  const hba = [
+    'local all all peer',
+    'host all all 127.0.0.1/32 scram-sha-256',
+    'host all all ::1/128 scram-sha-256',
+    'host replication replicator 127.0.0.1/32 scram-sha-256',
+  ];
+  const parameters = { ...commonParameters, ...settings.parameters };
+  return {
+    scope: settings.scope,
+    name: settings.name,
+    log: { level: 'INFO' },
+    restapi: { listen: rest, connect_address: rest },
+    etcd3: { host: settings.etcdHost },
+    bootstrap: {
+      dcs: {
+        ttl: 30,
+        loop_wait: 10,
+        retry_timeout: 10,
+        postgresql: { use_pg_rewind: settings.usePgRewind, use_slots: false, parameters },
+      },
+      initdb: patroniInitdbOptions(),
+      pg_hba: hba,
+    },
+    postgresql: {
+      listen,
+      connect_address: listen,
+      data_dir: settings.pgdata,
+      bin_dir: pgBinDir,
+      pgpass: join(settings.home, 'pgpass'),
+      authentication: {
+        superuser: { username: 'postgres', password: superuserPassword },
+        replication: { username: 'replicator', password: replicationPassword },
+      },
+      parameters: { ...parameters, unix_socket_directories: settings.socketDir },
+      pg_hba: hba,
+    },
+  };
 }
 
 /**
@@ -38,6 +99,7 @@ export class PatroniSystem implements DatabaseSystem {
   /** The Patroni cluster name (DCS key prefix): unique per instance, so every bootstrap starts from a clean DCS. */
   private readonly scope: string;
   private daemon: TrackedProcess | undefined;
+  private readonly restUrl: string;
 
   private constructor(private readonly context: SystemContext, pgPort: number, private readonly restPort: number) {
     this.scope = instanceName('patroni');
@@ -47,61 +109,35 @@ export class PatroniSystem implements DatabaseSystem {
     this.configFile = join(this.dir, 'home', 'patroni.yml');
     this.login = { port: pgPort, user: 'postgres', password: superuserPassword, database: 'postgres' };
     const base = `http://127.0.0.1:${restPort}`;
+    this.restUrl = base;
     this.endpoints = { readiness: `${base}/health`, statusDocument: `${base}/patroni` };
     context.processes.trackDataDirectory(this.pgdata);
   }
 
-  static async create(context: SystemContext): Promise<PatroniSystem> {
+  /** `parameters`: settings a benchmark adds on top of the shared ones (B16's logging). */
+  static async create(context: SystemContext, parameters: Readonly<Record<string, string>> = {}): Promise<PatroniSystem> {
     if (context.etcdHost === undefined) throw new Error('Patroni needs etcd, which was not started');
-    const system = new PatroniSystem(context, await freePort(), await freePort());
+    const pgPort = await freePort();
+    const system = new PatroniSystem(context, pgPort, await freePort());
     await mkdir(system.dir, { recursive: true, mode: 0o755 });
     // Patroni writes .pgpass and its config lives there: a folder of the service account's own.
     const home = await serviceDirectory(join(system.dir, 'home'));
     const socketDir = await serviceDirectory(join(system.dir, 'run'));
     await serviceDirectory(system.pgdata);
-    await writePrivateFile(system.configFile, stringify(system.config(context.etcdHost, home, socketDir)));
-    return system;
-  }
-
-  private config(etcdHost: string, home: string, socketDir: string): Record<string, unknown> {
-    const listen = `127.0.0.1:${this.login.port}`;
-    const rest = `127.0.0.1:${this.restPort}`;
-    const hba = [
-      'local all all peer',
-      'host all all 127.0.0.1/32 scram-sha-256',
-      'host all all ::1/128 scram-sha-256',
-      'host replication replicator 127.0.0.1/32 scram-sha-256',
-    ];
-    return {
-      scope: this.scope,
+    const config = patroniConfig({
+      scope: system.scope,
       name: 'member1',
-      log: { level: 'INFO' },
-      restapi: { listen: rest, connect_address: rest },
-      etcd3: { host: etcdHost },
-      bootstrap: {
-        dcs: {
-          ttl: 30,
-          loop_wait: 10,
-          retry_timeout: 10,
-          postgresql: { use_pg_rewind: false, use_slots: false, parameters: { ...commonParameters } },
-        },
-        initdb: patroniInitdbOptions(),
-        pg_hba: hba,
-      },
-      postgresql: {
-        listen,
-        connect_address: listen,
-        data_dir: this.pgdata,
-        bin_dir: pgBinDir,
-        pgpass: join(home, 'pgpass'),
-        authentication: {
-          superuser: { username: 'postgres', password: superuserPassword },
-          replication: { username: 'replicator', password: replicationPassword },
-        },
-        parameters: { ...commonParameters, unix_socket_directories: socketDir },
-        pg_hba: hba,
-      },
-    };
+      pgPort,
+      restPort: system.restPort,
+      pgdata: system.pgdata,
+      home,
+      socketDir,
+      etcdHost: context.etcdHost,
+      usePgRewind: false,
+      parameters,
+    });
+    await writePrivateFile(system.configFile, stringify(config));
+    return system;
   }
 
   async initialise(): Promise<void> {
@@ -129,6 +165,18 @@ export class PatroniSystem implements DatabaseSystem {
   recoverFromPostmasterKill(): Promise<void> {
     if (this.daemon?.running !== true) return Promise.reject(new Error(`patroni exited; see ${this.logFile}`));
     return Promise.resolve();
+  }
+
+  /** Patroni's dynamic configuration in the DCS; it applies it in its HA loop (woken by the request). */
+  async changeParameter(name: string, value: string): Promise<void> {
+    const response = await fetch(`${this.restUrl}/config`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ postgresql: { parameters: { [name]: value } } }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`Patroni PATCH /config: ${response.status} ${text}`);
   }
 
   daemonPid(): number | undefined {

@@ -1,6 +1,6 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeConfigDir } from '../../test/support/config.js';
+import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../../test/support/config.js';
 import { handToPostgres, postgresUser } from '../../test/support/env.js';
 import { pgimArgs, pgimEntry, type PgimPaths, type PgimPorts } from '../../test/support/pgim.js';
 import { freePort, isRoot, removeTempDir } from '../env.js';
@@ -19,6 +19,8 @@ export interface PgimSettings {
    */
   smartShutdownTimeout: number;
   label?: string;
+  /** PostgreSQL parameters a benchmark adds to the manifest's (B16: log_statement). */
+  parameters?: Readonly<Record<string, string>>;
 }
 
 /** pgim as a container would run it: `pgim run` from a files-mode config folder, dropping to postgres when root. */
@@ -28,9 +30,13 @@ export class PgimSystem implements DatabaseSystem {
   readonly pgdata: string;
   readonly logFile: string;
   readonly endpoints: StatusEndpoints;
+  /** The Prometheus exporter (`/metrics` on the metrics port). */
+  readonly metricsUrl: string;
   private readonly dir: string;
   private readonly paths: PgimPaths;
   private daemon: TrackedProcess | undefined;
+  /** What cluster.yaml says; `changeParameter` rewrites it with one value changed. */
+  private manifest: TestClusterOptions;
 
   private constructor(private readonly context: SystemContext, private readonly ports: PgimPorts, settings: PgimSettings, pgdata?: string) {
     this.label = settings.label ?? 'pgim';
@@ -40,6 +46,8 @@ export class PgimSystem implements DatabaseSystem {
     this.logFile = join(this.dir, 'pgim.log');
     const base = `http://127.0.0.1:${ports.statusPort}`;
     this.endpoints = { readiness: `${base}/readyz`, statusDocument: `${base}/pg/status` };
+    this.metricsUrl = `http://127.0.0.1:${ports.metricsPort}/metrics`;
+    this.manifest = { name: 'bench', smartShutdownTimeout: settings.smartShutdownTimeout, stopDelay: 30, parameters: { ...clusterParameters, ...settings.parameters } };
     context.processes.trackDataDirectory(this.pgdata);
   }
 
@@ -48,11 +56,7 @@ export class PgimSystem implements DatabaseSystem {
     const ports = shareDataWith?.ports ?? { pgPort: await freePort(), statusPort: await freePort(), metricsPort: await freePort() };
     const system = new PgimSystem(context, ports, settings, shareDataWith?.pgdata);
     await mkdir(system.dir, { recursive: true, mode: 0o755 });
-    await writeConfigDir(
-      system.paths.configDir,
-      { name: 'bench', smartShutdownTimeout: settings.smartShutdownTimeout, stopDelay: 30, parameters: { ...clusterParameters } },
-      secrets,
-    );
+    await writeConfigDir(system.paths.configDir, system.manifest, secrets);
     await handToPostgres(system.paths.configDir);
     return system;
   }
@@ -85,6 +89,33 @@ export class PgimSystem implements DatabaseSystem {
   recoverFromPostmasterKill(): Promise<void> {
     if (this.daemon?.running !== true) return Promise.reject(new Error(`${this.label} exited after the postmaster was killed; see ${this.logFile}`));
     return Promise.resolve();
+  }
+
+  /** A temp file renamed over cluster.yaml, as an editor or a ConfigMap update does it. */
+  async changeParameter(name: string, value: string): Promise<void> {
+    this.manifest = { ...this.manifest, parameters: { ...this.manifest.parameters, [name]: value } };
+    await writeClusterYaml(this.paths.configDir, this.manifest);
+  }
+
+  /** Replaces cluster.yaml's extra spec fields (e.g. `monitoring`), renamed into place like `changeParameter`. */
+  async changeSpec(spec: Record<string, unknown>): Promise<void> {
+    this.manifest = { ...this.manifest, spec };
+    await writeClusterYaml(this.paths.configDir, this.manifest);
+  }
+
+  /**
+   * Rotates the owner's (app) password the way a Secret update does: a new `password` file renamed over the old one
+   * in `secrets/bench-app/`. pgim is to ALTER ROLE it; `login` keeps the password pgim started with.
+   */
+  async rotateAppPassword(password: string): Promise<void> {
+    const dir = join(this.paths.configDir, 'secrets', 'bench-app');
+    await writeFile(join(dir, '.password.new'), password);
+    await rename(join(dir, '.password.new'), join(dir, 'password'));
+  }
+
+  /** The files-mode config folder (ConfigMaps go to `configmaps/<name>/<key>`). */
+  get configDir(): string {
+    return this.paths.configDir;
   }
 
   daemonPid(): number | undefined {

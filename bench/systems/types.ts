@@ -45,6 +45,12 @@ export interface DatabaseSystem {
   stop(): Promise<StopTimings>;
   /** After the harness kills the postmaster: the floor restarts it by hand (no supervisor); daemons do it alone. */
   recoverFromPostmasterKill(): Promise<void>;
+  /**
+   * Changes a reload-level parameter the way an operator of this system does: floor `ALTER SYSTEM` plus
+   * `pg_reload_conf()`; pgim its cluster.yaml, rewritten atomically; Patroni `PATCH /config`. Resolves once the
+   * change is handed over; the benchmark polls PostgreSQL for when it applies.
+   */
+  changeParameter(name: string, value: string): Promise<void>;
   /** The manager's own process (pgim's node, Patroni's python); undefined for the floor. */
   daemonPid(): number | undefined;
   /** Where this system's logs are, for error messages. */

@@ -10,7 +10,7 @@ async function benchFolders(): Promise<string[]> {
   return (await readdir(tmpdir())).filter((name) => name.startsWith('pgim-bench-'));
 }
 
-describe('bench smoke: one short benchmark through the harness (floor and pgim, no Patroni)', function () {
+describe('bench smoke: short benchmarks through the harness (floor and pgim, no Patroni)', function () {
   this.timeout(60_000);
 
   it('runs B1 once for the floor and pgim, records numeric samples and cleans up', async () => {
@@ -48,5 +48,27 @@ describe('bench smoke: one short benchmark through the harness (floor and pgim, 
     // Nothing left behind: no new work folder, no postmaster of ours (the folders are gone, so none can be found).
     assert.deepEqual(await benchFolders(), foldersBefore);
     assert.equal(await livePostmasterPid('/nonexistent'), undefined);
+  });
+
+  it('runs B9 once for pgim: kill -9 of pgim takes its postmaster with it, and a restart serves again', async () => {
+    const foldersBefore = await benchFolders();
+    const logged: string[] = [];
+    const result = await runBenchmarks({
+      only: ['B9'],
+      runs: 1,
+      systems: ['pgim'],
+      warmup: false,
+      quick: true,
+      install: false,
+      log: (line) => logged.push(line),
+    });
+    assert.deepEqual(result.failures, [], `no benchmark failed; log:\n${logged.join('\n')}`);
+    const value = (metric: string): number | undefined => result.samples.find((s) => s.system === 'pgim' && s.metric === metric)?.value;
+    assert.equal(value('postmaster left running unsupervised (after 2 s)'), 0);
+    const gone = value('kill -9 of the manager -> postmaster gone');
+    assert.ok(gone !== undefined && gone < 2_000, `postmaster gone ${String(gone)} ms after pgim's kill`);
+    assert.ok((value('manager restarted -> read-write') ?? 0) > 0);
+    assert.equal(evaluateGoals(summarise(result.samples)).find((g) => g.benchmark === 'B9')?.verdict, 'PASS');
+    assert.deepEqual(await benchFolders(), foldersBefore);
   });
 });

@@ -1,0 +1,123 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { sleep } from '../env.js';
+import { pgbenchInit, pgbenchRun } from '../pgbench.js';
+import type { DatabaseSystem } from '../systems/types.js';
+import { initialiseAll, interleave, since, startReadWrite, withSystems } from './common.js';
+import type { Benchmark } from './types.js';
+
+/**
+ * Every system logs every statement through PostgreSQL's logging collector as csvlog: pgim renders exactly these
+ * (into its FIFO, parsed and re-emitted as JSON on stdout, which the harness sends to a file); the floor and Patroni
+ * get the same settings and write a plain file, PGDATA/log/postgres.csv.
+ */
+const loggingParameters: Readonly<Record<string, string>> = {
+  log_statement: 'all',
+  logging_collector: 'on',
+  log_destination: 'csvlog',
+  log_directory: 'log',
+  log_filename: 'postgres',
+  log_rotation_age: '0',
+  log_rotation_size: '0',
+};
+
+/** log_statement is all a Cluster manifest may set; pgim fixes the rest (and already sets them this way). */
+const pgimParameters = { log_statement: 'all' };
+
+const scale = 10;
+const clients = ['-c', '4', '-j', '2'];
+
+async function sizeOf(path: string): Promise<number> {
+  return (await stat(path)).size;
+}
+
+/** Lines (newlines) in bytes [from, to) of a file, read as a stream: the window's output can be 100 MB. */
+function countLines(path: string, from: number, to: number): Promise<number> {
+  if (to <= from) return Promise.resolve(0);
+  return new Promise((resolve, reject) => {
+    let lines = 0;
+    createReadStream(path, { start: from, end: to - 1 })
+      .on('data', (chunk: Buffer | string) => {
+        const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+        for (let at = buffer.indexOf(10); at !== -1; at = buffer.indexOf(10, at + 1)) lines += 1;
+      })
+      .once('error', reject)
+      .once('end', () => {
+        resolve(lines);
+      });
+  });
+}
+
+/** Until the file has not grown for 300 ms (pgim has re-emitted what the FIFO still held); its final size. */
+async function settledSize(path: string, timeoutMs: number): Promise<number> {
+  const deadline = performance.now() + timeoutMs;
+  let size = await sizeOf(path);
+  let stableSince = performance.now();
+  while (performance.now() < deadline) {
+    await sleep(50);
+    const next = await sizeOf(path);
+    if (next !== size) {
+      size = next;
+      stableSince = performance.now();
+    } else if (performance.now() - stableSince >= 300) {
+      break;
+    }
+  }
+  return size;
+}
+
+export const logPipeBenchmark: Benchmark = {
+  id: 'B16',
+  title: 'Log pipe throughput under pgbench with log_statement = all',
+  measures:
+    'Every system runs with `log_statement = \'all\'` and the logging collector writing csvlog (pgim: into its FIFO, ' +
+    'parsed and re-emitted as JSON lines on stdout, which the harness appends to a file on disk; floor and Patroni: ' +
+    'the plain file PGDATA/log/postgres.csv, same settings). After `pgbench -i -s 10`, each run gives every system ' +
+    'in turn a `pgbench -S -n -c 4 -j 2 -T 15` window (5 s with --quick): TPS (without connection time), and for ' +
+    'pgim the JSON lines its stdout gained during the window per second, and the lines per transaction once it has ' +
+    'drained, per 1000 transactions (1 statement line each, so about 1000; less means lines were lost).',
+  async run(context, recorder) {
+    const seconds = context.quick ? 5 : 15;
+    await withSystems(
+      context,
+      async (systems) => {
+        await initialiseAll(context, systems);
+        try {
+          for (const system of systems) {
+            await startReadWrite(system);
+            context.log(`  pgbench -i -s ${scale} on ${system.label}`);
+            await pgbenchInit(context.systems.processes, system.login, scale, join(context.systems.workDir, `pgbench-${system.label}.log`));
+          }
+          await interleave(context, systems, async (system: DatabaseSystem, run) => {
+            const pgimOutput = system.kind === 'pgim' ? system.logFile : undefined;
+            const before = pgimOutput === undefined ? 0 : await sizeOf(pgimOutput);
+            const t0 = performance.now();
+            const result = await pgbenchRun(
+              context.systems.processes,
+              system.login,
+              ['-S', '-n', ...clients, '-T', String(seconds)],
+              join(context.systems.workDir, `pgbench-${system.label}.log`),
+              (seconds + 120) * 1_000,
+            );
+            const elapsed = since(t0);
+            recorder.add(system.label, 'pgbench -S TPS', run, result.tps, 'tx/s');
+            if (pgimOutput !== undefined) {
+              const atExit = await sizeOf(pgimOutput);
+              const drained = await settledSize(pgimOutput, 60_000);
+              const inWindow = await countLines(pgimOutput, before, atExit);
+              const total = inWindow + (await countLines(pgimOutput, atExit, drained));
+              recorder.add(system.label, 'JSON lines re-emitted per second (during the window)', run, inWindow / (elapsed / 1000), 'lines/s');
+              recorder.add(system.label, 'JSON lines per 1000 pgbench transactions (drained)', run, (1000 * total) / result.transactions, 'count');
+            }
+          });
+        } finally {
+          for (const system of systems) await system.stop().catch(() => undefined);
+        }
+      },
+      context.kinds,
+      // The floor and Patroni get every logging setting; pgim renders the collector part itself.
+      (kind) => (kind === 'pgim' ? pgimParameters : loggingParameters),
+    );
+  },
+};

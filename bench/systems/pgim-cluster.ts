@@ -1,0 +1,167 @@
+import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeConfigDir } from '../../test/support/config.js';
+import { handToPostgres, postgresUser } from '../../test/support/env.js';
+import { pgimArgs, pgimEntry, type PgimPaths, type PgimPorts } from '../../test/support/pgim.js';
+import { freePort, isRoot, removeTempDir, sleep } from '../env.js';
+import { clusterParameters, waitReadWrite } from '../pg.js';
+import { livePostmasterPid, logTail, signalPid, waitGone, type TrackedProcess } from '../proc.js';
+import { instanceName, type SystemContext } from './context.js';
+import type { ChangeRequest, ClusterMember, ReplicatedCluster } from './replicated.js';
+
+const clusterName = 'bench';
+const secrets = { appPassword: 'pgim-bench-app-pw', superuserPassword: 'pgim-bench-super-pw' };
+
+interface PgimMember extends ClusterMember {
+  readonly paths: PgimPaths;
+  readonly ports: PgimPorts;
+  readonly logFile: string;
+  daemon?: TrackedProcess;
+}
+
+/**
+ * Three `pgim run` on one files-mode config folder, as test/support/cluster.ts and `scripts/cluster.sh` run them:
+ * cluster.yaml with `instances: 3`, the `<cluster>-hosts` ConfigMap naming each instance's address, and the
+ * certificates of `pgim certs`. A switchover is `pgim switchover --to NAME`, which rewrites status.targetPrimary.
+ */
+export class PgimCluster implements ReplicatedCluster {
+  readonly kind = 'pgim';
+  readonly label = 'pgim';
+  private readonly configDir: string;
+
+  private constructor(private readonly context: SystemContext, private readonly dir: string, readonly members: readonly PgimMember[]) {
+    this.configDir = join(dir, 'config');
+  }
+
+  static async create(context: SystemContext): Promise<PgimCluster> {
+    const dir = join(context.workDir, instanceName('pgim-cluster'));
+    const configDir = join(dir, 'config');
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    const members: PgimMember[] = [];
+    for (let n = 1; n <= 3; n += 1) {
+      const name = `${clusterName}-${n}`;
+      const ports = { pgPort: await freePort(), statusPort: await freePort(), metricsPort: await freePort() };
+      const paths = { configDir, pgdata: join(dir, `pgdata-${n}`), runtimeDir: join(dir, `runtime-${n}`) };
+      members.push({
+        name,
+        paths,
+        ports,
+        pgdata: paths.pgdata,
+        logFile: join(dir, `${name}.log`),
+        login: { port: ports.pgPort, user: 'postgres', password: secrets.superuserPassword, database: 'app' },
+      });
+      context.processes.trackDataDirectory(paths.pgdata);
+    }
+    // The same settings as the switchover integration test: a demoting primary waits 1 s for clients (smart), and
+    // switchoverDelay bounds its shutdown; on an idle cluster neither should be reached.
+    await writeConfigDir(
+      configDir,
+      {
+        name: clusterName,
+        enableSuperuserAccess: true,
+        smartShutdownTimeout: 1,
+        stopDelay: 20,
+        parameters: { ...clusterParameters },
+        spec: { instances: members.length, switchoverDelay: 20 },
+      },
+      secrets,
+    );
+    const hosts = join(configDir, 'configmaps', `${clusterName}-hosts`);
+    await mkdir(hosts, { recursive: true });
+    for (const member of members) await writeFile(join(hosts, member.name), `127.0.0.1:${member.ports.pgPort}`);
+    const cluster = new PgimCluster(context, dir, members);
+    await context.processes.mustRun('pgim certs', process.execPath, [pgimEntry, 'certs', '--cluster', clusterName, '--instances', String(members.length), '--out', join(configDir, 'secrets')], {
+      logFile: join(dir, 'certs.log'),
+    });
+    await handToPostgres(configDir);
+    return cluster;
+  }
+
+  get logFiles(): string[] {
+    return this.members.map((m) => m.logFile);
+  }
+
+  private member(name: string): PgimMember {
+    const member = this.members.find((m) => m.name === name);
+    if (member === undefined) throw new Error(`pgim cluster has no member ${name}`);
+    return member;
+  }
+
+  async start(): Promise<void> {
+    // The first member bootstraps (initdb); the others clone it by pg_basebackup once it is up, as in a StatefulSet.
+    const [first, ...others] = this.members;
+    if (first === undefined) return;
+    this.restartMember(first.name);
+    await waitReadWrite(first.login, 120_000);
+    for (const member of others) this.restartMember(member.name);
+  }
+
+  restartMember(name: string): void {
+    const member = this.member(name);
+    if (member.daemon?.running === true) throw new Error(`${name} is already running`);
+    member.daemon = this.context.processes.spawn(
+      `pgim ${name}`,
+      process.execPath,
+      [pgimEntry, 'run', ...pgimArgs(member.paths, member.ports), '--pod-name', name, ...(isRoot ? ['--user', postgresUser] : [])],
+      { logFile: member.logFile, env: { PGIM_LOG_LEVEL: 'info' } },
+    );
+  }
+
+  /** kill -9 of pgim only: its postmaster gets the parent-death signal pgim set (PR_SET_PDEATHSIG) and goes too. */
+  async killMember(name: string): Promise<void> {
+    const member = this.member(name);
+    const postmaster = await livePostmasterPid(member.pgdata);
+    member.daemon?.signal('SIGKILL');
+    if ((await member.daemon?.waitExit(10_000)) === undefined) throw new Error(`pgim ${name} survived SIGKILL`);
+    if (postmaster !== undefined && !(await waitGone(postmaster, 10_000))) {
+      // Not what pgim promises (B9 measures it); the benchmark still needs the node gone.
+      signalPid(postmaster, 'SIGKILL');
+      throw new Error(`the postmaster of ${name} (PID ${postmaster}) outlived its pgim by 10 s`);
+    }
+  }
+
+  switchover(_from: string, to: string): Promise<ChangeRequest> {
+    return this.setTargetPrimary(to, false);
+  }
+
+  failover(_from: string, to: string): Promise<ChangeRequest> {
+    return this.setTargetPrimary(to, true);
+  }
+
+  private async setTargetPrimary(to: string, failover: boolean): Promise<ChangeRequest> {
+    const firstIssuedAt = performance.now();
+    for (;;) {
+      const issuedAt = performance.now();
+      const exit = await this.context.processes.run(
+        'pgim switchover',
+        process.execPath,
+        [pgimEntry, 'switchover', '--config-dir', this.configDir, '--to', to, ...(failover ? ['--failover'] : [])],
+        { logFile: this.commandLog },
+        30_000,
+      );
+      const returnedAt = performance.now();
+      if (exit.code === 0) {
+        // The command writes a temp file and renames it over cluster.yaml right before it exits: that file's mtime
+        // is the moment targetPrimary changed (wall clock, mapped onto performance.now()'s time line). The CLI's own
+        // start (node, module loading, its health check of the target) is not part of what the daemons do.
+        const written = (await stat(join(this.configDir, 'cluster.yaml'))).mtimeMs - performance.timeOrigin;
+        return { issuedAt, effectiveAt: Math.min(returnedAt, Math.max(issuedAt, written)), returnedAt };
+      }
+      // Right after a kill the target may refuse for a moment (the integration test retries the same way); a
+      // planned switchover is never retried: a refusal there is a failure.
+      if (!failover || returnedAt - firstIssuedAt > 15_000) {
+        throw new Error(`pgim switchover --to ${to}${failover ? ' --failover' : ''} failed (exit ${String(exit.code)})${await logTail(this.commandLog)}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  private get commandLog(): string {
+    return join(this.dir, 'switchover.log');
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.daemon?.terminate(30_000) ?? Promise.resolve()));
+    await removeTempDir(this.dir);
+  }
+}
