@@ -12,7 +12,10 @@ import { podNameFor, type InstanceOptions } from '../options/index.js';
 import { PostgresInstance } from '../postgres/instance.js';
 import { isFenced, Reconciler } from '../reconcile/reconciler.js';
 import { writeRuntimeFiles } from '../reconcile/runtime-files.js';
+import { DivergenceWatch } from '../replication/divergence.js';
+import { primaryTimeline } from '../replication/wait-primary.js';
 import { Supervisor } from '../supervisor/supervisor.js';
+import { certificatePaths } from '../tls/files.js';
 import { executableHash, nodeName, packageVersion } from './manager-info.js';
 import { loadDesiredState, prepareFilesystem, primaryConninfo, type DesiredState } from './prepare.js';
 
@@ -93,6 +96,33 @@ async function confirmDesiredState(options: InstanceOptions, loaded: Loaded, ins
     throw new ConfigError(loaded.controlPlane.clusterSource, 'spec.postgresql.parameters', `PostgreSQL refuses them: ${refused.join('; ')}`);
   }
   return desired;
+}
+
+/** Rewinds this replica in process (stop, pg_rewind, start) when its history forked from the primary's. */
+function watchForDivergence(reconciler: Reconciler, supervisor: Supervisor, instance: PostgresInstance, state: InstanceState, logger: Logger): DivergenceWatch {
+  const watch = new DivergenceWatch(
+    {
+      replica: () => (reconciler.desired.topology.isPrimary || !state.accepting || state.phase !== 'running' ? Promise.resolve(undefined) : instance.replicaState()),
+      primaryTimeline: () => {
+        const { topology, layout } = reconciler.desired;
+        const address = topology.addresses.get(topology.primary);
+        return address === undefined ? Promise.resolve(undefined) : primaryTimeline(address, certificatePaths(layout.certificatesDir));
+      },
+    },
+    (timelines) => {
+      logger.warn(
+        { timeline: timelines.replica, primaryTimeline: timelines.primary },
+        "this replica has not streamed while its primary runs on a later timeline: its history forked from the primary's; rewinding onto it",
+      );
+      const plan = { smartSeconds: 0, fastSeconds: reconciler.desired.cluster.switchoverDelaySeconds };
+      void supervisor.requestRestart('replica history forked from the primary', {
+        plan,
+        beforeStart: () => reconciler.rejoinAsReplica(reconciler.desired, supervisor.stopSignal),
+      });
+    },
+  );
+  watch.start();
+  return watch;
 }
 
 /** For one-shot commands: SIGTERM or SIGINT aborts the running tool (initdb, pg_basebackup), which cleans up. */
@@ -184,6 +214,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
   let stopWatching = (): void => undefined;
   let stopLogPipe = (): void => undefined;
   let stopReaper = (): void => undefined;
+  let stopDivergenceWatch = (): void => undefined;
   try {
     const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
     const instance = openInstance(options, loaded.desired, logger);
@@ -229,6 +260,10 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
       onAccepting: (isPrimary) => reconciler.onPostgresAccepting(isPrimary),
     });
     supervisor = running;
+    const divergence = watchForDivergence(reconciler, running, instance, state, logger);
+    stopDivergenceWatch = () => {
+      divergence.stop();
+    };
     running.setFenced(isFenced(desired), { smartSeconds: 0, fastSeconds: cluster.switchoverDelaySeconds });
     if (early.signal !== undefined) running.requestStop(early.signal);
     logger.info(
@@ -292,6 +327,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
     return failStartup(logger, err);
   } finally {
     stopWatching();
+    stopDivergenceWatch();
     stopLogPipe();
     stopReaper();
     for (const server of servers) server.closeAllConnections();

@@ -188,6 +188,18 @@ export class PostgresInstance {
     await this.bootstrapMarker.clear();
   }
 
+  /** A running replica's WAL receiver and timeline; undefined when this is not a replica. */
+  async replicaState(): Promise<{ streaming: boolean; timeline: number } | undefined> {
+    if (!(await this.isStandby())) return undefined;
+    return withLocalClient(this.connection, async (client) => {
+      const { rows } = await client.query<{ streaming: boolean; timeline: number }>(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') AS streaming, (SELECT timeline_id FROM pg_control_checkpoint()) AS timeline",
+      );
+      const row = rows[0];
+      return row;
+    });
+  }
+
   async isInRecovery(): Promise<boolean> {
     return withLocalClient(this.connection, async (client) => {
       const { rows } = await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');

@@ -5,32 +5,51 @@ import type { Address } from './topology.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/**
- * Waits until `address` answers as a primary (not in recovery), asking as streaming_replica with its certificate,
- * the way the demoted instance will connect. Polls every 50 ms; rejects on abort.
- */
-export async function waitForPrimary(address: Address, paths: CertificatePaths, signal?: AbortSignal): Promise<void> {
-  const ssl = {
+type Ssl = { ca: string; cert: string; key: string; checkServerIdentity: () => undefined };
+
+async function replicationSsl(paths: CertificatePaths): Promise<Ssl> {
+  return {
     ca: await readFile(paths.serverCa, 'utf8'),
     cert: await readFile(paths.replicationCert, 'utf8'),
     key: await readFile(paths.replicationKey, 'utf8'),
     // verify-ca semantics: the chain is checked; the name is checked by the replica's own conninfo when it can be.
     checkServerIdentity: (): undefined => undefined,
   };
+}
+
+/**
+ * Asks `address`, as streaming_replica with its certificate (the way this instance's WAL receiver connects), for
+ * its timeline when it is a primary: undefined while it is unreachable or in recovery.
+ */
+async function askPrimaryTimeline(address: Address, ssl: Ssl): Promise<number | undefined> {
   const { Client } = await pgDriver();
+  const client = new Client({ host: address.host, port: address.port, user: 'streaming_replica', database: 'postgres', ssl, connectionTimeoutMillis: 2000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ wal: string | null }>(
+      'SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END AS wal',
+    );
+    const wal = rows[0]?.wal;
+    // A WAL file name starts with the timeline, 8 hex digits.
+    return typeof wal === 'string' ? parseInt(wal.slice(0, 8), 16) : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export async function primaryTimeline(address: Address, paths: CertificatePaths): Promise<number | undefined> {
+  return askPrimaryTimeline(address, await replicationSsl(paths));
+}
+
+/** Waits until `address` answers as a primary (not in recovery); polls every 50 ms; rejects on abort. */
+export async function waitForPrimary(address: Address, paths: CertificatePaths, signal?: AbortSignal): Promise<void> {
+  const ssl = await replicationSsl(paths);
   for (;;) {
     signal?.throwIfAborted();
-    const client = new Client({ host: address.host, port: address.port, user: 'streaming_replica', database: 'postgres', ssl, connectionTimeoutMillis: 2000 });
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-      const { rows } = await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
-      if (rows[0]?.r === false) return;
-    } catch {
-      // not up yet, or still a replica
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+    if ((await askPrimaryTimeline(address, ssl)) !== undefined) return;
     await sleep(50);
   }
 }

@@ -112,15 +112,19 @@ describe('switchover, failover and fencing: follow targetPrimary in process (3 i
     assert.ok(!restarted.lines.some((l) => l.includes('"logger":"pg_basebackup"')), 'no new base backup');
   });
 
-  it('fences an instance (cnpg.io/fencedInstances) and lifts the fence', async () => {
+  const setFence = async (value: string | undefined): Promise<void> => {
     const file = join(cluster.configDir, 'cluster.yaml');
-    const setAnnotation = async (value: string | undefined): Promise<void> => {
-      const doc = parseDocument(await readFile(file, 'utf8'));
-      if (value === undefined) doc.deleteIn(['metadata', 'annotations', 'cnpg.io/fencedInstances']);
-      else doc.setIn(['metadata', 'annotations', 'cnpg.io/fencedInstances'], value);
-      await writeFile(`${file}.tmp`, doc.toString());
-      execFileSync('mv', [`${file}.tmp`, file]);
-    };
+    const doc = parseDocument(await readFile(file, 'utf8'));
+    if (value === undefined) doc.deleteIn(['metadata', 'annotations', 'cnpg.io/fencedInstances']);
+    else doc.setIn(['metadata', 'annotations', 'cnpg.io/fencedInstances'], value);
+    await writeFile(`${file}.tmp`, doc.toString());
+    execFileSync('mv', [`${file}.tmp`, file]);
+  };
+  const currentPrimary = async (): Promise<ClusterInstance> =>
+    (await Promise.all(cluster.instances.map(async (i) => ((await inRecovery(i)) === false ? i : undefined)))).find(Boolean)!;
+
+  it('fences an instance (cnpg.io/fencedInstances) and lifts the fence', async () => {
+    const setAnnotation = setFence;
     const replica = (await Promise.all(cluster.instances.map(async (i) => ((await inRecovery(i)) === true ? i : undefined)))).find(Boolean)!;
     await setAnnotation(JSON.stringify([replica.name]));
     await eventually(async () => {
@@ -130,5 +134,33 @@ describe('switchover, failover and fencing: follow targetPrimary in process (3 i
     assert.equal(await inRecovery(replica), undefined, 'postgres is stopped while fenced');
     await setAnnotation(undefined);
     await eventually(async () => ((await inRecovery(replica)) === true ? true : undefined), 30_000, `${replica.name} back`);
+  });
+
+  it('rewinds a replica whose history forked from the new primary (it had WAL the promoted replica never got)', async () => {
+    const primary = await currentPrimary();
+    const [ahead, behind] = cluster.instances.filter((i) => i !== primary);
+    assert.ok(ahead && behind);
+    // `behind` stops (fenced) while `ahead` keeps receiving: after the old primary dies, their histories differ.
+    await setFence(JSON.stringify([behind.name]));
+    await eventually(async () => ((await inRecovery(behind)) === undefined ? true : undefined), 30_000, `${behind.name} stopped`);
+    await query(primary.ports.pgPort, 'app', secrets.appPassword, 'CREATE TABLE IF NOT EXISTS fork_probe (n int)');
+    await query(primary.ports.pgPort, 'app', secrets.appPassword, 'INSERT INTO fork_probe SELECT generate_series(1, 500)');
+    const lsn = (await su<{ lsn: string }>(primary, 'SELECT pg_current_wal_lsn()::text AS lsn'))[0]?.lsn ?? '';
+    await eventually(async () => {
+      const rows = await su<{ ok: boolean }>(ahead, `SELECT pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn AS ok`);
+      return rows[0]?.ok === true ? true : undefined;
+    }, 30_000, `${ahead.name} replayed the old primary's last WAL`);
+    primary.pgim!.signal('SIGKILL');
+    await primary.pgim!.waitExit();
+    await setFence(undefined);
+    await eventually(async () => ((await inRecovery(behind)) === true ? true : undefined), 30_000, `${behind.name} back as a replica`);
+    await eventually(() => Promise.resolve(switchTo(behind.name, true)), 15_000, 'the failover command');
+    // `ahead` cannot stream from `behind` (its WAL is past the fork point): pgim must notice and rewind it.
+    await settle(behind.name, [ahead.name]);
+    assert.ok(ahead.pgim!.lines.some((l) => l.includes('its history forked')), 'the fork was reported');
+    assert.ok(ahead.pgim!.lines.some((l) => l.includes('"logger":"pg_rewind"')), 'healed by pg_rewind');
+    const restarted = cluster.start(primary);
+    await restarted.waitReady(120_000);
+    await settle(behind.name, [ahead.name, primary.name]);
   });
 });
