@@ -1,13 +1,16 @@
 /*
- * pgim's native piece: the three Linux calls Node does not offer, and nothing else.
+ * pgim's native piece: the four Linux calls Node does not offer, and nothing else.
  *   setChildSubreaper()  prctl(PR_SET_CHILD_SUBREAPER): orphaned postgres processes come back to pgim.
  *   reap(pid)            waitpid(pid, WNOHANG) on one specific PID, never wait(-1): it cannot steal the exit
  *                        status of a child that Node (libuv) is waiting for.
  *   mkfifo(path, mode)   the log pipe PostgreSQL's logging collector writes into.
+ *   setPipeSize(fd, n)   fcntl(F_SETPIPE_SZ): room in that pipe, so pgim can read it in batches without making
+ *                        PostgreSQL's logging collector wait.
  * Built from source at install with the system C compiler against Node's own headers (scripts/build-native.sh):
  * no node-gyp, no download, nothing prebuilt.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <node_api.h>
 #include <stdlib.h>
@@ -77,11 +80,29 @@ static napi_value make_fifo(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value set_pipe_size(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd = -1;
+  int32_t size = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &size) != napi_ok || fd < 0 || size <= 0) {
+    napi_throw_type_error(env, NULL, "setPipeSize(fd, bytes): a descriptor and a positive size");
+    return NULL;
+  }
+  int granted = fcntl(fd, F_SETPIPE_SZ, size);
+  if (granted < 0) return throw_errno(env, "fcntl(F_SETPIPE_SZ)");
+  napi_value result;
+  napi_create_int32(env, granted, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"setChildSubreaper", NULL, set_child_subreaper, NULL, NULL, NULL, napi_enumerable, NULL},
       {"reap", NULL, reap, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mkfifo", NULL, make_fifo, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setPipeSize", NULL, set_pipe_size, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

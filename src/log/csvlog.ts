@@ -16,7 +16,13 @@ const fieldSets: ReadonlyMap<number, readonly string[]> = new Map<number, readon
   [24, [...baseFields, 'backend_type']],
   [26, [...baseFields, 'backend_type', 'leader_pid', 'query_id']],
 ]);
-const messageIndex = baseFields.indexOf('message');
+export const messageIndex = baseFields.indexOf('message');
+/** Field names by position: the same in every field set, which differ only in how many trailing fields they have. */
+export const fieldNamesByIndex: readonly string[] = [...baseFields, 'backend_type', 'leader_pid', 'query_id'];
+
+export function isFieldCount(count: number): boolean {
+  return fieldSets.has(count);
+}
 
 const auditFields = ['audit_type', 'statement_id', 'substatement_id', 'class', 'command', 'object_type', 'object_name', 'statement', 'parameter', 'rows'];
 
@@ -153,49 +159,4 @@ export function formatCsvRecord(text: string): FormattedLine {
   const withoutMessage = jsonObject(names, values, messageIndex);
   const recordJson = `${withoutMessage.slice(0, -1)}${withoutMessage.length > 2 ? ',' : ''}"audit":${auditJson}}`;
   return { kind: 'record', logger: 'pgaudit', recordJson };
-}
-
-/**
- * Turns a byte stream into complete csvlog records: a record ends at a newline outside quotes. Memory stays
- * bounded: a record longer than `maxRecordBytes` (a runaway quote) is flushed as raw text.
- */
-export class CsvRecordSplitter {
-  private buffer = '';
-  private quoted = false;
-  private scanned = 0;
-
-  constructor(private readonly maxRecordBytes = 1024 * 1024) {}
-
-  push(chunk: string, emit: (record: string) => void): void {
-    this.buffer += chunk;
-    const buffer = this.buffer;
-    let start = 0;
-    let i = this.scanned;
-    while (i < buffer.length) {
-      const quote = buffer.indexOf('"', i);
-      if (this.quoted) {
-        if (quote < 0) break;
-        this.quoted = false;
-        i = quote + 1;
-        continue;
-      }
-      const newline = buffer.indexOf('\n', i);
-      if (newline < 0 && quote < 0) break;
-      if (quote >= 0 && (newline < 0 || quote < newline)) {
-        this.quoted = true;
-        i = quote + 1;
-        continue;
-      }
-      emit(buffer.slice(start, newline));
-      start = i = newline + 1;
-    }
-    this.buffer = buffer.slice(start);
-    this.scanned = this.buffer.length;
-    if (this.buffer.length > this.maxRecordBytes) {
-      emit(this.buffer);
-      this.buffer = '';
-      this.scanned = 0;
-      this.quoted = false;
-    }
-  }
 }

@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 
 export type { Logger } from 'pino';
@@ -65,9 +66,28 @@ export function namedLogger(parent: Logger, name: string): Logger {
 export interface RecordWriter {
   /** False when `info` is below the configured level: the caller then skips formatting too. */
   readonly enabled: boolean;
+  /** A record line up to and including `"record":`. */
+  prefix(loggerName: string, ts: string): string;
   /** One JSON line (with its newline) for a record whose JSON text is already built. */
   line(loggerName: string, ts: string, recordJson: string): string;
   write(lines: string): void;
+  /** Lines already encoded; consumed before returning (the caller reuses the buffer). */
+  writeBytes(lines: Buffer): void;
+}
+
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+
+/** All of `bytes` to `fd`, waiting out EAGAIN (a non-blocking stdout that is full) as pino's own sync writes do. */
+function writeAllSync(fd: number, bytes: Buffer): void {
+  let offset = 0;
+  while (offset < bytes.length) {
+    try {
+      offset += writeSync(fd, bytes, offset);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') return; // stdout is gone: nothing left to tell
+      Atomics.wait(sleepCell, 0, 0, 1);
+    }
+  }
 }
 
 export function recordWriter(logger: Logger): RecordWriter {
@@ -75,19 +95,29 @@ export function recordWriter(logger: Logger): RecordWriter {
   const output = outputs.get(base);
   if (!output) throw new Error('recordWriter needs a logger made by createRootLogger');
   const pod = JSON.stringify(output.pod);
-  const prefixes = new Map<string, string>();
+  const suffixes = new Map<string, string>();
+  const prefix = (loggerName: string, ts: string): string => {
+    let suffix = suffixes.get(loggerName);
+    if (suffix === undefined) {
+      suffix = `","logging_pod":${pod},"logger":${JSON.stringify(loggerName)},"msg":"record","record":`;
+      suffixes.set(loggerName, suffix);
+    }
+    return `{"level":"info","ts":"${ts}${suffix}`;
+  };
+  const { destination } = output;
+  // pino's sync file destination writes each line at once, so writing to its descriptor here keeps the order.
+  const fd = (destination as { fd?: unknown }).fd;
   return {
     enabled: logger.isLevelEnabled('info'),
-    line(loggerName, ts, recordJson) {
-      let prefix = prefixes.get(loggerName);
-      if (prefix === undefined) {
-        prefix = `","logging_pod":${pod},"logger":${JSON.stringify(loggerName)},"msg":"record","record":`;
-        prefixes.set(loggerName, prefix);
-      }
-      return `{"level":"info","ts":"${ts}${prefix}${recordJson}}\n`;
-    },
+    prefix,
+    line: (loggerName, ts, recordJson) => `${prefix(loggerName, ts)}${recordJson}}\n`,
     write(lines) {
-      if (lines !== '') output.destination.write(lines);
+      if (lines !== '') destination.write(lines);
+    },
+    writeBytes(lines) {
+      if (lines.length === 0) return;
+      if (typeof fd === 'number') writeAllSync(fd, lines);
+      else destination.write(lines.toString('utf8'));
     },
   };
 }

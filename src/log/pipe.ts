@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { nativeCalls } from '../process/native.js';
-import { CsvRecordSplitter, formatCsvRecord } from './csvlog.js';
+import { CsvToJsonLines } from './csvlog-bytes.js';
+import { formatCsvRecord } from './csvlog.js';
 import { namedLogger, recordWriter, type RecordWriter } from './logger.js';
 
 /** mkfifo(3) through the addon, or coreutils' mkfifo where the addon is not built. */
@@ -15,6 +16,16 @@ function makeFifo(path: string): void {
   if (native instanceof Error) execFileSync('mkfifo', ['-m', '0600', path]);
   else native.mkfifo(path, 0o600);
 }
+
+/**
+ * Under a flood, records are read in batches: after a short read (the pipe held little) reading waits `gatherMs`,
+ * so each wake-up (read, parse, one write to stdout) handles many records instead of one; per-read costs were most
+ * of the pipe's CPU. Only with a pipe enlarged to `pipeBytes`: at PostgreSQL's fastest logging (~10 MB/s here) a
+ * pause fills a few percent of it, so the logging collector never waits for pgim. One read takes 64 KiB at most.
+ */
+const pipeBytes = 1024 * 1024;
+const gatherBelowBytes = 16 * 1024;
+const gatherMs = 5;
 
 /**
  * PostgreSQL's log destination: `logging_collector` writes csvlog into `<logDir>/postgres.csv` and anything else
@@ -51,11 +62,15 @@ export class LogPipe {
       if (existing && !existing.isFIFO()) await rm(path, { force: true });
       if (!existing?.isFIFO()) makeFifo(path);
     }
-    const splitter = new CsvRecordSplitter();
-    this.read(this.csvPath, (socket) => {
-      socket.setEncoding('utf8');
-      socket.on('data', (chunk: string) => {
-        this.relay(splitter, chunk);
+    const converter = new CsvToJsonLines();
+    this.read(this.csvPath, (socket, pipeSize) => {
+      const gather = pipeSize >= pipeBytes;
+      socket.on('data', (chunk: Buffer) => {
+        this.relay(converter, chunk);
+        if (gather && chunk.length < gatherBelowBytes) {
+          socket.pause();
+          setTimeout(() => socket.resume(), gatherMs).unref();
+        }
       });
     });
     this.read(this.rawPath, (socket) => {
@@ -65,33 +80,43 @@ export class LogPipe {
     });
   }
 
-  private read(path: string, consume: (socket: Socket) => void): void {
+  private read(path: string, consume: (socket: Socket, pipeSize: number) => void): void {
     // O_RDWR on a FIFO never blocks on Linux, and the socket takes ownership of the descriptor.
     const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
+    const native = nativeCalls();
+    let pipeSize = 0;
+    try {
+      if (!(native instanceof Error)) pipeSize = native.setPipeSize(fd, pipeBytes);
+    } catch (err) {
+      // Above /proc/sys/fs/pipe-max-size, or a user over its pipe quota: the default pipe, read record by record.
+      this.rawLogger.info({ error: (err as Error).message, path }, 'log pipe keeps its default size');
+    }
     const socket = new Socket({ fd, readable: true, writable: false });
     this.sockets.push(socket);
     socket.on('error', (err) => {
       this.rawLogger.warn({ error: err.message, path }, 'log pipe read error');
     });
-    consume(socket);
+    consume(socket, pipeSize);
   }
 
-  /** One timestamp and one write per chunk read (records in a chunk arrived together), in arrival order. */
-  private relay(splitter: CsvRecordSplitter, chunk: string): void {
+  /**
+   * One timestamp per chunk read (its records arrived together). Common records go through the byte fast path in
+   * one write; the others (non-ASCII, pgaudit, not csvlog) through the string path, in arrival order.
+   */
+  private relay(converter: CsvToJsonLines, chunk: Buffer): void {
+    if (!this.records.enabled) return;
     const ts = new Date().toISOString();
-    let lines = '';
-    splitter.push(chunk, (text) => {
-      if (text === '') return;
-      const formatted = formatCsvRecord(text);
-      if (formatted.kind === 'record') {
-        if (this.records.enabled) lines += this.records.line(formatted.logger, ts, formatted.recordJson);
-        return;
-      }
-      this.records.write(lines);
-      lines = '';
-      this.rawLogger.info({ source: this.csvPath }, formatted.text);
+    converter.push(chunk, Buffer.from(`${this.records.prefix('postgres', ts)}{`), {
+      lines: (bytes) => {
+        this.records.writeBytes(bytes);
+      },
+      slow: (record) => {
+        if (record.length === 0) return;
+        const formatted = formatCsvRecord(record.toString('utf8'));
+        if (formatted.kind === 'record') this.records.write(this.records.line(formatted.logger, ts, formatted.recordJson));
+        else this.rawLogger.info({ source: this.csvPath }, formatted.text);
+      },
     });
-    this.records.write(lines);
   }
 
   stop(): void {

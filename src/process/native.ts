@@ -7,6 +7,8 @@ export interface NativeProcessCalls {
   /** waitpid(pid, WNOHANG) on that one PID: null while it runs or when it is not our child. */
   reap(pid: number): { pid: number; code: number | null; signal: number | null } | null;
   mkfifo(path: string, mode: number): void;
+  /** fcntl(F_SETPIPE_SZ); returns the size granted. */
+  setPipeSize(fd: number, bytes: number): number;
 }
 
 const addonPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'native', 'build', 'pgim_native.node');

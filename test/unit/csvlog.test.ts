@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
-import { CsvRecordSplitter, formatCsvRecord, parseCsvRecord, splitCsv } from '../../src/log/csvlog.js';
+import { CsvToJsonLines } from '../../src/log/csvlog-bytes.js';
+import { formatCsvRecord, parseCsvRecord, splitCsv } from '../../src/log/csvlog.js';
 import { createRootLogger, namedLogger, recordWriter } from '../../src/log/logger.js';
 
 /** A PostgreSQL 15 csvlog line (26 fields) as the logging collector writes it. */
@@ -48,25 +49,6 @@ describe('csvlog parsing', () => {
 
   it('returns anything else as raw text, never dropping it', () => {
     assert.deepEqual(parseCsvRecord('not a csv record'), { kind: 'raw', text: 'not a csv record' });
-  });
-});
-
-describe('csvlog record splitting', () => {
-  it('joins records split across chunks and keeps newlines inside quotes', () => {
-    const out: string[] = [];
-    const splitter = new CsvRecordSplitter();
-    splitter.push('a,"multi\nli', (r) => out.push(r));
-    splitter.push('ne",b\nc,d\n', (r) => out.push(r));
-    assert.deepEqual(out, ['a,"multi\nline",b', 'c,d']);
-  });
-
-  it('bounds memory: a runaway quoted record is flushed as raw text', () => {
-    const out: string[] = [];
-    const splitter = new CsvRecordSplitter(100);
-    splitter.push(`"${'x'.repeat(200)}`, (r) => out.push(r));
-    assert.equal(out.length, 1);
-    splitter.push('a,b\n', (r) => out.push(r));
-    assert.deepEqual(out.slice(1), ['a,b']);
   });
 });
 
@@ -127,20 +109,6 @@ describe('csvlog fast paths agree with the reference reader (fast-check)', () =>
     }), { numRuns: 1000 });
   });
 
-  it('the splitter finds the same records whatever the chunk boundaries', () => {
-    fc.assert(fc.property(fc.array(quotedRecord(26), { minLength: 1, maxLength: 8 }), fc.array(fc.nat(), { maxLength: 10 }), (records, cuts) => {
-      const stream = records.map((r) => `${r}\n`).join('');
-      const bounds = [...new Set(cuts.map((c) => c % stream.length))].sort((a, b) => a - b);
-      const out: string[] = [];
-      const splitter = new CsvRecordSplitter();
-      let from = 0;
-      for (const bound of [...bounds, stream.length]) {
-        splitter.push(stream.slice(from, bound), (r) => out.push(r));
-        from = bound;
-      }
-      assert.deepEqual(out, records);
-    }), { numRuns: 500 });
-  });
 });
 
 describe('recordWriter', () => {
@@ -163,5 +131,73 @@ describe('recordWriter', () => {
     assert.equal(ours.ts, ts);
     assert.equal(audit.logger, 'pgaudit');
     assert.equal(recordWriter(createRootLogger({ pod: 'p', level: 'warn', destination: { write: () => undefined } })).enabled, false);
+  });
+});
+
+/** What the string path makes of one record: the JSON `record` text, or the raw text. */
+function stringPath(text: string): string {
+  const formatted = formatCsvRecord(text);
+  return formatted.kind === 'record' ? `${formatted.logger}:${formatted.recordJson}` : `raw:${formatted.text}`;
+}
+
+/** Runs the byte converter over `stream` cut at `cuts`; fast lines and slow records, in order, as stringPath gives them. */
+function convert(stream: Buffer, cuts: readonly number[], maxRecordBytes?: number): string[] {
+  const out: string[] = [];
+  const converter = new CsvToJsonLines(maxRecordBytes);
+  const prefix = Buffer.from('P{');
+  let from = 0;
+  for (const bound of [...cuts, stream.length]) {
+    converter.push(stream.subarray(from, bound), prefix, {
+      lines: (bytes) => {
+        for (const line of bytes.toString('utf8').split('\n').slice(0, -1)) {
+          assert.ok(line.startsWith('P{') && line.endsWith('}}'), line);
+          out.push(`postgres:${line.slice(1, -1)}`);
+        }
+      },
+      slow: (record) => {
+        out.push(stringPath(record.toString('utf8')));
+      },
+    });
+    from = bound;
+  }
+  return out;
+}
+
+const asciiText = fc.string({ unit: fc.constantFrom('"', ',', '\n', 'a', 'Z', ' ', '\\', '\u0001', '\t', '\r', '\u001f', '{', '/') });
+const anyField = fc.oneof(asciiText, fc.string({ unit: fc.constantFrom('é', '😀', '"', ',', 'a') }), fc.constant(''), fc.constant('AUDIT: SESSION,1,1,READ,SELECT,,,select 1,<not logged>'));
+const csvRecord = fc.constantFrom(23, 24, 26, 25, 1).chain((count) =>
+  fc.array(fc.oneof(asciiText, anyField), { minLength: count, maxLength: count }).map((values) => values.map((v) => (v === '' ? '' : `"${v.replace(/"/g, '""')}"`)).join(',')),
+);
+
+describe('csvlog byte fast path agrees with the string path (fast-check)', () => {
+  it('gives the same JSON for every record, whatever the chunk boundaries', () => {
+    fc.assert(
+      fc.property(fc.array(csvRecord, { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 8 }), (records, cuts) => {
+        const stream = Buffer.from(records.map((r) => `${r}\n`).join(''));
+        const bounds = [...new Set(cuts.map((c) => c % stream.length))].sort((a, b) => a - b);
+        assert.deepEqual(convert(stream, bounds), records.map(stringPath));
+      }),
+      { numRuns: 1500 },
+    );
+  });
+
+  it('takes the PostgreSQL 15 record itself on the fast path', () => {
+    let fastLines = 0;
+    new CsvToJsonLines().push(Buffer.from(`${pg15}\n`), Buffer.from('{'), {
+      lines: (bytes) => {
+        fastLines += bytes.toString().split('\n').length - 1;
+      },
+      slow: () => assert.fail('the common record went to the slow path'),
+    });
+    assert.equal(fastLines, 1);
+  });
+
+  it('bounds memory: a runaway quoted record is handed over as it is, and reading goes on', () => {
+    const out = convert(Buffer.from(`"${'x'.repeat(200)}`), [], 100);
+    assert.deepEqual(out, [`raw:"${'x'.repeat(200)}`]);
+    const stream = Buffer.from(`"${'x'.repeat(200)}\n${pg15}\n`);
+    const flushed = convert(stream, [50, 150], 100);
+    assert.equal(flushed[0], `raw:"${'x'.repeat(149)}`, 'flushed once it outgrew the bound');
+    assert.equal(flushed.at(-1), stringPath(pg15), 'the next record is read normally');
   });
 });
