@@ -130,10 +130,10 @@ describe('switchover, failover and fencing: follow targetPrimary in process (3 i
     await eventually(async () => {
       const doc = (await (await fetch(`${replica.pgim!.statusUrl}/pg/status`)).json()) as { phase?: string };
       return doc.phase === 'fenced' ? true : undefined;
-    }, 30_000, `${replica.name} fenced`);
+    }, 90_000, `${replica.name} fenced`);
     assert.equal(await inRecovery(replica), undefined, 'postgres is stopped while fenced');
     await setAnnotation(undefined);
-    await eventually(async () => ((await inRecovery(replica)) === true ? true : undefined), 30_000, `${replica.name} back`);
+    await eventually(async () => ((await inRecovery(replica)) === true ? true : undefined), 90_000, `${replica.name} back`);
   });
 
   it('rewinds a replica whose history forked from the new primary (it had WAL the promoted replica never got)', async () => {
