@@ -119,44 +119,10 @@ export function parseCsvRecord(text: string): ParsedLine {
   return { kind: 'record', logger: 'postgres', record };
 }
 
-/** `"name":` prefixes, built once. */
-const jsonKeys = new Map<string, string>([...baseFields, 'backend_type', 'leader_pid', 'query_id', 'audit', ...auditFields].map((name) => [name, `${JSON.stringify(name)}:`]));
-
-/** Characters JSON.stringify would escape (or replace, for lone surrogates). */
-// eslint-disable-next-line no-control-regex -- control characters are exactly what must be escaped
-const needsEscape = /[\u0000-\u001f"\\\ud800-\udfff]/;
-
-/** Most values need no escaping; a regex test is cheaper than JSON.stringify for them. */
-function jsonString(value: string): string {
-  return needsEscape.test(value) ? JSON.stringify(value) : `"${value}"`;
-}
-
-function jsonObject(names: readonly string[], values: readonly string[], skip = -1): string {
-  let json = '{';
-  for (let i = 0; i < names.length; i++) {
-    const value = values[i];
-    if (i === skip || value === undefined || value === '') continue;
-    // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- every name is in jsonKeys
-    json += (json.length > 1 ? ',' : '') + jsonKeys.get(names[i]!)! + jsonString(value);
-  }
-  return json + '}';
-}
-
 export type FormattedLine = { kind: 'record'; logger: 'postgres' | 'pgaudit'; recordJson: string } | { kind: 'raw'; text: string };
 
-/**
- * The same mapping as parseCsvRecord, straight to the JSON text of `record` (no intermediate object): what the log
- * pipe writes. Equal to `JSON.stringify(parseCsvRecord(text).record)`, which the unit tests check.
- */
+/** The log pipe's string path (records the byte fast path in csvlog-bytes.ts does not take): the JSON of `record`. */
 export function formatCsvRecord(text: string): FormattedLine {
-  const values = splitCsv(text);
-  const names = fieldSets.get(values.length);
-  if (!names) return { kind: 'raw', text };
-  const message = values[messageIndex];
-  const audit = message === undefined ? undefined : auditOf(message);
-  if (!audit) return { kind: 'record', logger: 'postgres', recordJson: jsonObject(names, values) };
-  const auditJson = jsonObject(auditFields, auditFields.map((name) => audit[name] ?? ''));
-  const withoutMessage = jsonObject(names, values, messageIndex);
-  const recordJson = `${withoutMessage.slice(0, -1)}${withoutMessage.length > 2 ? ',' : ''}"audit":${auditJson}}`;
-  return { kind: 'record', logger: 'pgaudit', recordJson };
+  const parsed = parseCsvRecord(text);
+  return parsed.kind === 'raw' ? parsed : { kind: 'record', logger: parsed.logger, recordJson: JSON.stringify(parsed.record) };
 }

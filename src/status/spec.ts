@@ -23,23 +23,15 @@ export class SpecWatcher {
     private readonly onError: (err: unknown) => void,
   ) {}
 
-  /**
-   * `subscribe` delivers change events: the files control plane's `watch` (it serves any number of watchers), or a
-   * timer where the control plane serves a single watcher (Kubernetes mode, where the reconciler owns it).
-   */
-  static async open(
-    controlPlane: ControlPlane,
-    onError: (err: unknown) => void,
-    fallbackClusterName: string,
-    subscribe: (onChange: () => void) => () => void,
-  ): Promise<SpecWatcher> {
+  /** Reads the spec and follows the control plane's changes (its `watch` serves every subscriber). */
+  static async open(controlPlane: ControlPlane, onError: (err: unknown) => void, fallbackClusterName: string): Promise<SpecWatcher> {
     const read = (): Promise<ObservabilitySpec> => readObservabilitySpec(controlPlane);
     const initial = await read().catch((err: unknown) => {
       onError(err);
       return resolveObservability({ spec: {} }, fallbackClusterName);
     });
     const watcher = new SpecWatcher(initial, read, onError);
-    watcher.stopWatching = subscribe(() => void watcher.refresh());
+    watcher.stopWatching = controlPlane.watch(() => void watcher.refresh());
     return watcher;
   }
 

@@ -48,7 +48,6 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
       logger.error({ error: errorMessage(err) }, 'monitoring and probe settings refused; keeping the previous ones');
     },
     cluster.name,
-    (onChange) => controlPlane.watch(onChange),
   );
   const statusTls = deps.options.statusTls === true;
   const metricsTls = deps.options.metricsTls === true || spec.current.monitoring.tlsEnabled;
