@@ -2,12 +2,11 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { freePort, removeTempDir, serviceDirectory } from '../env.js';
-import { waitReadWrite } from '../pg.js';
 import { livePostmasterPid, signalPid, waitGone, type TrackedProcess } from '../proc.js';
 import { instanceName, type SystemContext } from './context.js';
 import { patroniConfig, superuserPassword } from './patroni.js';
 import { writePrivateFile } from './postgres-files.js';
-import type { ChangeRequest, ClusterMember, ReplicatedCluster } from './replicated.js';
+import { MemberCluster, type ChangeRequest, type ClusterMember, type ReplicatedCluster } from './replicated.js';
 
 interface PatroniMember extends ClusterMember {
   readonly restUrl: string;
@@ -21,11 +20,13 @@ interface PatroniMember extends ClusterMember {
  * Three Patroni members of one scope on the harness's etcd, each with its own data directory and ports; the first
  * bootstraps, the others clone it (pg_basebackup). use_pg_rewind is on, so a failed primary can rejoin.
  */
-export class PatroniCluster implements ReplicatedCluster {
+export class PatroniCluster extends MemberCluster<PatroniMember> implements ReplicatedCluster {
   readonly kind = 'patroni';
   readonly label = 'patroni';
 
-  private constructor(private readonly context: SystemContext, private readonly dir: string, readonly members: readonly PatroniMember[]) {}
+  private constructor(private readonly context: SystemContext, private readonly dir: string, members: readonly PatroniMember[]) {
+    super(members);
+  }
 
   static async create(context: SystemContext): Promise<PatroniCluster> {
     const { etcdHost } = context;
@@ -60,25 +61,6 @@ export class PatroniCluster implements ReplicatedCluster {
       });
     }
     return new PatroniCluster(context, dir, members);
-  }
-
-  get logFiles(): string[] {
-    return this.members.map((m) => m.logFile);
-  }
-
-  private member(name: string): PatroniMember {
-    const member = this.members.find((m) => m.name === name);
-    if (member === undefined) throw new Error(`Patroni cluster has no member ${name}`);
-    return member;
-  }
-
-  async start(): Promise<void> {
-    const [first, ...others] = this.members;
-    if (first === undefined) return;
-    this.restartMember(first.name);
-    // Replicas started before the leader exists would race it for the initialize key.
-    await waitReadWrite(first.login, 120_000);
-    for (const member of others) this.restartMember(member.name);
   }
 
   restartMember(name: string): void {

@@ -4,10 +4,10 @@ import { writeConfigDir } from '../../test/support/config.js';
 import { handToPostgres, postgresUser } from '../../test/support/env.js';
 import { pgimArgs, pgimEntry, type PgimPaths, type PgimPorts } from '../../test/support/pgim.js';
 import { freePort, isRoot, removeTempDir, sleep } from '../env.js';
-import { clusterParameters, waitReadWrite } from '../pg.js';
+import { clusterParameters } from '../pg.js';
 import { livePostmasterPid, logTail, signalPid, waitGone, type TrackedProcess } from '../proc.js';
 import { instanceName, type SystemContext } from './context.js';
-import type { ChangeRequest, ClusterMember, ReplicatedCluster } from './replicated.js';
+import { MemberCluster, type ChangeRequest, type ClusterMember, type ReplicatedCluster } from './replicated.js';
 
 const clusterName = 'bench';
 const secrets = { appPassword: 'pgim-bench-app-pw', superuserPassword: 'pgim-bench-super-pw' };
@@ -24,12 +24,13 @@ interface PgimMember extends ClusterMember {
  * cluster.yaml with `instances: 3`, the `<cluster>-hosts` ConfigMap naming each instance's address, and the
  * certificates of `pgim certs`. A switchover is `pgim switchover --to NAME`, which rewrites status.targetPrimary.
  */
-export class PgimCluster implements ReplicatedCluster {
+export class PgimCluster extends MemberCluster<PgimMember> implements ReplicatedCluster {
   readonly kind = 'pgim';
   readonly label = 'pgim';
   private readonly configDir: string;
 
-  private constructor(private readonly context: SystemContext, private readonly dir: string, readonly members: readonly PgimMember[]) {
+  private constructor(private readonly context: SystemContext, private readonly dir: string, members: readonly PgimMember[]) {
+    super(members);
     this.configDir = join(dir, 'config');
   }
 
@@ -75,25 +76,6 @@ export class PgimCluster implements ReplicatedCluster {
     });
     await handToPostgres(configDir);
     return cluster;
-  }
-
-  get logFiles(): string[] {
-    return this.members.map((m) => m.logFile);
-  }
-
-  private member(name: string): PgimMember {
-    const member = this.members.find((m) => m.name === name);
-    if (member === undefined) throw new Error(`pgim cluster has no member ${name}`);
-    return member;
-  }
-
-  async start(): Promise<void> {
-    // The first member bootstraps (initdb); the others clone it by pg_basebackup once it is up, as in a StatefulSet.
-    const [first, ...others] = this.members;
-    if (first === undefined) return;
-    this.restartMember(first.name);
-    await waitReadWrite(first.login, 120_000);
-    for (const member of others) this.restartMember(member.name);
   }
 
   restartMember(name: string): void {

@@ -1,4 +1,4 @@
-import type { Login } from '../pg.js';
+import { waitReadWrite, type Login } from '../pg.js';
 import type { SystemKind } from './types.js';
 
 /** One instance of a replicated cluster, as the switchover benchmark reaches it. */
@@ -51,4 +51,35 @@ export function memberNamed(cluster: ReplicatedCluster, name: string): ClusterMe
   const member = cluster.members.find((m) => m.name === name);
   if (member === undefined) throw new Error(`${cluster.label} has no member ${name}`);
   return member;
+}
+
+/** What pgim's and Patroni's clusters share: members with a manager log, started first member first. */
+export abstract class MemberCluster<M extends ClusterMember & { readonly logFile: string }> {
+  abstract readonly label: string;
+
+  constructor(readonly members: readonly M[]) {}
+
+  abstract restartMember(name: string): void;
+
+  get logFiles(): string[] {
+    return this.members.map((m) => m.logFile);
+  }
+
+  protected member(name: string): M {
+    const member = this.members.find((m) => m.name === name);
+    if (member === undefined) throw new Error(`${this.label} cluster has no member ${name}`);
+    return member;
+  }
+
+  /**
+   * The first member bootstraps (initdb); the others start once it is read-write and clone it, as in a
+   * StatefulSet (Patroni replicas started earlier would also race the leader for the initialize key).
+   */
+  async start(): Promise<void> {
+    const [first, ...others] = this.members;
+    if (first === undefined) return;
+    this.restartMember(first.name);
+    await waitReadWrite(first.login, 120_000);
+    for (const member of others) this.restartMember(member.name);
+  }
 }
