@@ -176,6 +176,8 @@ export function initCommand(options: InstanceOptions): Promise<number> {
       return ExitCode.ok;
     }
     logger.info({ pgdata: options.pgdata }, 'bootstrapping a new cluster');
+    // Certificates first, as in `run`: with TLS Secrets the bootstrap's own start already has ssl on.
+    await writeRuntimeFiles(desired, logger);
     const logPipe = new LogPipe(desired.layout.logDir, logger);
     await logPipe.start();
     try {

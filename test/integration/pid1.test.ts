@@ -136,6 +136,18 @@ describe('PID 1 duties and crash safety (real PostgreSQL 15)', function () {
     }
   });
 
+  it('pgim init with TLS Secrets: the certificates are written before the bootstrap starts postgres with ssl on', async () => {
+    execFileSync(process.execPath, [pgimEntry, 'certs', '--cluster', 'itest', '--instances', '1', '--out', join(paths.configDir, 'secrets')], { stdio: 'ignore' });
+    await handToPostgres(paths.configDir);
+    pgim = new PgimProcess('init', paths, ports);
+    assert.equal((await pgim.waitExit()).code, 0, pgim.output.slice(-2000));
+    pgim = undefined;
+    assert.equal(
+      await readFile(join(paths.runtimeDir, 'certificates', 'server.crt'), 'utf8'),
+      await readFile(join(paths.configDir, 'secrets', 'itest-server', 'tls.crt'), 'utf8'),
+    );
+  });
+
   it('refuses to start with exit code 4 when pg_wal cannot take one more segment', async function () {
     if (!isRoot) this.skip(); // mounting a small tmpfs needs root
     pgim = new PgimProcess('init', paths, ports);
