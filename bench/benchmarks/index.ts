@@ -1,5 +1,6 @@
 import { startBenchmark } from './b1-start.js';
 import { configChangeBenchmark } from './b10-config-change.js';
+import { certRotationBenchmark } from './b11-cert-rotation.js';
 import { passwordRotationBenchmark } from './b12-password.js';
 import { probeUnderLoadBenchmark } from './b15-probe-load.js';
 import { logPipeBenchmark } from './b16-log-pipe.js';
@@ -25,6 +26,7 @@ export const benchmarks: readonly Benchmark[] = [
   switchoverBenchmark,
   daemonKillBenchmark,
   configChangeBenchmark,
+  certRotationBenchmark,
   passwordRotationBenchmark,
   timelineBenchmark,
   bootstrapBenchmark,

@@ -104,6 +104,14 @@ export class FloorSystem implements DatabaseSystem {
     await queryOnce(this.login, 'SELECT pg_reload_conf()');
   }
 
+  /** `pg_ctl reload` (SIGHUP to the postmaster): the operator's step after replacing files PostgreSQL reads. */
+  async reload(): Promise<void> {
+    await this.context.processes.mustRun('pg_ctl reload', this.tool('pg_ctl'), ['reload', '-D', this.pgdata], {
+      asServiceUser: true,
+      logFile: this.toolLog,
+    });
+  }
+
   daemonPid(): undefined {
     return undefined;
   }

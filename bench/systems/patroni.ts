@@ -179,6 +179,16 @@ export class PatroniSystem implements DatabaseSystem {
     if (!response.ok) throw new Error(`Patroni PATCH /config: ${response.status} ${text}`);
   }
 
+  /**
+   * `POST /reload` (what `patronictl reload` sends): Patroni only flags it and acts in its next HA loop (up to
+   * `loop_wait`), re-reading its config and reloading PostgreSQL.
+   */
+  async reload(): Promise<void> {
+    const response = await fetch(`${this.restUrl}/reload`, { method: 'POST', signal: AbortSignal.timeout(30_000) });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`Patroni POST /reload: ${response.status} ${text}`);
+  }
+
   daemonPid(): number | undefined {
     return this.daemon?.running === true ? this.daemon.pid : undefined;
   }

@@ -10,6 +10,7 @@ import { instanceName, type SystemContext } from './context.js';
 import { stopDaemon } from './daemon.js';
 import type { DatabaseSystem, StartedCommand, StatusEndpoints, StopTimings } from './types.js';
 
+const clusterName = 'bench';
 const secrets = { appPassword: 'pgim-bench-app-pw', superuserPassword: 'pgim-bench-super-pw' };
 
 export interface PgimSettings {
@@ -47,7 +48,7 @@ export class PgimSystem implements DatabaseSystem {
     const base = `http://127.0.0.1:${ports.statusPort}`;
     this.endpoints = { readiness: `${base}/readyz`, statusDocument: `${base}/pg/status` };
     this.metricsUrl = `http://127.0.0.1:${ports.metricsPort}/metrics`;
-    this.manifest = { name: 'bench', smartShutdownTimeout: settings.smartShutdownTimeout, stopDelay: 30, parameters: { ...clusterParameters, ...settings.parameters } };
+    this.manifest = { name: clusterName, smartShutdownTimeout: settings.smartShutdownTimeout, stopDelay: 30, parameters: { ...clusterParameters, ...settings.parameters } };
     context.processes.trackDataDirectory(this.pgdata);
   }
 
@@ -108,9 +109,17 @@ export class PgimSystem implements DatabaseSystem {
    * in `secrets/bench-app/`. pgim is to ALTER ROLE it; `login` keeps the password pgim started with.
    */
   async rotateAppPassword(password: string): Promise<void> {
-    const dir = join(this.paths.configDir, 'secrets', 'bench-app');
+    const dir = this.secretDir('app');
     await writeFile(join(dir, '.password.new'), password);
     await rename(join(dir, '.password.new'), join(dir, 'password'));
+  }
+
+  /**
+   * The folder of the cluster's Secret `bench-<suffix>` (`secrets/bench-server/` for `server`), where a benchmark
+   * puts or replaces its keys as a mounted Secret would change.
+   */
+  secretDir(suffix: string): string {
+    return join(this.paths.configDir, 'secrets', `${clusterName}-${suffix}`);
   }
 
   /** The files-mode config folder (ConfigMaps go to `configmaps/<name>/<key>`). */
