@@ -1,11 +1,13 @@
 /*
- * pgim's native piece: the four Linux calls Node does not offer, and nothing else.
+ * pgim's native piece: the five Linux calls Node does not offer, and nothing else.
  *   setChildSubreaper()  prctl(PR_SET_CHILD_SUBREAPER): orphaned postgres processes come back to pgim.
  *   reap(pid)            waitpid(pid, WNOHANG) on one specific PID, never wait(-1): it cannot steal the exit
  *                        status of a child that Node (libuv) is waiting for.
  *   mkfifo(path, mode)   the log pipe PostgreSQL's logging collector writes into.
  *   setPipeSize(fd, n)   fcntl(F_SETPIPE_SZ): room in that pipe, so pgim can read it in batches without making
  *                        PostgreSQL's logging collector wait.
+ *   trimMemory()         malloc_trim(0): hands back to the kernel the free pages glibc keeps after start-up
+ *                        (module loading, optimising compiler threads), which would otherwise stay in pgim's RSS.
  * Built from source at install with the system C compiler against Node's own headers (scripts/build-native.sh):
  * no node-gyp, no download, nothing prebuilt.
  */
@@ -14,6 +16,9 @@
 #include <stdio.h>
 #include <node_api.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -97,12 +102,24 @@ static napi_value set_pipe_size(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value trim_memory(napi_env env, napi_callback_info info) {
+  (void)info;
+  int released = 0;
+#ifdef __GLIBC__
+  released = malloc_trim(0);
+#endif
+  napi_value result;
+  napi_get_boolean(env, released != 0, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"setChildSubreaper", NULL, set_child_subreaper, NULL, NULL, NULL, napi_enumerable, NULL},
       {"reap", NULL, reap, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mkfifo", NULL, make_fifo, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setPipeSize", NULL, set_pipe_size, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"trimMemory", NULL, trim_memory, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -7,6 +7,7 @@ import { ensureDirectory, writeFileAtomic } from '../fs/atomic.js';
 import { InstanceState } from '../instance/state.js';
 import { createRootLogger } from '../log/logger.js';
 import { LogPipe } from '../log/pipe.js';
+import { trimMemoryPeriodically } from '../process/memory.js';
 import { Reaper } from '../process/reaper.js';
 import { podNameFor, type InstanceOptions } from '../options/index.js';
 import { PostgresInstance } from '../postgres/instance.js';
@@ -217,6 +218,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
   let stopLogPipe = (): void => undefined;
   let stopReaper = (): void => undefined;
   let stopDivergenceWatch = (): void => undefined;
+  const stopTrimming = trimMemoryPeriodically();
   try {
     const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
     const instance = openInstance(options, loaded.desired, logger);
@@ -332,6 +334,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
     stopDivergenceWatch();
     stopLogPipe();
     stopReaper();
+    stopTrimming();
     for (const server of servers) server.closeAllConnections();
     await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
     process.off('SIGTERM', onStop).off('SIGINT', onStop).off('SIGHUP', onReload);

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../fs/package-root.js';
 
 export interface NativeProcessCalls {
   setChildSubreaper(): boolean;
@@ -9,9 +9,9 @@ export interface NativeProcessCalls {
   mkfifo(path: string, mode: number): void;
   /** fcntl(F_SETPIPE_SZ); returns the size granted. */
   setPipeSize(fd: number, bytes: number): number;
+  /** malloc_trim(0) under glibc: true when pages went back to the kernel. */
+  trimMemory(): boolean;
 }
-
-const addonPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'native', 'build', 'pgim_native.node');
 
 let loaded: NativeProcessCalls | Error | undefined;
 
@@ -19,7 +19,7 @@ let loaded: NativeProcessCalls | Error | undefined;
 export function nativeCalls(): NativeProcessCalls | Error {
   if (loaded === undefined) {
     try {
-      loaded = createRequire(import.meta.url)(process.env.PGIM_NATIVE_ADDON ?? addonPath) as NativeProcessCalls;
+      loaded = createRequire(import.meta.url)(process.env.PGIM_NATIVE_ADDON ?? join(packageRoot(), 'native', 'build', 'pgim_native.node')) as NativeProcessCalls;
     } catch (err) {
       loaded = new Error(`pgim's native addon is not built (scripts/build-native.sh): ${(err as Error).message}`);
     }
