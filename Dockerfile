@@ -3,7 +3,7 @@
 #
 #   docker build -t pgim:0.1.0 .
 #
-# Stage "build" has the dev dependencies and a C compiler: it compiles the TypeScript, the native addon
+# Stage "build" has the dev dependencies and a C compiler: it compiles and bundles the TypeScript, the native addon
 # (scripts/build-native.sh against Node's own headers) and the SBOM, then prunes to production dependencies. The
 # runtime stage is the PostgreSQL image plus Node's binary and pgim's production files, owned by root and read-only
 # to the uid pgim runs as. Checked in CI without an engine (scripts/security-checks.sh): dockerfilelint,
@@ -21,8 +21,10 @@ COPY tsconfig.json ./
 COPY cmd ./cmd
 COPY src ./src
 COPY native ./native
-COPY scripts/build-native.sh ./scripts/
+COPY scripts/build-native.sh scripts/bundle.ts ./scripts/
+# tsc, then esbuild bundles the CLI into dist/cmd (scripts/bundle.ts: a faster start for PID 1).
 RUN npx tsc -p tsconfig.json \
+ && node dist/scripts/bundle.js \
  && scripts/build-native.sh \
  && npm sbom --sbom-format cyclonedx --omit dev >dist/sbom.cdx.json \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
@@ -52,7 +54,6 @@ COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=build /src/package.json /opt/pgim/package.json
 COPY --from=build /src/node_modules /opt/pgim/node_modules
 COPY --from=build /src/dist/cmd /opt/pgim/dist/cmd
-COPY --from=build /src/dist/src /opt/pgim/dist/src
 COPY --from=build /src/dist/sbom.cdx.json /opt/pgim/sbom.cdx.json
 COPY --from=build /src/native/build /opt/pgim/native/build
 # Smoke test at build time: Node runs on this base, and the addon loads (same glibc as the build stage).

@@ -56,7 +56,7 @@ describe('static: the Dockerfile (no Docker engine needed)', function () {
     const included = lines.filter((l) => l.startsWith('!')).map((l) => l.slice(1).replace(/\/$/, ''));
     for (const path of included) assert.ok(!/^(\.git|\.pgim|node_modules|dist|test)(\/|$)/.test(path), `${path} must stay out of the image`);
     // Everything the build stage copies is in the context.
-    for (const copied of ['package.json', 'package-lock.json', 'tsconfig.json', 'cmd', 'src', 'native', 'scripts/build-native.sh']) {
+    for (const copied of ['package.json', 'package-lock.json', 'tsconfig.json', 'cmd', 'src', 'native', 'scripts/build-native.sh', 'scripts/bundle.ts']) {
       assert.ok(included.includes(copied), `${copied} is copied by the Dockerfile but excluded from the context`);
     }
     assert.ok(lines.includes('native/build/'), 'a host build of the addon is not copied');
