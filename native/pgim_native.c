@@ -1,5 +1,5 @@
 /*
- * pgim's native piece: the five Linux calls Node does not offer, and nothing else.
+ * pgim's native piece: the five Linux calls Node does not offer, and the log pipe's converter (csvlog_json.c).
  *   setChildSubreaper()  prctl(PR_SET_CHILD_SUBREAPER): orphaned postgres processes come back to pgim.
  *   reap(pid)            waitpid(pid, WNOHANG) on one specific PID, never wait(-1): it cannot steal the exit
  *                        status of a child that Node (libuv) is waiting for.
@@ -113,6 +113,9 @@ static napi_value trim_memory(napi_env env, napi_callback_info info) {
   return result;
 }
 
+napi_value csv_set_field_names(napi_env env, napi_callback_info info);
+napi_value csv_convert(napi_env env, napi_callback_info info);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"setChildSubreaper", NULL, set_child_subreaper, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -120,6 +123,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mkfifo", NULL, make_fifo, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setPipeSize", NULL, set_pipe_size, NULL, NULL, NULL, napi_enumerable, NULL},
       {"trimMemory", NULL, trim_memory, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"csvSetFieldNames", NULL, csv_set_field_names, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"csvConvert", NULL, csv_convert, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

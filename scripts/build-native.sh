@@ -4,10 +4,12 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-src=$repo/native/pgim_native.c
+sources=("$repo/native/pgim_native.c" "$repo/native/csvlog_json.c")
 out=$repo/native/build/pgim_native.node
 
-if [ -f "$out" ] && [ "$out" -nt "$src" ]; then exit 0; fi
+up_to_date=1
+for src in "${sources[@]}"; do [ -f "$out" ] && [ "$out" -nt "$src" ] || up_to_date=0; done
+if [ "$up_to_date" = 1 ]; then exit 0; fi
 
 node_prefix=$(node -p 'process.execPath.replace(/\/bin\/node$/, "")')
 include=
@@ -26,6 +28,6 @@ fi
 mkdir -p "$(dirname "$out")"
 # N-API symbols resolve against the running node binary at load time, so the object links with none.
 "$cc" -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -fPIC -shared -I"$include" \
-  -DNODE_GYP_MODULE_NAME=pgim_native -o "$out.tmp" "$src"
+  -DNODE_GYP_MODULE_NAME=pgim_native -o "$out.tmp" "${sources[@]}"
 mv "$out.tmp" "$out"
 echo "build-native: built $out" >&2

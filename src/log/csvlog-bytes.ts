@@ -1,4 +1,5 @@
-import { fieldNamesByIndex, isFieldCount, messageIndex } from './csvlog.js';
+import { nativeCalls, type NativeProcessCalls } from '../process/native.js';
+import { fieldCounts, fieldNamesByIndex, isFieldCount, messageIndex } from './csvlog.js';
 
 /**
  * The log pipe's fast path: csvlog bytes straight to JSON-line bytes, one pass, no JS strings per record. Under
@@ -8,6 +9,9 @@ import { fieldNamesByIndex, isFieldCount, messageIndex } from './csvlog.js';
  * It takes the common case only: an all-ASCII record with 23, 24 or 26 fields that is not a pgaudit line. Anything
  * else (non-ASCII text, a pgaudit record, a line that is not csvlog) is handed back whole to the string path, which
  * handles every case; unit tests check that both give the same JSON for what the fast path takes.
+ *
+ * The loop runs in the native addon (native/csvlog_json.c) when it is built: a quarter of the CPU per record.
+ * The same loop in JavaScript below is what runs without it, and the reference the tests hold the C one to.
  */
 
 const QUOTE = 0x22;
@@ -29,11 +33,39 @@ export interface RelaySink {
   slow(record: Buffer): void;
 }
 
+const END = 0;
+const SLOW = 1;
+
+let nativeReady: NativeProcessCalls | undefined;
+
+/** The addon's converter, given the field names once; undefined without the addon. */
+function nativeConverter(): NativeProcessCalls | undefined {
+  if (nativeReady === undefined) {
+    const calls = nativeCalls();
+    if (calls instanceof Error) return undefined;
+    calls.csvSetFieldNames(fieldNamesByIndex, messageIndex, fieldCounts);
+    nativeReady = calls;
+  }
+  return nativeReady;
+}
+
 export class CsvToJsonLines {
   private out = Buffer.allocUnsafe(256 * 1024);
   private pending: Buffer | undefined;
+  private readonly native: NativeProcessCalls | undefined;
+  private readonly state = new Uint32Array(4);
 
-  constructor(private readonly maxRecordBytes = 1024 * 1024) {}
+  constructor(
+    private readonly maxRecordBytes = 1024 * 1024,
+    engine: 'native' | 'js' = 'native',
+  ) {
+    this.native = engine === 'native' ? nativeConverter() : undefined;
+  }
+
+  /** Where the loop runs: 'js' when asked, or when the addon is not built. */
+  get engine(): 'native' | 'js' {
+    return this.native ? 'native' : 'js';
+  }
 
   /**
    * Converts every complete record in `pending + chunk`; `prefix` opens each line up to `"record":{`. A partial
@@ -43,6 +75,40 @@ export class CsvToJsonLines {
   push(chunk: Buffer, prefix: Buffer, sink: RelaySink): void {
     const input = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
     this.pending = undefined;
+    const start = this.native ? this.convertNative(this.native, input, prefix, sink) : this.convertJs(input, prefix, sink);
+    if (start < input.length) {
+      const rest = input.subarray(start);
+      if (rest.length > this.maxRecordBytes) sink.slow(rest);
+      else this.pending = Buffer.from(rest);
+    }
+  }
+
+  /** Converts what is complete; returns where the partial record left for the next chunk starts. */
+  private convertNative(native: NativeProcessCalls, input: Buffer, prefix: Buffer, sink: RelaySink): number {
+    const state = this.state;
+    let start = 0;
+    let pos = 0;
+    for (;;) {
+      native.csvConvert(input, start, this.out, pos, prefix, state);
+      [start, pos] = [state[0] ?? input.length, state[1] ?? 0];
+      const result = state[2];
+      if (pos > 0 && result !== END) {
+        sink.lines(this.out.subarray(0, pos));
+        pos = 0;
+        if (result !== SLOW) continue;
+      }
+      if (result === END) break;
+      if (result === SLOW) {
+        const next = state[3] ?? input.length;
+        sink.slow(input.subarray(start, next - 1));
+        start = next;
+      } else this.ensure(0, this.out.length + 1); // one record outgrew the whole buffer
+    }
+    if (pos > 0) sink.lines(this.out.subarray(0, pos));
+    return start;
+  }
+
+  private convertJs(input: Buffer, prefix: Buffer, sink: RelaySink): number {
     let pos = 0;
     let start = 0;
     const flush = (): void => {
@@ -60,11 +126,7 @@ export class CsvToJsonLines {
       start = end.next;
     }
     flush();
-    if (start < input.length) {
-      const rest = input.subarray(start);
-      if (rest.length > this.maxRecordBytes) sink.slow(rest);
-      else this.pending = Buffer.from(rest);
-    }
+    return start;
   }
 
   private ensure(pos: number, more: number): void {

@@ -20,6 +20,8 @@ export const messageIndex = baseFields.indexOf('message');
 /** Field names by position: the same in every field set, which differ only in how many trailing fields they have. */
 export const fieldNamesByIndex: readonly string[] = [...baseFields, 'backend_type', 'leader_pid', 'query_id'];
 
+export const fieldCounts: readonly number[] = [...fieldSets.keys()];
+
 export function isFieldCount(count: number): boolean {
   return fieldSets.has(count);
 }

@@ -11,6 +11,14 @@ export interface NativeProcessCalls {
   setPipeSize(fd: number, bytes: number): number;
   /** malloc_trim(0) under glibc: true when pages went back to the kernel. */
   trimMemory(): boolean;
+  /** The csvlog converter's field names (by position), the message field's index and the valid field counts. */
+  csvSetFieldNames(names: readonly string[], messageIndex: number, fieldCounts: readonly number[]): void;
+  /**
+   * Converts csvlog records from input[start] into JSON lines at out[outPos] (native/csvlog_json.c); `state`
+   * receives [input position, output position, 0 end | 1 a record for the string path | 2 out is full, after
+   * that record's newline].
+   */
+  csvConvert(input: Buffer, start: number, out: Buffer, outPos: number, prefix: Buffer, state: Uint32Array): void;
 }
 
 let loaded: NativeProcessCalls | Error | undefined;

@@ -119,9 +119,9 @@ function stringPath(text: string): string {
 }
 
 /** Runs the byte converter over `stream` cut at `cuts`; fast lines and slow records, in order, as stringPath gives them. */
-function convert(stream: Buffer, cuts: readonly number[], maxRecordBytes?: number): string[] {
+function convert(stream: Buffer, cuts: readonly number[], maxRecordBytes: number | undefined, engine: 'native' | 'js'): string[] {
   const out: string[] = [];
-  const converter = new CsvToJsonLines(maxRecordBytes);
+  const converter = new CsvToJsonLines(maxRecordBytes, engine);
   const prefix = Buffer.from('P{');
   let from = 0;
   for (const bound of [...cuts, stream.length]) {
@@ -147,35 +147,47 @@ const csvRecord = fc.constantFrom(23, 24, 26, 25, 1).chain((count) =>
   fc.array(fc.oneof(asciiText, anyField), { minLength: count, maxLength: count }).map((values) => values.map((v) => (v === '' ? '' : `"${v.replace(/"/g, '""')}"`)).join(',')),
 );
 
-describe('csvlog byte fast path agrees with the string path (fast-check)', () => {
-  it('gives the same JSON for every record, whatever the chunk boundaries', () => {
-    fc.assert(
-      fc.property(fc.array(csvRecord, { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 8 }), (records, cuts) => {
-        const stream = Buffer.from(records.map((r) => `${r}\n`).join(''));
-        const bounds = [...new Set(cuts.map((c) => c % stream.length))].sort((a, b) => a - b);
-        assert.deepEqual(convert(stream, bounds), records.map(stringPath));
-      }),
-      { numRuns: 1500 },
-    );
-  });
-
-  it('takes the PostgreSQL 15 record itself on the fast path', () => {
-    let fastLines = 0;
-    new CsvToJsonLines().push(Buffer.from(`${pg15}\n`), Buffer.from('{'), {
-      lines: (bytes) => {
-        fastLines += bytes.toString().split('\n').length - 1;
-      },
-      slow: () => assert.fail('the common record went to the slow path'),
+for (const engine of ['native', 'js'] as const) {
+  describe(`csvlog byte fast path (${engine}) agrees with the string path (fast-check)`, () => {
+    it('gives the same JSON for every record, whatever the chunk boundaries', () => {
+      fc.assert(
+        fc.property(fc.array(csvRecord, { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 8 }), (records, cuts) => {
+          const stream = Buffer.from(records.map((r) => `${r}\n`).join(''));
+          const bounds = [...new Set(cuts.map((c) => c % stream.length))].sort((a, b) => a - b);
+          assert.deepEqual(convert(stream, bounds, undefined, engine), records.map(stringPath));
+        }),
+        { numRuns: 1500 },
+      );
     });
-    assert.equal(fastLines, 1);
-  });
 
-  it('bounds memory: a runaway quoted record is handed over as it is, and reading goes on', () => {
-    const out = convert(Buffer.from(`"${'x'.repeat(200)}`), [], 100);
-    assert.deepEqual(out, [`raw:"${'x'.repeat(200)}`]);
-    const stream = Buffer.from(`"${'x'.repeat(200)}\n${pg15}\n`);
-    const flushed = convert(stream, [50, 150], 100);
-    assert.equal(flushed[0], `raw:"${'x'.repeat(149)}`, 'flushed once it outgrew the bound');
-    assert.equal(flushed.at(-1), stringPath(pg15), 'the next record is read normally');
+    it('takes the PostgreSQL 15 record itself on the fast path', () => {
+      let fastLines = 0;
+      new CsvToJsonLines(undefined, engine).push(Buffer.from(`${pg15}\n`), Buffer.from('{'), {
+        lines: (bytes) => {
+          fastLines += bytes.toString().split('\n').length - 1;
+        },
+        slow: () => assert.fail('the common record went to the slow path'),
+      });
+      assert.equal(fastLines, 1);
+    });
+
+    it('grows its output for a record longer than its buffer (every byte escaped to \\u00XX)', () => {
+      const fields = pg15.split(',');
+      const huge = [...fields.slice(0, 13), `"${'\u0001'.repeat(300 * 1024)}"`, ...fields.slice(14)].join(',');
+      assert.deepEqual(convert(Buffer.from(`${pg15}\n${huge}\n${pg15}\n`), [], 4 * 1024 * 1024, engine), [pg15, huge, pg15].map(stringPath));
+    });
+
+    it(`runs ${engine === 'native' ? 'in the addon (native/csvlog_json.c)' : 'in JavaScript'}`, () => {
+      assert.equal(new CsvToJsonLines(undefined, engine).engine, engine);
+    });
+
+    it('bounds memory: a runaway quoted record is handed over as it is, and reading goes on', () => {
+      const out = convert(Buffer.from(`"${'x'.repeat(200)}`), [], 100, engine);
+      assert.deepEqual(out, [`raw:"${'x'.repeat(200)}`]);
+      const stream = Buffer.from(`"${'x'.repeat(200)}\n${pg15}\n`);
+      const flushed = convert(stream, [50, 150], 100, engine);
+      assert.equal(flushed[0], `raw:"${'x'.repeat(149)}`, 'flushed once it outgrew the bound');
+      assert.equal(flushed.at(-1), stringPath(pg15), 'the next record is read normally');
+    });
   });
-});
+}
