@@ -283,7 +283,7 @@ export class KubernetesControlPlane implements ControlPlane {
 
 /** Resolves the connection and waits until the API server serves the Cluster (or `signal` aborts). */
 export async function openKubernetesControlPlane(options: KubernetesControlPlaneOptions, signal?: AbortSignal): Promise<KubernetesControlPlane> {
-  const connection = loadConnection(options.kubernetes);
+  const connection = await loadConnection(options.kubernetes);
   const plane = new KubernetesControlPlane(connection, options);
   await plane.waitForApi(signal);
   return plane;

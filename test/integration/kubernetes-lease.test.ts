@@ -101,7 +101,7 @@ describe('Kubernetes mode: the primary Lease (real kube-apiserver)', function ()
       this.timeout(60_000);
       namespace = await createNamespace(server, 'lease-api');
       await applyInstanceIdentity(server, namespace, 'db');
-      client = new KubeClient({ kubeConfig: server.kubeConfigFor({ token: await mintToken(server, namespace, 'db') }), server: server.url });
+      client = new KubeClient({ credentials: server.kubeConfigFor({ token: await mintToken(server, namespace, 'db') }), server: server.url });
     });
 
     afterEach(() => {

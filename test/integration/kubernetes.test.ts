@@ -534,7 +534,7 @@ describe('Kubernetes mode against a real kube-apiserver (etcd + kube-apiserver, 
           await applyInstanceIdentity(server, namespace, 'db');
           await createCluster(server, namespace, clusterObject('db'));
           const token = await mintToken(server, namespace, 'db');
-          const client = new KubeClient({ kubeConfig: server.kubeConfigFor({ token }), server: server.url });
+          const client = new KubeClient({ credentials: server.kubeConfigFor({ token }), server: server.url });
           let calls = 0;
           const patched = await patchStatusWithLock(client, namespace, 'db', async (cluster) => {
             calls += 1;
@@ -592,7 +592,7 @@ describe('Kubernetes mode against a real kube-apiserver (etcd + kube-apiserver, 
           await writeFile(kubeconfig, server.kubeconfigYaml({ tokenFile }, namespace));
           await writeFile(tokenFile, 'not-a-valid-token');
           await handToPostgres(dir);
-          const client = new KubeClient(loadConnection({ kubeconfig, namespace: undefined, clusterName: 'db' }));
+          const client = new KubeClient(await loadConnection({ kubeconfig, namespace: undefined, clusterName: 'db' }));
           const action = { verb: 'get', type: clusters, namespace, name: 'db' } as const;
           const path = namespacedPath(namespace, 'clusters', 'db', clustersGroup);
           await assert.rejects(client.request(action, 'GET', path), /401 Unauthorized/);

@@ -1,9 +1,8 @@
 import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { createInterface } from 'node:readline';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { errorMessage } from '../../errors/index.js';
-import type { ApiConnection } from './config.js';
+import type { ApiConnection, RequestCredentials } from './config.js';
 import { asKubeObject, describeAction, isRecord, type ApiAction, type KubeObject } from './resources.js';
 
 /** A request must not hang a reconcile pass: an API server that stops answering is an error after this long. */
@@ -80,16 +79,17 @@ export interface WatchOptions {
 }
 
 /**
- * A thin JSON client for the few calls pgim makes. client-node's KubeConfig resolves the server, TLS and
- * credentials (kubeconfig, in-cluster, exec plugins); the requests themselves are plain HTTPS so every call has a
+ * A thin JSON client for the few calls pgim makes. The connection's credentials (client-node's KubeConfig for a
+ * kubeconfig file, with its exec plugins; pgim's ServiceAccount reader in a pod) give the TLS trust and the
+ * Authorization header; the requests themselves are plain HTTPS so every call has a
  * deadline, an abort signal and an error that names the verb, resource and object it was refused.
  */
 export class KubeClient {
-  private readonly kubeConfig: KubeConfig;
+  private readonly credentials: RequestCredentials;
   readonly server: string;
 
-  constructor(connection: Pick<ApiConnection, 'kubeConfig' | 'server'>) {
-    this.kubeConfig = connection.kubeConfig;
+  constructor(connection: Pick<ApiConnection, 'credentials' | 'server'>) {
+    this.credentials = connection.credentials;
     this.server = connection.server;
   }
 
@@ -213,7 +213,7 @@ export class KubeClient {
     const options: RequestOptions = { ...base };
     try {
       // TLS (CA, client certificates) and the Authorization header, from the kubeconfig or the pod's token.
-      await this.kubeConfig.applyToHTTPSOptions(options);
+      await this.credentials.applyToHTTPSOptions(options);
     } catch (err) {
       throw new TransportError(action, `cannot prepare credentials: ${errorMessage(err)}`);
     }
