@@ -191,3 +191,19 @@ for (const engine of ['native', 'js'] as const) {
     });
   });
 }
+
+describe('the native converter on arbitrary bytes (fast-check)', () => {
+  it('gives exactly what the JavaScript loop gives, for any bytes, any chunk boundaries and a small record bound', () => {
+    assert.equal(new CsvToJsonLines(undefined, 'native').engine, 'native', 'the addon is built');
+    const bytes = fc.uint8Array({ maxLength: 600 }).map((array) => Buffer.from(array));
+    const csvish = fc.array(fc.oneof(bytes, fc.constantFrom(...['"', ',', '\n', '""', 'AUDIT: ', '\\', `${pg15}\n`].map((text) => Buffer.from(text)))), { maxLength: 12 }).map((parts) => Buffer.concat(parts));
+    fc.assert(
+      fc.property(csvish, fc.array(fc.nat(), { maxLength: 6 }), fc.constantFrom(64, 300, 1024 * 1024), (stream, cuts, maxRecordBytes) => {
+        if (stream.length === 0) return;
+        const bounds = [...new Set(cuts.map((c) => c % stream.length))].sort((a, b) => a - b);
+        assert.deepEqual(convert(stream, bounds, maxRecordBytes, 'native'), convert(stream, bounds, maxRecordBytes, 'js'));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
