@@ -92,17 +92,16 @@ export class CsvToJsonLines {
       native.csvConvert(input, start, this.out, pos, prefix, state);
       [start, pos] = [state[0] ?? input.length, state[1] ?? 0];
       const result = state[2];
-      if (pos > 0 && result !== END) {
-        sink.lines(this.out.subarray(0, pos));
-        pos = 0;
-        if (result !== SLOW) continue;
-      }
       if (result === END) break;
+      // The lines converted so far go out first, in order; that also empties the buffer for what comes next.
+      const flushed = pos > 0;
+      if (flushed) sink.lines(this.out.subarray(0, pos));
+      pos = 0;
       if (result === SLOW) {
         const next = state[3] ?? input.length;
         sink.slow(input.subarray(start, next - 1));
         start = next;
-      } else this.ensure(0, this.out.length + 1); // one record outgrew the whole buffer
+      } else if (!flushed) this.ensure(0, this.out.length + 1); // full: one record outgrew the whole buffer
     }
     if (pos > 0) sink.lines(this.out.subarray(0, pos));
     return start;
