@@ -97,11 +97,7 @@ export class ProjectedSecretFolder {
   private async writeVersion(files: Readonly<Record<string, string>>): Promise<string> {
     this.version += 1;
     const name = `..v${String(this.version)}`;
-    const dir = await serviceDirectory(join(this.dir, name));
-    for (const [key, text] of Object.entries(files)) {
-      await writeFile(join(dir, key), text, { mode: 0o600 });
-      await handFileToServiceUser(join(dir, key));
-    }
+    await writeSecretFolder(join(this.dir, name), files);
     return name;
   }
 

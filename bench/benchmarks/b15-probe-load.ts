@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { sleep } from '../env.js';
 import { runLoad } from '../http-load.js';
-import { pgbenchInit, pgbenchRun } from '../pgbench.js';
+import { pgbenchRun } from '../pgbench.js';
 import { maximum, percentile } from '../stats.js';
-import { awaitedLater, initialiseAll, interleave, startReadWrite, withSystems } from './common.js';
+import { awaitedLater, initialiseAll, interleave, startWithPgbenchTables, withSystems } from './common.js';
 import type { Benchmark } from './types.js';
 
 /** pgbench's clients: more than the 2 vCPUs by far, so PostgreSQL takes all the CPU there is. */
@@ -27,10 +27,7 @@ export const probeUnderLoadBenchmark: Benchmark = {
       async (systems) => {
         await initialiseAll(context, systems);
         try {
-          for (const system of systems) {
-            await startReadWrite(system);
-            await pgbenchInit(context.systems.processes, system.login, 1, join(context.systems.workDir, `pgbench-${system.label}.log`));
-          }
+          await startWithPgbenchTables(context, systems, 1);
           await interleave(context, systems, async (system, run) => {
             const readiness = system.endpoints?.readiness;
             if (readiness === undefined) throw new Error(`${system.label} has no readiness endpoint`);

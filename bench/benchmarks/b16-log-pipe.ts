@@ -2,9 +2,9 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sleep } from '../env.js';
-import { pgbenchInit, pgbenchRun } from '../pgbench.js';
+import { pgbenchRun } from '../pgbench.js';
 import type { DatabaseSystem } from '../systems/types.js';
-import { initialiseAll, interleave, since, startReadWrite, withSystems } from './common.js';
+import { initialiseAll, interleave, since, startWithPgbenchTables, withSystems } from './common.js';
 import type { Benchmark } from './types.js';
 
 /**
@@ -84,11 +84,7 @@ export const logPipeBenchmark: Benchmark = {
       async (systems) => {
         await initialiseAll(context, systems);
         try {
-          for (const system of systems) {
-            await startReadWrite(system);
-            context.log(`  pgbench -i -s ${scale} on ${system.label}`);
-            await pgbenchInit(context.systems.processes, system.login, scale, join(context.systems.workDir, `pgbench-${system.label}.log`));
-          }
+          await startWithPgbenchTables(context, systems, scale);
           await interleave(context, systems, async (system: DatabaseSystem, run) => {
             const pgimOutput = system.kind === 'pgim' ? system.logFile : undefined;
             const before = pgimOutput === undefined ? 0 : await sizeOf(pgimOutput);

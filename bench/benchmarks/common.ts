@@ -1,5 +1,7 @@
+import { join } from 'node:path';
 import { sleep } from '../env.js';
 import { waitReadWrite } from '../pg.js';
+import { pgbenchInit } from '../pgbench.js';
 import { livePostmasterPid, signalPid, waitGone } from '../proc.js';
 import { createSystem } from '../systems/index.js';
 import type { DatabaseSystem, SystemKind } from '../systems/types.js';
@@ -65,6 +67,15 @@ export async function startReadWrite(system: DatabaseSystem): Promise<void> {
   const started = await system.start();
   await waitReadWrite(system.login, 120_000);
   await started.commandDone;
+}
+
+/** Starts every system read-write, one after the other, and gives each pgbench's tables at `scale`. */
+export async function startWithPgbenchTables(context: BenchContext, systems: readonly DatabaseSystem[], scale: number): Promise<void> {
+  for (const system of systems) {
+    await startReadWrite(system);
+    context.log(`  pgbench -i -s ${scale} on ${system.label}`);
+    await pgbenchInit(context.systems.processes, system.login, scale, join(context.systems.workDir, `pgbench-${system.label}.log`));
+  }
 }
 
 /** Marks a promise that is awaited later as handled, so an early failure elsewhere cannot make it "unhandled". */
