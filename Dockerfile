@@ -41,8 +41,11 @@ LABEL org.opencontainers.image.title="pgim" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="docker.io/library/postgres:15.14-bookworm"
 # uid/gid 26 as in CloudNativePG's images, so volumes move between the two. The upstream entrypoint scripts and gosu
-# (a tool to switch users) are never used here and go; no file keeps a setuid or setgid bit.
-RUN groupmod -g 26 postgres \
+# (a tool to switch users) are never used here and go; no file keeps a setuid or setgid bit. Barman Cloud (Debian's
+# barman-cli-cloud with boto3) archives WAL and takes base backups at run time (spec.backup.barmanObjectStore).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends barman-cli-cloud python3-boto3 \
+ && groupmod -g 26 postgres \
  && usermod -u 26 -g 26 postgres \
  && install -d -o 26 -g 26 -m 0700 /controller /etc/pgim /var/lib/postgresql/data \
  && chown -R 26:26 /var/lib/postgresql /var/run/postgresql \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build, run and test pgim: the PostgreSQL 15 server (Debian
-# package, without Debian's auto-created cluster) and the npm packages. Safe to run again: it skips what is there.
+# package, without Debian's auto-created cluster), Barman Cloud (barman-cli-cloud, python3-boto3) and the npm packages. Safe to run again: it skips what is there.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,8 +26,8 @@ apt_install() {
   fi
   export DEBIAN_FRONTEND=noninteractive
   say "installing Debian packages: $*"
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 if [ ! -x "$pg_bin/postgres" ] || [ ! -x "$pg_bin/initdb" ]; then
@@ -46,6 +46,11 @@ if [ "$(id -u)" -eq 0 ] && ! getent passwd postgres >/dev/null; then
   useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 fi
 
+# Barman Cloud archives WAL and takes base backups (spec.backup.barmanObjectStore): pgim runs it at run time.
+if ! command -v barman-cloud-wal-archive >/dev/null 2>&1 || ! python3 -c 'import boto3' >/dev/null 2>&1; then
+  apt_install barman-cli-cloud python3-boto3
+fi
+
 # The native addon (reaper, FIFO) compiles with the system C compiler against Node's headers.
 if ! command -v cc >/dev/null 2>&1; then apt_install gcc libc6-dev; fi
 # util-linux's setpriv gives the postmaster its parent-death signal (present on Debian; checked, not assumed).
@@ -54,6 +59,10 @@ if ! command -v setpriv >/dev/null 2>&1; then apt_install util-linux; fi
 # promtool and a real Prometheus for the metrics tests only (scripts/test.sh sets PGIM_TEST_TOOLS=1).
 if [ "${PGIM_TEST_TOOLS:-0}" = 1 ] && [ "$(id -u)" -eq 0 ] && ! { command -v promtool && command -v prometheus; } >/dev/null 2>&1; then
   apt_install prometheus
+fi
+# pgBackRest is the peer the backup benchmarks (B17, B18) compare with; only the test and bench runs need it.
+if [ "${PGIM_TEST_TOOLS:-0}" = 1 ] && [ "$(id -u)" -eq 0 ] && ! command -v pgbackrest >/dev/null 2>&1; then
+  apt_install pgbackrest
 fi
 
 cd "$repo"

@@ -22,5 +22,14 @@ if command -v go >/dev/null 2>&1; then
   export PGIM_K8S_BIN_DIR="$k8s_bin_dir"
 fi
 
+# The backup tests, demo and benchmarks use a real S3 server: versitygw, built from the Go module proxy and cached
+# by version (about 4 min cold, instant when cached). Without Go and without a cached binary those tests skip
+# themselves loudly (they fail under CI=true).
+if command -v go >/dev/null 2>&1 || [ -x "${PGIM_VERSITYGW_CACHE:-$HOME/.cache/pgim/versitygw}/v1.8.0/versitygw" ]; then
+  echo "== S3 test server (versitygw)"
+  PGIM_VERSITYGW=$("$repo/scripts/build-versitygw.sh" | tail -n1)
+  export PGIM_VERSITYGW
+fi
+
 echo "== tests (mocha)"
 npx mocha "$@"
