@@ -58,6 +58,22 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
     summary: 'write every rendered file into --out, start nothing',
     flags: { ...instanceFlags, out: { type: 'string', help: 'folder to write the rendered files to' } },
   },
+  'wal-archive': {
+    summary: "PostgreSQL's archive_command: archive one WAL segment to the object store (CNPG's wal-archive)",
+    flags: {
+      pgdata: { type: 'string', help: 'PostgreSQL data directory (default: the working directory, where PostgreSQL runs it)' },
+      'runtime-dir': { type: 'string', env: 'PGIM_RUNTIME_DIR', help: 'pgim\'s runtime dir (default /controller)' },
+      'log-destination': { type: 'string', help: 'accepted for CloudNativePG compatibility; logs go to stderr' },
+      'pod-name': { type: 'string', env: 'POD_NAME', help: 'accepted for CloudNativePG compatibility' },
+    },
+  },
+  backup: {
+    summary: 'files mode: take a base backup to the object store now (asks the running instance)',
+    flags: {
+      name: { type: 'string', help: 'the backup name (default backup-<YYYYMMDDhhmmss>)' },
+      url: { type: 'string', help: 'the instance\'s status URL (default http://127.0.0.1:$PGIM_STATUS_PORT)' },
+    },
+  },
   status: {
     summary: 'show the status of a running instance',
     flags: {
@@ -86,6 +102,9 @@ function usage(command?: string): string {
 
 type Values = Record<string, string | boolean | undefined>;
 
+/** Commands that take positional arguments, and how many. */
+const positionalCounts: Readonly<Record<string, number>> = { 'wal-archive': 1 };
+
 function parse(command: string, argv: string[]): Values {
   const spec = commands[command];
   if (!spec) throw new UsageError(`unknown command "${command}"`);
@@ -93,8 +112,15 @@ function parse(command: string, argv: string[]): Values {
   for (const [name, flag] of Object.entries(spec.flags)) options[name] = { type: flag.type };
   let values: Values;
   try {
-    values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Values;
+    const parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: command in positionalCounts });
+    values = parsed.values as Values;
+    const wanted = positionalCounts[command];
+    if (wanted !== undefined && values.help !== true && parsed.positionals.length !== wanted) {
+      throw new UsageError(`expects exactly ${wanted} argument(s), got ${parsed.positionals.length}`);
+    }
+    parsed.positionals.forEach((value, index) => (values[`arg${index}`] = value));
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     throw new UsageError((err as Error).message);
   }
   for (const [name, flag] of Object.entries(spec.flags)) {
@@ -245,6 +271,19 @@ async function main(argv: string[]): Promise<number> {
         return await certs(values);
       case 'switchover':
         return await switchoverCommand(values);
+      case 'wal-archive': {
+        // Loaded alone: this runs once per WAL segment and must start fast.
+        const { walArchiveCommand } = await import('../src/backup/wal-archive.js');
+        return await walArchiveCommand({
+          walPath: String(values.arg0),
+          pgdata: optional(values, 'pgdata') ?? process.cwd(),
+          runtimeDir: optional(values, 'runtime-dir') ?? '/controller',
+        });
+      }
+      case 'backup': {
+        const { backupCommand } = await import('../src/backup/cli.js');
+        return await backupCommand({ name: optional(values, 'name'), url: optional(values, 'url') });
+      }
       case 'render':
         return await renderCommand(instanceOptions(values), required(values, 'out'));
       default:

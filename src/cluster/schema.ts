@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { backupSchema, resolveBackup, type BackupConfiguration } from '../backup/config.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from '../status/spec-schema.js';
 
 /**
@@ -68,6 +69,7 @@ export const clusterManifestSchema = z
         primaryUpdateStrategy: z.enum(['unsupervised', 'supervised']).default('unsupervised'),
         monitoring: monitoringSchema.optional(),
         probes: probesSchema.optional(),
+        backup: backupSchema.optional(),
       })
       .loose(),
     status: z
@@ -109,6 +111,8 @@ export interface Cluster {
   readonly currentPrimary: string | undefined;
   /** spec.monitoring, spec.probes, status.operatorCertificateFingerprint, the server certificate Secret. */
   readonly observability: ObservabilitySpec;
+  /** spec.backup: the object store WAL and base backups go to, retention, the backup target. */
+  readonly backup: BackupConfiguration;
 }
 
 export function resolveCluster(manifest: ClusterManifest): Cluster {
@@ -136,5 +140,6 @@ export function resolveCluster(manifest: ClusterManifest): Cluster {
     targetPrimary: status?.targetPrimary,
     currentPrimary: status?.currentPrimary,
     observability: resolveObservability(manifest, metadata.name),
+    backup: resolveBackup(spec.backup, metadata.name),
   };
 }

@@ -6,7 +6,7 @@ import { isObjectName, type Cluster } from '../cluster/schema.js';
 import { parseClusterManifest } from '../cluster/parse.js';
 import { ConfigError } from '../errors/index.js';
 import { ConfinedReadError, isValidObjectKey, readConfined } from '../fs/confined.js';
-import type { ControlPlane, InstanceStatusReport, ObjectData } from './types.js';
+import type { BackupObject, ControlPlane, InstanceStatusReport, ObjectData } from './types.js';
 
 const watchDebounceMs = 150;
 /**
@@ -174,7 +174,9 @@ export class FilesControlPlane implements ControlPlane {
 
   /** Files mode has no status store shared with an operator: the report is kept for the status API. */
   reportStatus(report: InstanceStatusReport): Promise<void> {
-    this.lastReport = { ...this.lastReport, ...report };
+    const conditions = new Map((this.lastReport.conditions ?? []).map((c) => [c.type, c]));
+    for (const condition of report.conditions ?? []) conditions.set(condition.type, condition);
+    this.lastReport = { ...this.lastReport, ...report, conditions: [...conditions.values()] };
     return Promise.resolve();
   }
 
@@ -192,6 +194,19 @@ export class FilesControlPlane implements ControlPlane {
   }
 
   releasePrimaryLease(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Files mode has no Backup objects: `pgim backup` asks the instance, and a schedule is a timer calling it. */
+  listBackups(): Promise<BackupObject[]> {
+    return Promise.resolve([]);
+  }
+
+  patchBackupStatus(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  deleteBackup(): Promise<void> {
     return Promise.resolve();
   }
 }

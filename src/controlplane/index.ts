@@ -3,7 +3,7 @@ import type { KubernetesOptions } from '../options/index.js';
 import { FilesControlPlane } from './files.js';
 import type { ControlPlane } from './types.js';
 
-export type { ControlPlane, InstanceStatusReport, ObjectData, ReadOptions } from './types.js';
+export type { BackupObject, ClusterCondition, ControlPlane, InstanceStatusReport, ObjectData, ReadOptions } from './types.js';
 export { PrimaryLeaseError } from './types.js';
 
 export interface ControlPlaneOptions {

@@ -11,9 +11,9 @@ import { EventRecorder } from './kubernetes/events.js';
 import { PrimaryLease } from './kubernetes/lease.js';
 import { getNamedObject, NamedObjectWatch } from './kubernetes/object-watch.js';
 import { configMapData, objectContentFingerprint, secretData } from './kubernetes/objects.js';
-import { actionFields, clusters, configMaps, secrets, type KubeObject, type ResourceType } from './kubernetes/resources.js';
-import { StatusReporter } from './kubernetes/status.js';
-import type { ControlPlane, InstanceStatusReport, ObjectData, ReadOptions } from './types.js';
+import { actionFields, backups, clusters, collectionPath, configMaps, isRecord, objectPath, secrets, type KubeObject, type ResourceType } from './kubernetes/resources.js';
+import { fieldManager, StatusReporter } from './kubernetes/status.js';
+import type { BackupObject, ControlPlane, InstanceStatusReport, ObjectData, ReadOptions } from './types.js';
 
 /** A fresh GET of every followed object this often, whatever the watches say. */
 const resyncMs = 60_000;
@@ -200,6 +200,36 @@ export class KubernetesControlPlane implements ControlPlane {
 
   releasePrimaryLease(holder: string): Promise<void> {
     return this.lease.release(holder);
+  }
+
+  /** Every Backup in the namespace (the Role grants list, not watch, as CNPG's does). */
+  async listBackups(): Promise<BackupObject[]> {
+    const action = { verb: 'list', type: backups, namespace: this.namespace } as const;
+    const list = (await this.client.request(action, 'GET', collectionPath(backups, this.namespace))) as { items?: KubeObject[] };
+    return (list.items ?? []).map((item) => ({
+      name: item.metadata?.name ?? '',
+      creationTimestamp: item.metadata?.creationTimestamp ?? '',
+      spec: (isRecord(item.spec) ? item.spec : {}) as BackupObject['spec'],
+      status: isRecord(item.status) ? item.status : {},
+    }));
+  }
+
+  async patchBackupStatus(name: string, status: Record<string, unknown>): Promise<void> {
+    const action = { verb: 'patch', type: backups, subresource: 'status', namespace: this.namespace, name } as const;
+    await this.client.request(action, 'PATCH', objectPath(backups, this.namespace, name, 'status'), {
+      query: { fieldManager },
+      contentType: 'application/merge-patch+json',
+      body: { status },
+    });
+  }
+
+  async deleteBackup(name: string): Promise<void> {
+    const action = { verb: 'delete', type: backups, namespace: this.namespace, name } as const;
+    try {
+      await this.client.request(action, 'DELETE', objectPath(backups, this.namespace, name));
+    } catch (err) {
+      if (!isApiStatus(err, 404)) throw err;
+    }
   }
 
   /** A GET that records what the reconciler consumed; a failure schedules a retry (the change must not be lost). */

@@ -12,12 +12,34 @@ export interface ReadOptions {
   readonly optional?: boolean;
 }
 
+/** A Cluster status condition (metav1.Condition without the timestamps, which the control plane sets). */
+export interface ClusterCondition {
+  readonly type: string;
+  readonly status: 'True' | 'False' | 'Unknown';
+  readonly reason: string;
+  readonly message: string;
+}
+
 /** What this instance reports about itself; merged into the Cluster's status by the control plane. */
 export interface InstanceStatusReport {
   readonly currentPrimary?: string;
   readonly currentPrimaryTimestamp?: string;
   readonly phase?: string;
   readonly phaseReason?: string;
+  /** Set or replaced by type (ContinuousArchiving, LastBackupSucceeded). */
+  readonly conditions?: readonly ClusterCondition[];
+  /** RFC 3339; '' removes the field. */
+  readonly firstRecoverabilityPoint?: string;
+  readonly lastSuccessfulBackup?: string;
+  readonly lastFailedBackup?: string;
+}
+
+/** A `postgresql.cnpg.io/v1` Backup object, as far as an instance reads it. */
+export interface BackupObject {
+  readonly name: string;
+  readonly creationTimestamp: string;
+  readonly spec: { readonly cluster?: { readonly name?: string }; readonly method?: string; readonly target?: string };
+  readonly status: Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -63,4 +85,9 @@ export interface ControlPlane {
    * freed runs out by itself.
    */
   releasePrimaryLease(holder: string): Promise<void>;
+  /** Backup objects in the Cluster's namespace (files mode has none: `pgim backup` asks the instance directly). */
+  listBackups(): Promise<BackupObject[]>;
+  /** Merge-patches a Backup's status subresource. */
+  patchBackupStatus(name: string, status: Record<string, unknown>): Promise<void>;
+  deleteBackup(name: string): Promise<void>;
 }

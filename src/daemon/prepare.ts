@@ -1,3 +1,4 @@
+import { archiveCommand, loadBackupState, type BackupState } from '../backup/runtime.js';
 import type { Cluster } from '../cluster/schema.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import { resolveCredentials, type Credentials } from '../credentials/index.js';
@@ -24,6 +25,8 @@ export interface DesiredState {
   port: number;
   tls: TlsMaterial | undefined;
   topology: Topology;
+  /** spec.backup's credentials, read from their Secrets. */
+  backup: BackupState;
 }
 
 /**
@@ -37,6 +40,7 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
   const layout = runtimeLayout(options.runtimeDir);
   const tls = await loadTlsMaterial(controlPlane, cluster.name);
   const topology = await resolveTopology(cluster, podNameFor(options, cluster.name), controlPlane);
+  const backup = await loadBackupState(controlPlane, cluster);
   const rendered = renderConfiguration({
     cluster,
     source: controlPlane.clusterSource,
@@ -47,8 +51,9 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
     logDirectory: layout.logDir,
     ...(tls === undefined ? {} : { tls: { certificatesDirectory: layout.certificatesDir, fingerprint: tls.fingerprint } }),
     ...(topology.isPrimary ? {} : { replication: replicaSettings(topology, tls, layout, controlPlane.clusterSource) }),
+    archiveCommand: archiveCommand(layout.root),
   });
-  return { controlPlane, cluster, credentials, rendered, layout, osUser, port: options.pgPort, tls, topology };
+  return { controlPlane, cluster, credentials, rendered, layout, osUser, port: options.pgPort, tls, topology, backup };
 }
 
 /** How a replica reaches its primary: by certificate, verify-full when the primary's name is in its certificate. */

@@ -18,6 +18,8 @@ import { primaryTimeline } from '../replication/wait-primary.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { certificatePaths } from '../tls/files.js';
 import { executableHash, nodeName, packageVersion } from './manager-info.js';
+import { BackupObjectReconciler } from '../backup/backup-objects.js';
+import { BackupService } from '../backup/service.js';
 import { loadDesiredState, prepareFilesystem, primaryConninfo, type DesiredState } from './prepare.js';
 
 /** The conninfo a replica clones its primary with (CNPG's `-join` application name, no sender timeout). */
@@ -218,6 +220,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
   let stopLogPipe = (): void => undefined;
   let stopReaper = (): void => undefined;
   let stopDivergenceWatch = (): void => undefined;
+  let stopBackups = (): void => undefined;
   const stopTrimming = trimMemoryPeriodically();
   try {
     const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
@@ -241,6 +244,17 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
       },
       desired,
     );
+    const backups = new BackupService({
+      desired: () => ({ cluster: reconciler.desired.cluster, backup: reconciler.desired.backup, isPrimary: reconciler.desired.topology.isPrimary }),
+      controlPlane,
+      logger,
+      runtimeDir: desired.layout.root,
+      tmpDir: join(desired.layout.root, 'backup'),
+      pgdata: options.pgdata,
+      connection: instance.connection,
+      podName: state.podName,
+      sessionID: state.sessionID,
+    });
     const reaper = new Reaper(logger);
     reaper.start();
     stopReaper = () => {
@@ -281,7 +295,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
       const { startStatusAndMetrics } = await import('../status/start.js');
       const info = { version: await packageVersion(), executableHash: await executableHash(), arch: process.arch, node: nodeName() };
       const bind = httpBindAddress(options.listenAddress);
-      servers.push(...(await startStatusAndMetrics({ options, bind, controlPlane, state, instance, info, cluster, logger })));
+      servers.push(...(await startStatusAndMetrics({ options, bind, controlPlane, state, instance, info, cluster, logger, backups })));
     };
 
     // Certificates first: a bootstrap starts postgres with ssl on, and a replica joins with its client certificate.
@@ -313,6 +327,18 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
       void reconciler.trigger('desired state changed');
     });
     const supervised = running.run();
+    backups.start();
+    const backupObjects = new BackupObjectReconciler({
+      controlPlane,
+      service: backups,
+      desired: () => ({ cluster: reconciler.desired.cluster, ...reconciler.desired.topology }),
+      logger,
+    });
+    backupObjects.start();
+    stopBackups = () => {
+      backups.stop();
+      backupObjects.stop();
+    };
     if (servers.length === 0 && (await running.firstSpawn)) {
       await startServers().catch(async (err: unknown) => {
         running.requestStop('status or metrics server failed to start');
@@ -332,6 +358,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
   } finally {
     stopWatching();
     stopDivergenceWatch();
+    stopBackups();
     stopLogPipe();
     stopReaper();
     stopTrimming();

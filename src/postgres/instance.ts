@@ -1,6 +1,7 @@
 import { access, chmod, copyFile, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { checkEmptyWalArchiveFlag } from '../backup/settings.js';
 import type { Cluster } from '../cluster/schema.js';
 import type { Credentials } from '../credentials/index.js';
 import { ensureDirectory, removeStaleTempFiles, writeFileAtomic } from '../fs/atomic.js';
@@ -373,6 +374,8 @@ export class PostgresInstance {
    */
   async bootstrap(cluster: Cluster, credentials: Credentials, rendered: RenderedConfiguration, signal?: AbortSignal): Promise<void> {
     await this.initdb(signal);
+    // Before the first start (archive_mode is on): the first archive must find the object store empty (CNPG).
+    await writeFileAtomic(join(this.pgdata, checkEmptyWalArchiveFlag), '', 0o600);
     await this.writeConfiguration(rendered);
     const postmaster = await this.spawn({ listen_addresses: '' });
     try {

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { writeArchiveSettings } from '../backup/runtime.js';
 import type { DesiredState } from '../daemon/prepare.js';
 import { writeFileAtomic } from '../fs/atomic.js';
 import { renderPgpass } from '../render/pgpass.js';
@@ -10,6 +11,9 @@ const warnDays = 30;
 export async function writeRuntimeFiles(desired: DesiredState, logger: Logger): Promise<void> {
   const entries = [desired.credentials.owner, ...(desired.credentials.superuser ? [desired.credentials.superuser] : [])];
   await writeFileAtomic(desired.layout.pgpassFile, renderPgpass(entries, desired.port), 0o600);
+  // PostgreSQL itself calls archive_command only while it is a primary (archive_mode = on), so a former primary
+  // still archives what it wrote before its demotion: no segment is left out across a switchover.
+  await writeArchiveSettings({ runtimeDir: desired.layout.root, cluster: desired.cluster, podName: desired.topology.self, archiver: true, backup: desired.backup });
   if (!desired.tls) return;
   if (await writeTlsMaterial(desired.layout.certificatesDir, desired.tls)) {
     logger.info({ certificates: desired.tls.facts.map(({ secret, facts }) => ({ secret, serial: facts.serial })) }, 'TLS material written');

@@ -21,6 +21,8 @@ export interface CustomConfInput {
    * change to any file changes custom.conf, and a confirmed hash means PostgreSQL reloaded the whole render.
    */
   companions?: readonly string[];
+  /** pgim's `wal-archive` command line (archive_mode on, as CNPG); undefined leaves archiving off. */
+  archiveCommand?: string;
 }
 
 export interface RenderedCustomConf {
@@ -32,7 +34,7 @@ export interface RenderedCustomConf {
 /** The values pgim must control, applied last so no default or user value can displace them. */
 function mandatoryParameters(input: CustomConfInput): Record<string, string> {
   return {
-    archive_mode: 'off',
+    ...(input.archiveCommand === undefined ? { archive_mode: 'off' } : { archive_mode: 'on', archive_command: input.archiveCommand }),
     cluster_name: input.clusterName,
     hot_standby: 'true',
     listen_addresses: input.listenAddresses,

@@ -22,6 +22,8 @@ export interface RenderInput {
   tls?: { certificatesDirectory: string; fingerprint: string };
   /** This instance is a replica: how it reaches the primary. */
   replication?: { primaryConninfo: string; slotName: string };
+  /** pgim's `wal-archive` command line: archive_mode on with it as archive_command. */
+  archiveCommand?: string;
 }
 
 /** Everything pgim writes into PGDATA, as bytes-to-be. Pure: the same input gives the same output. */
@@ -84,6 +86,7 @@ export function renderConfiguration(input: RenderInput): RenderedConfiguration {
     socketDirectory: input.socketDirectory,
     logDirectory: input.logDirectory,
     ...(input.tls === undefined ? {} : { certificatesDirectory: input.tls.certificatesDirectory }),
+    ...(input.archiveCommand === undefined ? {} : { archiveCommand: input.archiveCommand }),
     companions: [overrideConf, pgHba, pgIdent, input.tls?.fingerprint ?? ''],
   });
   return {

@@ -1,10 +1,11 @@
+import type { BackupStatus } from '../backup/service.js';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import type { StatusDocument } from './document.js';
 
 export interface StatusResponse {
   httpStatus: number;
-  document: (Partial<StatusDocument> & { error?: string }) | undefined;
+  document: (Partial<StatusDocument> & { error?: string; backup?: BackupStatus }) | undefined;
   raw: string;
 }
 
@@ -59,6 +60,19 @@ function table(rows: readonly (readonly string[])[], indent = '  '): string {
   return rows.map((r) => indent + r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
 }
 
+/** Archiving and the last base backup, from the `backup` part of /pg/status. */
+function backupRows(backup: BackupStatus | undefined): [string, string][] {
+  if (backup === undefined || !backup.configured) return [['Backups', 'not configured']];
+  const rows: [string, string][] = [];
+  const archiving = backup.archiving;
+  rows.push(['Archiving', archiving === undefined ? 'no WAL archived yet' : archiving.ok ? `ok (${archiving.walName} at ${archiving.lastAttemptAt})` : `FAILING: ${archiving.error ?? ''}`]);
+  const last = backup.lastBackup;
+  rows.push(['Last backup', last === undefined ? (backup.lastSuccessfulBackup ?? 'none') : `${last.backupName} ${last.phase}${last.backupId === undefined ? '' : ` (id ${last.backupId})`}${last.error === undefined ? '' : `: ${last.error}`}`]);
+  rows.push(['Last successful', backup.lastSuccessfulBackup ?? '-'], ['Recoverable from', backup.firstRecoverabilityPoint ?? '-']);
+  if (backup.lastFailedBackup !== undefined) rows.push(['Last failed backup', backup.lastFailedBackup]);
+  return rows;
+}
+
 /** A readable summary of `/pg/status` for people; `--json` prints the raw document instead. */
 export function formatStatus(doc: NonNullable<StatusResponse['document']>): string {
   const role = doc.isPrimary === undefined ? 'unknown' : doc.isPrimary ? 'primary' : 'replica';
@@ -87,6 +101,7 @@ export function formatStatus(doc: NonNullable<StatusResponse['document']>): stri
     ['pgim uptime', doc.uptimeSeconds === undefined ? '-' : duration(doc.uptimeSeconds)],
     ['pgim version', doc.instanceManagerVersion ?? '-'],
   );
+  rows.push(...backupRows(doc.backup));
   if (doc.configurationError !== undefined) rows.push(['Configuration error', doc.configurationError]);
   if (doc.lastError !== undefined) rows.push(['Last error', doc.lastError]);
   if (doc.mightBeUnavailableMaskedError !== undefined) rows.push(['While restarting', doc.mightBeUnavailableMaskedError]);

@@ -6,6 +6,8 @@ import { z } from 'zod';
 import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
 import type { PostgresReportedStatus } from '../postgres/status.js';
+import type { BackupService } from '../backup/service.js';
+import { archivePartialSegment, backupEndpoint } from '../backup/endpoints.js';
 import { BodyError, readJsonBody, sendBodyError, sendError } from './body.js';
 import { coalesced } from './coalesce.js';
 import { buildStatusDocument, type ManagerInfo } from './document.js';
@@ -25,6 +27,9 @@ export interface StatusSource {
   isPrimaryFromFiles: () => Promise<boolean>;
   /** `pg_controldata` output. */
   controlData: () => Promise<string>;
+  /** Archiving and base backups, when this instance runs them. */
+  backups?: BackupService;
+  pgdata?: string;
 }
 
 /** /pg/status answers from one query round per this many ms, whatever the number of clients. */
@@ -72,7 +77,8 @@ function publicRoutes(source: StatusSource, logger: Logger): Map<string, () => P
     const { state, info } = source;
     try {
       const { postgres, readyWalFiles } = await postgresStatus();
-      return { status: 200, json: true, body: JSON.stringify(buildStatusDocument(state, info, postgres, { readyWalFiles })) };
+      const doc = buildStatusDocument(state, info, postgres, { readyWalFiles });
+      return { status: 200, json: true, body: JSON.stringify(source.backups === undefined ? doc : { ...doc, backup: source.backups.snapshot() }) };
     } catch (err) {
       const message = errorMessage(err);
       logger.debug({ error: message }, 'status query failed');
@@ -173,6 +179,24 @@ export function createStatusApp(
       else throw err;
     }
   });
+
+  const backups = source.backups;
+  if (backups !== undefined) {
+    // Files mode's `pgim backup` (CNPG's local `/pg/backup`, which CNPG serves on localhost:8010 only): from this
+    // machine only.
+    app.all('/pg/backup', only(['POST']), async (req, res) => {
+      const reply = await backupEndpoint(backups, req.socket.remoteAddress, typeof req.query.name === 'string' ? req.query.name : undefined);
+      res.status(reply.status).json(reply.body);
+    });
+    app.all('/pg/archive/partial', operator, only(['POST']), async (_req, res) => {
+      const reply = await archivePartialSegment(backups, {
+        fenced: source.state.fenced,
+        controlData: source.controlData,
+        pgdata: source.pgdata,
+      });
+      res.status(reply.status).json(reply.body);
+    });
+  }
 
   app.use((_req, res) => {
     res.status(404).type('text/plain').send('not found\n');

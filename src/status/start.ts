@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
+import type { BackupService } from '../backup/service.js';
 import type { Cluster } from '../cluster/schema.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import { errorMessage } from '../errors/index.js';
@@ -13,6 +14,7 @@ import type { PostgresInstance } from '../postgres/instance.js';
 import { withLocalClient } from '../postgres/sql.js';
 import { checkStreaming, countReadyWalFiles, pingLocal } from '../postgres/status.js';
 import type { ManagerInfo } from './document.js';
+import { registerBackupMetrics } from '../backup/metrics.js';
 import { Probes } from './probes.js';
 import { createStatusHandler, serveApp } from './server.js';
 import { SpecWatcher } from './spec.js';
@@ -33,6 +35,8 @@ export interface ObservabilityDeps {
   readonly info: ManagerInfo;
   readonly cluster: Cluster;
   readonly logger: Logger;
+  /** Archiving and base backups: /pg/status, POST /pg/backup, /pg/archive/partial and the backup metrics. */
+  readonly backups?: BackupService;
 }
 
 /**
@@ -72,6 +76,7 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
       queryPostgres: () => instance.status(cluster.name),
       readyWalFiles: () => countReadyWalFiles(instance.pgdata),
       isPrimaryFromFiles: async () => !(await instance.isStandby()),
+      ...(deps.backups === undefined ? {} : { backups: deps.backups, pgdata: instance.pgdata }),
       controlData: async () => {
         const data = await instance.controlData();
         if (!data) throw new Error('pg_controldata could not read the control file');
@@ -88,6 +93,7 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
     defaultDatabase: cluster.bootstrap.database,
     logger,
   });
+  if (deps.backups !== undefined) registerBackupMetrics(collector.registry, deps.backups);
   const cache = new MetricsCache({
     collector,
     state,

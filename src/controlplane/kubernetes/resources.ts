@@ -12,6 +12,7 @@ export const clusters: ResourceType = { group: 'postgresql.cnpg.io', version: 'v
 export const secrets: ResourceType = { group: '', version: 'v1', plural: 'secrets', kind: 'Secret' };
 export const configMaps: ResourceType = { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap' };
 export const events: ResourceType = { group: '', version: 'v1', plural: 'events', kind: 'Event' };
+export const backups: ResourceType = { group: 'postgresql.cnpg.io', version: 'v1', plural: 'backups', kind: 'Backup' };
 export const leases: ResourceType = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' };
 
 export function apiVersionOf(type: ResourceType): string {
@@ -29,7 +30,7 @@ export function objectPath(type: ResourceType, namespace: string, name: string, 
 
 /** What a request does, in RBAC's terms, so a refusal names exactly the rule that is missing. */
 export interface ApiAction {
-  readonly verb: 'get' | 'list' | 'watch' | 'create' | 'patch' | 'update';
+  readonly verb: 'get' | 'list' | 'watch' | 'create' | 'patch' | 'update' | 'delete';
   readonly type: ResourceType;
   readonly subresource?: string;
   readonly namespace: string;
@@ -61,6 +62,7 @@ export interface ObjectMeta {
   readonly uid?: string;
   readonly resourceVersion?: string;
   readonly generation?: number;
+  readonly creationTimestamp?: string;
   readonly annotations?: Readonly<Record<string, string>>;
 }
 

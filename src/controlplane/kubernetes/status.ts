@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../../errors/index.js';
-import type { InstanceStatusReport } from '../types.js';
+import type { ClusterCondition, InstanceStatusReport } from '../types.js';
 import { Backoff, sleep } from './backoff.js';
 import { ApiError, isApiStatus, type KubeClient } from './client.js';
 import type { EventRecorder, EventType } from './events.js';
@@ -91,6 +91,8 @@ export class StatusReporter {
   private wantedPhase: PhaseReport | undefined;
   private writtenPhase: PhaseReport | undefined;
   private wantedPrimary: { podName: string; timestamp: string } | undefined;
+  /** Backup conditions and times not yet written (the latest per key wins). */
+  private wantedBackup: { conditions: Map<string, ClusterCondition>; fields: Record<string, string> } = { conditions: new Map(), fields: {} };
   private queue: Promise<void> = Promise.resolve();
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly backoff = new Backoff(1000, 60_000);
@@ -100,6 +102,11 @@ export class StatusReporter {
 
   report(report: InstanceStatusReport): Promise<void> {
     if (report.phase !== undefined) this.wantPhase({ phase: report.phase, phaseReason: report.phaseReason ?? '' });
+    for (const condition of report.conditions ?? []) this.wantedBackup.conditions.set(condition.type, condition);
+    for (const key of ['firstRecoverabilityPoint', 'lastSuccessfulBackup', 'lastFailedBackup'] as const) {
+      const value = report[key];
+      if (value !== undefined) this.wantedBackup.fields[key] = value;
+    }
     if (report.currentPrimary !== undefined) {
       this.wantedPrimary = { podName: report.currentPrimary, timestamp: report.currentPrimaryTimestamp ?? new Date().toISOString() };
     }
@@ -149,6 +156,7 @@ export class StatusReporter {
         logger.debug({ phase: wanted.phase }, 'Cluster status patched');
       }
       if (wanted !== undefined) this.writtenPhase = wanted;
+      await this.writeBackupStatus();
       this.backoff.reset();
     } catch (err) {
       const delay = this.backoff.next();
@@ -176,6 +184,50 @@ export class StatusReporter {
     const status = this.options.observed()?.status;
     if (!isRecord(status) || typeof status.phase !== 'string') return undefined;
     return { phase: status.phase, phaseReason: typeof status.phaseReason === 'string' ? status.phaseReason : '' };
+  }
+
+  /**
+   * Conditions (replaced by type, `lastTransitionTime` kept while the status does not change, as
+   * meta.SetStatusCondition does) and the backup times, with the optimistic lock: other writers own the other
+   * conditions. Nothing is written when nothing changes.
+   */
+  private async writeBackupStatus(): Promise<void> {
+    const wanted = this.wantedBackup;
+    if (wanted.conditions.size === 0 && Object.keys(wanted.fields).length === 0) return;
+    this.wantedBackup = { conditions: new Map(), fields: {} };
+    const { client, namespace, clusterName } = this.options;
+    try {
+      await patchStatusWithLock(client, namespace, clusterName, (cluster) => {
+        const status = isRecord(cluster.status) ? cluster.status : {};
+        const existing = Array.isArray(status.conditions) ? (status.conditions as Record<string, unknown>[]) : [];
+        let changed = false;
+        const conditions = existing.map((c) => ({ ...c }));
+        for (const condition of wanted.conditions.values()) {
+          const index = conditions.findIndex((c) => c.type === condition.type);
+          const old = index === -1 ? undefined : conditions[index];
+          if (old !== undefined && old.status === condition.status && old.reason === condition.reason && old.message === condition.message) continue;
+          changed = true;
+          const next = {
+            ...condition,
+            lastTransitionTime: old !== undefined && old.status === condition.status && typeof old.lastTransitionTime === 'string' ? old.lastTransitionTime : new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+          };
+          if (index === -1) conditions.push(next);
+          else conditions[index] = next;
+        }
+        const patch: Record<string, unknown> = changed ? { conditions } : {};
+        for (const [key, value] of Object.entries(wanted.fields)) {
+          const current = typeof status[key] === 'string' ? status[key] : '';
+          if (current === value) continue;
+          patch[key] = value === '' ? null : value;
+        }
+        return Object.keys(patch).length === 0 ? undefined : patch;
+      });
+    } catch (err) {
+      // Keep what was wanted (newer wishes win) for the retry.
+      for (const [type, condition] of wanted.conditions) if (!this.wantedBackup.conditions.has(type)) this.wantedBackup.conditions.set(type, condition);
+      this.wantedBackup.fields = { ...wanted.fields, ...this.wantedBackup.fields };
+      throw err;
+    }
   }
 
   private async claimPrimary(podName: string, timestamp: string): Promise<void> {

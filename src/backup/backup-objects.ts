@@ -1,0 +1,139 @@
+import type { Logger } from 'pino';
+import type { Cluster } from '../cluster/schema.js';
+import type { BackupObject, ControlPlane } from '../controlplane/index.js';
+import { errorMessage } from '../errors/index.js';
+import type { CatalogEntry } from './barman.js';
+import type { BackupRun, BackupService } from './service.js';
+
+/** Phases a Backup waits in before an instance takes it (CNPG: the operator sets `started` before the exec). */
+const waiting = new Set(['', 'pending', 'started']);
+
+export interface BackupObjectsDeps {
+  readonly controlPlane: ControlPlane;
+  readonly service: BackupService;
+  readonly desired: () => { cluster: Cluster; self: string; primary: string; instances: readonly string[] };
+  readonly logger: Logger;
+  /** How often the Backup list is read (the Role grants list, not watch). */
+  readonly intervalMs?: number;
+}
+
+const nowSeconds = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+
+/**
+ * The pod that takes a Backup: the one the operator elected (`status.instanceID.podName`), or, with no operator,
+ * CNPG's rule by name: `primary` -> the target primary; `prefer-standby` -> the first other instance by name, or the
+ * primary when the cluster has no other instance.
+ */
+export function electBackupPod(backup: BackupObject, clusterTarget: string, topology: { primary: string; instances: readonly string[] }): string {
+  const instanceID = backup.status.instanceID as { podName?: unknown } | undefined;
+  if (typeof instanceID?.podName === 'string' && instanceID.podName !== '') return instanceID.podName;
+  const target = backup.spec.target ?? clusterTarget;
+  if (target === 'primary') return topology.primary;
+  return [...topology.instances].sort().find((name) => name !== topology.primary) ?? topology.primary;
+}
+
+/** The Backup status fields of a run (CNPG's Backup status names). */
+export function backupStatusFields(run: BackupRun): Record<string, unknown> {
+  const terminal = run.phase === 'completed' || run.phase === 'failed';
+  return {
+    phase: run.phase,
+    method: 'barmanObjectStore',
+    backupName: run.backupName,
+    destinationPath: run.destinationPath,
+    serverName: run.serverName,
+    ...(run.endpointURL === undefined ? {} : { endpointURL: run.endpointURL }),
+    instanceID: run.instanceID,
+    error: run.error ?? null,
+    ...(run.backupId === undefined ? {} : { backupId: run.backupId }),
+    ...(run.beginWal === undefined ? {} : { beginWal: run.beginWal }),
+    ...(run.endWal === undefined ? {} : { endWal: run.endWal }),
+    ...(run.beginLSN === undefined ? {} : { beginLSN: run.beginLSN }),
+    ...(run.endLSN === undefined ? {} : { endLSN: run.endLSN }),
+    ...(run.startedAt === undefined ? {} : { startedAt: run.startedAt }),
+    ...(run.stoppedAt === undefined ? {} : { stoppedAt: run.stoppedAt }),
+    ...(terminal ? { reconciliationTerminatedAt: nowSeconds() } : {}),
+  };
+}
+
+/**
+ * Kubernetes mode's Backup objects, as CNPG's instance manager handles them: the Backups of this Cluster (method
+ * barmanObjectStore) that elect this pod are taken one at a time, oldest first, with their status patched through
+ * every phase; after each, the Backups whose backup the catalog no longer lists are deleted (retention). Another
+ * Cluster's Backups are never read further, patched or deleted.
+ */
+export class BackupObjectReconciler {
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+  /** Backups this process already finished (a failed patch must not make it take one twice). */
+  private readonly handled = new Set<string>();
+
+  constructor(private readonly deps: BackupObjectsDeps) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.reconcile(), this.deps.intervalMs ?? 5000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private mine(list: readonly BackupObject[]): BackupObject[] {
+    const { cluster } = this.deps.desired();
+    return list.filter((b) => b.spec.cluster?.name === cluster.name && (b.spec.method ?? 'barmanObjectStore') === 'barmanObjectStore');
+  }
+
+  async reconcile(): Promise<void> {
+    if (this.busy || this.deps.service.store === undefined) return;
+    this.busy = true;
+    try {
+      const desired = this.deps.desired();
+      const list = this.mine(await this.deps.controlPlane.listBackups());
+      const next = list
+        .filter((b) => waiting.has(typeof b.status.phase === 'string' ? b.status.phase : '') && !this.handled.has(b.name))
+        .sort((a, b) => a.creationTimestamp.localeCompare(b.creationTimestamp) || a.name.localeCompare(b.name))[0];
+      if (next === undefined || electBackupPod(next, desired.cluster.backup.target, desired) !== desired.self) return;
+      await this.take(next);
+    } catch (err) {
+      this.deps.logger.warn({ error: errorMessage(err) }, 'could not reconcile Backup objects; will retry');
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async take(backup: BackupObject): Promise<void> {
+    const { controlPlane, service, logger } = this.deps;
+    this.handled.add(backup.name);
+    logger.info({ backup: backup.name }, 'taking the base backup a Backup object asks for');
+    const patch = async (status: Record<string, unknown>): Promise<void> => {
+      await controlPlane.patchBackupStatus(backup.name, status).catch((err: unknown) => {
+        logger.warn({ backup: backup.name, error: errorMessage(err) }, 'could not patch the Backup status');
+      });
+    };
+    const { podName, sessionID } = service.snapshotIdentity();
+    await patch({ phase: 'started', method: 'barmanObjectStore', instanceID: { podName, sessionID }, reconciliationStartedAt: nowSeconds(), error: null });
+    const run = await service.takeBackup(backup.name, (progress) => patch(backupStatusFields(progress)));
+    await patch(backupStatusFields(run));
+    await this.deleteOrphans(service.lastCatalog);
+  }
+
+  /**
+   * CNPG's deleteBackupsNotInCatalog: completed Backups of this Cluster, at this store's location, whose backup id the
+   * catalog no longer lists.
+   */
+  async deleteOrphans(catalog: readonly CatalogEntry[] | undefined): Promise<string[]> {
+    const store = this.deps.service.store;
+    if (catalog === undefined || store === undefined) return [];
+    const ids = new Set(catalog.map((e) => e.backupId));
+    const deleted: string[] = [];
+    for (const backup of this.mine(await this.deps.controlPlane.listBackups())) {
+      const s = backup.status;
+      const sameLocation = s.destinationPath === store.destinationPath && (s.endpointURL ?? undefined) === store.endpointURL && s.serverName === store.serverName;
+      if (s.phase !== 'completed' || !sameLocation || typeof s.backupId !== 'string' || ids.has(s.backupId)) continue;
+      await this.deps.controlPlane.deleteBackup(backup.name);
+      this.deps.logger.info({ backup: backup.name, backupId: s.backupId }, 'deleted a Backup whose backup is no longer in the object store');
+      deleted.push(backup.name);
+    }
+    return deleted;
+  }
+}

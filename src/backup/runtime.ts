@@ -1,0 +1,75 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Cluster } from '../cluster/schema.js';
+import type { ControlPlane } from '../controlplane/index.js';
+import { ensureDirectory, writeFileAtomic } from '../fs/atomic.js';
+import { resolveStoreCredentials, type StoreCredentials } from './credentials.js';
+import { archivePaths, checkEmptyWalArchiveFlag, type ArchiveSettings } from './settings.js';
+
+/** The backup part of the desired state: the configuration and the credentials read from its Secrets. */
+export interface BackupState {
+  readonly credentials: StoreCredentials | undefined;
+}
+
+export async function loadBackupState(controlPlane: ControlPlane, cluster: Cluster): Promise<BackupState> {
+  const store = cluster.backup.barmanObjectStore;
+  return { credentials: store === undefined ? undefined : await resolveStoreCredentials(controlPlane, store) };
+}
+
+/** The environment of every barman-cloud child: the credentials, and AWS_CA_BUNDLE when `endpointCA` is set. */
+export function storeEnvironment(runtimeDir: string, backup: BackupState): Record<string, string> {
+  const env: Record<string, string> = { ...(backup.credentials?.env ?? {}) };
+  if (backup.credentials?.endpointCA !== undefined) env.AWS_CA_BUNDLE = archivePaths(runtimeDir).endpointCA;
+  return env;
+}
+
+/** A word for /bin/sh, quoted only when it needs it. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9_./=:@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * CNPG's archive_command shape (`/controller/manager wal-archive --log-destination ... %p`): this very pgim, run by
+ * the same Node.js, in its `wal-archive` command. PostgreSQL runs it in PGDATA; it reads everything else from the
+ * runtime dir's settings.
+ */
+export function archiveCommand(runtimeDir: string, executable: readonly string[] = [process.execPath, process.argv[1] ?? 'pgim']): string {
+  return [...executable, 'wal-archive', '--runtime-dir', runtimeDir].map(shellWord).join(' ').concat(' %p');
+}
+
+/**
+ * Writes the wal-archive settings (0600, in a 0700 folder) and the endpoint CA. Written on every pass, so a
+ * rotated credential or a switchover reaches the next archive_command call.
+ */
+export async function writeArchiveSettings(options: {
+  runtimeDir: string;
+  cluster: Cluster;
+  podName: string;
+  archiver: boolean;
+  backup: BackupState;
+}): Promise<void> {
+  const paths = archivePaths(options.runtimeDir);
+  await ensureDirectory(paths.dir, 0o700);
+  const store = options.cluster.backup.barmanObjectStore;
+  if (options.backup.credentials?.endpointCA !== undefined) {
+    await ensureDirectory(join(options.runtimeDir, 'certificates'), 0o700);
+    await writeFileAtomic(paths.endpointCA, options.backup.credentials.endpointCA, 0o600);
+  } else {
+    await rm(paths.endpointCA, { force: true });
+  }
+  const env = storeEnvironment(options.runtimeDir, options.backup);
+  const settings: ArchiveSettings = {
+    version: 1,
+    clusterName: options.cluster.name,
+    podName: options.podName,
+    archiver: options.archiver,
+    store,
+    env,
+  };
+  await writeFileAtomic(paths.settings, JSON.stringify(settings), 0o600);
+}
+
+/** After a bootstrap (CNPG's initdb.go): the first archive checks that the destination holds no other cluster's WAL. */
+export async function flagEmptyWalArchiveCheck(pgdata: string): Promise<void> {
+  await writeFileAtomic(join(pgdata, checkEmptyWalArchiveFlag), '', 0o600);
+}
