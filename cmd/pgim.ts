@@ -1,12 +1,10 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { initCommand, joinCommand, renderCommand, runCommand } from '../src/daemon/run.js';
 import { ExitCode } from '../src/errors/index.js';
 import { ambientKubeconfig, inClusterAvailable } from '../src/controlplane/kubernetes/environment.js';
 import type { InstanceOptions, KubernetesOptions } from '../src/options/index.js';
 import { findPgBinDir } from '../src/postgres/binaries.js';
-import { fetchStatus, formatStatus } from '../src/status/client.js';
 import type { ServerTlsOptions } from '../src/status/start.js';
 
 const instanceFlags = {
@@ -207,6 +205,7 @@ function instanceOptions(values: Values): InstanceOptions & ServerTlsOptions {
 }
 
 async function status(values: Values): Promise<number> {
+  const { fetchStatus, formatStatus } = await import('../src/status/client.js');
   const url = typeof values.url === 'string' ? values.url : `http://127.0.0.1:${port({ p: process.env.PGIM_STATUS_PORT }, 'p', 8000)}/pg/status`;
   let response;
   try {
@@ -260,13 +259,15 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${usage(command)}\n`);
       return ExitCode.ok;
     }
+    // Each command loads its own modules: `wal-archive` runs once per WAL segment and must not pay for the daemon.
+    const daemon = (): Promise<typeof import('../src/daemon/run.js')> => import('../src/daemon/run.js');
     switch (command) {
       case 'run':
-        return await runCommand(instanceOptions(values));
+        return await (await daemon()).runCommand(instanceOptions(values));
       case 'init':
-        return await initCommand(instanceOptions(values));
+        return await (await daemon()).initCommand(instanceOptions(values));
       case 'join':
-        return await joinCommand(instanceOptions(values));
+        return await (await daemon()).joinCommand(instanceOptions(values));
       case 'certs':
         return await certs(values);
       case 'switchover':
@@ -285,7 +286,7 @@ async function main(argv: string[]): Promise<number> {
         return await backupCommand({ name: optional(values, 'name'), url: optional(values, 'url') });
       }
       case 'render':
-        return await renderCommand(instanceOptions(values), required(values, 'out'));
+        return await (await daemon()).renderCommand(instanceOptions(values), required(values, 'out'));
       default:
         return await status(values);
     }

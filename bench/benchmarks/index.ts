@@ -4,6 +4,7 @@ import { certRotationBenchmark } from './b11-cert-rotation.js';
 import { passwordRotationBenchmark } from './b12-password.js';
 import { probeUnderLoadBenchmark } from './b15-probe-load.js';
 import { logPipeBenchmark } from './b16-log-pipe.js';
+import { archiveBenchmark } from './b17-archive.js';
 import { timelineBenchmark } from './b13-timelines.js';
 import { bootstrapBenchmark } from './b14-bootstrap.js';
 import { shutdownBenchmark } from './b2-shutdown.js';
@@ -32,4 +33,5 @@ export const benchmarks: readonly Benchmark[] = [
   bootstrapBenchmark,
   probeUnderLoadBenchmark,
   logPipeBenchmark,
+  archiveBenchmark,
 ];

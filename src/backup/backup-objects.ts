@@ -3,7 +3,7 @@ import type { Cluster } from '../cluster/schema.js';
 import type { BackupObject, ControlPlane } from '../controlplane/index.js';
 import { errorMessage } from '../errors/index.js';
 import type { CatalogEntry } from './barman.js';
-import type { BackupRun, BackupService } from './service.js';
+import { defaultBackupName, type BackupRun, type BackupService } from './service.js';
 
 /** Phases a Backup waits in before an instance takes it (CNPG: the operator sets `started` before the exec). */
 const waiting = new Set(['', 'pending', 'started']);
@@ -112,7 +112,8 @@ export class BackupObjectReconciler {
     };
     const { podName, sessionID } = service.snapshotIdentity();
     await patch({ phase: 'started', method: 'barmanObjectStore', instanceID: { podName, sessionID }, reconciliationStartedAt: nowSeconds(), error: null });
-    const run = await service.takeBackup(backup.name, (progress) => patch(backupStatusFields(progress)));
+    // Barman's name is CNPG's `backup-<YYYYMMDDhhmmss>`, not the object's: Barman reserves some names (`latest`...).
+    const run = await service.takeBackup(defaultBackupName(), (progress) => patch(backupStatusFields(progress)));
     await patch(backupStatusFields(run));
     await this.deleteOrphans(service.lastCatalog);
   }

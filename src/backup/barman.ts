@@ -86,8 +86,10 @@ export interface CatalogEntry {
  */
 export function parseBarmanTime(value: unknown): Date | undefined {
   if (typeof value !== 'string' || value === '') return undefined;
-  const iso = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:?\d{2}|Z)?$/.test(value) ? value.replace(' ', 'T') : value;
-  const parsed = new Date(/[+-]\d{2}:?\d{2}$|Z$/.test(iso) || !iso.includes('T') ? iso : `${iso}Z`);
+  // `2026-12-05 01:20:03.123456+00:00`: ISO 8601 with a space; without a zone it is UTC. Anything else (ctime) as is.
+  const isoLike = /^\d{4}-\d\d-\d\d[ T]\d\d:/.test(value);
+  const iso = isoLike ? value.replace(' ', 'T') : value;
+  const parsed = new Date(!isoLike || /(?:[+-]\d\d:?\d\d|Z)$/.test(iso) ? iso : `${iso}Z`);
   return Number.isNaN(parsed.getTime()) ? undefined : parsed;
 }
 
@@ -95,9 +97,9 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== 
 
 export function parseCatalogEntry(raw: Record<string, unknown>): CatalogEntry {
   return {
-    backupId: String(raw.backup_id ?? ''),
+    backupId: str(raw.backup_id) ?? '',
     backupName: str(raw.backup_name),
-    status: String(raw.status ?? ''),
+    status: str(raw.status) ?? '',
     beginTime: parseBarmanTime(raw.begin_time_iso ?? raw.begin_time),
     endTime: parseBarmanTime(raw.end_time_iso ?? raw.end_time),
     beginWal: str(raw.begin_wal),

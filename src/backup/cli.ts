@@ -3,7 +3,7 @@ export async function backupCommand(options: { name: string | undefined; url: st
   const port = process.env.PGIM_STATUS_PORT ?? '8000';
   const base = (options.url ?? `http://127.0.0.1:${port}`).replace(/\/+$/, '');
   const query = options.name === undefined ? '' : `?name=${encodeURIComponent(options.name)}`;
-  let response: Response;
+  let response: Awaited<ReturnType<typeof fetch>>;
   try {
     response = await fetch(`${base}/pg/backup${query}`, { method: 'POST' });
   } catch (err) {

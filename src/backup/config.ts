@@ -30,7 +30,7 @@ export const barmanObjectStoreSchema = z
   .object({
     destinationPath: z
       .string({ error: 'is required' })
-      .regex(/^s3:\/\/[^/\s]+(\/\S*)?$/, 'must be an s3:// URL (s3://bucket/path): pgim supports S3-compatible stores'),
+      .refine((s) => s.startsWith('s3://') && s.length > 5 && !s.startsWith('s3:///') && !/\s/.test(s), 'must be an s3:// URL (s3://bucket/path): pgim supports S3-compatible stores'),
     endpointURL: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
     endpointCA: secretKeySelector.optional(),
     serverName: z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, 'must be letters, digits, ".", "_" or "-"').optional(),

@@ -1,5 +1,6 @@
 import { link, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isObjectName } from '../cluster/schema.js';
 import { errorMessage } from '../errors/index.js';
 import { BackupInProgressError, defaultBackupName, type BackupService } from './service.js';
 
@@ -9,7 +10,8 @@ export interface EndpointReply {
 }
 
 const loopback = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
-const backupNamePattern = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+/** Names barman-cloud-backup refuses: they are how its other tools address backups. */
+const barmanReservedNames = new Set(['first', 'last', 'latest', 'oldest', 'last-failed']);
 
 /**
  * `POST /pg/backup[?name=N]`: takes a base backup now and answers once it is over, with the Backup status fields
@@ -19,8 +21,11 @@ export async function backupEndpoint(backups: BackupService, remoteAddress: stri
   if (remoteAddress === undefined || !loopback.has(remoteAddress)) {
     return { status: 403, body: { error: { code: 'LOCAL_ONLY', message: 'backups are requested from the instance\'s own machine (pgim backup)' } } };
   }
-  if (name !== undefined && !backupNamePattern.test(name)) {
+  if (name !== undefined && !isObjectName(name)) {
     return { status: 400, body: { error: { code: 'INVALID_NAME', message: 'the backup name must be a Kubernetes object name (lowercase letters, digits, "-", ".")' } } };
+  }
+  if (name !== undefined && barmanReservedNames.has(name)) {
+    return { status: 400, body: { error: { code: 'INVALID_NAME', message: `"${name}" is reserved by Barman (first, last, latest, oldest, last-failed)` } } };
   }
   if (backups.store === undefined) return { status: 409, body: { error: { code: 'NOT_CONFIGURED', message: 'Barman backup not configured in the cluster' } } };
   try {

@@ -53,9 +53,9 @@ export function archivePaths(runtimeDir: string): ArchivePaths {
 export const checkEmptyWalArchiveFlag = '.check-empty-wal-archive';
 
 export async function readArchiveSettings(paths: ArchivePaths): Promise<ArchiveSettings> {
-  const parsed = JSON.parse(await readFile(paths.settings, 'utf8')) as ArchiveSettings;
-  if (parsed.version !== 1) throw new Error(`${paths.settings}: unknown version`);
-  return parsed;
+  const parsed = JSON.parse(await readFile(paths.settings, 'utf8')) as Partial<ArchiveSettings> & { version?: unknown };
+  if (parsed.version !== 1 || parsed.env === undefined) throw new Error(`${paths.settings}: unknown version`);
+  return parsed as ArchiveSettings;
 }
 
 export async function readArchiveResult(paths: ArchivePaths): Promise<ArchiveResult | undefined> {

@@ -60,7 +60,14 @@ export const clusterManifestSchema = z
           })
           .loose()
           .default({ parameters: {}, pg_hba: [], pg_ident: [] }),
-        bootstrap: z.object({ initdb: initdb.optional() }).loose().optional(),
+        bootstrap: z
+          .object({
+            initdb: initdb.optional(),
+            // A manifest that asks for a restore must never be initdb'd instead.
+            recovery: z.undefined({ error: 'is not implemented by pgim yet: restore with barman-cloud-restore (see the README\'s Backups section)' }).optional(),
+          })
+          .loose()
+          .optional(),
         enableSuperuserAccess: z.boolean().default(false),
         superuserSecret: secretRef.optional(),
         smartShutdownTimeout: seconds.default(180),

@@ -209,7 +209,7 @@ export class KubernetesControlPlane implements ControlPlane {
     return (list.items ?? []).map((item) => ({
       name: item.metadata?.name ?? '',
       creationTimestamp: item.metadata?.creationTimestamp ?? '',
-      spec: (isRecord(item.spec) ? item.spec : {}) as BackupObject['spec'],
+      spec: isRecord(item.spec) ? item.spec : {},
       status: isRecord(item.status) ? item.status : {},
     }));
   }

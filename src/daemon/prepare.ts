@@ -51,7 +51,10 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
     logDirectory: layout.logDir,
     ...(tls === undefined ? {} : { tls: { certificatesDirectory: layout.certificatesDir, fingerprint: tls.fingerprint } }),
     ...(topology.isPrimary ? {} : { replication: replicaSettings(topology, tls, layout, controlPlane.clusterSource) }),
-    archiveCommand: archiveCommand(layout.root),
+    // Archiving only with an object store: CNPG turns archive_mode on for every cluster, but without a store each
+    // segment would cost a process start for nothing. Adding a store later needs a restart (done in place when
+    // primaryUpdateStrategy is unsupervised).
+    ...(cluster.backup.barmanObjectStore === undefined ? {} : { archiveCommand: archiveCommand(layout.root) }),
   });
   return { controlPlane, cluster, credentials, rendered, layout, osUser, port: options.pgPort, tls, topology, backup };
 }

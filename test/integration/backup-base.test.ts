@@ -1,20 +1,16 @@
 import { strict as assert } from 'node:assert';
 import { execFile, spawn } from 'node:child_process';
-import { appendFile, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { clusterManifest, writeConfigDir } from '../support/config.js';
-import { eventually, freePort, handToPostgres, isRoot, makeTempDir, postgresUser, removeTempDir } from '../support/env.js';
+import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../support/env.js';
 import { killPostmaster, pgimEntry, PgimProcess, query, type PgimPaths, type PgimPorts } from '../support/pgim.js';
+import { asPostgres, restoreNewestWithBarman } from '../support/barman-restore.js';
 import { archivedWalNames, backupPartsMissing, backupSpec, S3Server, writeBackupSecret } from '../support/s3.js';
 
 const run = promisify(execFile);
-const pgBin = process.env.PGIM_PG_BIN ?? '/usr/lib/postgresql/15/bin';
-/** Runs a tool as the postgres account when the tests run as root (PostgreSQL refuses root). */
-const asPostgres = (command: string, args: string[]): [string, string[]] =>
-  isRoot ? ['setpriv', [`--reuid=${postgresUser}`, `--regid=${postgresUser}`, '--init-groups', '--', command, ...args]] : [command, args];
-
 interface BackupReply {
   data?: { phase: string; backupId?: string; beginWal?: string; endWal?: string; beginLSN?: string; endLSN?: string; startedAt?: string; stoppedAt?: string; error?: string };
 }
@@ -29,6 +25,8 @@ interface StatusBody {
  */
 describe('base backups to an S3 object store (real PostgreSQL, Barman Cloud, versitygw)', function () {
   this.timeout(900_000);
+  /** What before() set up, undone in reverse by after(). */
+  const cleanup: (() => Promise<unknown>)[] = [];
   const secrets = { appPassword: 'app-pass-base', superuserPassword: 'su-pass-base' };
   const path = 'base-test';
   let s3: S3Server;
@@ -49,7 +47,9 @@ describe('base backups to an S3 object store (real PostgreSQL, Barman Cloud, ver
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    const code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
+    const code = await new Promise<number>((resolve) => child.on('exit', (c) => {
+      resolve(c ?? 1);
+    }));
     let reply: BackupReply = {};
     try {
       reply = JSON.parse(out) as BackupReply;
@@ -70,41 +70,45 @@ describe('base backups to an S3 object store (real PostgreSQL, Barman Cloud, ver
       this.skip();
     }
     s3 = await S3Server.start();
+    cleanup.push(() => s3.stop());
     base = await makeTempDir('base');
+    cleanup.push(() => removeTempDir(base));
     paths = { configDir: join(base, 'config'), pgdata: join(base, 'pgdata'), runtimeDir: join(base, 'runtime') };
     ports = { pgPort: await freePort(), statusPort: await freePort(), metricsPort: await freePort() };
     await writeConfigDir(paths.configDir, { enableSuperuserAccess: true, spec: backupSpec(s3, path, { data: { compression: 'gzip', immediateCheckpoint: true } }) }, secrets);
     await writeBackupSecret(paths.configDir, s3);
     await handToPostgres(paths.configDir);
     pgim = new PgimProcess('run', paths, ports);
+    cleanup.push(() => pgim.stop().catch(() => killPostmaster(paths.pgdata)));
     await pgim.waitReady();
     await sql('CREATE TABLE kept (x int)');
     await sql('INSERT INTO kept SELECT g FROM generate_series(1, 1000) g');
   });
 
   after(async () => {
-    if (pgim !== undefined) await pgim.stop().catch(() => killPostmaster(paths.pgdata));
-    if (s3 !== undefined) await s3.stop();
-    if (base !== undefined) await removeTempDir(base);
+    for (const step of cleanup.reverse()) await step().catch(() => undefined);
   });
 
   it('takes an online base backup with `pgim backup --name` and reports it (status, metrics, pgim status)', async () => {
     assert.equal(await metric('cnpg_collector_last_available_backup_timestamp'), 0);
-    const { code, reply, raw } = await pgimBackup('first');
+    const reserved = await pgimBackup('latest');
+    assert.equal(reserved.code, 1);
+    assert.match(reserved.raw, /reserved by Barman/);
+    const { code, reply, raw } = await pgimBackup('nightly-1');
     assert.equal(code, 0, raw);
     assert.equal(reply.data?.phase, 'completed');
-    assert.match(reply.data?.backupId ?? '', /^\d{8}T\d{6}$/);
-    assert.match(reply.data?.beginWal ?? '', /^[0-9A-F]{24}$/);
-    assert.match(reply.data?.endLSN ?? '', /^[0-9A-F]+\/[0-9A-F]+$/);
+    assert.match(reply.data.backupId ?? '', /^\d{8}T\d{6}$/);
+    assert.match(reply.data.beginWal ?? '', /^[0-9A-F]{24}$/);
+    assert.match(reply.data.endLSN ?? '', /^[0-9A-F]+\/[0-9A-F]+$/);
     const doc = await status();
-    assert.equal(doc.backup?.lastBackup?.backupName, 'first');
-    assert.ok(doc.backup?.lastSuccessfulBackup !== undefined);
-    assert.equal(doc.backup?.backups, 1);
+    assert.equal(doc.backup?.lastBackup?.backupName, 'nightly-1');
+    assert.ok(doc.backup.lastSuccessfulBackup !== undefined);
+    assert.equal(doc.backup.backups, 1);
     assert.ok((await metric('cnpg_collector_last_available_backup_timestamp')) > 1e9);
     assert.ok((await metric('cnpg_collector_first_recoverability_point')) > 1e9);
     assert.equal(await metric('cnpg_collector_last_failed_backup_timestamp'), 0);
     const { stdout } = await run(process.execPath, [pgimEntry, 'status', '--url', `${pgim.statusUrl}/pg/status`]);
-    assert.match(stdout, /Last backup\s+first completed \(id \d{8}T\d{6}\)/);
+    assert.match(stdout, /Last backup\s+nightly-1 completed \(id \d{8}T\d{6}\)/);
     assert.match(stdout, /Archiving\s+ok/);
     // A second request while one runs is refused, not queued.
     const [a, b] = await Promise.all([pgimBackup('second'), pgimBackup('concurrent')]);
@@ -117,37 +121,19 @@ describe('base backups to an S3 object store (real PostgreSQL, Barman Cloud, ver
     await sql('INSERT INTO kept SELECT g FROM generate_series(1001, 1500) g');
     const wal = String((await sql('SELECT pg_walfile_name(pg_switch_wal()) AS w'))[0]?.w);
     await eventually(async () => ((await archivedWalNames(s3, path, 'itest')).includes(wal) ? true : undefined), 120_000, `${wal} archived`);
-    const restoreDir = join(base, 'restored');
-    const newest = (await catalog()).at(-1);
-    assert.ok(newest !== undefined);
-    await barman('barman-cloud-restore', [s3.destination(path), 'itest', newest.backup_id, restoreDir]);
-    // Plain PostgreSQL: no pgim, its own port and socket, no archiving; WAL from the store with Barman's tool.
-    const port = await freePort();
-    const restoreCommand = `barman-cloud-wal-restore --endpoint-url ${s3.endpointURL} --cloud-provider aws-s3 ${s3.destination(path)} itest %f %p`;
-    await appendFile(
-      join(restoreDir, 'postgresql.auto.conf'),
-      [
-        `port = ${port}`, "listen_addresses = '127.0.0.1'", `unix_socket_directories = '${restoreDir}'`, "archive_mode = 'off'",
-        "logging_collector = 'off'", "log_destination = 'stderr'", "ssl = 'off'", `restore_command = '${restoreCommand}'`,
-        "recovery_target_action = 'promote'",
-      ].join('\n').concat('\n'),
-    );
-    await writeFile(join(restoreDir, 'recovery.signal'), '');
-    await rm(join(restoreDir, 'standby.signal'), { force: true });
-    await handToPostgres(restoreDir);
-    const [cmd, args] = asPostgres(join(pgBin, 'pg_ctl'), ['-D', restoreDir, '-l', join(base, 'restored.log'), '-w', '-t', '300', 'start']);
-    await run(cmd, args, { env: s3.barmanEnv() });
+    const restored = await restoreNewestWithBarman(s3, path, 'itest', join(base, 'restored'));
     try {
       const rows = await eventually(async () => {
-        const r = await query(port, 'app', secrets.appPassword, 'SELECT pg_is_in_recovery() AS rec, (SELECT count(*)::int FROM kept) AS n').catch(() => undefined);
+        const r = await query(restored.port, 'app', secrets.appPassword, 'SELECT pg_is_in_recovery() AS rec, (SELECT count(*)::int FROM kept) AS n').catch(() => undefined);
         return r?.[0]?.rec === false ? r : undefined;
-      }, 300_000, 'the restored instance promoted');
+      }, 300_000, 'the restored instance promoted').catch(async (err: unknown) => {
+        throw new Error(`${(err as Error).message}\n${(await restored.log().catch(() => '')).slice(-3000)}`);
+      });
       assert.equal(rows[0]?.n, 1500);
     } finally {
-      const [stopCmd, stopArgs] = asPostgres(join(pgBin, 'pg_ctl'), ['-D', restoreDir, '-m', 'fast', '-w', 'stop']);
-      await run(stopCmd, stopArgs).catch(() => undefined);
+      await restored.stop();
     }
-    const log = await readFile(join(base, 'restored.log'), 'utf8');
+    const log = await restored.log();
     assert.match(log, /restored log file "[0-9A-F]{24}" from archive/);
   });
 

@@ -4,7 +4,7 @@ import { eventually } from '../support/env.js';
 import type { PgimProcess } from '../support/pgim.js';
 import { backupPartsMissing, backupSecretData, backupSecretName, backupSpec, S3Server } from '../support/s3.js';
 import type { TestApiServer } from '../k8s/apiserver.js';
-import { getCluster, installCrd, namespacedPath, putSecret, type Json } from '../k8s/fixtures.js';
+import { getCluster, installCrd, namespacedPath, type Json } from '../k8s/fixtures.js';
 import { apiServerFor, crdVariants, releaseAllApiServers, requireCrdFile, requireK8sBinaries } from '../k8s/harness.js';
 import { K8sInstance } from '../k8s/instance.js';
 import { cnpgDataDir } from '../k8s/paths.js';
@@ -19,6 +19,8 @@ const group = 'postgresql.cnpg.io/v1';
  */
 describe('Kubernetes mode: Backup objects (real kube-apiserver, CNPG CRDs, Barman Cloud, versitygw)', function () {
   this.timeout(900_000);
+  /** What before() set up, undone in reverse by after(). */
+  const cleanup: (() => Promise<unknown>)[] = [];
   const clusterName = 'db';
   let server: TestApiServer;
   let s3: S3Server;
@@ -57,6 +59,7 @@ describe('Kubernetes mode: Backup objects (real kube-apiserver, CNPG CRDs, Barma
     for (const crd of ['postgresql.cnpg.io_backups.yaml', 'postgresql.cnpg.io_scheduledbackups.yaml']) await installCrd(server, join(cnpgDataDir, 'crds', crd));
     await eventually(async () => ((await server.request('/apis/postgresql.cnpg.io/v1/backups')).status === 200 ? true : undefined), 30_000, 'backups served');
     s3 = await S3Server.start();
+    cleanup.push(() => s3.stop());
     instance = await K8sInstance.create(server, {
       namespacePrefix: 'backup',
       clusterName,
@@ -68,43 +71,45 @@ describe('Kubernetes mode: Backup objects (real kube-apiserver, CNPG CRDs, Barma
         rules.find((r) => r.resources.includes('secrets'))?.resourceNames?.push(backupSecretName);
       },
     });
-    await putSecret(server, instance.namespace, backupSecretName, backupSecretData(s3));
+    cleanup.push(() => instance.dispose());
+    const data = Object.fromEntries(Object.entries(backupSecretData(s3)).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
+    const created = await server.request(namespacedPath(instance.namespace, 'secrets'), { method: 'POST', body: { apiVersion: 'v1', kind: 'Secret', metadata: { name: backupSecretName }, type: 'Opaque', data } });
+    assert.equal(created.status, 201, created.text);
     pgim = await instance.start();
     await pgim.waitReady(180_000);
   });
 
   after(async () => {
-    if (instance !== undefined) await instance.dispose();
-    if (s3 !== undefined) await s3.stop();
+    for (const step of cleanup.reverse()) await step().catch(() => undefined);
     await releaseAllApiServers();
   });
 
   it('takes the Backup of its Cluster, patching backups/status through every phase, and updates the Cluster status', async () => {
     await createBackup('other-cluster-backup', 'someone-else');
-    await createBackup('first', clusterName);
+    await createBackup('nightly', clusterName);
     const seen = new Set<string>();
     const done = await eventually(async () => {
-      const { body } = await getBackup('first');
+      const { body } = await getBackup('nightly');
       const phase = body.status?.phase;
       if (typeof phase === 'string') seen.add(phase);
       return phase === 'completed' || phase === 'failed' ? body.status : undefined;
-    }, 300_000, 'Backup first completed');
-    assert.equal(done?.phase, 'completed', JSON.stringify(done));
+    }, 300_000, 'Backup nightly completed');
+    assert.equal(done.phase, 'completed', JSON.stringify(done));
     assert.ok(seen.has('running') || seen.has('started'), `phases seen: ${[...seen].join(', ')}`);
-    assert.match(String(done?.backupId), /^\d{8}T\d{6}$/);
-    for (const key of ['beginWal', 'endWal']) assert.match(String(done?.[key]), /^[0-9A-F]{24}$/, key);
-    for (const key of ['beginLSN', 'endLSN']) assert.match(String(done?.[key]), /^[0-9A-F]+\/[0-9A-F]+$/, key);
-    for (const key of ['startedAt', 'stoppedAt']) assert.ok(!Number.isNaN(Date.parse(String(done?.[key]))), key);
-    assert.equal((done?.instanceID as Json | undefined)?.podName, `${clusterName}-1`);
-    assert.equal(done?.destinationPath, s3.destination('k8s'));
-    assert.equal(done?.serverName, clusterName);
+    assert.match(String(done.backupId), /^\d{8}T\d{6}$/);
+    for (const key of ['beginWal', 'endWal']) assert.match(String(done[key]), /^[0-9A-F]{24}$/, key);
+    for (const key of ['beginLSN', 'endLSN']) assert.match(String(done[key]), /^[0-9A-F]+\/[0-9A-F]+$/, key);
+    for (const key of ['startedAt', 'stoppedAt']) assert.ok(!Number.isNaN(Date.parse(String(done[key]))), key);
+    assert.equal((done.instanceID as Json | undefined)?.podName, `${clusterName}-1`);
+    assert.equal(done.destinationPath, s3.destination('k8s'));
+    assert.equal(done.serverName, clusterName);
 
     const cluster = await eventually(async () => {
       const c = await getCluster(server, instance.namespace, clusterName);
-      return typeof c.status?.lastSuccessfulBackup === 'string' ? c : undefined;
+      return typeof c.status?.lastSuccessfulBackup === 'string' ? c.status : undefined;
     }, 60_000, 'Cluster status.lastSuccessfulBackup');
-    assert.ok(typeof cluster.status?.firstRecoverabilityPoint === 'string');
-    const conditions = (cluster.status?.conditions ?? []) as { type: string; status: string; reason: string }[];
+    assert.ok(typeof cluster.firstRecoverabilityPoint === 'string');
+    const conditions = (cluster.conditions ?? []) as { type: string; status: string; reason: string }[];
     assert.equal(conditions.find((c) => c.type === 'LastBackupSucceeded')?.status, 'True');
     assert.equal(conditions.find((c) => c.type === 'ContinuousArchiving')?.reason, 'ContinuousArchivingSuccess');
 
@@ -125,7 +130,7 @@ describe('Kubernetes mode: Backup objects (real kube-apiserver, CNPG CRDs, Barma
     await eventually(async () => ((await getBackup('second')).body.status?.phase === 'completed' ? true : undefined), 300_000, 'Backup second completed');
     await eventually(async () => ((await getBackup('gone')).status === 404 ? true : undefined), 60_000, 'Backup gone deleted');
     assert.equal((await getBackup('foreign-gone')).status, 200);
-    assert.equal((await getBackup('first')).status, 200, 'a Backup still in the catalog stays');
+    assert.equal((await getBackup('nightly')).status, 200, 'a Backup still in the catalog stays');
     assert.equal((await getBackup('other-cluster-backup')).status, 200);
     const events = await server.auditEvents();
     const deletes = events.filter((e) => e.verb === 'delete' && e.objectRef?.resource === 'backups');

@@ -1,9 +1,10 @@
 import { strict as assert } from 'node:assert';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeConfigDir } from '../support/config.js';
 import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../support/env.js';
 import { connect, killPostmaster, PgimProcess, query, type PgimPaths, type PgimPorts } from '../support/pgim.js';
+import { descendants } from '../support/proc.js';
 
 describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function () {
   const marker = `S3NTINEL-${Math.random().toString(36).slice(2, 12)}`;
@@ -24,7 +25,19 @@ describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function
     base = await makeTempDir('logpipe');
     paths = { configDir: join(base, 'config'), pgdata: join(base, 'pgdata'), runtimeDir: join(base, 'runtime') };
     ports = { pgPort: await freePort(), statusPort: await freePort(), metricsPort: await freePort() };
-    await writeConfigDir(paths.configDir, { enableSuperuserAccess: true, smartShutdownTimeout: 1, parameters: { log_statement: 'all' } }, secrets);
+    // WAL archiving on, with sentinel S3 credentials (and a store that refuses connections: every archive fails,
+    // so the failure paths are swept too).
+    const s3Port = await freePort();
+    const backup = {
+      barmanObjectStore: {
+        destinationPath: 's3://backups/sentinel',
+        endpointURL: `http://127.0.0.1:${s3Port}`,
+        s3Credentials: { accessKeyId: { name: 'backup-creds', key: 'ID' }, secretAccessKey: { name: 'backup-creds', key: 'KEY' }, sessionToken: { name: 'backup-creds', key: 'TOKEN' } },
+      },
+    };
+    await writeConfigDir(paths.configDir, { enableSuperuserAccess: true, smartShutdownTimeout: 1, parameters: { log_statement: 'all' }, spec: { backup } }, secrets);
+    await mkdir(join(paths.configDir, 'secrets', 'backup-creds'), { recursive: true });
+    for (const key of ['ID', 'KEY', 'TOKEN']) await writeFile(join(paths.configDir, 'secrets', 'backup-creds', key), `${marker}-s3-${key}`);
     await handToPostgres(paths.configDir);
     pgim = new PgimProcess('run', paths, ports);
     await pgim.waitReady();
@@ -79,6 +92,22 @@ describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function
       await (await connect(ports.pgPort, 'app', rotated)).end();
       return true;
     }, 30_000, 'back after the crash');
+    // Archiving (failing: the store is down) runs Barman Cloud as pgim's and PostgreSQL's descendants: the
+    // credentials must not be on any command line.
+    await query(ports.pgPort, 'postgres', secrets.superuserPassword, 'SELECT pg_switch_wal()').catch(() => undefined);
+    await query(ports.pgPort, 'postgres', secrets.superuserPassword, 'CREATE TABLE IF NOT EXISTS sweep (x int)');
+    await query(ports.pgPort, 'postgres', secrets.superuserPassword, 'SELECT pg_switch_wal()');
+    let sawBarman = false;
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline && !sawBarman) {
+      for (const child of await descendants(pgim.pid)) {
+        const cmdline = await readFile(`/proc/${child.pid}/cmdline`, 'utf8').catch(() => '');
+        assert.ok(!cmdline.includes(marker), `the command line of ${child.comm}`);
+        if (cmdline.includes('barman-cloud')) sawBarman = true;
+      }
+    }
+    assert.ok(sawBarman, 'Barman Cloud ran while the sweep watched');
+    await eventually(() => Promise.resolve(pgim.lines.some((l) => l.includes('WAL archiving is failing')) ? true : undefined), 60_000, 'the archive failure in the log');
     for (const path of ['/healthz', '/readyz', '/startupz', '/pg/status', '/failsafe']) await fetchText(`${pgim.statusUrl}${path}`);
     await fetchText(`http://127.0.0.1:${ports.metricsPort}/metrics`);
     const exit = await pgim.stop();
@@ -93,7 +122,8 @@ describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function
     for (const name of await readdir(join(paths.pgdata, 'log')).catch(() => [])) {
       assert.ok(!(await readFile(join(paths.pgdata, 'log', name), 'utf8')).includes(marker), `PGDATA/log/${name}`);
     }
-    // The passfile is the one place a password is meant to be (0600, the runtime dir).
+    // The passfile and the wal-archive settings are the places a secret is meant to be (0600, the runtime dir).
+    assert.ok((await readFile(join(paths.runtimeDir, 'wal-archive', 'settings.json'), 'utf8')).includes(`${marker}-s3-KEY`));
     assert.ok((await readFile(join(paths.runtimeDir, 'pgpass'), 'utf8')).includes(rotated));
   });
 });

@@ -156,7 +156,7 @@ describe('PID 1 duties and crash safety (real PostgreSQL 15)', function () {
     const walMount = join(base, 'walfs');
     await mkdir(walMount);
     const walDir = join(paths.pgdata, 'pg_wal');
-    // Room for the segments there (archive_mode = on: the bootstrap's shutdown switched to a second one) plus 8 MiB.
+    // Room for the segments there (with archive_mode = on the bootstrap's shutdown switches to a second one) plus 8 MiB.
     const segments = (await readdir(walDir)).filter((f) => /^[0-9A-F]{24}$/.test(f)).length;
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${segments * 16 + 8}m,mode=0700`, 'tmpfs', walMount]);
     try {

@@ -25,7 +25,13 @@ export interface LocalCluster {
  * A files-mode cluster on 127.0.0.1, as `scripts/cluster.sh` runs it: one config folder with the
  * `<cluster>-hosts` ConfigMap and `pgim certs` material, one pgim per instance. Starts the primary, then replicas.
  */
-export async function startLocalCluster(size: number, options: TestClusterOptions, secrets: { appPassword: string; superuserPassword: string }): Promise<LocalCluster> {
+export async function startLocalCluster(
+  size: number,
+  options: TestClusterOptions,
+  secrets: { appPassword: string; superuserPassword: string },
+  /** Adds to the config folder before anything starts (e.g. another Secret). */
+  prepare: (configDir: string) => Promise<void> = () => Promise.resolve(),
+): Promise<LocalCluster> {
   const base = await makeTempDir('cluster');
   const configDir = join(base, 'config');
   await writeConfigDir(configDir, { ...options, spec: { instances: size, ...options.spec } }, secrets);
@@ -40,6 +46,7 @@ export async function startLocalCluster(size: number, options: TestClusterOption
   const certs = (out: string, cluster = 'itest'): string =>
     execFileSync(process.execPath, [pgimEntry, 'certs', '--cluster', cluster, '--instances', String(size), '--out', out], { encoding: 'utf8' });
   certs(join(configDir, 'secrets'));
+  await prepare(configDir);
   await handToPostgres(configDir);
   const cluster: LocalCluster = {
     base,

@@ -1,0 +1,192 @@
+import { readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { handFileToServiceUser, serviceDirectory, sleep } from '../env.js';
+import { queryOnce } from '../pg.js';
+import { pgbenchInit, pgbenchRun } from '../pgbench.js';
+import { percentile } from '../stats.js';
+import { FloorSystem } from '../systems/floor.js';
+import { S3Server } from '../../test/support/s3.js';
+import { pgimEntry } from '../../test/support/pgim.js';
+import { parseClusterManifest } from '../../src/cluster/parse.js';
+import { archivePaths, type ArchiveSettings } from '../../src/backup/settings.js';
+import { interleave, since } from './common.js';
+import type { Benchmark, BenchContext } from './types.js';
+
+/** One way of archiving, as an archive_command on the same PostgreSQL. */
+interface Archiver {
+  readonly label: string;
+  readonly command: string;
+}
+
+const segmentBytes = 16 * 1024 * 1024;
+
+/** Sets archive_command (a reload-level setting) and waits until PostgreSQL uses it. */
+async function useArchiveCommand(floor: FloorSystem, command: string): Promise<void> {
+  await queryOnce(floor.login, `ALTER SYSTEM SET archive_command = '${command.replace(/'/g, "''")}'`);
+  await queryOnce(floor.login, 'SELECT pg_reload_conf()');
+  for (let i = 0; i < 100; i++) {
+    const rows = await queryOnce<{ c: string }>(floor.login, "SELECT current_setting('archive_command') AS c");
+    if (rows[0]?.c === command) return;
+    await sleep(50);
+  }
+  throw new Error('archive_command was not reloaded');
+}
+
+async function readySegments(pgdata: string): Promise<string[]> {
+  const names = await readdir(join(pgdata, 'pg_wal', 'archive_status')).catch(() => [] as string[]);
+  return names.filter((n) => n.endsWith('.ready')).map((n) => n.slice(0, -'.ready'.length));
+}
+
+/** Completes `count` segments (a little data, then a switch each) while archiving is held back. */
+async function makeSegments(floor: FloorSystem, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    await queryOnce(floor.login, 'INSERT INTO b17_rows SELECT g FROM generate_series(1, 1000) g');
+    await queryOnce(floor.login, 'SELECT pg_switch_wal()');
+  }
+}
+
+/**
+ * Watches archive_status every 20 ms: when each segment became ready and when it stopped being ready (archived).
+ * Returns the lags (ms) of the segments seen both ways.
+ */
+function watchLag(pgdata: string): { stop: () => Promise<number[]> } {
+  const readyAt = new Map<string, number>();
+  const lags: number[] = [];
+  const state = { running: true };
+  const loop = (async () => {
+    while (state.running) {
+      const now = performance.now();
+      const ready = new Set(await readySegments(pgdata));
+      for (const name of ready) if (!readyAt.has(name)) readyAt.set(name, now);
+      for (const [name, at] of readyAt) {
+        if (!ready.has(name) && at >= 0) {
+          lags.push(now - at);
+          readyAt.set(name, -1);
+        }
+      }
+      await sleep(20);
+    }
+  })();
+  return {
+    stop: async () => {
+      state.running = false;
+      await loop;
+      return lags;
+    },
+  };
+}
+
+export const archiveBenchmark: Benchmark = {
+  id: 'B17',
+  title: 'WAL archiving to S3 under pgbench: lag and throughput',
+  measures:
+    'One PostgreSQL 15 (pg_ctl), archive_mode = on, and a local S3 server (versitygw over TLS); only archive_command ' +
+    'changes between the archivers: pgim `wal-archive` with wal.maxParallel 1 and 4, plain `barman-cloud-wal-archive` ' +
+    "per segment (CNPG's path with maxParallel 1), and pgBackRest 2.45 `archive-push` with archive-async and " +
+    'process-max 4. Throughput: with archiving held back (`/bin/false`), 16 completed segments (8 with --quick), then ' +
+    'the archiver is set and the time until none is ready gives segments/s (x16 MiB = the highest WAL rate it sustains). ' +
+    'Lag: during `pgbench -c 4 -j 2 -T 20` (10 s with --quick), the time from a segment\'s .ready file appearing to its ' +
+    'disappearing (polled every 20 ms), p50 and p99.',
+  async run(context: BenchContext, recorder) {
+    const s3 = await S3Server.start({ tls: true });
+    const floor = await FloorSystem.create(context.systems, { archive_mode: 'on', archive_command: '/bin/false', archive_timeout: '0', max_wal_size: '1GB' });
+    try {
+      await floor.initialise();
+      await (await floor.start()).commandDone;
+      const dir = join(context.systems.workDir, 'b17');
+      await serviceDirectory(dir, 0o700);
+      const caFile = join(dir, 'ca.crt');
+      await writeFile(caFile, s3.caPem ?? '');
+      await handFileToServiceUser(caFile);
+      // The peers' credentials: sourced by the shell PostgreSQL runs archive_command with (never in an argv).
+      const envFile = join(dir, 's3.env');
+      await writeFile(envFile, `export AWS_ACCESS_KEY_ID='${s3.accessKey}' AWS_SECRET_ACCESS_KEY='${s3.secretKey}' AWS_CA_BUNDLE='${caFile}'\n`, { mode: 0o600 });
+      await handFileToServiceUser(envFile);
+      const archivers: Archiver[] = [];
+      for (const maxParallel of [1, 4]) {
+        const runtime = join(dir, `pgim-${maxParallel}`);
+        await serviceDirectory(runtime, 0o700);
+        await serviceDirectory(archivePaths(runtime).dir, 0o700);
+        await serviceDirectory(archivePaths(runtime).spool, 0o700);
+        const cluster = parseClusterManifest(
+          JSON.stringify({
+            apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', metadata: { name: 'b17' },
+            spec: { backup: { barmanObjectStore: {
+              destinationPath: s3.destination(`pgim-${maxParallel}`), endpointURL: s3.endpointURL,
+              s3Credentials: { accessKeyId: { name: 'x', key: 'x' }, secretAccessKey: { name: 'x', key: 'x' } },
+              wal: { maxParallel },
+            } } },
+          }),
+          'b17',
+        );
+        const settings: ArchiveSettings = {
+          version: 1, clusterName: 'b17', podName: 'b17-1', archiver: true, store: cluster.backup.barmanObjectStore,
+          env: { AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey, AWS_CA_BUNDLE: caFile },
+        };
+        await writeFile(archivePaths(runtime).settings, JSON.stringify(settings), { mode: 0o600 });
+        await handFileToServiceUser(archivePaths(runtime).settings);
+        archivers.push({ label: `pgim (maxParallel ${maxParallel})`, command: `${process.execPath} ${pgimEntry} wal-archive --runtime-dir ${runtime} %p` });
+      }
+      archivers.push({
+        label: 'barman-cloud-wal-archive per segment',
+        command: `. ${envFile} && barman-cloud-wal-archive --endpoint-url ${s3.endpointURL} --cloud-provider aws-s3 ${s3.destination('barman')} b17 %p`,
+      });
+      const pgbackrestConf = join(dir, 'pgbackrest.conf');
+      const url = new URL(s3.endpointURL);
+      await writeFile(
+        pgbackrestConf,
+        [
+          '[global]', 'repo1-type=s3', `repo1-s3-bucket=${s3.bucket}`, `repo1-s3-endpoint=${url.hostname}`, `repo1-storage-port=${url.port}`,
+          `repo1-s3-key=${s3.accessKey}`, `repo1-s3-key-secret=${s3.secretKey}`, 'repo1-s3-region=us-east-1', 'repo1-s3-uri-style=path',
+          `repo1-storage-ca-file=${caFile}`, 'repo1-path=/pgbackrest', 'archive-async=y', `spool-path=${join(dir, 'pgbackrest-spool')}`,
+          'process-max=4', `lock-path=${join(dir, 'pgbackrest-lock')}`, `log-path=${join(dir, 'pgbackrest-log')}`, 'log-level-console=warn',
+          'compress-type=gz', 'compress-level=6', '', '[b17]', `pg1-path=${floor.pgdata}`, `pg1-port=${floor.login.port}`,
+          `pg1-socket-path=${join(floor.pgdata, '..', 'run')}`, '',
+        ].join('\n'),
+        { mode: 0o600 },
+      );
+      await handFileToServiceUser(pgbackrestConf);
+      for (const sub of ['pgbackrest-spool', 'pgbackrest-lock', 'pgbackrest-log']) await serviceDirectory(join(dir, sub), 0o700);
+      await context.systems.processes.mustRun('pgbackrest stanza-create', 'pgbackrest', [`--config=${pgbackrestConf}`, '--stanza=b17', 'stanza-create'], {
+        asServiceUser: true,
+        logFile: join(dir, 'pgbackrest-tool.log'),
+      });
+      archivers.push({ label: 'pgBackRest archive-push (async, process-max 4)', command: `pgbackrest --config=${pgbackrestConf} --stanza=b17 archive-push %p` });
+
+      await queryOnce(floor.login, 'CREATE TABLE b17_rows (x int)');
+      await pgbenchInit(context.systems.processes, floor.login, 5, join(dir, 'pgbench.log'));
+      const backlog = context.quick ? 8 : 16;
+      const seconds = context.quick ? 10 : 20;
+      await interleave(context, archivers, async (archiver, run) => {
+        // Throughput: a backlog, then the archiver.
+        await useArchiveCommand(floor, '/bin/false');
+        await makeSegments(floor, backlog);
+        const waiting = (await readySegments(floor.pgdata)).length;
+        const t0 = performance.now();
+        await useArchiveCommand(floor, archiver.command);
+        while ((await readySegments(floor.pgdata)).length > 0) {
+          if (since(t0) > 600_000) throw new Error(`${archiver.label}: the backlog did not drain in 10 min`);
+          await sleep(20);
+        }
+        const elapsed = since(t0);
+        const perSecond = (waiting * 1000) / elapsed;
+        recorder.add(archiver.label, 'backlog drained (segments/s)', run, perSecond, 'count');
+        recorder.add(archiver.label, 'sustained WAL rate (MB/s)', run, (perSecond * segmentBytes) / 1e6, 'MB');
+        // Lag under a write load.
+        const watch = watchLag(floor.pgdata);
+        const bench = await pgbenchRun(context.systems.processes, floor.login, ['-c', '4', '-j', '2', '-T', String(seconds), '-n'], join(dir, 'pgbench.log'), (seconds + 120) * 1000);
+        while ((await readySegments(floor.pgdata)).length > 0) await sleep(20);
+        const lags = await watch.stop();
+        if (lags.length > 0) {
+          recorder.add(archiver.label, 'archive lag p50 (ms)', run, percentile(lags, 50), 'ms');
+          recorder.add(archiver.label, 'archive lag p99 (ms)', run, percentile(lags, 99), 'ms');
+        }
+        recorder.add(archiver.label, 'pgbench TPS during archiving', run, bench.tps, 'tx/s', { detail: true });
+        context.log(`    ${archiver.label}: ${perSecond.toFixed(2)} segments/s, ${lags.length} segments under load, p99 ${lags.length > 0 ? percentile(lags, 99).toFixed(0) : '-'} ms`);
+      });
+    } finally {
+      await floor.destroy();
+      await s3.stop();
+    }
+  },
+};

@@ -1,0 +1,182 @@
+import { strict as assert } from 'node:assert';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { electBackupPod, backupStatusFields } from '../../src/backup/backup-objects.js';
+import { backupArgs, backupDeleteArgs, checkWalArchiveArgs, parseBackupList, parseBarmanTime, recoverabilityTimes, walArchiveArgs } from '../../src/backup/barman.js';
+import { barmanRetentionPolicy } from '../../src/backup/config.js';
+import { resolveStoreCredentials } from '../../src/backup/credentials.js';
+import { archiveCommand } from '../../src/backup/runtime.js';
+import { archivingCondition, defaultBackupName } from '../../src/backup/service.js';
+import { gatherReadyWalFiles } from '../../src/backup/wal-archive.js';
+import { parseClusterManifest } from '../../src/cluster/parse.js';
+import { FilesControlPlane } from '../../src/controlplane/files.js';
+import { ConfigError } from '../../src/errors/index.js';
+import { makeTempDir, removeTempDir } from '../support/env.js';
+
+function manifest(backup: unknown): string {
+  return stringify({ apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', metadata: { name: 'pg' }, spec: { instances: 1, backup } });
+}
+
+const store = {
+  destinationPath: 's3://bucket/path',
+  endpointURL: 'https://127.0.0.1:9000',
+  s3Credentials: { accessKeyId: { name: 'creds', key: 'ID' }, secretAccessKey: { name: 'creds', key: 'KEY' } },
+};
+
+function problem(backup: unknown): string {
+  try {
+    parseClusterManifest(manifest(backup), 'f.yaml');
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err));
+    return err.message;
+  }
+  return assert.fail('expected a ConfigError');
+}
+
+describe('spec.backup (CNPG names and defaults)', () => {
+  it('resolves CNPG defaults: serverName = the Cluster name, maxParallel 1, target prefer-standby', () => {
+    const c = parseClusterManifest(manifest({ barmanObjectStore: store }), 'f.yaml');
+    const s = c.backup.barmanObjectStore;
+    assert.equal(s?.serverName, 'pg');
+    assert.equal(s.wal.maxParallel, 1);
+    assert.equal(s.data.immediateCheckpoint, false);
+    assert.equal(c.backup.target, 'prefer-standby');
+    assert.equal(c.backup.retentionPolicy, undefined);
+    assert.equal(parseClusterManifest(manifest(undefined), 'f.yaml').backup.barmanObjectStore, undefined);
+  });
+
+  it('refuses what pgim or barman-cli-cloud 3.4 cannot do, naming the field', () => {
+    assert.match(problem({ barmanObjectStore: { ...store, wal: { compression: 'zstd' } } }), /spec\.backup\.barmanObjectStore\.wal\.compression: must be gzip, bzip2 or snappy/);
+    assert.match(problem({ barmanObjectStore: { ...store, azureCredentials: { storageAccount: { name: 'a', key: 'b' } } } }), /azureCredentials: is not implemented by pgim/);
+    assert.match(problem({ barmanObjectStore: { ...store, destinationPath: 'gs://x' } }), /destinationPath: must be an s3:\/\/ URL/);
+    assert.match(problem({ barmanObjectStore: { destinationPath: 's3://b' } }), /s3Credentials: no credentials defined/);
+    assert.match(problem({ barmanObjectStore: store, retentionPolicy: '30 days' }), /retentionPolicy: must be a number followed by d, w or m/);
+    assert.match(problem({ barmanObjectStore: store, target: 'standby' }), /target: must be primary or prefer-standby/);
+    assert.match(problem({ barmanObjectStore: { ...store, wal: { maxParallel: 0 } } }), /maxParallel: must be at least 1/);
+  });
+
+  it("maps retentionPolicy as CNPG's ParsePolicy does", () => {
+    assert.equal(barmanRetentionPolicy('30d'), 'RECOVERY WINDOW OF 30 DAYS');
+    assert.equal(barmanRetentionPolicy('2w'), 'RECOVERY WINDOW OF 2 WEEKS');
+    assert.equal(barmanRetentionPolicy('6m'), 'RECOVERY WINDOW OF 6 MONTHS');
+  });
+});
+
+describe('barman-cloud command lines', () => {
+  const resolved = parseClusterManifest(
+    manifest({
+      barmanObjectStore: {
+        ...store,
+        tags: { b: '2', a: '1' },
+        historyTags: { h: 'x' },
+        wal: { compression: 'gzip', maxParallel: 4, archiveAdditionalCommandArgs: ['--gzip', '--read-timeout=60', '=bad'] },
+        data: { compression: 'bzip2', jobs: 2, immediateCheckpoint: true },
+      },
+    }),
+    'f.yaml',
+  ).backup.barmanObjectStore;
+  assert.ok(resolved);
+
+  it("builds barman-cloud-wal-archive's in CNPG's order, extra args deduplicated, no credential anywhere", () => {
+    assert.deepEqual(walArchiveArgs(resolved, 'pg_wal/000000010000000000000001'), [
+      '--gzip', '--read-timeout=60', '--endpoint-url', 'https://127.0.0.1:9000', '--tags', 'a,1', 'b,2', '--history-tags', 'h,x',
+      '--cloud-provider', 'aws-s3', 's3://bucket/path', 'pg', 'pg_wal/000000010000000000000001',
+    ]);
+    assert.deepEqual(checkWalArchiveArgs(resolved), ['--endpoint-url', 'https://127.0.0.1:9000', '--cloud-provider', 'aws-s3', 's3://bucket/path', 'pg']);
+  });
+
+  it('builds barman-cloud-backup and barman-cloud-backup-delete', () => {
+    assert.deepEqual(backupArgs(resolved, 'backup-1', { host: '/run', port: 5432, user: 'postgres' }), [
+      '--user', 'postgres', '--host', '/run', '--port', '5432', '--name', 'backup-1', '--bzip2', '--immediate-checkpoint', '--jobs', '2',
+      '--tags', 'a,1', 'b,2', '--endpoint-url', 'https://127.0.0.1:9000', '--cloud-provider', 'aws-s3', 's3://bucket/path', 'pg',
+    ]);
+    assert.deepEqual(backupDeleteArgs(resolved, 'RECOVERY WINDOW OF 7 DAYS').slice(-4), ['--retention-policy', 'RECOVERY WINDOW OF 7 DAYS', 's3://bucket/path', 'pg']);
+  });
+
+  it("parses barman-cloud-backup-list's JSON (3.4's time format) and computes the recoverability times", () => {
+    const list = parseBackupList(JSON.stringify({
+      backups_list: [
+        { backup_id: '20261205T020000', backup_name: 'b', status: 'DONE', begin_time: 'Sat Dec  5 02:00:00 2026', end_time: 'Sat Dec  5 02:01:00 2026', begin_wal: '000000010000000000000004', end_xlog: '0/5000100' },
+        { backup_id: '20261205T010000', backup_name: 'a', status: 'DONE', begin_time: '2026-12-05 01:00:00.123+00:00', end_time: '2026-12-05 01:02:00+00:00' },
+        { backup_id: '20261205T030000', status: 'FAILED', begin_time: '2026-12-05 03:00:00+00:00' },
+      ],
+    }));
+    assert.deepEqual(list.map((e) => e.backupId), ['20261205T010000', '20261205T020000', '20261205T030000']);
+    assert.equal(list[1]?.endLSN, '0/5000100');
+    const times = recoverabilityTimes(list);
+    assert.equal(times.firstRecoverabilityPoint?.toISOString(), '2026-12-05T01:02:00.000Z');
+    assert.equal(times.lastSuccessfulBackup?.toISOString(), '2026-12-05T02:01:00.000Z');
+    assert.equal(parseBarmanTime('not a time'), undefined);
+  });
+});
+
+describe('archiving and backup helpers', () => {
+  it('quotes the archive_command words for /bin/sh and ends with %p', () => {
+    assert.equal(archiveCommand('/controller', ['/usr/bin/node', '/opt/pgim/pgim.js']), '/usr/bin/node /opt/pgim/pgim.js wal-archive --runtime-dir /controller %p');
+    assert.equal(archiveCommand("/tmp/it's here", ['node', 'p.js']), "node p.js wal-archive --runtime-dir '/tmp/it'\\''s here' %p");
+  });
+
+  it('gathers the next ready segments in order, skipping the requested one (CNPG GatherReadyWALFiles)', async () => {
+    const dir = await makeTempDir('ready');
+    try {
+      const status = join(dir, 'pg_wal', 'archive_status');
+      await mkdir(status, { recursive: true });
+      for (const name of ['000000010000000000000003.ready', '000000010000000000000001.done', '000000010000000000000002.ready', '000000010000000000000004.ready', '00000002.history.ready']) {
+        await writeFile(join(status, name), '');
+      }
+      assert.deepEqual(await gatherReadyWalFiles(dir, '000000010000000000000002', 2), ['pg_wal/000000010000000000000003', 'pg_wal/000000010000000000000004']);
+      assert.deepEqual(await gatherReadyWalFiles(dir, 'x', 0), []);
+    } finally {
+      await removeTempDir(dir);
+    }
+  });
+
+  it('reads credentials from the Secret and refuses a bad one naming the Secret and key, never the value', async () => {
+    const dir = await makeTempDir('creds');
+    try {
+      await mkdir(join(dir, 'secrets', 'creds'), { recursive: true });
+      await writeFile(join(dir, 'secrets', 'creds', 'ID'), 'AKIDSENTINEL\n');
+      await writeFile(join(dir, 'secrets', 'creds', 'KEY'), 'SECRET-SENTINEL');
+      const plane = new FilesControlPlane(dir);
+      const resolved = parseClusterManifest(manifest({ barmanObjectStore: store }), 'f.yaml').backup.barmanObjectStore;
+      assert.ok(resolved);
+      assert.deepEqual((await resolveStoreCredentials(plane, resolved)).env, { AWS_ACCESS_KEY_ID: 'AKIDSENTINEL', AWS_SECRET_ACCESS_KEY: 'SECRET-SENTINEL' });
+      await writeFile(join(dir, 'secrets', 'creds', 'KEY'), 'SECRET\nSENTINEL');
+      await assert.rejects(resolveStoreCredentials(plane, resolved), (err: Error) => err.message === 'secret creds: KEY: contains a line break or NUL' && !err.message.includes('SENTINEL'));
+      await writeFile(join(dir, 'secrets', 'creds', 'KEY'), 'SECRET-SENTINEL');
+      const withCa = { ...resolved, endpointCA: { name: 'creds', key: 'ca.crt' } };
+      await assert.rejects(resolveStoreCredentials(plane, withCa), /secret creds: ca.crt: key is missing \(named by spec.backup.barmanObjectStore.endpointCA\)/);
+    } finally {
+      await removeTempDir(dir);
+    }
+  });
+
+  it('names backups as CNPG does, and maps archive results to the ContinuousArchiving condition', () => {
+    assert.equal(defaultBackupName(new Date('2026-12-05T01:02:03Z')), 'backup-20261205010203');
+    assert.equal(archivingCondition({ at: '', walName: 'x', error: '' }).reason, 'ContinuousArchivingSuccess');
+    const failing = archivingCondition({ at: '', walName: 'x', error: 'boom' });
+    assert.deepEqual([failing.status, failing.reason, failing.message], ['False', 'ContinuousArchivingFailing', 'boom']);
+  });
+
+  it('elects the backup pod as CNPG does and maps a run to Backup status fields', () => {
+    const topology = { primary: 'pg-1', instances: ['pg-1', 'pg-3', 'pg-2'] };
+    const backup = (spec: Record<string, unknown>, status: Record<string, unknown> = {}): Parameters<typeof electBackupPod>[0] => ({ name: 'b', creationTimestamp: '', spec, status });
+    assert.equal(electBackupPod(backup({}), 'prefer-standby', topology), 'pg-2');
+    assert.equal(electBackupPod(backup({ target: 'primary' }), 'prefer-standby', topology), 'pg-1');
+    assert.equal(electBackupPod(backup({}), 'primary', topology), 'pg-1');
+    assert.equal(electBackupPod(backup({}), 'prefer-standby', { primary: 'pg-1', instances: ['pg-1'] }), 'pg-1');
+    assert.equal(electBackupPod(backup({}, { instanceID: { podName: 'pg-3' } }), 'primary', topology), 'pg-3');
+    const fields = backupStatusFields({ backupName: 'b', phase: 'completed', backupId: 'id', destinationPath: 's3://x', serverName: 'pg', instanceID: { podName: 'pg-1', sessionID: 's' } });
+    assert.equal(fields.phase, 'completed');
+    assert.equal(fields.error, null);
+    assert.ok(typeof fields.reconciliationTerminatedAt === 'string');
+  });
+});
+
+describe('bootstrap.recovery', () => {
+  it('is refused, never initdb\'d instead', () => {
+    const text = stringify({ apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', metadata: { name: 'pg' }, spec: { bootstrap: { recovery: { source: 'x' } } } });
+    assert.throws(() => parseClusterManifest(text, 'f.yaml'), /spec\.bootstrap\.recovery: is not implemented by pgim yet/);
+  });
+});
