@@ -296,6 +296,24 @@ export function evaluateGoals(rows: readonly SummaryRow[]): GoalResult[] {
       `Patroni ${b16Patroni === undefined ? '–' : formatValue(b16Patroni.median, 'tx/s')}`,
     verdict: judge(b16Pgim && b16Floor ? b16Pgim.median >= 0.95 * b16Floor.median : undefined),
   });
+
+  // Issue 16: WAL archiving to S3. pgim's p99 lag under 1 s under pgbench -c 4, and its throughput at least 3x the
+  // per-segment barman-cloud-wal-archive call (CNPG with maxParallel 1); pgBackRest async is the peer to beat.
+  const b17 = (metric: string, system: string): SummaryRow | undefined => rowFor(rows, 'B17', metric, system);
+  const pgim4 = 'pgim (maxParallel 4)';
+  const barman = 'barman-cloud-wal-archive per segment';
+  const pgbackrest = 'pgBackRest archive-push (async, process-max 4)';
+  const b17Lag = b17('archive lag p99 (ms)', pgim4);
+  const b17Rate = b17('backlog drained (segments/s)', pgim4);
+  const b17Barman = b17('backlog drained (segments/s)', barman);
+  const b17Peer = b17('backlog drained (segments/s)', pgbackrest);
+  const rate = (row: SummaryRow | undefined): string => (row === undefined ? '–' : `${row.median.toFixed(2)} segments/s`);
+  goals.push({
+    benchmark: 'B17',
+    goal: 'pgim (maxParallel 4): archive lag p99 under 1 s under pgbench -c 4, and at least 3x the throughput of barman-cloud-wal-archive per segment',
+    measured: `p99 ${ms(b17Lag)}; pgim ${rate(b17Rate)} vs per-segment Barman ${rate(b17Barman)}; pgBackRest async ${rate(b17Peer)}`,
+    verdict: judge(b17Lag && b17Rate && b17Barman ? b17Lag.median < 1000 && b17Rate.median >= 3 * b17Barman.median : undefined),
+  });
   return goals;
 }
 

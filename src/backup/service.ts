@@ -174,8 +174,7 @@ export class BackupService {
       if (problem !== undefined) {
         run.phase = 'walArchivingFailing';
         run.error = problem;
-        await onProgress(run);
-        return this.finish(run, store, onProgress);
+        return this.finish(run, store);
       }
     }
     logger.info({ backupName: run.backupName, destinationPath: store.destinationPath, serverName: store.serverName }, 'starting a base backup (barman-cloud-backup)');
@@ -200,23 +199,21 @@ export class BackupService {
       { backupName: run.backupName, backupId: run.backupId, phase: run.phase, elapsedMs: Date.now() - started, ...(run.error === undefined ? {} : { error: run.error }) },
       run.phase === 'completed' ? 'base backup completed' : 'base backup failed',
     );
-    await onProgress(run);
-    return this.finish(run, store, onProgress);
+    return this.finish(run, store);
   }
 
-  private async finish(run: BackupRun, store: BarmanObjectStore, onProgress: (run: BackupRun) => Promise<void>): Promise<BackupRun> {
-    if (run.phase !== 'completed') {
-      if (run.phase === 'walArchivingFailing') await onProgress({ ...run });
-      run.phase = 'failed';
-      this.status.lastFailedBackup = new Date().toISOString();
-    }
+  /** Records the outcome (status, condition, times), then CNPG's maintenance: retention and the catalog. */
+  private async finish(run: BackupRun, store: BarmanObjectStore): Promise<BackupRun> {
+    // CNPG leaves a backup whose WAL archiving does not work in `walArchivingFailing`; any other problem is `failed`.
+    if (run.phase === 'running') run.phase = 'failed';
+    if (run.phase !== 'completed') this.status.lastFailedBackup = new Date().toISOString();
     this.status.lastBackup = { ...run };
     const condition: ClusterCondition =
       run.phase === 'completed'
         ? { type: 'LastBackupSucceeded', status: 'True', reason: 'LastBackupSucceeded', message: 'Backup was successful' }
         : { type: 'LastBackupSucceeded', status: 'False', reason: 'LastBackupFailed', message: run.error ?? 'failed' };
     await this.deps.controlPlane
-      .reportStatus({ conditions: [condition], ...(run.phase === 'failed' ? { lastFailedBackup: this.status.lastFailedBackup } : {}) })
+      .reportStatus({ conditions: [condition], ...(run.phase === 'completed' ? {} : { lastFailedBackup: this.status.lastFailedBackup }) })
       .catch(() => undefined);
     await this.maintenance(store).catch((err: unknown) => {
       this.deps.logger.warn({ error: errorMessage(err) }, 'backup maintenance failed');
@@ -225,7 +222,7 @@ export class BackupService {
   }
 
   /** CNPG's backupMaintenance: retention, then the catalog's recoverability times. */
-  async maintenance(store: BarmanObjectStore = this.store ?? (undefined as never)): Promise<CatalogEntry[]> {
+  async maintenance(store: BarmanObjectStore): Promise<CatalogEntry[]> {
     const policy = this.deps.desired().cluster.backup.retentionPolicy;
     if (policy !== undefined) {
       const result = await runTool('barman-cloud-backup-delete', backupDeleteArgs(store, barmanRetentionPolicy(policy)), this.env());

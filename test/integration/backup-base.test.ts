@@ -124,7 +124,7 @@ describe('base backups to an S3 object store (real PostgreSQL, Barman Cloud, ver
     const restored = await restoreNewestWithBarman(s3, path, 'itest', join(base, 'restored'));
     try {
       const rows = await eventually(async () => {
-        const r = await query(restored.port, 'app', secrets.appPassword, 'SELECT pg_is_in_recovery() AS rec, (SELECT count(*)::int FROM kept) AS n').catch(() => undefined);
+        const r = await query(restored.port, 'postgres', secrets.superuserPassword, 'SELECT pg_is_in_recovery() AS rec, (SELECT count(*)::int FROM kept) AS n').catch(() => undefined);
         return r?.[0]?.rec === false ? r : undefined;
       }, 300_000, 'the restored instance promoted').catch(async (err: unknown) => {
         throw new Error(`${(err as Error).message}\n${(await restored.log().catch(() => '')).slice(-3000)}`);

@@ -199,8 +199,11 @@ export async function archivedWalNames(server: S3Server, path: string, serverNam
   const { readdir } = await import('node:fs/promises');
   const root = join(server.bucketDir, path, serverName, 'wals');
   const out: string[] = [];
-  for (const dir of await readdir(root).catch(() => [] as string[])) {
-    for (const file of await readdir(join(root, dir)).catch(() => [] as string[])) out.push(file.replace(/\.(gz|bz2|snappy)$/, ''));
+  const strip = (file: string): string => file.replace(/\.(gz|bz2|snappy)$/, '');
+  for (const entry of await readdir(root, { withFileTypes: true }).catch(() => [])) {
+    // Segments sit in one folder per 4 GiB (`0000000100000000/`); history files at the top (`00000002.history`).
+    if (!entry.isDirectory()) out.push(strip(entry.name));
+    else for (const file of await readdir(join(root, entry.name)).catch(() => [] as string[])) out.push(strip(file));
   }
   return out.sort();
 }
