@@ -92,6 +92,7 @@ setsid node dist/cmd/pgim.js run \
   --listen-address 127.0.0.1 --user "$run_as" >"$log" 2>&1 &
 pid=$!
 stop() { kill -TERM "$pid" 2>/dev/null || true; }
+# shellcheck disable=SC2317 # called by the EXIT trap
 stop_s3() { if [ -n "$s3_pid" ]; then kill -TERM "$s3_pid" 2>/dev/null || true; fi; }
 trap stop_s3 EXIT
 trap stop INT TERM

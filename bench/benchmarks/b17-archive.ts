@@ -136,7 +136,7 @@ export const archiveBenchmark: Benchmark = {
       await writeFile(
         pgbackrestConf,
         [
-          '[global]', 'repo1-type=s3', `repo1-s3-bucket=${s3.bucket}`, `repo1-s3-endpoint=${url.hostname}`, `repo1-storage-port=${url.port}`,
+          '[global]', 'repo1-type=s3', `repo1-s3-bucket=${s3.bucket}`, 'repo1-s3-endpoint=localhost', `repo1-storage-port=${url.port}`,
           `repo1-s3-key=${s3.accessKey}`, `repo1-s3-key-secret=${s3.secretKey}`, 'repo1-s3-region=us-east-1', 'repo1-s3-uri-style=path',
           `repo1-storage-ca-file=${caFile}`, 'repo1-path=/pgbackrest', 'archive-async=y', `spool-path=${join(dir, 'pgbackrest-spool')}`,
           'process-max=4', `lock-path=${join(dir, 'pgbackrest-lock')}`, `log-path=${join(dir, 'pgbackrest-log')}`, 'log-level-console=warn',
