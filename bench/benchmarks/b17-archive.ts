@@ -2,7 +2,7 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { handFileToServiceUser, serviceDirectory, sleep } from '../env.js';
 import { queryOnce } from '../pg.js';
-import { pgbenchInit, pgbenchRun } from '../pgbench.js';
+import { pgbenchRun } from '../pgbench.js';
 import { percentile } from '../stats.js';
 import { FloorSystem } from '../systems/floor.js';
 import { S3Server } from '../../test/support/s3.js';
@@ -85,7 +85,7 @@ export const archiveBenchmark: Benchmark = {
     "per segment (CNPG's path with maxParallel 1), and pgBackRest 2.45 `archive-push` with archive-async and " +
     'process-max 4. Throughput: with archiving held back (`/bin/false`), 16 completed segments (8 with --quick), then ' +
     'the archiver is set and the time until none is ready gives segments/s (x16 MiB = the highest WAL rate it sustains). ' +
-    'Lag: during `pgbench -c 4 -j 2 -T 20` (10 s with --quick), the time from a segment\'s .ready file appearing to its ' +
+    'Lag: during `pgbench -c 4 -j 2 -T 20` (10 s with --quick) of 1000-row inserts, the time from a segment\'s .ready file appearing to its ' +
     'disappearing (polled every 20 ms), p50 and p99.',
   async run(context: BenchContext, recorder) {
     const s3 = await S3Server.start({ tls: true });
@@ -154,7 +154,10 @@ export const archiveBenchmark: Benchmark = {
       archivers.push({ label: 'pgBackRest archive-push (async, process-max 4)', command: `pgbackrest --config=${pgbackrestConf} --stanza=b17 archive-push %p` });
 
       await queryOnce(floor.login, 'CREATE TABLE b17_rows (x int)');
-      await pgbenchInit(context.systems.processes, floor.login, 5, join(dir, 'pgbench.log'));
+      // A write load that fills segments (about 40 kB of WAL per transaction), so the lag is measured on many.
+      const writeScript = join(dir, 'write.sql');
+      await writeFile(writeScript, 'INSERT INTO b17_rows SELECT g FROM generate_series(1, 1000) g;\n');
+      await handFileToServiceUser(writeScript);
       const backlog = context.quick ? 8 : 16;
       const seconds = context.quick ? 10 : 20;
       await interleave(context, archivers, async (archiver, run) => {
@@ -174,7 +177,7 @@ export const archiveBenchmark: Benchmark = {
         recorder.add(archiver.label, 'sustained WAL rate (MB/s)', run, (perSecond * segmentBytes) / 1e6, 'MB');
         // Lag under a write load.
         const watch = watchLag(floor.pgdata);
-        const bench = await pgbenchRun(context.systems.processes, floor.login, ['-c', '4', '-j', '2', '-T', String(seconds), '-n'], join(dir, 'pgbench.log'), (seconds + 120) * 1000);
+        const bench = await pgbenchRun(context.systems.processes, floor.login, ['-c', '4', '-j', '2', '-T', String(seconds), '-n', '-f', writeScript], join(dir, 'pgbench.log'), (seconds + 120) * 1000);
         while ((await readySegments(floor.pgdata)).length > 0) await sleep(20);
         const lags = await watch.stop();
         if (lags.length > 0) {

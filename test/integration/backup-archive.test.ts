@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { writeConfigDir } from '../support/config.js';
 import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../support/env.js';
 import { killPostmaster, PgimProcess, query, type PgimPaths, type PgimPorts } from '../support/pgim.js';
-import { archivedWalNames, backupPartsMissing, backupSpec, S3Server, writeBackupSecret } from '../support/s3.js';
+import { archivedWalNames, backupSpec, requireBackupParts, S3Server, writeBackupSecret } from '../support/s3.js';
 
 const run = promisify(execFile);
 
@@ -56,11 +56,7 @@ describe('WAL archiving to an S3 object store (real PostgreSQL, Barman Cloud, ve
   };
 
   before(async function () {
-    const missing = backupPartsMissing();
-    if (missing !== undefined) {
-      if (process.env.CI === 'true') throw new Error(`backup test parts missing: ${missing}`);
-      this.skip();
-    }
+    requireBackupParts(this);
     s3 = await S3Server.start({ tls: true });
     cleanup.push(() => s3.stop());
     base = await makeTempDir('archive');

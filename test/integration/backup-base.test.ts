@@ -8,7 +8,7 @@ import { clusterManifest, writeConfigDir } from '../support/config.js';
 import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../support/env.js';
 import { killPostmaster, pgimEntry, PgimProcess, query, type PgimPaths, type PgimPorts } from '../support/pgim.js';
 import { asPostgres, restoreNewestWithBarman } from '../support/barman-restore.js';
-import { archivedWalNames, backupPartsMissing, backupSpec, S3Server, writeBackupSecret } from '../support/s3.js';
+import { archivedWalNames, backupSpec, requireBackupParts, S3Server, writeBackupSecret } from '../support/s3.js';
 
 const run = promisify(execFile);
 interface BackupReply {
@@ -64,11 +64,7 @@ describe('base backups to an S3 object store (real PostgreSQL, Barman Cloud, ver
     (JSON.parse((await barman('barman-cloud-backup-list', ['--format', 'json', s3.destination(path), 'itest'])).stdout) as { backups_list: { backup_id: string; backup_name?: string }[] }).backups_list;
 
   before(async function () {
-    const missing = backupPartsMissing();
-    if (missing !== undefined) {
-      if (process.env.CI === 'true') throw new Error(`backup test parts missing: ${missing}`);
-      this.skip();
-    }
+    requireBackupParts(this);
     s3 = await S3Server.start();
     cleanup.push(() => s3.stop());
     base = await makeTempDir('base');

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
 import { eventually } from '../support/env.js';
 import type { PgimProcess } from '../support/pgim.js';
-import { backupPartsMissing, backupSecretData, backupSecretName, backupSpec, S3Server } from '../support/s3.js';
+import { backupSecretData, backupSecretName, backupSpec, requireBackupParts, S3Server } from '../support/s3.js';
 import type { TestApiServer } from '../k8s/apiserver.js';
 import { getCluster, installCrd, namespacedPath, type Json } from '../k8s/fixtures.js';
 import { apiServerFor, crdVariants, releaseAllApiServers, requireCrdFile, requireK8sBinaries } from '../k8s/harness.js';
@@ -47,11 +47,7 @@ describe('Kubernetes mode: Backup objects (real kube-apiserver, CNPG CRDs, Barma
 
   before(async function () {
     this.timeout(40 * 60_000);
-    const missing = backupPartsMissing();
-    if (missing !== undefined) {
-      if (process.env.CI === 'true') throw new Error(`backup test parts missing: ${missing}`);
-      this.skip();
-    }
+    requireBackupParts(this);
     const binDir = await requireK8sBinaries(this);
     if (cnpg === undefined) throw new Error('no CNPG CRD variant');
     requireCrdFile(this, cnpg);

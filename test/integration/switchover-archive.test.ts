@@ -5,7 +5,7 @@ import { restoreNewestWithBarman } from '../support/barman-restore.js';
 import { startLocalCluster, type ClusterInstance, type LocalCluster } from '../support/cluster.js';
 import { eventually } from '../support/env.js';
 import { pgimEntry, query } from '../support/pgim.js';
-import { archivedWalNames, backupPartsMissing, backupSpec, S3Server, writeBackupSecret } from '../support/s3.js';
+import { archivedWalNames, backupSpec, requireBackupParts, S3Server, writeBackupSecret } from '../support/s3.js';
 
 const secrets = { appPassword: 'swa-app-pw', superuserPassword: 'swa-su-pw' };
 
@@ -26,11 +26,7 @@ describe('switchover during WAL archiving leaves no gap (2 instances, Barman Clo
   const su = (i: ClusterInstance, sql: string): Promise<Record<string, unknown>[]> => query(i.ports.pgPort, 'postgres', secrets.superuserPassword, sql);
 
   before(async function () {
-    const missing = backupPartsMissing();
-    if (missing !== undefined) {
-      if (process.env.CI === 'true') throw new Error(`backup test parts missing: ${missing}`);
-      this.skip();
-    }
+    requireBackupParts(this);
     s3 = await S3Server.start();
     cleanup.push(() => s3.stop());
     // writeBackupSecret needs the config folder first: start with the spec, the Secret follows before the start.

@@ -33,6 +33,15 @@ export function backupPartsMissing(): string | undefined {
   return missing.length === 0 ? undefined : missing.join(', ');
 }
 
+/** In a `before` hook: skips the suite (loudly) when a backup part is missing; under CI=true that is a failure. */
+export function requireBackupParts(context: Mocha.Context): void {
+  const missing = backupPartsMissing();
+  if (missing === undefined) return;
+  if (process.env.CI === 'true') throw new Error(`backup test parts missing: ${missing}`);
+  process.stderr.write(`\n!! SKIPPING the backup tests: missing ${missing}\n\n`);
+  context.skip();
+}
+
 export interface S3ServerOptions {
   bucket?: string;
   tls?: boolean;
