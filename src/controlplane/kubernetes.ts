@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { isObjectName, type Cluster } from '../cluster/schema.js';
+import { isObjectName } from '../cluster/names.js';
+import type { Cluster } from '../cluster/schema.js';
 import { ConfigError, errorMessage } from '../errors/index.js';
 import { namedLogger } from '../log/logger.js';
 import type { KubernetesOptions } from '../options/index.js';

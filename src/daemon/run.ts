@@ -18,7 +18,9 @@ import { primaryTimeline } from '../replication/wait-primary.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { certificatePaths } from '../tls/files.js';
 import { executableHash, nodeName, packageVersion } from './manager-info.js';
-import { loadDesiredState, prepareFilesystem, primaryConninfo, type DesiredState } from './prepare.js';
+import { DesiredStateSource } from '../desired/source.js';
+import { loadDesiredState, primaryConninfo, type DesiredState } from '../desired/state.js';
+import { prepareFilesystem } from './prepare.js';
 
 /** The conninfo a replica clones its primary with (CNPG's `-join` application name, no sender timeout). */
 function joinConninfo(desired: DesiredState): string {
@@ -223,12 +225,15 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
     const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
     const instance = openInstance(options, loaded.desired, logger);
     const desired = await confirmDesiredState(options, loaded, instance, droppedRoot);
+    const source = new DesiredStateSource(options, controlPlane, desired);
+    stopWatching = () => {
+      source.dispose();
+    };
     const reconciler: Reconciler = new Reconciler(
       {
         instance,
         state,
         logger,
-        load: () => loadDesiredState(options, controlPlane),
         restartInPlace: (reason) => supervisor?.requestRestart(reason) ?? Promise.resolve(),
         demote: (plan, beforeStart) => supervisor?.requestRestart('demotion', { plan, beforeStart }) ?? Promise.resolve(),
         setFenced: (fenced, plan) => {
@@ -278,10 +283,11 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
     // Loaded on demand: the HTTP, metrics and probe modules are most of pgim's start-up time, and on a normal start
     // they load while PostgreSQL starts instead of before it.
     const startServers = async (): Promise<void> => {
-      const { startStatusAndMetrics } = await import('../status/start.js');
+      const { startStatusAndMetrics } = await import('./servers.js');
+      source.start();
       const info = { version: await packageVersion(), executableHash: await executableHash(), arch: process.arch, node: nodeName() };
       const bind = httpBindAddress(options.listenAddress);
-      servers.push(...(await startStatusAndMetrics({ options, bind, controlPlane, state, instance, info, cluster, logger })));
+      servers.push(...(await startStatusAndMetrics({ options, bind, controlPlane, source, state, instance, info, cluster, logger })));
     };
 
     // Certificates first: a bootstrap starts postgres with ssl on, and a replica joins with its client certificate.
@@ -309,9 +315,10 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
     }
     await instance.writeConfiguration(desired.rendered);
     state.renderedConfigHash = desired.rendered.configHash;
-    stopWatching = controlPlane.watch(() => {
-      void reconciler.trigger('desired state changed');
+    source.subscribe((update) => {
+      reconciler.update(update);
     });
+    source.start();
     const supervised = running.run();
     if (servers.length === 0 && (await running.firstSpawn)) {
       await startServers().catch(async (err: unknown) => {

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { PrimaryLeaseError } from '../controlplane/index.js';
-import type { DesiredState } from '../daemon/prepare.js';
+import type { DesiredUpdate } from '../desired/source.js';
+import { primaryConninfo, type DesiredState } from '../desired/state.js';
 import { ConfigError, errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
 import type { PostgresInstance } from '../postgres/instance.js';
@@ -9,7 +10,6 @@ import { withLocalClient } from '../postgres/sql.js';
 import { CredentialsApplier } from './credentials.js';
 import { haSlotName } from '../replication/topology.js';
 import { writeRuntimeFiles } from './runtime-files.js';
-import { primaryConninfo } from '../daemon/prepare.js';
 import type { ShutdownPlan } from '../postgres/postmaster.js';
 import { waitForPrimary } from '../replication/wait-primary.js';
 import { certificatePaths } from '../tls/files.js';
@@ -18,8 +18,6 @@ export interface ReconcilerOptions {
   instance: PostgresInstance;
   state: InstanceState;
   logger: Logger;
-  /** Reads, validates and renders the desired state (throws ConfigError). */
-  load: () => Promise<DesiredState>;
   /** Restarts postgres in place (smart, then fast) and resolves once the stop is under way. */
   restartInPlace: (reason: string) => Promise<void>;
   /** Stops postgres fast, runs `beforeStart` (wait for the new primary, rewind), starts it as a replica. */
@@ -75,6 +73,8 @@ export function isFenced(desired: DesiredState): boolean {
  */
 export class Reconciler {
   private current: DesiredState;
+  /** The latest desired state the source published (or why it could not build one); each pass works from it. */
+  private latest: DesiredUpdate;
   private readonly credentials = new CredentialsApplier();
   private running: Promise<void> | undefined;
   private again = false;
@@ -90,6 +90,13 @@ export class Reconciler {
     initial: DesiredState,
   ) {
     this.current = initial;
+    this.latest = { desired: initial, cluster: initial.cluster };
+  }
+
+  /** A new desired state (or a failure to build one) from the DesiredStateSource: one pass applies it. */
+  update(update: DesiredUpdate): void {
+    this.latest = update;
+    void this.trigger('desired state changed');
   }
 
   get desired(): DesiredState {
@@ -167,7 +174,9 @@ export class Reconciler {
     const { instance, state, logger } = this.options;
     let desired: DesiredState;
     try {
-      desired = await this.options.load();
+      const latest = this.latest;
+      if (latest.desired === undefined) throw latest.error instanceof Error ? latest.error : new Error(String(latest.error));
+      desired = latest.desired;
       const refused = await instance.checkSettings(desired.rendered, desired.layout.tmpDir);
       if (refused.length > 0) throw new ConfigError(desired.controlPlane.clusterSource, 'spec.postgresql.parameters', `PostgreSQL refuses them: ${refused.join('; ')}`);
     } catch (err) {

@@ -12,13 +12,12 @@ import { pino } from 'pino';
 import type { ControlPlane, ObjectData } from '../../src/controlplane/index.js';
 import { InstanceState } from '../../src/instance/state.js';
 import type { PingResult, PostgresReportedStatus } from '../../src/postgres/status.js';
-import type { HardeningOptions } from '../../src/status/http.js';
-import { publicKeyFingerprint } from '../../src/status/operator-auth.js';
-import { Probes } from '../../src/status/probes.js';
-import { createStatusHandler, serveApp, type StatusSource } from '../../src/status/server.js';
-import { resolveObservability, type ObservabilitySpec } from '../../src/status/spec-schema.js';
-import { SpecWatcher } from '../../src/status/spec.js';
-import { ServerCertificate } from '../../src/status/tls.js';
+import type { HardeningOptions } from '../../src/webserver/http.js';
+import { publicKeyFingerprint } from '../../src/webserver/operator-auth.js';
+import { Probes } from '../../src/webserver/probes.js';
+import { createStatusHandler, serveApp, type StatusSource } from '../../src/webserver/server.js';
+import { resolveObservability, type ObservabilitySpec } from '../../src/cluster/observability.js';
+import { ServerCertificate } from '../../src/webserver/tls.js';
 
 const logger = pino({ level: 'silent' });
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -300,7 +299,7 @@ describe('status server: TLS 1.3, operator pin, request bodies, certificate rota
     f = fixture();
     secret = new Map([['tls.crt', server1.cert], ['tls.key', server1.key]]);
     const controlPlane = { readSecret: (name: string) => Promise.resolve<ObjectData | undefined>(name === 'demo-server' ? secret : undefined) } as unknown as ControlPlane;
-    certificate = new ServerCertificate(controlPlane, SpecWatcher.fixed(resolveObservability({ spec: {} }, 'demo')), logger);
+    certificate = new ServerCertificate(controlPlane, () => resolveObservability({ spec: {} }, 'demo'), logger);
     await certificate.refresh();
     srv = await serveApp(createStatusHandler(f.source, logger), { port: 0, host: '127.0.0.1', tls: { material: () => certificate.material }, hardening }, logger);
     certificate.attach(srv);

@@ -7,12 +7,12 @@ import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
 import type { PostgresReportedStatus } from '../postgres/status.js';
 import { BodyError, readJsonBody, sendBodyError, sendError } from './body.js';
-import { coalesced } from './coalesce.js';
+import { coalesced } from '../async/coalesce.js';
 import { buildStatusDocument, type ManagerInfo } from './document.js';
 import { createHardenedServer, defaultHardening, listen, type HardeningOptions, type RequestHandler } from './http.js';
 import { requireOperator } from './operator-auth.js';
 import type { Probes } from './probes.js';
-import type { ObservabilitySpec } from './spec.js';
+import type { ObservabilitySpec } from '../cluster/observability.js';
 
 export interface StatusSource {
   state: InstanceState;
