@@ -7,7 +7,7 @@ import type { Cluster } from '../cluster/schema.js';
 import { parseClusterManifest } from '../cluster/parse.js';
 import { ConfigError } from '../errors/index.js';
 import { ConfinedReadError, isValidObjectKey, readConfined } from '../fs/confined.js';
-import type { ControlPlane, InstanceStatusReport, ObjectData } from './types.js';
+import type { ControlPlane, ObjectData } from './types.js';
 
 const watchDebounceMs = 150;
 /**
@@ -58,7 +58,6 @@ export const maxObjectBytes = 1024 * 1024;
  */
 export class FilesControlPlane implements ControlPlane {
   readonly description: string;
-  private lastReport: InstanceStatusReport = {};
 
   constructor(
     private readonly dir: string,
@@ -173,14 +172,9 @@ export class FilesControlPlane implements ControlPlane {
     };
   }
 
-  /** Files mode has no status store shared with an operator: the report is kept for the status API. */
-  reportStatus(report: InstanceStatusReport): Promise<void> {
-    this.lastReport = { ...this.lastReport, ...report };
+  /** Files mode has no status store shared with an operator: there is nobody to report to. */
+  reportStatus(): Promise<void> {
     return Promise.resolve();
-  }
-
-  get reportedStatus(): InstanceStatusReport {
-    return this.lastReport;
   }
 
   /**

@@ -5,7 +5,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
-import { connectMonitor } from '../postgres/status.js';
+import { connectMonitor } from '../postgres/sql.js';
 import type { LocalConnection } from '../postgres/sql.js';
 import { renderFamily } from './exposition.js';
 import { globMatch, isPattern, parseVersionRange, postgresSemver, type Version } from './matching.js';

@@ -13,7 +13,7 @@ import { BootstrapMarker, checkWalSpace, emptyDirectory, enforceDataDirectoryMod
 import { inspectPidFile, removeStaleLockFiles } from './pidfile.js';
 import { applyCredentials, ensureApplicationDatabase, ensureSystemRoles } from './roles.js';
 import { connectLocal, withLocalClient, type LocalConnection } from './sql.js';
-import { queryStatus, type PostgresReportedStatus } from './status.js';
+import { queryStatus, type PostgresReportedStatus } from './status-queries.js';
 import { runTool } from './tools.js';
 
 export type DataDirectoryState = 'empty' | 'initialized';

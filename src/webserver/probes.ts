@@ -1,5 +1,5 @@
 import type { InstanceState } from '../instance/state.js';
-import type { PingResult } from '../postgres/status.js';
+import type { PingResult } from '../postgres/probes.js';
 import { coalesced, withTimeout } from '../async/coalesce.js';
 import type { ProbeStrategy } from '../cluster/observability.js';
 

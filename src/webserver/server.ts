@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
-import type { PostgresReportedStatus } from '../postgres/status.js';
+import type { PostgresReportedStatus } from '../postgres/status-queries.js';
 import { BodyError, readJsonBody, sendBodyError, sendError } from './body.js';
 import { coalesced } from '../async/coalesce.js';
 import { buildStatusDocument, type ManagerInfo } from './document.js';
