@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { Backoff } from '../async/backoff.js';
 import { phases, PrimaryLeaseError, type ControlPlane } from '../controlplane/index.js';
 import type { DesiredState } from '../desired/state.js';
 import { primaryConninfo } from '../desired/state.js';
@@ -30,13 +31,6 @@ export type RoleOutcome = 'promoted' | 'demoting' | 'waiting' | 'none';
 /** How long a promotion waits for the WAL receiver to stop (the old primary's clean shutdown ends it). */
 const walReceiverStopTimeoutMs = 30_000;
 
-/**
- * A promotion the Lease refused is tried again after 250 ms doubling to 10 s, or sooner when the holder's lease can
- * run out sooner. Short at first: in a planned switchover the old primary frees the Lease a moment after it stops.
- */
-const leaseRetryFirstMs = 250;
-const leaseRetryMaxMs = 10_000;
-
 /** The fast stop of a role change or a fence: no smart phase, `switchoverDelay` for the fast one. */
 export function roleChangePlan(desired: DesiredState): ShutdownPlan {
   return { smartSeconds: 0, fastSeconds: desired.cluster.switchoverDelaySeconds };
@@ -48,7 +42,12 @@ export function roleChangePlan(desired: DesiredState): ShutdownPlan {
  * HA replication slots. decideRole (./decision.ts) says what to do; this carries it out.
  */
 export class RoleTransitions {
-  private leaseRetryMs = leaseRetryFirstMs;
+  /**
+   * A promotion the Lease refused is tried again after 250 ms doubling to 10 s, or sooner when the holder's lease
+   * can run out sooner. Short at first: in a planned switchover the old primary frees the Lease a moment after it
+   * stops.
+   */
+  private readonly leaseRetry = new Backoff(250, 10_000, { jitter: 0 });
   private leaseRetryTimer: NodeJS.Timeout | undefined;
   /** The lastError this set for a refused Lease, so it clears its own and nobody else's. */
   private leaseError: string | undefined;
@@ -152,8 +151,7 @@ export class RoleTransitions {
       await controlPlane.acquirePrimaryLease(self);
     } catch (err) {
       const hint = err instanceof PrimaryLeaseError ? err.retryInMs : undefined;
-      const delay = Math.min(this.leaseRetryMs, hint ?? Infinity);
-      this.leaseRetryMs = Math.min(this.leaseRetryMs * 2, leaseRetryMaxMs);
+      const delay = Math.min(this.leaseRetry.next(), hint ?? Infinity);
       this.leaseError = state.lastError = errorMessage(err);
       logger.warn({ target: self, error: errorMessage(err), retryInMs: delay }, `this instance is the target primary but may not promote yet: ${errorMessage(err)}`);
       await controlPlane.reportStatus({ phase: phases.waitingForLease, phaseReason: `${self} cannot promote: ${errorMessage(err)}` });
@@ -164,7 +162,7 @@ export class RoleTransitions {
       this.leaseRetryTimer.unref();
       return false;
     }
-    this.leaseRetryMs = leaseRetryFirstMs;
+    this.leaseRetry.reset();
     clearTimeout(this.leaseRetryTimer);
     if (this.leaseError !== undefined && state.lastError === this.leaseError) state.lastError = undefined;
     this.leaseError = undefined;

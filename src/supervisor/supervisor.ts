@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import { Backoff, backoffDelay } from '../async/backoff.js';
+import { sleep } from '../async/sleep.js';
 import { errorMessage, ExitCode } from '../errors/index.js';
 import type { Reaper } from '../process/reaper.js';
 import { WalSpaceError } from '../postgres/datadir.js';
@@ -76,7 +78,7 @@ export const restartPolicy = {
 
 export function restartDelay(consecutiveCrashes: number, firstDelayMs: number = restartPolicy.firstDelayMs): number {
   if (consecutiveCrashes <= 1) return 0;
-  return Math.min(firstDelayMs * 2 ** (consecutiveCrashes - 2), restartPolicy.maxDelayMs);
+  return backoffDelay(firstDelayMs, restartPolicy.maxDelayMs, consecutiveCrashes - 2);
 }
 
 type Outcome = { kind: 'exited'; exit: PostmasterExit } | { kind: 'stop' };
@@ -224,7 +226,7 @@ export class Supervisor implements PostgresControl {
       state.phase = 'restarting';
       state.restartCount += 1;
       logger.info({ delayMs: delay, restartCount: state.restartCount }, 'restarting postgres');
-      await this.sleepUnlessStopping(delay);
+      if (delay > 0) await sleep(delay, this.stopSignal);
     }
     state.phase = 'stopped';
     return 0;
@@ -275,27 +277,17 @@ export class Supervisor implements PostgresControl {
 
   /** Runs `step` until it succeeds (1 s doubling to 30 s between tries) or pgim stops. */
   private async retryUntilDone(step: () => Promise<void>, what: string): Promise<void> {
+    const backoff = new Backoff(1000, restartPolicy.maxDelayMs, { jitter: 0 });
     for (let attempt = 1; !this.isStopping(); attempt++) {
       try {
         await step();
         return;
       } catch (err) {
-        const delay = Math.min(1000 * 2 ** (attempt - 1), restartPolicy.maxDelayMs);
+        const delay = backoff.next();
         this.options.state.lastError = errorMessage(err);
         this.options.logger.warn({ error: errorMessage(err), attempt, delayMs: delay, step: what }, 'step before start failed; retrying');
-        await this.sleepUnlessStopping(delay);
+        await sleep(delay, this.stopSignal);
       }
     }
-  }
-
-  private sleepUnlessStopping(ms: number): Promise<void> {
-    if (ms <= 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.stopSignal.addEventListener('abort', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
   }
 }

@@ -59,7 +59,7 @@ const text = (status: number, body: string): Reply => ({ status, json: false, bo
 
 /**
  * The public read-only endpoints as plain functions: the probes and /pg/status are the hot paths (kubelet, operator,
- * dashboards), so they skip Express's routing, which roughly halves the CPU and garbage per request (see the report).
+ * dashboards), so they skip Express's routing, which roughly halves the CPU and garbage per request.
  */
 function publicRoutes(source: StatusSource, logger: Logger): Map<string, () => Promise<Reply>> {
   const postgresStatus = coalesced(async () => {
