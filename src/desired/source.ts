@@ -1,3 +1,4 @@
+import { serialised } from '../async/serial.js';
 import type { Cluster } from '../cluster/schema.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import type { InstanceOptions } from '../options/index.js';
@@ -19,8 +20,6 @@ export class DesiredStateSource {
   private good: DesiredState;
   private cluster: Cluster;
   private readonly listeners = new Set<DesiredListener>();
-  private running: Promise<void> | undefined;
-  private again = false;
   private stopWatching: (() => void) | undefined;
 
   constructor(
@@ -58,28 +57,9 @@ export class DesiredStateSource {
   }
 
   /** Loads and publishes; resolves when a load that started after this call has been published. */
-  refresh(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = this.loop().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
-  }
-
-  private async loop(): Promise<void> {
-    do this.publish(await this.load());
-    while (this.takeAgain());
-  }
-
-  /** Whether changes arrived during the last load (and forgets them: one more load covers them all). */
-  private takeAgain(): boolean {
-    const again = this.again;
-    this.again = false;
-    return again;
-  }
+  readonly refresh = serialised(async () => {
+    this.publish(await this.load());
+  });
 
   private async load(): Promise<DesiredUpdate> {
     let cluster: Cluster | undefined;

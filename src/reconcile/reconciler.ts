@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { serialised } from '../async/serial.js';
 import { phases, type ControlPlane } from '../controlplane/index.js';
 import type { DesiredUpdate } from '../desired/source.js';
 import type { DesiredState } from '../desired/state.js';
@@ -34,8 +35,6 @@ export class Reconciler {
   /** The latest desired state the source published (or why it could not build one); each pass works from it. */
   private latest: DesiredUpdate;
   private readonly credentials = new CredentialsApplier();
-  private running: Promise<void> | undefined;
-  private again = false;
   /** Promote, demote, rewind, the Lease and the HA slots; a Lease refusal asks this reconciler for another pass. */
   readonly roles: RoleTransitions;
 
@@ -71,31 +70,16 @@ export class Reconciler {
   /** Requests a pass; resolves when a pass that started after this call has finished. */
   trigger(reason: string): Promise<void> {
     this.options.logger.debug({ reason }, 'reconcile requested');
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = this.loop().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+    return this.passes();
   }
 
-  private async loop(): Promise<void> {
-    do {
-      await this.pass().catch((err: unknown) => {
-        this.options.state.lastError = errorMessage(err);
-        this.options.logger.error({ error: errorMessage(err) }, 'reconcile failed');
-      });
-    } while (this.takeAgain());
-  }
-
-  /** Whether triggers arrived during the last pass (and forgets them: one more pass covers them all). */
-  private takeAgain(): boolean {
-    const again = this.again;
-    this.again = false;
-    return again;
-  }
+  /** Passes run serialised; a burst of triggers while one runs becomes one more pass. */
+  private readonly passes = serialised(() =>
+    this.pass().catch((err: unknown) => {
+      this.options.state.lastError = errorMessage(err);
+      this.options.logger.error({ error: errorMessage(err) }, 'reconcile failed');
+    }),
+  );
 
   /** Work for each fresh postmaster on a primary: system roles, then any password not yet applied. */
   async onPostgresAccepting(isPrimary: boolean): Promise<void> {
