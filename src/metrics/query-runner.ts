@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import Cursor from 'pg-cursor';
 import { parseGoDuration } from '../status/units.js';
 import { seriesKey, type Family, type FamilyType, type HistogramSample, type Labels, type Sample } from './exposition.js';
 import type { ColumnDefinition, QueryDefinition } from './queries-parser.js';
@@ -6,7 +7,10 @@ import type { ColumnDefinition, QueryDefinition } from './queries-parser.js';
 /** Every value as PostgreSQL's text, converted here by type OID: one conversion path, no driver-specific parsing. */
 const rawText: pg.CustomTypesConfig = { getTypeParser: () => (value: string) => value };
 
-/** Forces the extended protocol: a user query can never carry a second statement (`...; COMMIT; DELETE ...`). */
+/**
+ * Forces the extended protocol: a user query can never carry a second statement (`...; COMMIT; DELETE ...`).
+ * (The main query runs through a portal, which is always the extended protocol.)
+ */
 type ArrayQuery = pg.QueryArrayConfig & { queryMode: 'extended' };
 
 const oid = { bool: 16, date: 1082, timestamp: 1114, timestamptz: 1184 } as const;
@@ -152,6 +156,39 @@ function toHistogram(
 export interface RunLimits {
   /** `statement_timeout` and `lock_timeout` of each query, so one slow query cannot stall the collection. */
   readonly timeoutMs: number;
+  /** Rows a query may return per database unless it sets `max_rows` (defaultMaxRows when not given). */
+  readonly maxRows?: number;
+}
+
+/**
+ * The rows one query may return per database, unless it sets its own `max_rows`: every row can be a series, so a
+ * query returning 50,000 rows would make 50,000 series and hold them all in memory.
+ */
+export const defaultMaxRows = 5000;
+
+/** A query returned more rows than its limit: nothing of it is exported, and it counts as a failed run. */
+export class RowLimitError extends Error {}
+
+/**
+ * Fetches at most `maxRows + 1` rows through a portal (pg-cursor: Execute with a row count), so a query over its
+ * limit never makes the server send, nor pgim hold, the rest of its result.
+ */
+async function fetchLimited(client: pg.Client, text: string, maxRows: number): Promise<{ fields: pg.FieldDef[]; rows: (string | null)[][] }> {
+  const cursor = client.query(new Cursor<(string | null)[]>(text, [], { rowMode: 'array', types: rawText }));
+  try {
+    const result = await new Promise<{ fields: pg.FieldDef[]; rows: (string | null)[][] }>((resolve, reject) => {
+      cursor.read(maxRows + 1, (err, rows, full) => {
+        if (err) reject(err);
+        else resolve({ fields: full.fields, rows });
+      });
+    });
+    if (result.rows.length > maxRows) {
+      throw new RowLimitError(`returned more than ${maxRows} rows (its max_rows); none of them were exported`);
+    }
+    return result;
+  } finally {
+    await cursor.close();
+  }
 }
 
 /**
@@ -174,8 +211,7 @@ export async function runQuery(client: pg.Client, def: QueryDefinition, set: Fam
         return false;
       }
     }
-    const query: ArrayQuery = { text: def.query, rowMode: 'array', types: rawText, queryMode: 'extended' };
-    const result = await client.query<(string | null)[]>(query);
+    const result = await fetchLimited(client, def.query, def.maxRows ?? limits.maxRows ?? defaultMaxRows);
     await client.query('COMMIT');
     addResult(set, def, result.fields, result.rows);
     return true;
