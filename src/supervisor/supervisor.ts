@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import { errorMessage, ExitCode } from '../errors/index.js';
+import { errorMessage } from '../errors/index.js';
 import type { Reaper } from '../process/reaper.js';
-import { WalSpaceError } from '../postgres/datadir.js';
+import { CannotStartError } from '../postgres/start-checks.js';
 import type { InstanceState } from '../instance/state.js';
 import type { OnPostgresExit } from '../options/index.js';
 import type { PostgresInstance } from '../postgres/instance.js';
@@ -147,11 +147,12 @@ export class Supervisor {
       try {
         await instance.prepareStart();
       } catch (err) {
-        if (!(err instanceof WalSpaceError)) throw err;
+        // No space for WAL, the port taken: another start would fail the same way, so pgim ends with its code.
+        if (!(err instanceof CannotStartError)) throw err;
         state.phase = 'failed';
         state.lastError = err.message;
-        logger.error({ error: err.message }, 'refusing to start postgres');
-        return ExitCode.noWalSpace;
+        logger.error({ error: err.message, exitCode: err.exitCode }, 'refusing to start postgres');
+        return err.exitCode;
       }
       if (this.isStopping()) break;
       const postmaster = await instance.spawn();
