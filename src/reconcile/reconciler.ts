@@ -9,6 +9,7 @@ import { withLocalClient } from '../postgres/sql.js';
 import { CredentialsApplier } from './credentials.js';
 import { haSlotName } from '../replication/topology.js';
 import { writeRuntimeFiles } from './runtime-files.js';
+import { reportSecurityWarnings } from './security-warnings.js';
 import { primaryConninfo } from '../daemon/prepare.js';
 import type { ShutdownPlan } from '../postgres/postmaster.js';
 import { waitForPrimary } from '../replication/wait-primary.js';
@@ -177,7 +178,7 @@ export class Reconciler {
       await this.options.reportPhase(phases.invalid, err.message);
       return;
     }
-    for (const warning of desired.rendered.warnings) logger.warn(warning);
+    reportSecurityWarnings(desired.rendered.securityWarnings, logger, state);
     const fastPlan = { smartSeconds: 0, fastSeconds: desired.cluster.switchoverDelaySeconds };
     this.options.setFenced(isFenced(desired), fastPlan);
     const role = state.accepting ? await this.changeRole(desired) : 'none';
