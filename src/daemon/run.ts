@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { openControlPlane, type ControlPlane } from '../controlplane/index.js';
@@ -10,11 +11,15 @@ import { LogPipe } from '../log/pipe.js';
 import { trimMemoryPeriodically } from '../process/memory.js';
 import { Reaper } from '../process/reaper.js';
 import { podNameFor, type InstanceOptions } from '../options/index.js';
+import { checkRenderedSettings } from '../postgres/config-check.js';
 import { PostgresInstance } from '../postgres/instance.js';
+import { CannotStartError } from '../postgres/start-checks.js';
 import { isFenced, Reconciler } from '../reconcile/reconciler.js';
 import { writeRuntimeFiles } from '../reconcile/runtime-files.js';
+import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
 import { DivergenceWatch } from '../replication/divergence.js';
 import { primaryTimeline } from '../replication/wait-primary.js';
+import { isRoot, lookupUser } from '../supervisor/privileges.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { certificatePaths } from '../tls/files.js';
 import { executableHash, nodeName, packageVersion } from './manager-info.js';
@@ -38,6 +43,10 @@ function failStartup(logger: Logger, err: unknown): number {
   if (err instanceof ConfigError) {
     logger.error({ source: err.source, field: err.field }, `invalid configuration: ${err.message}`);
     return ExitCode.config;
+  }
+  if (err instanceof CannotStartError) {
+    logger.error({ error: err.message, exitCode: err.exitCode }, 'pgim cannot start postgres');
+    return err.exitCode;
   }
   logger.error({ error: errorMessage(err) }, 'pgim failed');
   return ExitCode.failure;
@@ -83,6 +92,7 @@ function openInstance(options: InstanceOptions, desired: DesiredState, logger: L
     passfile: desired.layout.pgpassFile,
     runtimeDir: desired.layout.root,
     logger,
+    listenAddresses: options.listenAddress,
   });
 }
 
@@ -92,11 +102,15 @@ function openInstance(options: InstanceOptions, desired: DesiredState, logger: L
  */
 async function confirmDesiredState(options: InstanceOptions, loaded: Loaded, instance: PostgresInstance, droppedRoot: boolean): Promise<DesiredState> {
   const desired = droppedRoot ? await loadDesiredState(options, loaded.controlPlane) : loaded.desired;
-  const refused = await instance.checkSettings(desired.rendered, desired.layout.tmpDir);
-  if (refused.length > 0) {
-    throw new ConfigError(loaded.controlPlane.clusterSource, 'spec.postgresql.parameters', `PostgreSQL refuses them: ${refused.join('; ')}`);
-  }
+  refuseUnlessPostgresAccepts(loaded.controlPlane, await instance.checkSettings(desired.rendered, desired.layout.tmpDir));
   return desired;
+}
+
+/** PostgreSQL's own verdict on the parameters (`postgres -C`), as the invalid configuration it is. */
+function refuseUnlessPostgresAccepts(controlPlane: ControlPlane, refused: readonly string[]): void {
+  if (refused.length > 0) {
+    throw new ConfigError(controlPlane.clusterSource, 'spec.postgresql.parameters', `PostgreSQL refuses them: ${refused.join('; ')}`);
+  }
 }
 
 /** Rewinds this replica in process (stop, pg_rewind, start) when its history forked from the primary's. */
@@ -223,6 +237,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
     const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
     const instance = openInstance(options, loaded.desired, logger);
     const desired = await confirmDesiredState(options, loaded, instance, droppedRoot);
+    reportSecurityWarnings(desired.rendered.securityWarnings, logger, state);
     const reconciler: Reconciler = new Reconciler(
       {
         instance,
@@ -363,6 +378,14 @@ export async function renderCommand(options: InstanceOptions, outDir: string): P
   if (typeof loaded === 'number') return loaded;
   const { desired, logger } = loaded;
   try {
+    // The checks `run` makes before it writes, PostgreSQL's own included: a render that exits 0 would start.
+    if (options.pgBinDir === '') {
+      logger.warn("PostgreSQL's binaries were not found (PGIM_PG_BIN): its own check of the parameters was skipped");
+    } else {
+      const user = isRoot() ? lookupUser(options.user) : undefined;
+      const runAs = user === undefined ? undefined : { uid: user.uid, gid: user.gid };
+      refuseUnlessPostgresAccepts(loaded.controlPlane, await checkRenderedSettings(options.pgBinDir, tmpdir(), desired.rendered, logger, runAs));
+    }
     await ensureDirectory(outDir, 0o700);
     const files: [string, string][] = [
       ['custom.conf', desired.rendered.customConf],
@@ -371,7 +394,7 @@ export async function renderCommand(options: InstanceOptions, outDir: string): P
       ['pg_ident.conf', desired.rendered.pgIdent],
     ];
     for (const [name, text] of files) await writeFileAtomic(join(outDir, name), text, 0o600);
-    for (const warning of desired.rendered.warnings) logger.warn(warning);
+    reportSecurityWarnings(desired.rendered.securityWarnings, logger);
     logger.info({ outDir, files: files.map(([name]) => name), configHash: desired.rendered.configHash }, 'rendered');
     return ExitCode.ok;
   } catch (err) {

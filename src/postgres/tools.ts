@@ -24,6 +24,8 @@ export interface ToolOptions {
   captureStderr?: boolean;
   timeoutMs?: number;
   cancelSignal?: AbortSignal;
+  /** Run as this user (pgim itself runs as root: `pgim render`); PostgreSQL's programs refuse root. */
+  runAs?: { uid: number; gid: number };
 }
 
 /** A program asked to stop (timeout, cancel) gets SIGTERM, so it can clean up, then SIGKILL after this long. */
@@ -47,7 +49,7 @@ function collect(stream: Readable): Promise<string> {
  */
 export async function runTool(binDir: string, program: string, args: readonly string[], options: ToolOptions): Promise<ToolResult> {
   const logger = namedLogger(options.logger, program);
-  const child = spawn(join(binDir, program), args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(join(binDir, program), args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], ...options.runAs });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('error', (err) => {
       logger.error({ error: err.message }, `cannot run ${program}`);
