@@ -226,8 +226,6 @@ async function certs(values: Values): Promise<number> {
   return ExitCode.ok;
 }
 
-const optionalPodName = (): string => process.env.POD_NAME ?? '';
-
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -259,7 +257,7 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CannotStartError) {
       // The binaries are looked for while the flags are read, before any command has its logger.
-      createRootLogger({ pod: optionalPodName() }).error({ error: err.message, exitCode: err.exitCode }, 'pgim cannot start postgres');
+      createRootLogger({ pod: process.env.POD_NAME ?? '' }).error({ error: err.message, exitCode: err.exitCode }, 'pgim cannot start postgres');
       return err.exitCode;
     }
     if (!(err instanceof UsageError)) throw err;
