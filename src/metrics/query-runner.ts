@@ -175,20 +175,18 @@ export class RowLimitError extends Error {}
  */
 async function fetchLimited(client: pg.Client, text: string, maxRows: number): Promise<{ fields: pg.FieldDef[]; rows: (string | null)[][] }> {
   const cursor = client.query(new Cursor<(string | null)[]>(text, [], { rowMode: 'array', types: rawText }));
-  try {
-    const result = await new Promise<{ fields: pg.FieldDef[]; rows: (string | null)[][] }>((resolve, reject) => {
-      cursor.read(maxRows + 1, (err, rows, full) => {
-        if (err) reject(err);
-        else resolve({ fields: full.fields, rows });
-      });
+  // A failed read needs no close: the cursor has already sent Sync, and the error ends it.
+  const result = await new Promise<{ fields: pg.FieldDef[]; rows: (string | null)[][] }>((resolve, reject) => {
+    cursor.read(maxRows + 1, (err, rows, full) => {
+      if (err) reject(err);
+      else resolve({ fields: full.fields, rows });
     });
-    if (result.rows.length > maxRows) {
-      throw new RowLimitError(`returned more than ${maxRows} rows (its max_rows); none of them were exported`);
-    }
-    return result;
-  } finally {
-    await cursor.close();
+  });
+  await cursor.close();
+  if (result.rows.length > maxRows) {
+    throw new RowLimitError(`returned more than ${maxRows} rows (its max_rows); none of them were exported`);
   }
+  return result;
 }
 
 /**
