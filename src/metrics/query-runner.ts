@@ -9,7 +9,7 @@ const rawText: pg.CustomTypesConfig = { getTypeParser: () => (value: string) => 
 
 /**
  * Forces the extended protocol: a user query can never carry a second statement (`...; COMMIT; DELETE ...`).
- * (The main query runs through a portal, which is always the extended protocol.)
+ * The main query runs through a portal (fetchLimited), which is the extended protocol too.
  */
 type ArrayQuery = pg.QueryArrayConfig & { queryMode: 'extended' };
 
@@ -156,8 +156,6 @@ function toHistogram(
 export interface RunLimits {
   /** `statement_timeout` and `lock_timeout` of each query, so one slow query cannot stall the collection. */
   readonly timeoutMs: number;
-  /** Rows a query may return per database unless it sets `max_rows` (defaultMaxRows when not given). */
-  readonly maxRows?: number;
 }
 
 /**
@@ -209,7 +207,7 @@ export async function runQuery(client: pg.Client, def: QueryDefinition, set: Fam
         return false;
       }
     }
-    const result = await fetchLimited(client, def.query, def.maxRows ?? limits.maxRows ?? defaultMaxRows);
+    const result = await fetchLimited(client, def.query, def.maxRows ?? defaultMaxRows);
     await client.query('COMMIT');
     addResult(set, def, result.fields, result.rows);
     return true;
