@@ -15,6 +15,7 @@ import { roleChangePlan } from '../role/transitions.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { executableHash, nodeName, packageVersion } from './manager-info.js';
 import { prepareFilesystem } from './prepare.js';
+import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
 import { confirmDesiredState, failStartup, httpBindAddress, joinConninfo, load, openInstance } from './startup.js';
 
 /**
@@ -83,6 +84,7 @@ export class Daemon {
       const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
       const instance = openInstance(options, loaded.desired, logger);
       const desired = await confirmDesiredState(options, loaded, instance, droppedRoot);
+      reportSecurityWarnings(desired.rendered.securityWarnings, logger, state);
       const source = new DesiredStateSource(options, controlPlane, desired);
       this.onDispose(() => {
         source.dispose();

@@ -5,6 +5,7 @@ import { ConfigError, errorMessage, ExitCode } from '../errors/index.js';
 import { createRootLogger } from '../log/logger.js';
 import { podNameFor, type InstanceOptions } from '../options/index.js';
 import { PostgresInstance } from '../postgres/instance.js';
+import { CannotStartError } from '../postgres/start-checks.js';
 
 /** The conninfo a replica clones its primary with (CNPG's `-join` application name, no sender timeout). */
 export function joinConninfo(desired: DesiredState): string {
@@ -24,6 +25,10 @@ export function failStartup(logger: Logger, err: unknown): number {
   if (err instanceof ConfigError) {
     logger.error({ source: err.source, field: err.field }, `invalid configuration: ${err.message}`);
     return ExitCode.config;
+  }
+  if (err instanceof CannotStartError) {
+    logger.error({ error: err.message, exitCode: err.exitCode }, 'pgim cannot start postgres');
+    return err.exitCode;
   }
   logger.error({ error: errorMessage(err) }, 'pgim failed');
   return ExitCode.failure;
@@ -69,6 +74,7 @@ export function openInstance(options: InstanceOptions, desired: DesiredState, lo
     passfile: desired.layout.pgpassFile,
     runtimeDir: desired.layout.root,
     logger,
+    listenAddresses: options.listenAddress,
   });
 }
 
@@ -78,9 +84,13 @@ export function openInstance(options: InstanceOptions, desired: DesiredState, lo
  */
 export async function confirmDesiredState(options: InstanceOptions, loaded: Loaded, instance: PostgresInstance, droppedRoot: boolean): Promise<DesiredState> {
   const desired = droppedRoot ? await loadDesiredState(options, loaded.controlPlane) : loaded.desired;
-  const refused = await instance.checkSettings(desired.rendered, desired.layout.tmpDir);
-  if (refused.length > 0) {
-    throw new ConfigError(loaded.controlPlane.clusterSource, 'spec.postgresql.parameters', `PostgreSQL refuses them: ${refused.join('; ')}`);
-  }
+  refuseUnlessPostgresAccepts(loaded.controlPlane, await instance.checkSettings(desired.rendered, desired.layout.tmpDir));
   return desired;
+}
+
+/** PostgreSQL's own verdict on the parameters (`postgres -C`), as the invalid configuration it is. */
+export function refuseUnlessPostgresAccepts(controlPlane: ControlPlane, refused: readonly string[]): void {
+  if (refused.length > 0) {
+    throw new ConfigError(controlPlane.clusterSource, 'spec.postgresql.parameters', `PostgreSQL refuses them: ${refused.join('; ')}`);
+  }
 }
