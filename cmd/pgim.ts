@@ -4,8 +4,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ExitCode } from '../src/errors/index.js';
 import { ambientKubeconfig, inClusterAvailable } from '../src/controlplane/kubernetes/environment.js';
 import type { InstanceOptions, KubernetesOptions } from '../src/options/index.js';
-import { findPgBinDir } from '../src/postgres/binaries.js';
-import type { ServerTlsOptions } from '../src/status/start.js';
+import { findPgBinDir, tryFindPgBinDir } from '../src/postgres/binaries.js';
+import { CannotStartError } from '../src/postgres/start-checks.js';
 
 const instanceFlags = {
   'config-dir': { type: 'string', env: 'PGIM_CONFIG_DIR', help: 'config folder: cluster.yaml, secrets/, configmaps/ (files mode)' },
@@ -75,7 +75,7 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
   status: {
     summary: 'show the status of a running instance',
     flags: {
-      url: { type: 'string', help: 'status URL (default http://127.0.0.1:$PGIM_STATUS_PORT/pg/status)' },
+      url: { type: 'string', help: "the instance's base URL or its /pg/status URL (default http://127.0.0.1:$PGIM_STATUS_PORT)" },
       json: { type: 'boolean', help: 'print the raw JSON document' },
       cacert: { type: 'string', help: 'PEM CA that signed the status certificate (https:// URLs)' },
       insecure: { type: 'boolean', help: 'accept any status certificate (https:// URLs)' },
@@ -182,14 +182,15 @@ function flag(values: Values, name: string): boolean {
   throw new UsageError(`--${name}: "${raw}" is not true or false`);
 }
 
-function instanceOptions(values: Values): InstanceOptions & ServerTlsOptions {
+function instanceOptions(values: Values, forRender = false): InstanceOptions {
   const onExit = values['on-postgres-exit'] ?? 'restart';
   if (onExit !== 'restart' && onExit !== 'exit') throw new UsageError('--on-postgres-exit must be restart or exit');
   const str = (name: string, fallback: string): string => (typeof values[name] === 'string' ? values[name] : fallback);
   const podName = values['pod-name'];
   return {
     ...controlPlaneMode(values),
-    pgdata: required(values, 'pgdata'),
+    // render starts nothing and reads no PGDATA; --pgdata is accepted there only for symmetry with run.
+    pgdata: forRender ? (optional(values, 'pgdata') ?? '') : required(values, 'pgdata'),
     podName: typeof podName === 'string' && podName !== '' ? podName : undefined,
     runtimeDir: str('runtime-dir', '/controller'),
     pgPort: port(values, 'pg-port', 5432),
@@ -198,14 +199,15 @@ function instanceOptions(values: Values): InstanceOptions & ServerTlsOptions {
     listenAddress: str('listen-address', '*'),
     user: str('user', 'postgres'),
     onPostgresExit: onExit,
-    pgBinDir: findPgBinDir(),
+    // render checks with PostgreSQL where its binaries are present, and says so where they are not.
+    pgBinDir: forRender ? (tryFindPgBinDir() ?? '') : findPgBinDir(),
     statusTls: flag(values, 'status-tls'),
     metricsTls: flag(values, 'metrics-tls'),
   };
 }
 
 async function status(values: Values): Promise<number> {
-  const { fetchStatus, formatStatus } = await import('../src/status/client.js');
+  const { fetchStatus, formatStatus } = await import('../src/webserver/client.js');
   const url = typeof values.url === 'string' ? values.url : `http://127.0.0.1:${port({ p: process.env.PGIM_STATUS_PORT }, 'p', 8000)}/pg/status`;
   let response;
   try {
@@ -286,11 +288,18 @@ async function main(argv: string[]): Promise<number> {
         return await backupCommand({ name: optional(values, 'name'), url: optional(values, 'url') });
       }
       case 'render':
-        return await (await daemon()).renderCommand(instanceOptions(values), required(values, 'out'));
+        return await (await daemon()).renderCommand(instanceOptions(values, true), required(values, 'out'));
       default:
         return await status(values);
     }
   } catch (err) {
+    if (err instanceof CannotStartError) {
+      // The binaries are looked for while the flags are read, before any command has its logger.
+      // Loaded here only: pino is not part of a `wal-archive` start.
+      const { createRootLogger } = await import('../src/log/logger.js');
+      createRootLogger({ pod: process.env.POD_NAME ?? '' }).error({ error: err.message, exitCode: err.exitCode }, 'pgim cannot start postgres');
+      return err.exitCode;
+    }
     if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`pgim ${command}: ${err.message}\n\n${usage(command)}\n`);
     return ExitCode.usage;

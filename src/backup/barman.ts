@@ -1,4 +1,4 @@
-import type { BarmanObjectStore } from './config.js';
+import type { BarmanObjectStore } from '../cluster/backup.js';
 
 /**
  * barman-cloud command lines, built as CloudNativePG's barman-cloud library builds them (`pkg/archiver/command.go`,

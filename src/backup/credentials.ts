@@ -1,6 +1,6 @@
 import type { ControlPlane } from '../controlplane/index.js';
 import { ConfigError } from '../errors/index.js';
-import type { BarmanObjectStore, SecretKeyRef } from './config.js';
+import type { BarmanObjectStore, SecretKeyRef } from '../cluster/backup.js';
 
 /**
  * What a barman-cloud process needs beyond its arguments: the S3 credentials (CNPG's

@@ -1,6 +1,6 @@
 import { link, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isObjectName } from '../cluster/schema.js';
+import { isObjectName } from '../cluster/names.js';
 import { errorMessage } from '../errors/index.js';
 import { BackupInProgressError, defaultBackupName, type BackupService } from './service.js';
 

@@ -4,7 +4,7 @@ import type { Cluster } from '../cluster/schema.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import { ensureDirectory, writeFileAtomic } from '../fs/atomic.js';
 import { resolveStoreCredentials, type StoreCredentials } from './credentials.js';
-import { archivePaths, checkEmptyWalArchiveFlag, type ArchiveSettings } from './settings.js';
+import { archivePaths, type ArchiveSettings } from './settings.js';
 
 /** The backup part of the desired state: the configuration and the credentials read from its Secrets. */
 export interface BackupState {
@@ -67,9 +67,4 @@ export async function writeArchiveSettings(options: {
     env,
   };
   await writeFileAtomic(paths.settings, JSON.stringify(settings), 0o600);
-}
-
-/** After a bootstrap (CNPG's initdb.go): the first archive checks that the destination holds no other cluster's WAL. */
-export async function flagEmptyWalArchiveCheck(pgdata: string): Promise<void> {
-  await writeFileAtomic(join(pgdata, checkEmptyWalArchiveFlag), '', 0o600);
 }

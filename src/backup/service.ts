@@ -7,7 +7,7 @@ import { ensureDirectory } from '../fs/atomic.js';
 import type { LocalConnection } from '../postgres/sql.js';
 import { withLocalClient } from '../postgres/sql.js';
 import { backupArgs, backupDeleteArgs, backupListArgs, isDone, parseBackupList, recoverabilityTimes, type CatalogEntry } from './barman.js';
-import { barmanRetentionPolicy, type BarmanObjectStore } from './config.js';
+import { barmanRetentionPolicy, type BarmanObjectStore } from '../cluster/backup.js';
 import { storeEnvironment, type BackupState } from './runtime.js';
 import { archivePaths, readArchiveResult, type ArchiveResult } from './settings.js';
 import { runTool, toolError } from './tools.js';

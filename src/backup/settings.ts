@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BarmanObjectStore } from './config.js';
+import type { BarmanObjectStore } from '../cluster/backup.js';
 
 /**
  * What `pgim wal-archive` needs, materialised by the daemon in the runtime dir after every reconcile (CNPG's
@@ -49,8 +49,7 @@ export function archivePaths(runtimeDir: string): ArchivePaths {
   };
 }
 
-/** CNPG's flag: present from the bootstrap until the first WAL is archived; the archive must be empty before that. */
-export const checkEmptyWalArchiveFlag = '.check-empty-wal-archive';
+export { checkEmptyWalArchiveFlag } from '../postgres/datadir.js';
 
 export async function readArchiveSettings(paths: ArchivePaths): Promise<ArchiveSettings> {
   const parsed = JSON.parse(await readFile(paths.settings, 'utf8')) as Partial<ArchiveSettings> & { version?: unknown };

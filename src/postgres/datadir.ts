@@ -1,9 +1,14 @@
 import { access, chmod, mkdir, open, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { ExitCode } from '../errors/index.js';
+import { CannotStartError } from './start-checks.js';
 
 /** Raised when pg_wal cannot take one more segment; CNPG's exit code for it is 4. */
-export class WalSpaceError extends Error {
+export class WalSpaceError extends CannotStartError {
   override readonly name = 'WalSpaceError';
+  constructor(message: string) {
+    super(message, ExitCode.noWalSpace);
+  }
 }
 
 /**
@@ -91,3 +96,9 @@ export async function emptyDirectory(dir: string): Promise<void> {
 export async function enforceDataDirectoryMode(pgdata: string): Promise<void> {
   await chmod(pgdata, 0o700);
 }
+
+/**
+ * CNPG's flag file in PGDATA: written at the bootstrap, before the first start; while it exists, the first WAL
+ * archive checks that the object store holds no other cluster's WAL (src/backup), then removes it.
+ */
+export const checkEmptyWalArchiveFlag = '.check-empty-wal-archive';

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { writeArchiveSettings } from '../backup/runtime.js';
-import type { DesiredState } from '../daemon/prepare.js';
+import type { DesiredState } from '../desired/state.js';
 import { writeFileAtomic } from '../fs/atomic.js';
 import { renderPgpass } from '../render/pgpass.js';
 import { writeTlsMaterial } from '../tls/files.js';

@@ -3,10 +3,10 @@ import { execFile } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { writeConfigDir } from '../support/config.js';
-import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../support/env.js';
-import { killPostmaster, PgimProcess, query, type PgimPaths, type PgimPorts } from '../support/pgim.js';
-import { archivedWalNames, backupSpec, requireBackupParts, S3Server, writeBackupSecret } from '../support/s3.js';
+import { writeConfigDir } from '../../test-kit/config.js';
+import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../../test-kit/env.js';
+import { killPostmaster, PgimProcess, query, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
+import { archivedWalNames, backupSpec, requireBackupParts, S3Server, writeBackupSecret } from '../../test-kit/s3.js';
 
 const run = promisify(execFile);
 

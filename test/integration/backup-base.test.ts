@@ -4,11 +4,11 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { clusterManifest, writeConfigDir } from '../support/config.js';
-import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../support/env.js';
-import { killPostmaster, pgimEntry, PgimProcess, query, type PgimPaths, type PgimPorts } from '../support/pgim.js';
-import { asPostgres, restoreNewestWithBarman } from '../support/barman-restore.js';
-import { archivedWalNames, backupSpec, requireBackupParts, S3Server, writeBackupSecret } from '../support/s3.js';
+import { clusterManifest, writeConfigDir } from '../../test-kit/config.js';
+import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../../test-kit/env.js';
+import { killPostmaster, pgimEntry, PgimProcess, query, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
+import { asPostgres, restoreNewestWithBarman } from '../../test-kit/barman-restore.js';
+import { archivedWalNames, backupSpec, requireBackupParts, S3Server, writeBackupSecret } from '../../test-kit/s3.js';
 
 const run = promisify(execFile);
 interface BackupReply {

@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
-import { eventually } from '../support/env.js';
-import type { PgimProcess } from '../support/pgim.js';
-import { backupSecretData, backupSecretName, backupSpec, requireBackupParts, S3Server } from '../support/s3.js';
+import { eventually } from '../../test-kit/env.js';
+import type { PgimProcess } from '../../test-kit/pgim.js';
+import { backupSecretData, backupSecretName, backupSpec, requireBackupParts, S3Server } from '../../test-kit/s3.js';
 import type { TestApiServer } from '../k8s/apiserver.js';
 import { getCluster, installCrd, namespacedPath, type Json } from '../k8s/fixtures.js';
 import { apiServerFor, crdVariants, releaseAllApiServers, requireCrdFile, requireK8sBinaries } from '../k8s/harness.js';

@@ -1,11 +1,11 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { restoreNewestWithBarman } from '../support/barman-restore.js';
+import { restoreNewestWithBarman } from '../../test-kit/barman-restore.js';
 import { startLocalCluster, type ClusterInstance, type LocalCluster } from '../support/cluster.js';
-import { eventually } from '../support/env.js';
-import { pgimEntry, query } from '../support/pgim.js';
-import { archivedWalNames, backupSpec, requireBackupParts, S3Server, writeBackupSecret } from '../support/s3.js';
+import { eventually } from '../../test-kit/env.js';
+import { pgimEntry, query } from '../../test-kit/pgim.js';
+import { archivedWalNames, backupSpec, requireBackupParts, S3Server, writeBackupSecret } from '../../test-kit/s3.js';
 
 const secrets = { appPassword: 'swa-app-pw', superuserPassword: 'swa-su-pw' };
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { electBackupPod, backupStatusFields } from '../../src/backup/backup-objects.js';
 import { backupArgs, backupDeleteArgs, checkWalArchiveArgs, parseBackupList, parseBarmanTime, recoverabilityTimes, walArchiveArgs } from '../../src/backup/barman.js';
-import { barmanRetentionPolicy } from '../../src/backup/config.js';
+import { barmanRetentionPolicy } from '../../src/cluster/backup.js';
 import { resolveStoreCredentials } from '../../src/backup/credentials.js';
 import { archiveCommand } from '../../src/backup/runtime.js';
 import { archivingCondition, defaultBackupName } from '../../src/backup/service.js';
@@ -12,7 +12,7 @@ import { gatherReadyWalFiles } from '../../src/backup/wal-archive.js';
 import { parseClusterManifest } from '../../src/cluster/parse.js';
 import { FilesControlPlane } from '../../src/controlplane/files.js';
 import { ConfigError } from '../../src/errors/index.js';
-import { makeTempDir, removeTempDir } from '../support/env.js';
+import { makeTempDir, removeTempDir } from '../../test-kit/env.js';
 
 function manifest(backup: unknown): string {
   return stringify({ apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', metadata: { name: 'pg' }, spec: { instances: 1, backup } });

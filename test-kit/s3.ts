@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { generateClusterCertificates } from '../../src/tls/generate.js';
+import { generateClusterCertificates } from '../src/tls/generate.js';
 import { eventually, freePort, makeTempDir, removeTempDir } from './env.js';
 
 /**

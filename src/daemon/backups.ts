@@ -1,0 +1,52 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { BackupObjectReconciler } from '../backup/backup-objects.js';
+import { BackupService } from '../backup/service.js';
+import type { ControlPlane } from '../controlplane/index.js';
+import type { DesiredState } from '../desired/state.js';
+import type { InstanceState } from '../instance/state.js';
+import type { InstanceOptions } from '../options/index.js';
+import type { PostgresInstance } from '../postgres/instance.js';
+import type { Reconciler } from '../reconcile/reconciler.js';
+
+/**
+ * Archiving outcomes, base backups and, in Kubernetes mode, Backup objects (src/backup), following the reconciler's
+ * latest desired state.
+ */
+export function startBackups(deps: {
+  reconciler: Reconciler;
+  controlPlane: ControlPlane;
+  logger: Logger;
+  state: InstanceState;
+  instance: PostgresInstance;
+  options: InstanceOptions;
+  desired: DesiredState;
+}): { service: BackupService; stop: () => void } {
+  const { reconciler, controlPlane, logger, state, instance } = deps;
+  const service = new BackupService({
+    desired: () => ({ cluster: reconciler.desired.cluster, backup: reconciler.desired.backup, isPrimary: reconciler.desired.topology.isPrimary }),
+    controlPlane,
+    logger,
+    runtimeDir: deps.desired.layout.root,
+    tmpDir: join(deps.desired.layout.root, 'backup'),
+    pgdata: deps.options.pgdata,
+    connection: instance.connection,
+    podName: state.podName,
+    sessionID: state.sessionID,
+  });
+  const objects = new BackupObjectReconciler({
+    controlPlane,
+    service,
+    desired: () => ({ cluster: reconciler.desired.cluster, ...reconciler.desired.topology }),
+    logger,
+  });
+  service.start();
+  objects.start();
+  return {
+    service,
+    stop: () => {
+      service.stop();
+      objects.stop();
+    },
+  };
+}
