@@ -8,13 +8,15 @@ import { InstanceState } from '../instance/state.js';
 import { createRootLogger } from '../log/logger.js';
 import { LogPipe } from '../log/pipe.js';
 import { trimMemoryPeriodically } from '../process/memory.js';
-import { Reaper } from '../process/reaper.js';
+import { pid1ReapingUnavailable, Reaper } from '../process/reaper.js';
+import { reportIgnoredSignalsTo } from '../process/signals.js';
 import { podNameFor, type InstanceOptions } from '../options/index.js';
 import { PostgresInstance } from '../postgres/instance.js';
 import { isFenced, Reconciler } from '../reconcile/reconciler.js';
 import { writeRuntimeFiles } from '../reconcile/runtime-files.js';
 import { DivergenceWatch } from '../replication/divergence.js';
 import { primaryTimeline } from '../replication/wait-primary.js';
+import { asEffectiveUser, isRoot, lookupUser } from '../supervisor/privileges.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { certificatePaths } from '../tls/files.js';
 import { executableHash, nodeName, packageVersion } from './manager-info.js';
@@ -52,26 +54,32 @@ interface Loaded {
 /**
  * Reads and validates everything before the disk is touched; on failure, logs why and returns the exit code.
  * `signal` stops a wait for the control plane (Kubernetes mode waits for the API server): that is a clean exit.
+ * Started as root, the reads run with the postgres user's effective ids: nothing is ever read as root.
  */
 async function load(options: InstanceOptions, signal?: AbortSignal): Promise<Loaded | number> {
   const bootLogger = createRootLogger({ pod: options.podName ?? '' });
   try {
-    const controlPlane = await openControlPlane({
-      configDir: options.configDir,
-      kubernetes: options.kubernetes,
-      podName: options.podName,
-      logger: bootLogger,
-      signal,
-    });
-    if (signal?.aborted === true) {
-      bootLogger.info('stop requested before the control plane answered; nothing was started');
-      return ExitCode.ok;
-    }
-    const desired = await loadDesiredState(options, controlPlane);
-    return { controlPlane, desired, logger: createRootLogger({ pod: podNameFor(options, desired.cluster.name) }) };
+    const work = (): Promise<Loaded | number> => read(options, bootLogger, signal);
+    return await (isRoot() ? asEffectiveUser(lookupUser(options.user), work) : work());
   } catch (err) {
     return failStartup(bootLogger, err);
   }
+}
+
+async function read(options: InstanceOptions, bootLogger: Logger, signal?: AbortSignal): Promise<Loaded | number> {
+  const controlPlane = await openControlPlane({
+    configDir: options.configDir,
+    kubernetes: options.kubernetes,
+    podName: options.podName,
+    logger: bootLogger,
+    signal,
+  });
+  if (signal?.aborted === true) {
+    bootLogger.info('stop requested before the control plane answered; nothing was started');
+    return ExitCode.ok;
+  }
+  const desired = await loadDesiredState(options, controlPlane);
+  return { controlPlane, desired, logger: createRootLogger({ pod: podNameFor(options, desired.cluster.name) }) };
 }
 
 function openInstance(options: InstanceOptions, desired: DesiredState, logger: Logger): PostgresInstance {
@@ -206,11 +214,17 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
   const onReload = (): void => {
     supervisor?.reload();
   };
-  process.on('SIGTERM', onStop).on('SIGINT', onStop).on('SIGHUP', onReload);
+  process.on('SIGTERM', onStop).on('SIGINT', onStop).on('SIGQUIT', onStop).on('SIGHUP', onReload);
 
   const loaded = await load(options, opening.signal);
   if (typeof loaded === 'number') return loaded;
   const { controlPlane, logger } = loaded;
+  reportIgnoredSignalsTo(logger);
+  const cannotReap = pid1ReapingUnavailable();
+  if (cannotReap !== undefined) {
+    logger.error(cannotReap);
+    return ExitCode.failure;
+  }
   const { cluster } = loaded.desired;
   const state = new InstanceState(cluster.name, podNameFor(options, cluster.name));
   const servers: Server[] = [];
@@ -337,7 +351,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
     stopTrimming();
     for (const server of servers) server.closeAllConnections();
     await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-    process.off('SIGTERM', onStop).off('SIGINT', onStop).off('SIGHUP', onReload);
+    process.off('SIGTERM', onStop).off('SIGINT', onStop).off('SIGQUIT', onStop).off('SIGHUP', onReload);
   }
 }
 
