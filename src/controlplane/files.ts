@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { isObjectName, type Cluster } from '../cluster/schema.js';
 import { parseClusterManifest } from '../cluster/parse.js';
 import { ConfigError } from '../errors/index.js';
-import { ConfinedReadError, isValidObjectKey, readConfined } from '../fs/confined.js';
+import { decodeManifest } from '../cluster/utf8.js';
+import { ConfinedReadError, isValidObjectKey, permissionDenied, readConfined } from '../fs/confined.js';
 import type { ControlPlane, InstanceStatusReport, ObjectData } from './types.js';
 
 const watchDebounceMs = 150;
@@ -79,7 +80,7 @@ export class FilesControlPlane implements ControlPlane {
       if (err instanceof ConfinedReadError) throw new ConfigError(this.clusterSource, '', err.message);
       throw err;
     }
-    return parseClusterManifest(text.toString('utf8'), this.clusterSource);
+    return parseClusterManifest(decodeManifest(text, this.clusterSource), this.clusterSource);
   }
 
   /** ReadOptions change nothing here: a folder pgim cannot read is an error whether the object is optional or not. */
@@ -102,6 +103,8 @@ export class FilesControlPlane implements ControlPlane {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return undefined;
       if (code === 'ENOTDIR') throw new ConfigError(source, '', `${objectDir} is not a folder`);
+      const denied = permissionDenied(err);
+      if (denied) throw new ConfigError(source, '', `${objectDir} ${denied.message}`);
       throw err;
     }
     const data = new Map<string, Buffer>();
