@@ -59,14 +59,15 @@ interface Loaded {
 async function load(options: InstanceOptions, signal?: AbortSignal): Promise<Loaded | number> {
   const bootLogger = createRootLogger({ pod: options.podName ?? '' });
   try {
-    const work = (): Promise<Loaded | number> => read(options, bootLogger, signal);
+    const work = (): Promise<Loaded | number> => openAndRead(options, bootLogger, signal);
     return await (isRoot() ? asEffectiveUser(lookupUser(options.user), work) : work());
   } catch (err) {
     return failStartup(bootLogger, err);
   }
 }
 
-async function read(options: InstanceOptions, bootLogger: Logger, signal?: AbortSignal): Promise<Loaded | number> {
+/** Opens the control plane and reads the desired state (an exit code when a stop came first). */
+async function openAndRead(options: InstanceOptions, bootLogger: Logger, signal?: AbortSignal): Promise<Loaded | number> {
   const controlPlane = await openControlPlane({
     configDir: options.configDir,
     kubernetes: options.kubernetes,
