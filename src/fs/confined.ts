@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, statSync } from 'node:fs';
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { sep } from 'node:path';
 
@@ -28,15 +28,13 @@ export function permissionDenied(err: unknown): ConfinedReadError | undefined {
 /**
  * Only a regular file is ever opened, and never in a way that can wait: opening a FIFO blocks until a writer comes
  * (for ever, holding a thread of the pool), and a device can do anything. So: stat first and refuse anything else;
- * then open without following a link (the path is already resolved, so a link now means a swap since) and without
- * blocking; then check the open handle is the file that was checked.
+ * then open without blocking; then check the open handle is the file that was checked.
  */
-const openFlags = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW | constants.O_NOCTTY;
+const openFlags = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY;
 
 /**
  * Reads `root/relative` through symlinks (a mounted Secret is `key -> ..data/key`), refusing any target that resolves
- * outside `root`, anything but a regular file, and any file over `maxBytes`. The size is checked on the open handle,
- * so a swap between check and read cannot slip a larger file in.
+ * outside `root`, then reads it as readRegularFile does.
  */
 export async function readConfined(root: string, relative: string, maxBytes: number): Promise<Buffer> {
   let realRoot: string;
@@ -49,13 +47,22 @@ export async function readConfined(root: string, relative: string, maxBytes: num
     throw permissionDenied(err) ?? err;
   }
   if (!target.startsWith(realRoot + sep)) throw new ConfinedReadError('escapes', 'resolves outside its folder');
+  // The target is resolved: a symlink there now would be a swap since, and is refused (O_NOFOLLOW).
+  return readRegularFile(target, maxBytes, constants.O_NOFOLLOW);
+}
+
+/**
+ * Reads a regular file of at most `maxBytes`, refusing anything else with a ConfinedReadError. The size is checked on
+ * the open handle, so a swap between check and read cannot slip a larger file in.
+ */
+export async function readRegularFile(path: string, maxBytes: number, extraFlags = 0): Promise<Buffer> {
   const notAFile = new ConfinedReadError('not-a-file', 'is not a regular file (a FIFO, socket, device or folder is never read)');
   let handle: FileHandle | undefined;
   let size: number;
   try {
-    const checked = await stat(target);
+    const checked = await stat(path);
     if (!checked.isFile()) throw notAFile;
-    handle = await open(target, openFlags);
+    handle = await open(path, openFlags | extraFlags);
     const opened = await handle.stat();
     if (!opened.isFile() || opened.ino !== checked.ino || opened.dev !== checked.dev) throw notAFile;
     size = opened.size;
@@ -76,4 +83,9 @@ export async function readConfined(root: string, relative: string, maxBytes: num
   } finally {
     await handle.close();
   }
+}
+
+/** The synchronous guard for paths handed to a library that reads them itself (a kubeconfig): a regular file or an error. */
+export function assertRegularFileSync(path: string): void {
+  if (!statSync(path).isFile()) throw new ConfinedReadError('not-a-file', 'is not a regular file (a FIFO, socket, device or folder is never read)');
 }

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { parseClusterManifest } from '../../src/cluster/parse.js';
 import { decodeManifest, firstInvalidByte } from '../../src/cluster/utf8.js';
 import { ConfigError } from '../../src/errors/index.js';
-import { readConfined } from '../../src/fs/confined.js';
+import { assertRegularFileSync, readConfined, readRegularFile } from '../../src/fs/confined.js';
 import { checkHbaLine, checkIdentLine } from '../../src/render/hba-rules.js';
 
 describe('faults: @file tokens as PostgreSQL 15 reads them (hba.c next_token / next_field_expand)', () => {
@@ -112,5 +112,14 @@ describe('faults: only regular files are read', () => {
     await assert.rejects(readConfined(dir, 'link', 1024), /is not a regular file/);
     await writeFile(join(dir, 'plain'), 'ok');
     assert.equal((await readConfined(dir, 'plain', 1024)).toString(), 'ok');
+  });
+
+  it('Kubernetes credentials (token, CA, kubeconfig) too: a FIFO or a device is refused, never opened', async () => {
+    execFileSync('mkfifo', [join(dir, 'token')]);
+    await assert.rejects(readRegularFile(join(dir, 'token'), 1024), /is not a regular file/);
+    await assert.rejects(readRegularFile('/dev/zero', 1024), /is not a regular file/);
+    assert.throws(() => {
+      assertRegularFileSync(join(dir, 'token'));
+    }, /is not a regular file/);
   });
 });
