@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First, before anything else loads: signals pgim does not use (SIGUSR1 would open Node's inspector) are ignored.
+import '../src/process/signals.js';
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ExitCode } from '../src/errors/index.js';

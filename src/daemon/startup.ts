@@ -5,6 +5,7 @@ import { ConfigError, errorMessage, ExitCode } from '../errors/index.js';
 import { createRootLogger } from '../log/logger.js';
 import { podNameFor, type InstanceOptions } from '../options/index.js';
 import { PostgresInstance } from '../postgres/instance.js';
+import { asEffectiveUser, isRoot, lookupUser } from '../process/privileges.js';
 import { CannotStartError } from '../postgres/start-checks.js';
 
 /** The conninfo a replica clones its primary with (CNPG's `-join` application name, no sender timeout). */
@@ -43,26 +44,33 @@ export interface Loaded {
 /**
  * Reads and validates everything before the disk is touched; on failure, logs why and returns the exit code.
  * `signal` stops a wait for the control plane (Kubernetes mode waits for the API server): that is a clean exit.
+ * Started as root, the reads run with the postgres user's effective ids: nothing is ever read as root.
  */
 export async function load(options: InstanceOptions, signal?: AbortSignal): Promise<Loaded | number> {
   const bootLogger = createRootLogger({ pod: options.podName ?? '' });
   try {
-    const controlPlane = await openControlPlane({
-      configDir: options.configDir,
-      kubernetes: options.kubernetes,
-      podName: options.podName,
-      logger: bootLogger,
-      signal,
-    });
-    if (signal?.aborted === true) {
-      bootLogger.info('stop requested before the control plane answered; nothing was started');
-      return ExitCode.ok;
-    }
-    const desired = await loadDesiredState(options, controlPlane);
-    return { controlPlane, desired, logger: createRootLogger({ pod: podNameFor(options, desired.cluster.name) }) };
+    const work = (): Promise<Loaded | number> => openAndRead(options, bootLogger, signal);
+    return await (isRoot() ? asEffectiveUser(lookupUser(options.user), work) : work());
   } catch (err) {
     return failStartup(bootLogger, err);
   }
+}
+
+/** Opens the control plane and reads the desired state (an exit code when a stop came first). */
+async function openAndRead(options: InstanceOptions, bootLogger: Logger, signal?: AbortSignal): Promise<Loaded | number> {
+  const controlPlane = await openControlPlane({
+    configDir: options.configDir,
+    kubernetes: options.kubernetes,
+    podName: options.podName,
+    logger: bootLogger,
+    signal,
+  });
+  if (signal?.aborted === true) {
+    bootLogger.info('stop requested before the control plane answered; nothing was started');
+    return ExitCode.ok;
+  }
+  const desired = await loadDesiredState(options, controlPlane);
+  return { controlPlane, desired, logger: createRootLogger({ pod: podNameFor(options, desired.cluster.name) }) };
 }
 
 export function openInstance(options: InstanceOptions, desired: DesiredState, logger: Logger): PostgresInstance {
