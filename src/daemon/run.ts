@@ -17,7 +17,8 @@ import { DivergenceWatch } from '../replication/divergence.js';
 import { primaryTimeline } from '../replication/wait-primary.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { certificatePaths } from '../tls/files.js';
-import { executableHash, nodeName, packageVersion } from './manager-info.js';
+import { checkCnpgExpectations } from './cnpg-expectations.js';
+import { goArch, nodeName, packageVersion } from './manager-info.js';
 import { loadDesiredState, prepareFilesystem, primaryConninfo, type DesiredState } from './prepare.js';
 
 /** The conninfo a replica clones its primary with (CNPG's `-join` application name, no sender timeout). */
@@ -68,6 +69,7 @@ async function load(options: InstanceOptions, signal?: AbortSignal): Promise<Loa
       return ExitCode.ok;
     }
     const desired = await loadDesiredState(options, controlPlane);
+    checkCnpgExpectations(options.cnpg, desired.cluster, controlPlane.clusterSource);
     return { controlPlane, desired, logger: createRootLogger({ pod: podNameFor(options, desired.cluster.name) }) };
   } catch (err) {
     return failStartup(bootLogger, err);
@@ -82,6 +84,7 @@ function openInstance(options: InstanceOptions, desired: DesiredState, logger: L
     port: options.pgPort,
     passfile: desired.layout.pgpassFile,
     runtimeDir: desired.layout.root,
+    initdbFlags: options.initdbFlags ?? [],
     logger,
   });
 }
@@ -279,7 +282,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
     // they load while PostgreSQL starts instead of before it.
     const startServers = async (): Promise<void> => {
       const { startStatusAndMetrics } = await import('../status/start.js');
-      const info = { version: await packageVersion(), executableHash: await executableHash(), arch: process.arch, node: nodeName() };
+      const info = { version: await packageVersion(), executableHash: '', arch: goArch(process.arch), node: nodeName() };
       const bind = httpBindAddress(options.listenAddress);
       servers.push(...(await startStatusAndMetrics({ options, bind, controlPlane, state, instance, info, cluster, logger })));
     };

@@ -10,9 +10,10 @@ import { loadQueries } from '../metrics/custom-queries.js';
 import { createMetricsApp } from '../metrics/server.js';
 import type { InstanceOptions } from '../options/index.js';
 import type { PostgresInstance } from '../postgres/instance.js';
-import { withLocalClient } from '../postgres/sql.js';
+import { connectSocket, withLocalClient } from '../postgres/sql.js';
 import { checkStreaming, countReadyWalFiles, pingLocal } from '../postgres/status.js';
 import type { ManagerInfo } from './document.js';
+import { BackupMode } from './backup-mode.js';
 import { Probes } from './probes.js';
 import { createStatusHandler, serveApp } from './server.js';
 import { SpecWatcher } from './spec.js';
@@ -63,6 +64,10 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
       }),
     streaming: (maximumLag) => withLocalClient(connection, (client) => checkStreaming(client, maximumLag)),
   });
+  const backupMode = new BackupMode(
+    () => connectSocket(connection, { user: 'postgres', database: 'postgres', applicationName: 'pgim_backup', timeoutMs: 5000, settings: '' }),
+    logger,
+  );
   const statusApp = createStatusHandler(
     {
       state,
@@ -72,6 +77,8 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
       queryPostgres: () => instance.status(cluster.name),
       readyWalFiles: () => countReadyWalFiles(instance.pgdata),
       isPrimaryFromFiles: async () => !(await instance.isStandby()),
+      isPgRewindRunning: () => instance.isPgRewindRunning,
+      backupMode,
       controlData: async () => {
         const data = await instance.controlData();
         if (!data) throw new Error('pg_controldata could not read the control file');
@@ -86,6 +93,7 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
     connection,
     pgdata: instance.pgdata,
     defaultDatabase: cluster.bootstrap.database,
+    clusterFacts: () => spec.current.clusterFacts,
     logger,
   });
   const cache = new MetricsCache({
@@ -117,6 +125,7 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
   status.once('close', () => {
     spec.stop();
     cache.stop();
+    void backupMode.close();
   });
   await cache.start();
   return servers;

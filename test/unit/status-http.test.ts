@@ -15,6 +15,7 @@ import type { PingResult, PostgresReportedStatus } from '../../src/postgres/stat
 import type { HardeningOptions } from '../../src/status/http.js';
 import { publicKeyFingerprint } from '../../src/status/operator-auth.js';
 import { Probes } from '../../src/status/probes.js';
+import { BackupMode } from '../../src/status/backup-mode.js';
 import { createStatusHandler, serveApp, type StatusSource } from '../../src/status/server.js';
 import { resolveObservability, type ObservabilitySpec } from '../../src/status/spec-schema.js';
 import { SpecWatcher } from '../../src/status/spec.js';
@@ -102,7 +103,8 @@ function fixture(): Fixture {
   };
   let status = async (): Promise<PostgresReportedStatus> => {
     await sleep(20);
-    return { systemID: '1', isPrimary: true, pendingRestart: false, timeLineID: 1, replayPaused: false, isWalReceiverActive: false };
+    return { systemID: '1', isPrimary: true, pendingRestart: false,
+      pendingRestartForDecrease: false, timeLineID: 1, replayPaused: false, isWalReceiverActive: false };
   };
   let spec = resolveObservability({ spec: {} }, 'demo');
   const probes = new Probes(state, {
@@ -115,7 +117,7 @@ function fixture(): Fixture {
   }, { cacheMs: 1000, timeoutMs: 300 });
   const source: StatusSource = {
     state,
-    info: { version: 'test', executableHash: 'abc', arch: 'x64', node: 'n' },
+    info: { version: 'test', executableHash: '', arch: 'amd64', node: 'n' },
     spec: () => spec,
     probes,
     queryPostgres: () => {
@@ -124,6 +126,8 @@ function fixture(): Fixture {
     },
     readyWalFiles: () => Promise.resolve(3),
     isPrimaryFromFiles: () => Promise.resolve(true),
+    isPgRewindRunning: () => false,
+    backupMode: new BackupMode(() => Promise.reject(new Error('no PostgreSQL in this test')), pino({ level: 'silent' })),
     controlData: () => Promise.resolve('pg_control version number:            1300\n'),
   };
   return {
@@ -389,9 +393,10 @@ describe('status server: TLS 1.3, operator pin, request bodies, certificate rota
     }
     assert.equal((({}) as Record<string, unknown>).polluted, undefined);
     assert.equal(Object.prototype.hasOwnProperty.call(Object.prototype, 'polluted'), false);
+    // A valid body reaches the backup: here the session cannot be opened (no PostgreSQL), CNPG's code for that.
     const ok = await post('{"backupName":"nightly","immediateCheckpoint":true}');
-    assert.equal(ok.status, 501);
-    assert.equal((JSON.parse(ok.body) as { error: { code: string } }).error.code, 'NOT_SUPPORTED');
+    assert.equal(ok.status, 422);
+    assert.equal((JSON.parse(ok.body) as { error: { code: string } }).error.code, 'CANNOT_INITIALIZE_CONNECTION');
     const big = await post(Buffer.alloc(70 * 1024, 'a'));
     assert.equal(big.status, 413);
     assert.equal(big.headers.connection, 'close');
