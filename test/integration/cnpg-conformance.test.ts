@@ -466,6 +466,15 @@ function renderReport(
     out.push(`| ${doc.kind} | ${doc.operatorError === '' ? 'decodes' : cell(doc.operatorError)} | ${unknown.length === 0 ? 'none' : unknown.map((f) => `\`${f}\``).join(', ')} |`);
   }
   out.push('', `Documents captured: ${documents.length}.`);
+  const sample = documents.find((d) => d.kind === 'primary with two streaming replicas');
+  if (sample) {
+    const doc = JSON.parse(sample.body) as Record<string, unknown>;
+    out.push('', '### Fields of the primary with two streaming replicas', '', '| field | in CNPG\'s PostgresqlStatus | pgim\'s answer |', '|---|---|---|');
+    for (const [field, value] of Object.entries(doc)) {
+      const shown = Array.isArray(value) ? `${value.length} item(s): ${JSON.stringify(value[0] ?? null)}` : JSON.stringify(value);
+      out.push(`| \`${field}\` | ${allowed.has(field) ? 'no (pgim-only, documented)' : 'yes'} | \`${cell(shown).slice(0, 160)}\` |`);
+    }
+  }
   out.push('', '## Endpoints (CNPG `webserver/client/remote`, over TLS 1.3)', '', '| endpoint | pod | call | CNPG expects | pgim answered | ok |', '|---|---|---|---|---|---|');
   for (const c of checks) out.push(`| ${c.endpoint} | ${c.pod} | ${cell(c.call)} | ${cell(c.expectation)} | ${cell(c.answer).slice(0, 300)} | ${c.ok ? 'yes' : 'NO'} |`);
   const present = dashboard.filter((d) => d.present).length;
