@@ -343,6 +343,40 @@ describe('CloudNativePG conformance: CNPG v1.30.0 Go code against pgim (pod and 
     assert.ok(await capture('replica', replicas[0], (d) => d.isPrimary === false && d.isWalReceiverActive === true));
   });
 
+  it("`instance status` prints the document kubectl-cnpg parses; what pgim cannot do exits 3 naming it, and writes nothing", async () => {
+    const [primary] = instances as [Instance];
+    const run = invocations['run-1'];
+    assert.ok(run);
+    const env = environment(primary, run);
+    const status = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      execFile(process.execPath, [pgimEntry, 'instance', 'status'], { env }, (err, stdout) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout });
+      });
+    });
+    assert.equal(status.code, 0);
+    assert.equal((JSON.parse(status.stdout) as { isPrimary?: boolean }).isPrimary, true);
+    documents.push({ kind: '`instance status` output (what kubectl cnpg status parses)', body: status.stdout });
+
+    const attempt = (argv: string[], extra: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stderr: string }> =>
+      new Promise((resolve) => {
+        execFile(process.execPath, [pgimEntry, ...argv], { env: { ...env, ...extra } }, (err, stdout, stderr) => {
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr: `${stderr}${stdout}` });
+        });
+      });
+    const fresh = join(base, 'pgdata-refused');
+    for (const [argv, message] of [
+      [['instance', 'restore'], /not implemented yet: "instance restore"/],
+      [['wal-archive', '--log-destination', '/controller/log/postgres.json', 'pg_wal/000000010000000000000001'], /not implemented yet: "wal-archive"/],
+      [['wal-restore', '000000010000000000000001', 'pg_wal/RECOVERYXLOG'], /not implemented yet: "wal-restore"/],
+      [['instance', 'init', '--initdb-flags', '', '--app-db-name', 'other', '--app-user', 'app'], /--app-db-name other, the Cluster says app/],
+    ] as const) {
+      const result = await attempt([...argv], { PGDATA: fresh, POD_NAME: `${cluster}-9-initdb` });
+      assert.equal(result.code, 3, `${argv.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, message);
+    }
+    assert.equal(existsSync(fresh), false, 'a refused invocation writes nothing');
+  });
+
   it("CNPG's remote instance client: every endpoint the operator calls on :8000, over TLS with the operator certificate", async () => {
     const command = invocations['run-1']?.command ?? [];
     const result = await goProgram<{ scheme: string; checks: Check[] }>(bin, 'endpoints', {
