@@ -5,6 +5,8 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
+// A leaf module of Cluster fields (src/cluster/schema.ts imports it too), not the status server.
+import type { ClusterMetricFacts } from '../status/spec-schema.js';
 import { connectMonitor } from '../postgres/status.js';
 import type { LocalConnection } from '../postgres/sql.js';
 import { renderFamily } from './exposition.js';
@@ -24,24 +26,11 @@ export interface CollectorOptions {
   /** Where queries without `target_databases` run: the application database (CNPG's default), or `postgres`. */
   readonly defaultDatabase: string;
   /** The Cluster's fields behind the cluster-level gauges, read at every scrape (the Cluster is watched). */
-  readonly clusterFacts?: () => ClusterFacts;
+  readonly clusterFacts?: () => ClusterMetricFacts;
   readonly logger: Logger;
 }
 
-/** What CNPG's exporter reads from its cached Cluster (see `ClusterMetricFacts` in src/status/spec-schema.ts). */
-export interface ClusterFacts {
-  readonly replicaMode: boolean;
-  readonly minSyncReplicas: number;
-  readonly maxSyncReplicas: number;
-  readonly phase: string | undefined;
-  readonly currentPrimary: string | undefined;
-  readonly nodesUsed: number;
-  readonly firstRecoverabilityPoint: string | undefined;
-  readonly lastSuccessfulBackup: string | undefined;
-  readonly lastFailedBackup: string | undefined;
-}
-
-const unknownCluster: ClusterFacts = {
+const unknownCluster: ClusterMetricFacts = {
   replicaMode: false,
   minSyncReplicas: 0,
   maxSyncReplicas: 0,
@@ -159,7 +148,7 @@ export class Collector {
       labelNames: ['value'],
       registers,
     });
-    const cluster = (): ClusterFacts => options.clusterFacts?.() ?? unknownCluster;
+    const cluster = (): ClusterMetricFacts => options.clusterFacts?.() ?? unknownCluster;
     // The cluster-level gauges of CNPG's `reconcileMetrics`, `collectNodesUsed` and backup timestamps, read from the
     // watched Cluster at scrape time. The backup ones read 0 until backups write those status fields.
     new Gauge({
@@ -191,7 +180,7 @@ export class Collector {
         this.set(cluster().nodesUsed);
       },
     });
-    const timestampGauge = (name: string, help: string, read: (facts: ClusterFacts) => string | undefined): void => {
+    const timestampGauge = (name: string, help: string, read: (facts: ClusterMetricFacts) => string | undefined): void => {
       new Gauge({
         name,
         help,

@@ -93,21 +93,23 @@ interface FlagDef {
   readonly takesValue: boolean;
 }
 
+/** The flags every instance subcommand takes (defaults from PGDATA, POD_NAME, CLUSTER_NAME, NAMESPACE). */
+const instanceIdentity: Readonly<Record<string, FlagDef>> = {
+  'pg-data': { takesValue: true },
+  'pod-name': { takesValue: true },
+  'cluster-name': { takesValue: true },
+  namespace: { takesValue: true },
+};
+
 const flagSets: Readonly<Record<string, Readonly<Record<string, FlagDef>>>> = {
   run: {
-    'pg-data': { takesValue: true },
-    'pod-name': { takesValue: true },
-    'cluster-name': { takesValue: true },
-    namespace: { takesValue: true },
+    ...instanceIdentity,
     'status-port-tls': { takesValue: false },
     'metrics-port-tls': { takesValue: false },
     'pprof-server': { takesValue: false },
   },
   init: {
-    'pg-data': { takesValue: true },
-    'pod-name': { takesValue: true },
-    'cluster-name': { takesValue: true },
-    namespace: { takesValue: true },
+    ...instanceIdentity,
     'pg-wal': { takesValue: true },
     'parent-node': { takesValue: true },
     'initdb-flags': { takesValue: true },
@@ -121,10 +123,7 @@ const flagSets: Readonly<Record<string, Readonly<Record<string, FlagDef>>>> = {
     'post-init-template-sql-refs-folder': { takesValue: true },
   },
   join: {
-    'pg-data': { takesValue: true },
-    'pod-name': { takesValue: true },
-    'cluster-name': { takesValue: true },
-    namespace: { takesValue: true },
+    ...instanceIdentity,
     'pg-wal': { takesValue: true },
     'parent-node': { takesValue: true },
   },
