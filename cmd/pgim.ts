@@ -8,8 +8,7 @@ import { ambientKubeconfig, inClusterAvailable } from '../src/controlplane/kuber
 import { translateCnpgInvocation } from '../src/options/cnpg-invocation.js';
 import type { InstanceOptions, KubernetesOptions } from '../src/options/index.js';
 import { findPgBinDir } from '../src/postgres/binaries.js';
-import { fetchStatus, formatStatus } from '../src/status/client.js';
-import type { ServerTlsOptions } from '../src/status/start.js';
+import { fetchStatus, formatStatus } from '../src/webserver/client.js';
 
 const instanceFlags = {
   'config-dir': { type: 'string', env: 'PGIM_CONFIG_DIR', help: 'config folder: cluster.yaml, secrets/, configmaps/ (files mode)' },
@@ -168,7 +167,7 @@ function flag(values: Values, name: string): boolean {
   throw new UsageError(`--${name}: "${raw}" is not true or false`);
 }
 
-function instanceOptions(values: Values): InstanceOptions & ServerTlsOptions {
+function instanceOptions(values: Values): InstanceOptions {
   const onExit = values['on-postgres-exit'] ?? 'restart';
   if (onExit !== 'restart' && onExit !== 'exit') throw new UsageError('--on-postgres-exit must be restart or exit');
   const str = (name: string, fallback: string): string => (typeof values[name] === 'string' ? values[name] : fallback);

@@ -5,9 +5,8 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
-// A leaf module of Cluster fields (src/cluster/schema.ts imports it too), not the status server.
-import type { ClusterMetricFacts } from '../status/spec-schema.js';
-import { connectMonitor } from '../postgres/status.js';
+import type { ClusterMetricFacts } from '../cluster/observability.js';
+import { connectMonitor } from '../postgres/sql.js';
 import type { LocalConnection } from '../postgres/sql.js';
 import { renderFamily } from './exposition.js';
 import { globMatch, isPattern, parseVersionRange, postgresSemver, type Version } from './matching.js';
@@ -215,7 +214,7 @@ export class Collector {
       help: '1 if the instance is fenced, 0 otherwise',
       registers,
       collect() {
-        this.set(state.fenced ? 1 : 0);
+        this.set(state.phase === 'fenced' ? 1 : 0);
       },
     });
     this.walStats = new Map(

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { parseGoDuration } from '../status/units.js';
+import { parseGoDuration } from '../cluster/units.js';
 import { seriesKey, type Family, type FamilyType, type HistogramSample, type Labels, type Sample } from './exposition.js';
 import type { ColumnDefinition, QueryDefinition } from './queries-parser.js';
 

@@ -13,8 +13,9 @@ import { BootstrapMarker, checkWalSpace, emptyDirectory, enforceDataDirectoryMod
 import { inspectPidFile, removeStaleLockFiles } from './pidfile.js';
 import { applyCredentials, ensureApplicationDatabase, ensureSystemRoles } from './roles.js';
 import { connectLocal, withLocalClient, type LocalConnection } from './sql.js';
-import { queryStatus, type PostgresReportedStatus } from './status.js';
+import { queryStatus, type PostgresReportedStatus } from './status-queries.js';
 import { runTool } from './tools.js';
+import { sleep } from '../async/sleep.js';
 
 export type DataDirectoryState = 'empty' | 'initialized';
 
@@ -38,7 +39,6 @@ export interface PostgresInstanceOptions {
   logger: Logger;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A postmaster pgim did not start (not our child): fast shutdown, then immediate, waiting on /proc. */
 async function stopForeignPostmaster(pid: number): Promise<void> {
@@ -293,7 +293,6 @@ export class PostgresInstance {
     }
   }
 
-  /** PostgreSQL's verdict on a render's settings before it is written (see checkRenderedSettings). */
   /**
    * PostgreSQL's verdict on a render's settings, before they are written. pgim writes custom.conf and override.conf
    * only after this check passed, so when PGDATA already holds exactly this render there is nothing new to check

@@ -2,9 +2,9 @@ import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeConfigDir } from '../support/config.js';
-import { freePort, handToPostgres, makeTempDir, removeTempDir } from '../support/env.js';
-import { PgimProcess, type PgimPaths, type PgimPorts } from '../support/pgim.js';
+import { writeConfigDir } from '../../test-kit/config.js';
+import { freePort, handToPostgres, makeTempDir, removeTempDir } from '../../test-kit/env.js';
+import { PgimProcess, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 
 const secretMarker = 'S3NTINEL-bad-config-4d1f';
 

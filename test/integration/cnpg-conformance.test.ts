@@ -7,9 +7,9 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { clusterManifest, writeConfigDir, type TestClusterOptions } from '../support/config.js';
-import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir, sleep } from '../support/env.js';
-import { connect, killPostmaster, pgimEntry } from '../support/pgim.js';
+import { clusterManifest, writeConfigDir, type TestClusterOptions } from '../../test-kit/config.js';
+import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir, sleep } from '../../test-kit/env.js';
+import { connect, killPostmaster, pgimEntry } from '../../test-kit/pgim.js';
 
 /**
  * CloudNativePG conformance, proven with CloudNativePG's own code (v1.30.0, built from the Go module proxy by

@@ -13,8 +13,8 @@ import { openKubernetesControlPlane } from '../../src/controlplane/kubernetes.js
 import { resolveCredentials } from '../../src/credentials/index.js';
 import { ConfigError } from '../../src/errors/index.js';
 import { createRootLogger } from '../../src/log/logger.js';
-import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir, sleep } from '../support/env.js';
-import { connect, query, type PgimProcess } from '../support/pgim.js';
+import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir, sleep } from '../../test-kit/env.js';
+import { connect, query, type PgimProcess } from '../../test-kit/pgim.js';
 import type { AuditEvent, RawResponse, TestApiServer } from '../k8s/apiserver.js';
 import {
   applyInstanceIdentity,

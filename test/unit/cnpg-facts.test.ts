@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { goArch } from '../../src/daemon/manager-info.js';
-import { resolveObservability, type ObservabilityManifest } from '../../src/status/spec-schema.js';
-import { backupSlotName } from '../../src/status/backup-mode.js';
+import { resolveObservability, type ObservabilityManifest } from '../../src/cluster/observability.js';
+import { backupSlotName } from '../../src/webserver/backup-mode.js';
 
 describe("CNPG's cluster-level metric facts, Go architecture names, backup slot names", () => {
   it('reads the Cluster fields behind replica_mode, manual_switchover_required, nodes_used and the backup gauges', () => {

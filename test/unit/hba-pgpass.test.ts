@@ -4,7 +4,7 @@ import { renderConfiguration } from '../../src/render/index.js';
 import { checkHbaLine, checkIdentLine, tokenizeHbaLine } from '../../src/render/hba-rules.js';
 import { escapePassfileField, renderPgpass } from '../../src/render/pgpass.js';
 import { validateUserParameters } from '../../src/render/parameters.js';
-import { currentOsUserName } from '../../src/supervisor/privileges.js';
+import { currentOsUserName } from '../../src/process/privileges.js';
 
 describe('pg_hba / pg_ident line checks', () => {
   const good = [

@@ -1,5 +1,5 @@
 import type { InstanceState } from '../instance/state.js';
-import type { PostgresReportedStatus } from '../postgres/status.js';
+import type { PostgresReportedStatus } from '../postgres/status-queries.js';
 
 /** Facts about the pgim binary, computed once at start. */
 export interface ManagerInfo {

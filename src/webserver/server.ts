@@ -5,15 +5,15 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
-import type { PostgresReportedStatus } from '../postgres/status.js';
+import type { PostgresReportedStatus } from '../postgres/status-queries.js';
 import type { BackupMode } from './backup-mode.js';
 import { BodyError, readJsonBody, sendBodyError, sendError } from './body.js';
-import { coalesced } from './coalesce.js';
+import { coalesced } from '../async/coalesce.js';
 import { buildStatusDocument, type ManagerInfo } from './document.js';
 import { createHardenedServer, defaultHardening, listen, type HardeningOptions, type RequestHandler } from './http.js';
 import { requireOperator } from './operator-auth.js';
 import type { Probes } from './probes.js';
-import type { ObservabilitySpec } from './spec.js';
+import type { ObservabilitySpec } from '../cluster/observability.js';
 
 export interface StatusSource {
   state: InstanceState;
@@ -69,7 +69,7 @@ const text = (status: number, body: string): Reply => ({ status, json: false, bo
 
 /**
  * The public read-only endpoints as plain functions: the probes and /pg/status are the hot paths (kubelet, operator,
- * dashboards), so they skip Express's routing, which roughly halves the CPU and garbage per request (see the report).
+ * dashboards), so they skip Express's routing, which roughly halves the CPU and garbage per request.
  */
 function publicRoutes(source: StatusSource, logger: Logger): Map<string, () => Promise<Reply>> {
   const postgresStatus = coalesced(async () => {
@@ -200,7 +200,7 @@ export function createStatusApp(
   });
   // CNPG archives the partial WAL of a fenced primary when a replica cluster is demoted; only with WAL archiving.
   app.all('/pg/archive/partial', operator, only(['POST']), async (_req, res) => {
-    if (!source.state.fenced) {
+    if (source.state.phase !== 'fenced') {
       sendError(res, 400, 'NOT_FENCED', '');
       return;
     }
