@@ -1,15 +1,19 @@
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ExitCode } from '../errors/index.js';
 import { ensureDirectory, writeFileAtomic } from '../fs/atomic.js';
 import { LogPipe } from '../log/pipe.js';
 import type { InstanceOptions } from '../options/index.js';
+import { checkRenderedSettings } from '../postgres/config-check.js';
 import type { PostgresInstance } from '../postgres/instance.js';
+import { isRoot, lookupUser } from '../process/privileges.js';
 import type { Logger } from 'pino';
 import type { DesiredState } from '../desired/state.js';
 import { writeRuntimeFiles } from '../reconcile/runtime-files.js';
+import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
 import { Daemon } from './daemon.js';
 import { prepareFilesystem } from './prepare.js';
-import { confirmDesiredState, failStartup, joinConninfo, load, openInstance } from './startup.js';
+import { confirmDesiredState, failStartup, joinConninfo, load, openInstance, refuseUnlessPostgresAccepts } from './startup.js';
 
 /** For one-shot commands: SIGTERM or SIGINT aborts the running tool (initdb, pg_basebackup), which cleans up. */
 function abortOnTermination(): { signal: AbortSignal; dispose: () => void } {
@@ -103,6 +107,14 @@ export async function renderCommand(options: InstanceOptions, outDir: string): P
   if (typeof loaded === 'number') return loaded;
   const { desired, logger } = loaded;
   try {
+    // The checks `run` makes before it writes, PostgreSQL's own included: a render that exits 0 would start.
+    if (options.pgBinDir === '') {
+      logger.warn("PostgreSQL's binaries were not found (PGIM_PG_BIN): its own check of the parameters was skipped");
+    } else {
+      const user = isRoot() ? lookupUser(options.user) : undefined;
+      const runAs = user === undefined ? undefined : { uid: user.uid, gid: user.gid };
+      refuseUnlessPostgresAccepts(loaded.controlPlane, await checkRenderedSettings(options.pgBinDir, tmpdir(), desired.rendered, logger, runAs));
+    }
     await ensureDirectory(outDir, 0o700);
     const files: [string, string][] = [
       ['custom.conf', desired.rendered.customConf],
@@ -111,7 +123,7 @@ export async function renderCommand(options: InstanceOptions, outDir: string): P
       ['pg_ident.conf', desired.rendered.pgIdent],
     ];
     for (const [name, text] of files) await writeFileAtomic(join(outDir, name), text, 0o600);
-    for (const warning of desired.rendered.warnings) logger.warn(warning);
+    reportSecurityWarnings(desired.rendered.securityWarnings, logger);
     logger.info({ outDir, files: files.map(([name]) => name), configHash: desired.rendered.configHash }, 'rendered');
     return ExitCode.ok;
   } catch (err) {

@@ -5,6 +5,8 @@ import { ConfigError, errorMessage, ExitCode } from '../errors/index.js';
 import { createRootLogger } from '../log/logger.js';
 import { podNameFor, type InstanceOptions } from '../options/index.js';
 import { PostgresInstance } from '../postgres/instance.js';
+import { asEffectiveUser, isRoot, lookupUser } from '../process/privileges.js';
+import { CannotStartError } from '../postgres/start-checks.js';
 import { checkCnpgExpectations } from './cnpg-expectations.js';
 
 /** The conninfo a replica clones its primary with (CNPG's `-join` application name, no sender timeout). */
@@ -26,6 +28,10 @@ export function failStartup(logger: Logger, err: unknown): number {
     logger.error({ source: err.source, field: err.field }, `invalid configuration: ${err.message}`);
     return ExitCode.config;
   }
+  if (err instanceof CannotStartError) {
+    logger.error({ error: err.message, exitCode: err.exitCode }, 'pgim cannot start postgres');
+    return err.exitCode;
+  }
   logger.error({ error: errorMessage(err) }, 'pgim failed');
   return ExitCode.failure;
 }
@@ -39,27 +45,34 @@ export interface Loaded {
 /**
  * Reads and validates everything before the disk is touched; on failure, logs why and returns the exit code.
  * `signal` stops a wait for the control plane (Kubernetes mode waits for the API server): that is a clean exit.
+ * Started as root, the reads run with the postgres user's effective ids: nothing is ever read as root.
  */
 export async function load(options: InstanceOptions, signal?: AbortSignal): Promise<Loaded | number> {
   const bootLogger = createRootLogger({ pod: options.podName ?? '' });
   try {
-    const controlPlane = await openControlPlane({
-      configDir: options.configDir,
-      kubernetes: options.kubernetes,
-      podName: options.podName,
-      logger: bootLogger,
-      signal,
-    });
-    if (signal?.aborted === true) {
-      bootLogger.info('stop requested before the control plane answered; nothing was started');
-      return ExitCode.ok;
-    }
-    const desired = await loadDesiredState(options, controlPlane);
-    checkCnpgExpectations(options.cnpg, desired.cluster, controlPlane.clusterSource);
-    return { controlPlane, desired, logger: createRootLogger({ pod: podNameFor(options, desired.cluster.name) }) };
+    const work = (): Promise<Loaded | number> => openAndRead(options, bootLogger, signal);
+    return await (isRoot() ? asEffectiveUser(lookupUser(options.user), work) : work());
   } catch (err) {
     return failStartup(bootLogger, err);
   }
+}
+
+/** Opens the control plane and reads the desired state (an exit code when a stop came first). */
+async function openAndRead(options: InstanceOptions, bootLogger: Logger, signal?: AbortSignal): Promise<Loaded | number> {
+  const controlPlane = await openControlPlane({
+    configDir: options.configDir,
+    kubernetes: options.kubernetes,
+    podName: options.podName,
+    logger: bootLogger,
+    signal,
+  });
+  if (signal?.aborted === true) {
+    bootLogger.info('stop requested before the control plane answered; nothing was started');
+    return ExitCode.ok;
+  }
+  const desired = await loadDesiredState(options, controlPlane);
+  checkCnpgExpectations(options.cnpg, desired.cluster, controlPlane.clusterSource);
+  return { controlPlane, desired, logger: createRootLogger({ pod: podNameFor(options, desired.cluster.name) }) };
 }
 
 export function openInstance(options: InstanceOptions, desired: DesiredState, logger: Logger): PostgresInstance {
@@ -72,6 +85,7 @@ export function openInstance(options: InstanceOptions, desired: DesiredState, lo
     runtimeDir: desired.layout.root,
     initdbFlags: options.initdbFlags ?? [],
     logger,
+    listenAddresses: options.listenAddress,
   });
 }
 
@@ -81,9 +95,13 @@ export function openInstance(options: InstanceOptions, desired: DesiredState, lo
  */
 export async function confirmDesiredState(options: InstanceOptions, loaded: Loaded, instance: PostgresInstance, droppedRoot: boolean): Promise<DesiredState> {
   const desired = droppedRoot ? await loadDesiredState(options, loaded.controlPlane) : loaded.desired;
-  const refused = await instance.checkSettings(desired.rendered, desired.layout.tmpDir);
-  if (refused.length > 0) {
-    throw new ConfigError(loaded.controlPlane.clusterSource, 'spec.postgresql.parameters', `PostgreSQL refuses them: ${refused.join('; ')}`);
-  }
+  refuseUnlessPostgresAccepts(loaded.controlPlane, await instance.checkSettings(desired.rendered, desired.layout.tmpDir));
   return desired;
+}
+
+/** PostgreSQL's own verdict on the parameters (`postgres -C`), as the invalid configuration it is. */
+export function refuseUnlessPostgresAccepts(controlPlane: ControlPlane, refused: readonly string[]): void {
+  if (refused.length > 0) {
+    throw new ConfigError(controlPlane.clusterSource, 'spec.postgresql.parameters', `PostgreSQL refuses them: ${refused.join('; ')}`);
+  }
 }

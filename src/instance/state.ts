@@ -29,6 +29,8 @@ export class InstanceState {
   configurationError: string | undefined;
   /** A loaded setting waits for a restart (`pending_restart`). */
   restartPending = false;
+  /** Accepted settings that weaken transport or authentication security (render/security-warnings.ts). */
+  securityWarnings: readonly { kind: string; field: string; message: string }[] = [];
   /** The TLS certificates in use, for expiry metrics and status. */
   certificates: { secret: string; notAfter: Date; serial: string }[] = [];
 

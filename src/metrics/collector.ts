@@ -12,6 +12,7 @@ import { renderFamily } from './exposition.js';
 import { globMatch, isPattern, parseVersionRange, postgresSemver, type Version } from './matching.js';
 import type { QueryDefinition } from './queries-parser.js';
 import { FamilySet, runQuery } from './query-runner.js';
+import { securityWarningKinds } from '../render/security-warnings.js';
 
 /**
  * One collection pass: CNPG's built-in `cnpg_collector_*` families (prom-client objects in `registry`) and the query
@@ -242,6 +243,17 @@ export class Collector {
       collect() {
         this.reset();
         for (const certificate of state.certificates) this.set({ secret: certificate.secret }, certificate.notAfter.getTime() / 1000);
+      },
+    });
+    // Settings that weaken transport or authentication security (TLS 1.2 allowed, trust rules, match-all ident maps):
+    // every kind present, 0 when unused, so an alert can fire on > 0.
+    new Gauge({
+      name: 'pgim_security_warnings',
+      help: 'Accepted settings that weaken transport or authentication security, by kind (see /pg/status securityWarnings).',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        for (const kind of securityWarningKinds) this.set({ kind }, state.securityWarnings.filter((w) => w.kind === kind).length);
       },
     });
     // Beyond CNPG (its #4962, #2552): per-query outcome, so a failing query is visible instead of a family vanishing.

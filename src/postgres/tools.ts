@@ -22,6 +22,8 @@ export interface ToolOptions {
   captureStderr?: boolean;
   timeoutMs?: number;
   cancelSignal?: AbortSignal;
+  /** Run as this user (pgim itself runs as root: `pgim render`); PostgreSQL's programs refuse root. */
+  runAs?: { uid: number; gid: number };
 }
 
 /** A program asked to stop (timeout, cancel) gets SIGTERM, so it can clean up, then SIGKILL after this long. */
@@ -52,6 +54,7 @@ export async function runTool(binDir: string, program: string, args: readonly st
     ...(options.cancelSignal === undefined ? {} : { cancelSignal: options.cancelSignal }),
     killSignal: 'SIGTERM',
     forceKillAfterDelay: forceKillAfterMs,
+    ...options.runAs,
   });
   trackChild(subprocess.pid, subprocess);
   const logged = Promise.all([

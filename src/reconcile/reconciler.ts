@@ -12,6 +12,7 @@ import { RoleTransitions } from '../role/transitions.js';
 import type { PostgresControl } from '../supervisor/supervisor.js';
 import { CredentialsApplier } from './credentials.js';
 import { writeRuntimeFiles } from './runtime-files.js';
+import { reportSecurityWarnings } from './security-warnings.js';
 
 export interface ReconcilerOptions {
   instance: PostgresInstance;
@@ -121,7 +122,7 @@ export class Reconciler {
       await this.reportPhase(phases.invalid, err.message);
       return;
     }
-    for (const warning of desired.rendered.warnings) logger.warn(warning);
+    reportSecurityWarnings(desired.rendered.securityWarnings, logger, state);
     const role = await this.roles.apply(desired);
     if (role === 'demoting') {
       this.current = desired;

@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import { Backoff, backoffDelay } from '../async/backoff.js';
 import { sleep } from '../async/sleep.js';
-import { errorMessage, ExitCode } from '../errors/index.js';
+import { errorMessage } from '../errors/index.js';
 import type { Reaper } from '../process/reaper.js';
-import { WalSpaceError } from '../postgres/datadir.js';
+import { CannotStartError } from '../postgres/start-checks.js';
 import type { InstanceState } from '../instance/state.js';
 import type { OnPostgresExit } from '../options/index.js';
 import type { Postmaster, PostmasterExit, ShutdownPlan } from '../postgres/postmaster.js';
@@ -185,11 +185,12 @@ export class Supervisor implements PostgresControl {
       try {
         await instance.prepareStart();
       } catch (err) {
-        if (!(err instanceof WalSpaceError)) throw err;
+        // No space for WAL, the port taken: another start would fail the same way, so pgim ends with its code.
+        if (!(err instanceof CannotStartError)) throw err;
         state.phase = 'failed';
         state.lastError = err.message;
-        logger.error({ error: err.message }, 'refusing to start postgres');
-        return ExitCode.noWalSpace;
+        logger.error({ error: err.message, exitCode: err.exitCode }, 'refusing to start postgres');
+        return err.exitCode;
       }
       if (this.isStopping()) break;
       const postmaster = await instance.spawn();

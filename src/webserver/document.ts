@@ -37,6 +37,8 @@ export type StatusDocument = Partial<PostgresReportedStatus> & {
   lastError?: string;
   /** Why the latest desired state was not applied; the instance runs on its last good configuration. */
   configurationError?: string;
+  /** Accepted settings that weaken transport or authentication security: `{kind, field, message}` each. */
+  securityWarnings: { kind: string; field: string; message: string }[];
   /** WAL files waiting for the archiver (`*.ready` in `pg_wal/archive_status`). */
   readyWalFiles?: number;
   /** While pgim restarts or stops PostgreSQL on purpose, a failed query is reported here instead of as a 500 (CNPG). */
@@ -75,6 +77,7 @@ export function buildStatusDocument(
     pendingRestartForDecrease: postgres?.pendingRestartForDecrease ?? false,
     phase: state.phase,
     restartCount: state.restartCount,
+    securityWarnings: [...state.securityWarnings],
     uptimeSeconds: Math.round((Date.now() - state.processStartedAt.getTime()) / 1000),
   };
   if (state.postmaster) {

@@ -154,7 +154,7 @@ describe('bad configuration: a clear error naming the file and field, nothing on
     const before = await snapshot(paths.pgdata);
     const pgim = new PgimProcess('run', paths, ports);
     const exit = await pgim.waitExit(30_000);
-    assert.equal(exit.code, 1, pgim.output);
+    assert.equal(exit.code, 5, pgim.output);
     assert.match(pgim.output, /is not empty and holds no valid PostgreSQL cluster/);
     assert.deepEqual(await snapshot(paths.pgdata), before);
   });
