@@ -2,6 +2,7 @@ import type { Cluster } from '../cluster/schema.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import { resolveCredentials, type Credentials } from '../credentials/index.js';
 import { ensureDirectory } from '../fs/atomic.js';
+import { ensureRuntimeRoot } from '../fs/runtime-root.js';
 import type { InstanceOptions, RuntimeLayout } from '../options/index.js';
 import { podNameFor, runtimeLayout } from '../options/index.js';
 import { ConfigError } from '../errors/index.js';
@@ -77,7 +78,9 @@ export function primaryConninfo(topology: Topology, tls: TlsMaterial, layout: Ru
  */
 export async function prepareFilesystem(options: InstanceOptions, layout: RuntimeLayout): Promise<boolean> {
   const dirs = [layout.root, layout.socketDir, layout.logDir, layout.certificatesDir, layout.tmpDir];
-  for (const dir of dirs) await ensureDirectory(dir, dir === layout.root ? 0o750 : 0o700);
+  // The root is often a mount point (tmpfs, emptyDir) that a non-root pgim does not own: see ensureRuntimeRoot.
+  await ensureRuntimeRoot(layout.root, 0o750);
+  for (const dir of dirs.slice(1)) await ensureDirectory(dir, 0o700);
   process.umask(0o077);
   if (!isRoot()) return false;
   await ensureDirectory(options.pgdata, 0o700);

@@ -14,7 +14,7 @@ import { PostgresInstance } from '../postgres/instance.js';
 import { isFenced, Reconciler } from '../reconcile/reconciler.js';
 import { writeRuntimeFiles } from '../reconcile/runtime-files.js';
 import { DivergenceWatch } from '../replication/divergence.js';
-import { primaryTimeline } from '../replication/wait-primary.js';
+import { primaryTimeline, waitForPrimary } from '../replication/wait-primary.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { certificatePaths } from '../tls/files.js';
 import { executableHash, nodeName, packageVersion } from './manager-info.js';
@@ -25,6 +25,19 @@ function joinConninfo(desired: DesiredState): string {
   if (!desired.tls) throw new Error('a replica needs the TLS Secrets to join');
   const base = primaryConninfo(desired.topology, desired.tls, desired.layout, `${desired.topology.self}-join`);
   return `${base} connect_timeout=5 options='-c wal_sender_timeout=0s'`;
+}
+
+/**
+ * A replica's first start: waits until the primary answers as a primary (replicas and primary often start together:
+ * Compose on podman before 4.6 ignores `condition: service_healthy`, and a pod's start order is not guaranteed), then
+ * clones it. A clone that fails after that is an error.
+ */
+async function cloneWhenPrimaryAnswers(instance: PostgresInstance, desired: DesiredState, logger: Logger, signal?: AbortSignal): Promise<void> {
+  const conninfo = joinConninfo(desired);
+  const primary = desired.topology.addresses.get(desired.topology.primary) ?? { host: desired.topology.primary, port: 5432 };
+  logger.info({ pgdata: instance.pgdata, primary: desired.topology.primary }, 'PGDATA is empty: waiting for the primary to answer, then cloning it (pg_basebackup)');
+  await waitForPrimary(primary, certificatePaths(desired.layout.certificatesDir), signal);
+  await instance.basebackup(conninfo, signal);
 }
 
 /** Bind address for the HTTP servers: PostgreSQL's single listen address, or all interfaces. */
@@ -298,8 +311,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
         reconciler.markCredentialsApplied();
         await controlPlane.reportStatus({ currentPrimary: state.podName, currentPrimaryTimestamp: new Date().toISOString() });
       } else {
-        logger.info({ pgdata: options.pgdata, primary: desired.topology.primary }, 'PGDATA is empty: cloning the primary (pg_basebackup)');
-        await instance.basebackup(joinConninfo(desired), running.stopSignal);
+        await cloneWhenPrimaryAnswers(instance, desired, logger, running.stopSignal);
       }
     } else if (formerPrimary) {
       // A former primary (after a failover it missed): rewind onto the new primary before starting as its replica.
@@ -350,7 +362,7 @@ export function joinCommand(options: InstanceOptions): Promise<number> {
       return ExitCode.ok;
     }
     await writeRuntimeFiles(desired, logger);
-    await instance.basebackup(joinConninfo(desired), signal);
+    await cloneWhenPrimaryAnswers(instance, desired, logger, signal);
     await instance.writeConfiguration(desired.rendered);
     logger.info({ primary: desired.topology.primary }, 'joined: PGDATA holds a replica of the primary');
     return ExitCode.ok;
