@@ -237,6 +237,8 @@ podman build --network host --format docker "${ca_args[@]}" \
   --build-arg "POSTGRES_IMAGE=$postgres_image" \
   --build-arg "PGIM_VERSION=$version" --build-arg "PGIM_REVISION=$revision" \
   -f Dockerfile -t "$image" . >&2
+# The previous build's image, untagged now; only pgim's own (by its label): other images on the machine are not ours.
+podman image prune --force --filter label=org.opencontainers.image.title=pgim >/dev/null
 size=$(podman image inspect --format '{{.Size}}' "$image")
 say "built $image in $(elapsed "$started"): $((size / 1000000)) MB (bases: $node_image, $postgres_image)"
 
