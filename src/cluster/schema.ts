@@ -1,20 +1,12 @@
 import { z } from 'zod';
-import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from '../status/spec-schema.js';
+import { isDnsLabel, isObjectName } from './names.js';
+import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
 
 /**
  * The fields of a `postgresql.cnpg.io/v1` Cluster that pgim reads, with CloudNativePG's defaults. Everything else in
  * the manifest is tolerated and ignored: it is a CNPG manifest, and the operator side owns the rest.
  */
 
-/** RFC 1123 label (lowercase alphanumerics and `-`, alphanumeric at both ends); no nested quantifiers. */
-export function isDnsLabel(s: string): boolean {
-  return /^[a-z0-9-]+$/.test(s) && !s.startsWith('-') && !s.endsWith('-');
-}
-
-/** A Kubernetes object name (RFC 1123 subdomain). */
-export function isObjectName(s: string): boolean {
-  return s.length <= 253 && /^[a-z0-9.-]+$/.test(s) && /^[a-z0-9]/.test(s) && /[a-z0-9]$/.test(s);
-}
 const reservedDatabases = new Set(['postgres', 'template0', 'template1']);
 const reservedOwners = new Set(['postgres', 'streaming_replica', 'cnpg_metrics_exporter', 'cnpg_pooler_pgbouncer']);
 

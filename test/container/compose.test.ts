@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, freePort, makeTempDir, removeTempDir } from '../support/env.js';
+import { eventually, freePort, makeTempDir, removeTempDir } from '../../test-kit/env.js';
 import { podman, removeAll, requireImage, run, toolEnv, uniqueName } from './podman.js';
 import { repoRoot } from '../static/paths.js';
 

@@ -5,9 +5,9 @@
 import { strict as assert } from 'node:assert';
 import { chown, readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeConfigDir } from '../support/config.js';
-import { eventually, freePort, makeTempDir, removeTempDir, sleep } from '../support/env.js';
-import { connect, query } from '../support/pgim.js';
+import { writeConfigDir } from '../../test-kit/config.js';
+import { eventually, freePort, makeTempDir, removeTempDir, sleep } from '../../test-kit/env.js';
+import { connect, query } from '../../test-kit/pgim.js';
 import { containerPid, namespaceProcesses, pidNamespace, podman, processesIn, removeAll, requireImage, run, uniqueName } from './podman.js';
 
 const uid = 26;

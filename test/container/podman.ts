@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { isRoot } from '../support/env.js';
+import { isRoot } from '../../test-kit/env.js';
 
 export const isCi = process.env.CI === 'true';
 

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { isRoot, makeTempDir, removeTempDir } from '../support/env.js';
+import { isRoot, makeTempDir, removeTempDir } from '../../test-kit/env.js';
 
 const run = promisify(execFile);
 const moduleUrl = new URL('../../src/fs/runtime-root.js', import.meta.url).href;
