@@ -38,36 +38,20 @@ export async function backupEndpoint(backups: BackupService, remoteAddress: stri
 }
 
 /**
- * CNPG's `POST /pg/archive/partial`: a fenced (stopped) former primary archives the segment holding its last
- * checkpoint as `<W>.partial`, so the archive has everything it wrote. Replies `{"data": "<W>"}`.
+ * CNPG's `POST /pg/archive/partial` (the webserver checks the operator and the fence): the former primary archives
+ * the segment holding its last checkpoint as `<W>.partial` (a hard link, removed afterwards), so the archive has
+ * everything it wrote. Resolves to W; throws with the reason otherwise.
  */
-export async function archivePartialSegment(
-  backups: BackupService,
-  instance: { fenced: boolean; controlData: () => Promise<string>; pgdata: string | undefined },
-): Promise<EndpointReply> {
-  const fail = (code: string, message: string): EndpointReply => ({ status: 400, body: { error: { code, message } } });
-  if (!instance.fenced) return fail('NOT_FENCED', 'the instance must be fenced (stopped) first');
-  if (instance.pgdata === undefined) return fail('NOT_EXPECTED_PRIMARY', 'no data directory');
-  let walFile: string | undefined;
-  try {
-    walFile = /^Latest checkpoint's REDO WAL file:\s*([0-9A-F]{24})\s*$/m.exec(await instance.controlData())?.[1];
-  } catch (err) {
-    return fail('COULD_NOT_PARSE_REDOWAL_FILE', errorMessage(err));
-  }
-  if (walFile === undefined) return fail('COULD_NOT_PARSE_REDOWAL_FILE', 'pg_controldata names no REDO WAL file');
+export async function archivePartialWal(backups: BackupService, controlData: () => Promise<string>, pgdata: string): Promise<string> {
+  const walFile = /^Latest checkpoint's REDO WAL file:\s*([0-9A-F]{24})\s*$/m.exec(await controlData())?.[1];
+  if (walFile === undefined) throw new Error("pg_controldata names no REDO WAL file");
   const partial = join('pg_wal', `${walFile}.partial`);
-  try {
-    await rm(join(instance.pgdata, partial), { force: true });
-    await link(join(instance.pgdata, 'pg_wal', walFile), join(instance.pgdata, partial));
-  } catch (err) {
-    return fail('ERROR_WHILE_CREATING_SYMLINK', errorMessage(err));
-  }
+  await rm(join(pgdata, partial), { force: true });
+  await link(join(pgdata, 'pg_wal', walFile), join(pgdata, partial));
   try {
     await backups.archiveNow(partial);
-  } catch (err) {
-    return fail('ERROR_WHILE_EXECUTING_WAL_ARCHIVE', errorMessage(err));
   } finally {
-    await rm(join(instance.pgdata, partial), { force: true });
+    await rm(join(pgdata, partial), { force: true });
   }
-  return { status: 200, body: { data: walFile } };
+  return walFile;
 }

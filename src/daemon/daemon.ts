@@ -15,11 +15,11 @@ import { Reconciler } from '../reconcile/reconciler.js';
 import { isFenced } from '../role/decision.js';
 import { roleChangePlan } from '../role/transitions.js';
 import { Supervisor } from '../supervisor/supervisor.js';
-import { executableHash, nodeName, packageVersion } from './manager-info.js';
+import { goArch, nodeName, packageVersion } from './manager-info.js';
 import { prepareFilesystem } from './prepare.js';
 import { startBackups } from './backups.js';
 import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
-import { confirmDesiredState, failStartup, httpBindAddress, joinConninfo, load, openInstance } from './startup.js';
+import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, httpBindAddress, load, openInstance } from './startup.js';
 
 /**
  * `pgim run` as an object. run() installs the signal handlers, then start() takes the steps in order (load and
@@ -134,7 +134,7 @@ export class Daemon {
       const startServers = async (): Promise<void> => {
         const { startStatusAndMetrics } = await import('./servers.js');
         source.start();
-        const info = { version: await packageVersion(), executableHash: await executableHash(), arch: process.arch, node: nodeName() };
+        const info = { version: await packageVersion(), executableHash: '', arch: goArch(process.arch), node: nodeName() };
         const bind = httpBindAddress(options.listenAddress);
         servers.push(...(await startStatusAndMetrics({ options, bind, controlPlane, source, state, instance, info, cluster: desired.cluster, logger, backups: backups.service })));
       };
@@ -201,8 +201,7 @@ export class Daemon {
       reconciler.markCredentialsApplied();
       await controlPlane.reportStatus({ currentPrimary: state.podName, currentPrimaryTimestamp: new Date().toISOString() });
     } else {
-      logger.info({ pgdata: this.options.pgdata, primary: desired.topology.primary }, 'PGDATA is empty: cloning the primary (pg_basebackup)');
-      await instance.basebackup(joinConninfo(desired), supervisor.stopSignal);
+      await cloneWhenPrimaryAnswers(instance, desired, logger, supervisor.stopSignal);
     }
   }
 }

@@ -13,14 +13,16 @@ import { loadQueries } from '../metrics/custom-queries.js';
 import { createMetricsApp } from '../metrics/server.js';
 import type { InstanceOptions } from '../options/index.js';
 import type { PostgresInstance } from '../postgres/instance.js';
-import { withLocalClient } from '../postgres/sql.js';
+import { connectSocket, withLocalClient } from '../postgres/sql.js';
 import { checkStreaming, pingLocal } from '../postgres/probes.js';
 import { countReadyWalFiles } from '../postgres/status-queries.js';
+import { BackupMode } from '../webserver/backup-mode.js';
 import type { ManagerInfo } from '../webserver/document.js';
 import { Probes } from '../webserver/probes.js';
 import { createStatusHandler, serveApp } from '../webserver/server.js';
 import { ServerCertificate } from '../webserver/tls.js';
 import { registerBackupMetrics } from '../backup/metrics.js';
+import { archivePartialWal } from '../backup/endpoints.js';
 
 export interface ObservabilityDeps {
   readonly options: Pick<InstanceOptions, 'statusPort' | 'metricsPort' | 'statusTls' | 'metricsTls'>;
@@ -61,6 +63,10 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
       }),
     streaming: (maximumLag) => withLocalClient(connection, (client) => checkStreaming(client, maximumLag)),
   });
+  const backupMode = new BackupMode(
+    () => connectSocket(connection, { user: 'postgres', database: 'postgres', applicationName: 'pgim_backup', timeoutMs: 5000, settings: '' }),
+    logger,
+  );
   const statusApp = createStatusHandler(
     {
       state,
@@ -70,7 +76,11 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
       queryPostgres: () => instance.status(cluster.name),
       readyWalFiles: () => countReadyWalFiles(instance.pgdata),
       isPrimaryFromFiles: async () => !(await instance.isStandby()),
-      ...(deps.backups === undefined ? {} : { backups: deps.backups, pgdata: instance.pgdata }),
+      isPgRewindRunning: () => instance.isPgRewindRunning,
+      backupMode,
+      ...(deps.backups === undefined
+        ? {}
+        : { backups: deps.backups, archivePartialWal: () => archivePartialWal(deps.backups!, () => instance.controlData().then((d) => d?.raw ?? ''), instance.pgdata) }),
       controlData: async () => {
         const data = await instance.controlData();
         if (!data) throw new Error('pg_controldata could not read the control file');
@@ -85,6 +95,7 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
     connection,
     pgdata: instance.pgdata,
     defaultDatabase: cluster.bootstrap.database,
+    clusterFacts: () => spec().clusterFacts,
     logger,
   });
   if (deps.backups !== undefined) registerBackupMetrics(collector.registry, deps.backups);
@@ -120,6 +131,7 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
   status.once('close', () => {
     unsubscribe();
     cache.stop();
+    void backupMode.close();
   });
   await cache.start();
   return servers;
