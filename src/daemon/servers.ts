@@ -46,7 +46,7 @@ export interface ObservabilityDeps {
  * schedule.
  */
 export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Server[]> {
-  const { controlPlane, source, state, instance, logger, cluster } = deps;
+  const { controlPlane, source, state, instance, logger, cluster, backups } = deps;
   // A Cluster that cannot be read keeps the last good spec: monitoring must not go dark over a typo.
   const spec = (): ObservabilitySpec => source.lastCluster.observability;
   const statusTls = deps.options.statusTls === true;
@@ -78,9 +78,9 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
       isPrimaryFromFiles: async () => !(await instance.isStandby()),
       isPgRewindRunning: () => instance.isPgRewindRunning,
       backupMode,
-      ...(deps.backups === undefined
+      ...(backups === undefined
         ? {}
-        : { backups: deps.backups, archivePartialWal: () => archivePartialWal(deps.backups!, () => instance.controlData().then((d) => d?.raw ?? ''), instance.pgdata) }),
+        : { backups, archivePartialWal: () => archivePartialWal(backups, () => instance.controlData().then((d) => d?.raw ?? ''), instance.pgdata) }),
       controlData: async () => {
         const data = await instance.controlData();
         if (!data) throw new Error('pg_controldata could not read the control file');

@@ -7,6 +7,7 @@ import { connect, killPostmaster, PgimProcess, query, type PgimPaths, type PgimP
 import { descendants } from '../../test-kit/proc.js';
 
 describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function () {
+  this.timeout(300_000);
   const marker = `S3NTINEL-${Math.random().toString(36).slice(2, 12)}`;
   const secrets = { appPassword: `${marker}-app`, superuserPassword: `${marker}-su` };
   let base: string;
@@ -40,7 +41,8 @@ describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function
     for (const key of ['ID', 'KEY', 'TOKEN']) await writeFile(join(paths.configDir, 'secrets', 'backup-creds', key), `${marker}-s3-${key}`);
     await handToPostgres(paths.configDir);
     pgim = new PgimProcess('run', paths, ports);
-    await pgim.waitReady();
+    // The bootstrap's shutdown waits for the archiver, which retries the unreachable store (boto backs off).
+    await pgim.waitReady(240_000);
   });
 
   after(async () => {
