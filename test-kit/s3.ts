@@ -45,6 +45,8 @@ export function requireBackupParts(context: Mocha.Context): void {
 export interface S3ServerOptions {
   bucket?: string;
   tls?: boolean;
+  /** Fixed credentials (a sentinel sweep wants to know them); random by default. */
+  credentials?: { accessKey: string; secretKey: string };
 }
 
 export class S3Server {
@@ -75,7 +77,9 @@ export class S3Server {
       tlsFiles = { cert: join(out, 's3-server', 'tls.crt'), key: join(out, 's3-server', 'tls.key') };
     }
     const suffix = Math.random().toString(36).slice(2, 10);
-    const server = new S3Server(root, await freePort(), bucket, `pgimtest${suffix}`, `secret-${suffix}-${Math.random().toString(36).slice(2)}`, caPem, tlsFiles);
+    const accessKey = options.credentials?.accessKey ?? `pgimtest${suffix}`;
+    const secretKey = options.credentials?.secretKey ?? `secret-${suffix}-${Math.random().toString(36).slice(2)}`;
+    const server = new S3Server(root, await freePort(), bucket, accessKey, secretKey, caPem, tlsFiles);
     await server.resume();
     return server;
   }

@@ -5,6 +5,7 @@ import { writeConfigDir } from '../../test-kit/config.js';
 import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../../test-kit/env.js';
 import { connect, killPostmaster, PgimProcess, query, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 import { descendants } from '../../test-kit/proc.js';
+import { requireBackupParts, S3Server } from '../../test-kit/s3.js';
 
 describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function () {
   this.timeout(300_000);
@@ -14,6 +15,7 @@ describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function
   let paths: PgimPaths;
   let ports: PgimPorts;
   let pgim: PgimProcess;
+  let s3: S3Server;
   const httpBodies: string[] = [];
 
   const fetchText = async (url: string): Promise<string> => {
@@ -22,31 +24,32 @@ describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function
     return body;
   };
 
-  before(async () => {
+  before(async function () {
     base = await makeTempDir('logpipe');
     paths = { configDir: join(base, 'config'), pgdata: join(base, 'pgdata'), runtimeDir: join(base, 'runtime') };
     ports = { pgPort: await freePort(), statusPort: await freePort(), metricsPort: await freePort() };
-    // WAL archiving on, with sentinel S3 credentials (and a store that refuses connections: every archive fails,
-    // so the failure paths are swept too).
-    const s3Port = await freePort();
+    // WAL archiving on, to a real S3 server whose credentials are sentinels (the sweep test also stops it for a
+    // while, so the failure paths are swept too).
+    requireBackupParts(this);
+    s3 = await S3Server.start({ credentials: { accessKey: `${marker}-s3-ID`, secretKey: `${marker}-s3-KEY` } });
     const backup = {
       barmanObjectStore: {
-        destinationPath: 's3://backups/sentinel',
-        endpointURL: `http://127.0.0.1:${s3Port}`,
-        s3Credentials: { accessKeyId: { name: 'backup-creds', key: 'ID' }, secretAccessKey: { name: 'backup-creds', key: 'KEY' }, sessionToken: { name: 'backup-creds', key: 'TOKEN' } },
+        destinationPath: s3.destination('sentinel'),
+        endpointURL: s3.endpointURL,
+        s3Credentials: { accessKeyId: { name: 'backup-creds', key: 'ID' }, secretAccessKey: { name: 'backup-creds', key: 'KEY' } },
       },
     };
     await writeConfigDir(paths.configDir, { enableSuperuserAccess: true, smartShutdownTimeout: 1, parameters: { log_statement: 'all' }, spec: { backup } }, secrets);
     await mkdir(join(paths.configDir, 'secrets', 'backup-creds'), { recursive: true });
-    for (const key of ['ID', 'KEY', 'TOKEN']) await writeFile(join(paths.configDir, 'secrets', 'backup-creds', key), `${marker}-s3-${key}`);
+    for (const key of ['ID', 'KEY']) await writeFile(join(paths.configDir, 'secrets', 'backup-creds', key), `${marker}-s3-${key}`);
     await handToPostgres(paths.configDir);
     pgim = new PgimProcess('run', paths, ports);
-    // The bootstrap's shutdown waits for the archiver, which retries the unreachable store (boto backs off).
-    await pgim.waitReady(240_000);
+    await pgim.waitReady(120_000);
   });
 
   after(async () => {
     await pgim.stop().catch(() => killPostmaster(paths.pgdata));
+    await s3.stop();
     await removeTempDir(base);
   });
 
@@ -94,6 +97,7 @@ describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function
       await (await connect(ports.pgPort, 'app', rotated)).end();
       return true;
     }, 30_000, 'back after the crash');
+    await s3.pause();
     // Archiving (failing: the store is down) runs Barman Cloud as pgim's and PostgreSQL's descendants: the
     // credentials must not be on any command line.
     await query(ports.pgPort, 'postgres', secrets.superuserPassword, 'SELECT pg_switch_wal()').catch(() => undefined);
@@ -110,6 +114,7 @@ describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function
     }
     assert.ok(sawBarman, 'Barman Cloud ran while the sweep watched');
     await eventually(() => Promise.resolve(pgim.lines.some((l) => l.includes('WAL archiving is failing')) ? true : undefined), 60_000, 'the archive failure in the log');
+    await s3.resume();
     for (const path of ['/healthz', '/readyz', '/startupz', '/pg/status', '/failsafe']) await fetchText(`${pgim.statusUrl}${path}`);
     await fetchText(`http://127.0.0.1:${ports.metricsPort}/metrics`);
     const exit = await pgim.stop();
