@@ -1,9 +1,10 @@
 import { z } from 'zod';
+import { refuseUnsupportedFields } from './field-support.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from '../status/spec-schema.js';
 
 /**
- * The fields of a `postgresql.cnpg.io/v1` Cluster that pgim reads, with CloudNativePG's defaults. Everything else in
- * the manifest is tolerated and ignored: it is a CNPG manifest, and the operator side owns the rest.
+ * The fields of a `postgresql.cnpg.io/v1` Cluster that pgim reads, with CloudNativePG's defaults. The other fields
+ * are classified in ./field-support.ts: the operator's are accepted, the ones pgim does not implement are refused.
  */
 
 /** RFC 1123 label (lowercase alphanumerics and `-`, alphanumeric at both ends); no nested quantifiers. */
@@ -109,10 +110,14 @@ export interface Cluster {
   readonly currentPrimary: string | undefined;
   /** spec.monitoring, spec.probes, status.operatorCertificateFingerprint, the server certificate Secret. */
   readonly observability: ObservabilitySpec;
+  /** Fields pgim does not implement that the `pgim.io/ignoreUnsupportedFields` annotation accepts ignoring. */
+  readonly ignoredFields: readonly string[];
 }
 
-export function resolveCluster(manifest: ClusterManifest): Cluster {
+/** Throws ConfigError (naming `source`) when the manifest sets a field pgim does not implement. */
+export function resolveCluster(manifest: ClusterManifest, source: string): Cluster {
   const { metadata, spec, status } = manifest;
+  const ignoredFields = refuseUnsupportedFields(spec, metadata.annotations ?? {}, source);
   const database = spec.bootstrap?.initdb?.database ?? 'app';
   return {
     name: metadata.name,
@@ -136,5 +141,6 @@ export function resolveCluster(manifest: ClusterManifest): Cluster {
     targetPrimary: status?.targetPrimary,
     currentPrimary: status?.currentPrimary,
     observability: resolveObservability(manifest, metadata.name),
+    ignoredFields,
   };
 }

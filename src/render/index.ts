@@ -72,6 +72,7 @@ export function renderConfiguration(input: RenderInput): RenderedConfiguration {
   const { cluster, source } = input;
   const warnings: string[] = [];
   const defaultRule = wantsDefaultRule(cluster, source, warnings);
+  if (cluster.ignoredFields.length > 0) warnings.push(`ignoring fields pgim does not implement, as the Cluster's annotation asks: ${cluster.ignoredFields.join(', ')}`);
   checkEach(cluster.pgIdent, source, 'spec.postgresql.pg_ident', checkIdentLine);
   const overrideConf = renderOverrideConf(input.replication);
   const pgHba = renderPgHba(cluster.pgHba, defaultRule);
