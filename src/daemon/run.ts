@@ -11,7 +11,8 @@ import { trimMemoryPeriodically } from '../process/memory.js';
 import { Reaper } from '../process/reaper.js';
 import { podNameFor, type InstanceOptions } from '../options/index.js';
 import { PostgresInstance } from '../postgres/instance.js';
-import { isFenced, Reconciler } from '../reconcile/reconciler.js';
+import { isFenced, phases, Reconciler } from '../reconcile/reconciler.js';
+import { RestartCoordinator } from '../rollout/coordinator.js';
 import { writeRuntimeFiles } from '../reconcile/runtime-files.js';
 import { DivergenceWatch } from '../replication/divergence.js';
 import { primaryTimeline } from '../replication/wait-primary.js';
@@ -218,24 +219,38 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
   let stopLogPipe = (): void => undefined;
   let stopReaper = (): void => undefined;
   let stopDivergenceWatch = (): void => undefined;
+  let stopRestartChecks = (): void => undefined;
   const stopTrimming = trimMemoryPeriodically();
   try {
     const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
     const instance = openInstance(options, loaded.desired, logger);
     const desired = await confirmDesiredState(options, loaded, instance, droppedRoot);
+    const reportPhase = (phase: string, phaseReason: string): Promise<void> => controlPlane.reportStatus({ phase, phaseReason });
+    const restarts = new RestartCoordinator({
+      instance,
+      state,
+      logger,
+      desired: () => reconciler.desired,
+      restartInPlace: (reason) => supervisor?.requestRestart(reason) ?? Promise.resolve(),
+      reportPhase,
+      phases,
+    });
+    stopRestartChecks = () => {
+      restarts.stop();
+    };
     const reconciler: Reconciler = new Reconciler(
       {
         instance,
         state,
         logger,
         load: () => loadDesiredState(options, controlPlane),
-        restartInPlace: (reason) => supervisor?.requestRestart(reason) ?? Promise.resolve(),
+        checkRestart: (next) => restarts.check(next),
         demote: (plan, beforeStart) => supervisor?.requestRestart('demotion', { plan, beforeStart }) ?? Promise.resolve(),
         setFenced: (fenced, plan) => {
           supervisor?.setFenced(fenced, plan);
         },
         reportPrimary: (name) => controlPlane.reportStatus({ currentPrimary: name, currentPrimaryTimestamp: new Date().toISOString() }),
-        reportPhase: (phase, phaseReason) => controlPlane.reportStatus({ phase, phaseReason }),
+        reportPhase,
         acquirePrimaryLease: (holder) => controlPlane.acquirePrimaryLease(holder),
         releasePrimaryLease: (holder) => controlPlane.releasePrimaryLease(holder),
       },
@@ -313,6 +328,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
       void reconciler.trigger('desired state changed');
     });
     const supervised = running.run();
+    restarts.start();
     if (servers.length === 0 && (await running.firstSpawn)) {
       await startServers().catch(async (err: unknown) => {
         running.requestStop('status or metrics server failed to start');
@@ -332,6 +348,7 @@ export async function runCommand(options: InstanceOptions): Promise<number> {
   } finally {
     stopWatching();
     stopDivergenceWatch();
+    stopRestartChecks();
     stopLogPipe();
     stopReaper();
     stopTrimming();

@@ -20,8 +20,8 @@ export interface ReconcilerOptions {
   logger: Logger;
   /** Reads, validates and renders the desired state (throws ConfigError). */
   load: () => Promise<DesiredState>;
-  /** Restarts postgres in place (smart, then fast) and resolves once the stop is under way. */
-  restartInPlace: (reason: string) => Promise<void>;
+  /** After a reload: restarts postgres when settings wait for it and it is this instance's turn (src/rollout). */
+  checkRestart: (desired: DesiredState) => Promise<boolean>;
   /** Stops postgres fast, runs `beforeStart` (wait for the new primary, rewind), starts it as a replica. */
   demote: (plan: ShutdownPlan, beforeStart: () => Promise<void>) => Promise<void>;
   setFenced: (fenced: boolean, plan: ShutdownPlan) => void;
@@ -205,7 +205,7 @@ export class Reconciler {
       const loaded = await instance.reloadAndConfirm(desired.rendered.configHash, reloadConfirmTimeoutMs);
       if (!loaded) logger.warn({ configHash: desired.rendered.configHash }, 'PostgreSQL did not confirm the new configuration in time');
       else logger.info({ configHash: desired.rendered.configHash }, 'configuration reloaded');
-      if (await this.handlePendingRestart(desired)) {
+      if (await this.options.checkRestart(desired)) {
         // The fresh postmaster applies roles and passwords when it accepts connections (onPostgresAccepting).
         this.current = desired;
         state.configurationError = undefined;
@@ -319,22 +319,4 @@ export class Reconciler {
     logger.info({ primary: desired.topology.primary }, 'rewound onto the new primary; starting as its replica');
   }
 
-  /** Returns true when it restarted postgres. */
-  private async handlePendingRestart(desired: DesiredState): Promise<boolean> {
-    const { instance, state, logger } = this.options;
-    // Recovery-only settings (removed at promotion, constant on replicas) never justify a restart.
-    const pending = (await instance.pendingRestart()).filter((name) => !name.startsWith('recovery_target'));
-    state.restartPending = pending.length > 0;
-    if (pending.length === 0) return false;
-    if (desired.cluster.primaryUpdateStrategy === 'unsupervised' && !(await instance.isStandby())) {
-      logger.info({ settings: pending }, 'settings need a restart: restarting postgres in place');
-      await this.options.reportPhase(phases.applying, `restart for ${pending.join(', ')}`);
-      await this.options.restartInPlace(`settings need a restart: ${pending.join(', ')}`);
-      state.restartPending = false;
-      return true;
-    }
-    logger.warn({ settings: pending }, 'settings need a restart; primaryUpdateStrategy is supervised: waiting for the user');
-    await this.options.reportPhase(phases.waitingForUser, `restart needed for ${pending.join(', ')}`);
-    return false;
-  }
 }

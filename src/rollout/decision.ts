@@ -58,7 +58,7 @@ export interface RestartInput extends LocalFacts {
 /** CloudNativePG's phase reasons where it has one. */
 export type RestartDecision =
   | { readonly action: 'none'; readonly replayPausedReason?: string }
-  | { readonly action: 'restart'; readonly reason: string; readonly phaseReason: string }
+  | { readonly action: 'restart'; readonly reason: string; readonly phaseReason: string; readonly replayPausedReason?: string }
   | { readonly action: 'wait'; readonly waitingFor: string; readonly forUser: boolean; readonly replayPausedReason?: string };
 
 const list = (names: readonly string[]): string => names.join(', ');
@@ -101,7 +101,7 @@ function decideReplica(input: RestartInput): RestartDecision {
     return { action: 'wait', waitingFor: `the primary to restart first with lower settings (${list(tooLow)})`, forUser: false, ...pausedFor };
   }
   const reason = replayPausedReason ?? `settings need a restart: ${list(input.pending)}`;
-  return { action: 'restart', reason, phaseReason: 'PostgreSQL configuration changed' };
+  return { action: 'restart', reason, phaseReason: 'PostgreSQL configuration changed', ...pausedFor };
 }
 
 /** Whether a replica reports every raised hot-standby value and nothing pending. */
