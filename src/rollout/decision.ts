@@ -110,7 +110,7 @@ function replicaApplied(input: RestartInput, replica: ReplicaReport): string | u
   if (replica.pending.length > 0) return `${replica.name} (pending: ${list(replica.pending)})`;
   const raised = hotStandbySettings.filter((name) => input.pending.includes(name));
   const below = compare(replica.running, raised, (name) => input.next[name], true);
-  return below.length === 0 ? undefined : `${replica.name} (${list(below.map((name) => `${name} ${String(replica.running?.[name])}`))})`;
+  return below.length === 0 ? undefined : `${replica.name} (${list(below.map((name) => `${name} ${String(replica.running?.[name])} < ${String(input.next[name])}`))})`;
 }
 
 function decidePrimary(input: RestartInput): RestartDecision {

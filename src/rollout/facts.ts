@@ -14,14 +14,14 @@ const counts = (name: string): boolean => !name.startsWith('recovery_target');
 /**
  * Each setting pending a restart or among the hot-standby ones, with its running value and, when pending, its value
  * after a restart: the last line of the loaded files, or the built-in default when the files no longer set it
- * (CNPG's `GetDecreasedSensibleSettings`).
+ * (CNPG's `GetDecreasedSensibleSettings`). A pending line carries the error "setting could not be applied": it counts.
  */
 const settingsQuery = `
 SELECT s.name, s.setting, s.pending_restart,
        CASE WHEN s.pending_restart THEN COALESCE(f.setting, s.boot_val) END AS next
   FROM pg_catalog.pg_settings s
   LEFT JOIN (SELECT name, setting, rank() OVER (PARTITION BY name ORDER BY seqno DESC) AS rank
-               FROM pg_catalog.pg_file_settings WHERE error IS NULL) f
+               FROM pg_catalog.pg_file_settings) f
          ON f.name = s.name AND f.rank = 1
  WHERE s.pending_restart OR s.name = ANY($1)`;
 

@@ -39,7 +39,7 @@ describe('restart decision (who restarts when for pending settings, CNPG order)'
     const unreachable = decide({ ...raise, replicas: [replica('pg-2', 60), replica('pg-3', undefined)] });
     assert.ok(unreachable.action === 'wait' && unreachable.waitingFor.endsWith('pg-3 (connection refused)'));
     const notYet = decide({ ...raise, replicas: [replica('pg-2', 60), replica('pg-3', 50)] });
-    assert.ok(notYet.action === 'wait' && notYet.waitingFor.endsWith('pg-3 (max_connections 50)'), 'a replica that has not loaded the raise yet');
+    assert.ok(notYet.action === 'wait' && notYet.waitingFor.endsWith('pg-3 (max_connections 50 < 60)'), 'a replica that has not loaded the raise yet');
     assert.equal(decide({ ...raise, replicas: [replica('pg-2', 60), replica('pg-3', 70)] }).action, 'restart');
   });
 
