@@ -92,14 +92,15 @@ describe('settings that need a restart reach every instance in CNPG order (3 ins
   });
 
   after(async () => {
-    await cluster?.stop();
+    // Undefined when `before` failed.
+    await (cluster as LocalCluster | undefined)?.stop();
   });
 
   it('50 -> 60 -> 40 max_connections: replicas first on a raise, the primary first on a decrease; replay never pauses; no acknowledged row lost', async function () {
     this.timeout(300_000);
     const writer = new Writer(primary().ports.pgPort);
     try {
-      await eventually(async () => (writer.acknowledged.length > 20 ? true : undefined), 30_000, 'the writer to commit');
+      await eventually(() => Promise.resolve(writer.acknowledged.length > 20 ? true : undefined), 30_000, 'the writer to commit');
 
       let from = lineCounts();
       await apply({ parameters: { max_connections: '60' } });
