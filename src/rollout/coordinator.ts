@@ -9,8 +9,10 @@ import { askReplica, readLocalFacts } from './facts.js';
 
 /** How long a primary waits for its replicas to apply settings that need a restart before it restarts anyway. */
 export const replicaRestartTimeoutMs = 300_000;
-/** How often an instance looks again: a replica for paused replay or the primary's decrease, a primary for its replicas. */
+/** How often an instance looks again while something waits (its replicas, its primary, a paused replay)... */
 export const restartCheckIntervalMs = 2_000;
+/** ...and otherwise, for a pending restart or a paused replay that no configuration change announced. */
+export const idleCheckIntervalMs = 5_000;
 
 export interface RestartCoordinatorOptions {
   instance: PostgresInstance;
@@ -35,8 +37,9 @@ function defaultAskReplica(name: string, desired: DesiredState): Promise<Replica
 
 /**
  * Applies decideRestart: restarts this instance's postgres when its turn comes, and otherwise says what waits
- * (`/pg/status`, the log, the Cluster phase on the primary). Checks after each reload and every 2 s, so a replica
- * whose replay paused, or a primary waiting for its replicas, acts without another configuration change.
+ * (`/pg/status`, the log, the Cluster phase on the primary). Checks after each reload and every 2 s (5 s when nothing
+ * waits), so a replica whose replay paused, or a primary waiting for its replicas, acts without another
+ * configuration change.
  */
 export class RestartCoordinator {
   private timer: NodeJS.Timeout | undefined;
@@ -50,12 +53,18 @@ export class RestartCoordinator {
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.check(), restartCheckIntervalMs);
+    const waiting = this.options.state.restartWaitingFor !== undefined || this.options.state.replayPausedReason !== undefined;
+    this.timer = setTimeout(() => {
+      void this.check().then(() => {
+        if (this.timer !== undefined) this.start();
+      });
+    }, waiting ? restartCheckIntervalMs : idleCheckIntervalMs);
     this.timer.unref();
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
+    this.timer = undefined;
   }
 
   /** Decides and acts once (serialised); resolves true when it restarted postgres. */
