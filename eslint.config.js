@@ -45,7 +45,13 @@ export default tseslint.config(
     rules: { ...tseslint.configs.disableTypeChecked.rules, '@typescript-eslint/no-require-imports': 'off' },
   },
   {
-    files: ['test/**/*.ts', 'bench/**/*.ts'],
+    // Plain-JavaScript scripts that lint runs before any build (scripts/check-layers.mjs).
+    files: ['scripts/**/*.mjs'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: { parserOptions: { projectService: false, project: null }, sourceType: 'module', globals: { console: 'readonly', process: 'readonly' } },
+  },
+  {
+    files: ['test/**/*.ts', 'test-kit/**/*.ts', 'bench/**/*.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',
     },

@@ -1,7 +1,7 @@
 import { chown, mkdir } from 'node:fs/promises';
-import { isRoot, postgresUser, userIds } from '../test/support/env.js';
+import { isRoot, postgresUser, userIds } from '../test-kit/env.js';
 
-export { freePort, isRoot, makeTempDir, removeTempDir, sleep } from '../test/support/env.js';
+export { freePort, isRoot, makeTempDir, removeTempDir, sleep } from '../test-kit/env.js';
 
 /** The PostgreSQL binaries every system uses (pgim reads the same variable). */
 export const pgBinDir = process.env.PGIM_PG_BIN ?? '/usr/lib/postgresql/15/bin';

@@ -3,7 +3,8 @@ import { closeSync, openSync } from 'node:fs';
 import { readFile, readlink, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import { processesInDirectory } from '../src/process/proc.js';
-import { sleep } from '../test/support/env.js';
+import { sleep } from '../test-kit/env.js';
+import { isGone } from '../test-kit/proc.js';
 import { pgEnvironment, serviceUser } from './env.js';
 
 export interface ProcessExit {
@@ -91,16 +92,6 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-/** True when `pid` no longer runs: no /proc entry, or a zombie nobody has reaped yet (a re-parented postmaster). */
-export async function isGone(pid: number): Promise<boolean> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state === 'Z' || state === 'X';
-  } catch {
-    return true;
-  }
-}
 
 /** Polls every 2 ms (cheap /proc reads) so shutdown figures are not rounded to a coarse poll interval. */
 export async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {

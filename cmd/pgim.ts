@@ -5,9 +5,10 @@ import { initCommand, joinCommand, renderCommand, runCommand } from '../src/daem
 import { ExitCode } from '../src/errors/index.js';
 import { ambientKubeconfig, inClusterAvailable } from '../src/controlplane/kubernetes/environment.js';
 import type { InstanceOptions, KubernetesOptions } from '../src/options/index.js';
-import { findPgBinDir } from '../src/postgres/binaries.js';
-import { fetchStatus, formatStatus } from '../src/status/client.js';
-import type { ServerTlsOptions } from '../src/status/start.js';
+import { findPgBinDir, tryFindPgBinDir } from '../src/postgres/binaries.js';
+import { CannotStartError } from '../src/postgres/start-checks.js';
+import { createRootLogger } from '../src/log/logger.js';
+import { fetchStatus, formatStatus } from '../src/webserver/client.js';
 
 const instanceFlags = {
   'config-dir': { type: 'string', env: 'PGIM_CONFIG_DIR', help: 'config folder: cluster.yaml, secrets/, configmaps/ (files mode)' },
@@ -61,7 +62,7 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
   status: {
     summary: 'show the status of a running instance',
     flags: {
-      url: { type: 'string', help: 'status URL (default http://127.0.0.1:$PGIM_STATUS_PORT/pg/status)' },
+      url: { type: 'string', help: "the instance's base URL or its /pg/status URL (default http://127.0.0.1:$PGIM_STATUS_PORT)" },
       json: { type: 'boolean', help: 'print the raw JSON document' },
       cacert: { type: 'string', help: 'PEM CA that signed the status certificate (https:// URLs)' },
       insecure: { type: 'boolean', help: 'accept any status certificate (https:// URLs)' },
@@ -158,14 +159,15 @@ function flag(values: Values, name: string): boolean {
   throw new UsageError(`--${name}: "${raw}" is not true or false`);
 }
 
-function instanceOptions(values: Values): InstanceOptions & ServerTlsOptions {
+function instanceOptions(values: Values, forRender = false): InstanceOptions {
   const onExit = values['on-postgres-exit'] ?? 'restart';
   if (onExit !== 'restart' && onExit !== 'exit') throw new UsageError('--on-postgres-exit must be restart or exit');
   const str = (name: string, fallback: string): string => (typeof values[name] === 'string' ? values[name] : fallback);
   const podName = values['pod-name'];
   return {
     ...controlPlaneMode(values),
-    pgdata: required(values, 'pgdata'),
+    // render starts nothing and reads no PGDATA; --pgdata is accepted there only for symmetry with run.
+    pgdata: forRender ? (optional(values, 'pgdata') ?? '') : required(values, 'pgdata'),
     podName: typeof podName === 'string' && podName !== '' ? podName : undefined,
     runtimeDir: str('runtime-dir', '/controller'),
     pgPort: port(values, 'pg-port', 5432),
@@ -174,7 +176,8 @@ function instanceOptions(values: Values): InstanceOptions & ServerTlsOptions {
     listenAddress: str('listen-address', '*'),
     user: str('user', 'postgres'),
     onPostgresExit: onExit,
-    pgBinDir: findPgBinDir(),
+    // render checks with PostgreSQL where its binaries are present, and says so where they are not.
+    pgBinDir: forRender ? (tryFindPgBinDir() ?? '') : findPgBinDir(),
     statusTls: flag(values, 'status-tls'),
     metricsTls: flag(values, 'metrics-tls'),
   };
@@ -246,11 +249,16 @@ async function main(argv: string[]): Promise<number> {
       case 'switchover':
         return await switchoverCommand(values);
       case 'render':
-        return await renderCommand(instanceOptions(values), required(values, 'out'));
+        return await renderCommand(instanceOptions(values, true), required(values, 'out'));
       default:
         return await status(values);
     }
   } catch (err) {
+    if (err instanceof CannotStartError) {
+      // The binaries are looked for while the flags are read, before any command has its logger.
+      createRootLogger({ pod: process.env.POD_NAME ?? '' }).error({ error: err.message, exitCode: err.exitCode }, 'pgim cannot start postgres');
+      return err.exitCode;
+    }
     if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`pgim ${command}: ${err.message}\n\n${usage(command)}\n`);
     return ExitCode.usage;

@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { handToPostgres } from '../../test/support/env.js';
+import { handToPostgres } from '../../test-kit/env.js';
 import { pollUntil } from '../pg.js';
 import { PgimSystem } from '../systems/pgim.js';
 import { median } from '../stats.js';

@@ -1,8 +1,8 @@
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeConfigDir } from '../../test/support/config.js';
-import { handToPostgres, postgresUser } from '../../test/support/env.js';
-import { pgimArgs, pgimEntry, type PgimPaths, type PgimPorts } from '../../test/support/pgim.js';
+import { writeConfigDir } from '../../test-kit/config.js';
+import { handToPostgres, postgresUser } from '../../test-kit/env.js';
+import { pgimArgs, pgimEntry, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 import { freePort, isRoot, removeTempDir, sleep } from '../env.js';
 import { clusterParameters } from '../pg.js';
 import { livePostmasterPid, logTail, signalPid, waitGone, type TrackedProcess } from '../proc.js';

@@ -1,8 +1,8 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../../test/support/config.js';
-import { handToPostgres, postgresUser } from '../../test/support/env.js';
-import { pgimArgs, pgimEntry, type PgimPaths, type PgimPorts } from '../../test/support/pgim.js';
+import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../../test-kit/config.js';
+import { handToPostgres, postgresUser } from '../../test-kit/env.js';
+import { pgimArgs, pgimEntry, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 import { freePort, isRoot, removeTempDir } from '../env.js';
 import { clusterParameters, type Login } from '../pg.js';
 import type { TrackedProcess } from '../proc.js';

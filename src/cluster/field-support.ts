@@ -233,6 +233,11 @@ export function unsupportedFields(spec: unknown): UnsupportedField[] {
 
 const annotationField = `metadata.annotations.${ignoreUnsupportedFieldsAnnotation}`;
 
+/** Says once which fields pgim ignores because the Cluster's annotation asks it to. */
+export function warnIgnoredFields(ignored: readonly string[], logger: { warn: (message: string) => void }): void {
+  if (ignored.length > 0) logger.warn(`ignoring fields pgim does not implement, as the Cluster's annotation ${ignoreUnsupportedFieldsAnnotation} asks: ${ignored.join(', ')}`);
+}
+
 /** The paths listed in the annotation; throws ConfigError when it is not a JSON list of fields pgim may ignore. */
 export function ignoredFields(annotations: Readonly<Record<string, string>>, source: string): string[] {
   const raw = annotations[ignoreUnsupportedFieldsAnnotation];

@@ -1,21 +1,13 @@
 import { z } from 'zod';
 import { refuseUnsupportedFields } from './field-support.js';
-import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from '../status/spec-schema.js';
+import { isDnsLabel, isObjectName } from './names.js';
+import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
 
 /**
  * The fields of a `postgresql.cnpg.io/v1` Cluster that pgim reads, with CloudNativePG's defaults. The other fields
  * are classified in ./field-support.ts: the operator's are accepted, the ones pgim does not implement are refused.
  */
 
-/** RFC 1123 label (lowercase alphanumerics and `-`, alphanumeric at both ends); no nested quantifiers. */
-export function isDnsLabel(s: string): boolean {
-  return /^[a-z0-9-]+$/.test(s) && !s.startsWith('-') && !s.endsWith('-');
-}
-
-/** A Kubernetes object name (RFC 1123 subdomain). */
-export function isObjectName(s: string): boolean {
-  return s.length <= 253 && /^[a-z0-9.-]+$/.test(s) && /^[a-z0-9]/.test(s) && /[a-z0-9]$/.test(s);
-}
 const reservedDatabases = new Set(['postgres', 'template0', 'template1']);
 const reservedOwners = new Set(['postgres', 'streaming_replica', 'cnpg_metrics_exporter', 'cnpg_pooler_pgbouncer']);
 

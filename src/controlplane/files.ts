@@ -1,12 +1,15 @@
 import { watch as watchFs, type FSWatcher } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { readdir, realpath, stat } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isObjectName, type Cluster } from '../cluster/schema.js';
+import { parseDocument } from 'yaml';
+import { isObjectName } from '../cluster/names.js';
+import type { Cluster } from '../cluster/schema.js';
 import { parseClusterManifest } from '../cluster/parse.js';
 import { ConfigError } from '../errors/index.js';
+import { writeFileAtomic } from '../fs/atomic.js';
 import { ConfinedReadError, isValidObjectKey, readConfined } from '../fs/confined.js';
-import type { ControlPlane, InstanceStatusReport, ObjectData } from './types.js';
+import type { ControlPlane, ObjectData } from './types.js';
 
 const watchDebounceMs = 150;
 /**
@@ -57,7 +60,6 @@ export const maxObjectBytes = 1024 * 1024;
  */
 export class FilesControlPlane implements ControlPlane {
   readonly description: string;
-  private lastReport: InstanceStatusReport = {};
 
   constructor(
     private readonly dir: string,
@@ -80,6 +82,20 @@ export class FilesControlPlane implements ControlPlane {
       throw err;
     }
     return parseClusterManifest(text.toString('utf8'), this.clusterSource);
+  }
+
+  /**
+   * Sets `status.targetPrimary` in cluster.yaml (`pgim switchover` in files mode): the rest of the file, comments
+   * included, stays as written; the result is validated, then replaces the file atomically and durably (temp file,
+   * fsync, rename, fsync of the folder) with the file's mode, so every instance reads the old name or the new one.
+   */
+  async writeTargetPrimary(target: string): Promise<void> {
+    const file = this.clusterSource;
+    const doc = parseDocument(await readFile(file, 'utf8'));
+    doc.setIn(['status', 'targetPrimary'], target);
+    const text = doc.toString();
+    parseClusterManifest(text, file);
+    await writeFileAtomic(file, text, (await stat(file)).mode & 0o7777);
   }
 
   /** ReadOptions change nothing here: a folder pgim cannot read is an error whether the object is optional or not. */
@@ -172,14 +188,9 @@ export class FilesControlPlane implements ControlPlane {
     };
   }
 
-  /** Files mode has no status store shared with an operator: the report is kept for the status API. */
-  reportStatus(report: InstanceStatusReport): Promise<void> {
-    this.lastReport = { ...this.lastReport, ...report };
+  /** Files mode has no status store shared with an operator: there is nobody to report to. */
+  reportStatus(): Promise<void> {
     return Promise.resolve();
-  }
-
-  get reportedStatus(): InstanceStatusReport {
-    return this.lastReport;
   }
 
   /**

@@ -4,7 +4,7 @@ import { FilesControlPlane } from './files.js';
 import type { ControlPlane } from './types.js';
 
 export type { ControlPlane, InstanceStatusReport, ObjectData, ReadOptions } from './types.js';
-export { PrimaryLeaseError } from './types.js';
+export { phases, PrimaryLeaseError } from './types.js';
 
 export interface ControlPlaneOptions {
   /** Files mode's config folder (ignored in Kubernetes mode). */

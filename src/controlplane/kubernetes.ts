@@ -1,9 +1,11 @@
 import type { Logger } from 'pino';
-import { isObjectName, type Cluster } from '../cluster/schema.js';
+import { isObjectName } from '../cluster/names.js';
+import type { Cluster } from '../cluster/schema.js';
 import { ConfigError, errorMessage } from '../errors/index.js';
 import { namedLogger } from '../log/logger.js';
 import type { KubernetesOptions } from '../options/index.js';
-import { Backoff, sleep } from './kubernetes/backoff.js';
+import { Backoff } from '../async/backoff.js';
+import { sleep } from '../async/sleep.js';
 import { isApiStatus, KubeClient } from './kubernetes/client.js';
 import { clusterFingerprint, parseClusterObject } from './kubernetes/cluster.js';
 import { loadConnection, type ApiConnection } from './kubernetes/config.js';

@@ -12,6 +12,16 @@ export interface ReadOptions {
   readonly optional?: boolean;
 }
 
+/** CloudNativePG's phase strings, so tools that read the Cluster status understand pgim's. */
+export const phases = {
+  healthy: 'Cluster in healthy state',
+  applying: 'Applying configuration',
+  waitingForUser: 'Waiting for user action',
+  invalid: 'Invalid configuration',
+  /** Not CloudNativePG's (it only logs and requeues): shown so `kubectl get cluster` says why nothing promotes. */
+  waitingForLease: 'Waiting for the primary Lease',
+} as const;
+
 /** What this instance reports about itself; merged into the Cluster's status by the control plane. */
 export interface InstanceStatusReport {
   readonly currentPrimary?: string;

@@ -22,6 +22,12 @@ export const ExitCode = {
   usage: 2,
   config: 3,
   noWalSpace: 4,
+  /** PGDATA cannot be used as it is: another major version, not the postgres user's, or not a cluster. */
+  unusableDataDirectory: 5,
+  /** The PostgreSQL port is held by another program. */
+  portInUse: 6,
+  /** The PostgreSQL server binaries are missing. */
+  missingBinaries: 7,
 } as const;
 
 export function errorMessage(err: unknown): string {

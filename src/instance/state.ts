@@ -24,12 +24,7 @@ export class InstanceState {
   /** Accepting connections since the last spawn. */
   accepting = false;
   restartCount = 0;
-  /** CNPG's `cnpg.io/fencedInstances` names this instance: postgres is kept stopped. */
-  fenced = false;
-  lastExit: { at: string; code: number | null; signal: string | null } | undefined;
   lastError: string | undefined;
-  /** The render last written to disk. */
-  renderedConfigHash: string | undefined;
   /** Why the latest desired state was not applied (the instance keeps its last good configuration). */
   configurationError: string | undefined;
   /** A loaded setting waits for a restart (`pending_restart`). */
@@ -38,6 +33,8 @@ export class InstanceState {
   restartWaitingFor: string | undefined;
   /** A replica's replay paused for insufficient hot-standby settings: it is not ready. */
   replayPausedReason: string | undefined;
+  /** Accepted settings that weaken transport or authentication security (render/security-warnings.ts). */
+  securityWarnings: readonly { kind: string; field: string; message: string }[] = [];
   /** The TLS certificates in use, for expiry metrics and status. */
   certificates: { secret: string; notAfter: Date; serial: string }[] = [];
 

@@ -10,7 +10,11 @@ export function logLines(stream: Readable | null | undefined, logger: Logger, pi
   if (!stream) return Promise.resolve();
   const reader = createInterface({ input: stream, crlfDelay: Infinity });
   reader.on('line', (line) => {
-    if (line.length > 0) logger.info({ pipe }, line);
+    if (line.length === 0) return;
+    // A program's own fatal message (postgres' "FATAL:  database files are incompatible…", "could not bind…") is
+    // the cause of a failure: it goes out at error level, not buried among info lines.
+    if (/\b(?:FATAL|PANIC):/.test(line)) logger.error({ pipe }, line);
+    else logger.info({ pipe }, line);
   });
   return new Promise((resolve) => {
     reader.once('close', resolve);

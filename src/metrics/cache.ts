@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { InstanceState } from '../instance/state.js';
-import { coalesced } from '../status/coalesce.js';
-import type { MonitoringSpec } from '../status/spec.js';
+import { coalesced } from '../async/coalesce.js';
+import type { MonitoringSpec } from '../cluster/observability.js';
 import type { Collector } from './collector.js';
 import type { LoadedQueries } from './custom-queries.js';
 

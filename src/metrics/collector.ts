@@ -5,12 +5,13 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
-import { connectMonitor } from '../postgres/status.js';
+import { connectMonitor } from '../postgres/sql.js';
 import type { LocalConnection } from '../postgres/sql.js';
 import { renderFamily } from './exposition.js';
 import { globMatch, isPattern, parseVersionRange, postgresSemver, type Version } from './matching.js';
 import type { QueryDefinition } from './queries-parser.js';
 import { FamilySet, runQuery } from './query-runner.js';
+import { securityWarningKinds } from '../render/security-warnings.js';
 
 /**
  * One collection pass: CNPG's built-in `cnpg_collector_*` families (prom-client objects in `registry`) and the query
@@ -166,6 +167,17 @@ export class Collector {
       collect() {
         this.reset();
         for (const certificate of state.certificates) this.set({ secret: certificate.secret }, certificate.notAfter.getTime() / 1000);
+      },
+    });
+    // Settings that weaken transport or authentication security (TLS 1.2 allowed, trust rules, match-all ident maps):
+    // every kind present, 0 when unused, so an alert can fire on > 0.
+    new Gauge({
+      name: 'pgim_security_warnings',
+      help: 'Accepted settings that weaken transport or authentication security, by kind (see /pg/status securityWarnings).',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        for (const kind of securityWarningKinds) this.set({ kind }, state.securityWarnings.filter((w) => w.kind === kind).length);
       },
     });
     // Beyond CNPG (its #4962, #2552): per-query outcome, so a failing query is visible instead of a family vanishing.

@@ -1,6 +1,6 @@
 import type { ControlPlane } from '../controlplane/index.js';
 import { errorMessage } from '../errors/index.js';
-import type { MonitoringSpec, QueriesSource } from '../status/spec.js';
+import type { MonitoringSpec, QueriesSource } from '../cluster/observability.js';
 import { alwaysQueriesYaml, defaultQueriesYaml } from './default-queries.js';
 import { mergeQueries, parseQueries, type QueryDefinition } from './queries-parser.js';
 

@@ -34,6 +34,8 @@ export interface QueryDefinition {
   readonly labelColumns: readonly string[];
   /** Columns the result must have: the declared ones plus `_bucket`, `_sum`, `_count` for each HISTOGRAM. */
   readonly expectedColumnCount: number;
+  /** `max_rows`: more rows than this (per database) fail the query; undefined = the default limit. */
+  readonly maxRows?: number | undefined;
 }
 
 export class QueriesParseError extends Error {
@@ -65,6 +67,8 @@ const querySchema = z
     runonserver: z.string().optional(),
     target_databases: z.array(z.string()).default([]),
     predicate_query: z.string().optional(),
+    // pgim's own key: the rows this query may return per database (default defaultMaxRows in query-runner.ts).
+    max_rows: z.number({ error: 'must be a whole number' }).int('must be a whole number').min(1, 'must be at least 1').max(1_000_000, 'must be at most 1000000').optional(),
     metrics: z.array(z.record(z.string(), columnSchema)).default([]),
   })
   .loose();
@@ -145,6 +149,7 @@ function toDefinition(name: string, value: unknown, source: string, namespace: s
     columns,
     labelColumns,
     expectedColumnCount: columns.length + extraColumns,
+    maxRows: q.max_rows,
   };
 }
 

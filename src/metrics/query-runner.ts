@@ -1,12 +1,16 @@
 import type pg from 'pg';
-import { parseGoDuration } from '../status/units.js';
+import Cursor from 'pg-cursor';
+import { parseGoDuration } from '../cluster/units.js';
 import { seriesKey, type Family, type FamilyType, type HistogramSample, type Labels, type Sample } from './exposition.js';
 import type { ColumnDefinition, QueryDefinition } from './queries-parser.js';
 
 /** Every value as PostgreSQL's text, converted here by type OID: one conversion path, no driver-specific parsing. */
 const rawText: pg.CustomTypesConfig = { getTypeParser: () => (value: string) => value };
 
-/** Forces the extended protocol: a user query can never carry a second statement (`...; COMMIT; DELETE ...`). */
+/**
+ * Forces the extended protocol: a user query can never carry a second statement (`...; COMMIT; DELETE ...`).
+ * The main query runs through a portal (fetchLimited), which is the extended protocol too.
+ */
 type ArrayQuery = pg.QueryArrayConfig & { queryMode: 'extended' };
 
 const oid = { bool: 16, date: 1082, timestamp: 1114, timestamptz: 1184 } as const;
@@ -155,6 +159,35 @@ export interface RunLimits {
 }
 
 /**
+ * The rows one query may return per database, unless it sets its own `max_rows`: every row can be a series, so a
+ * query returning 50,000 rows would make 50,000 series and hold them all in memory.
+ */
+export const defaultMaxRows = 5000;
+
+/** A query returned more rows than its limit: nothing of it is exported, and it counts as a failed run. */
+export class RowLimitError extends Error {}
+
+/**
+ * Fetches at most `maxRows + 1` rows through a portal (pg-cursor: Execute with a row count), so a query over its
+ * limit never makes the server send, nor pgim hold, the rest of its result.
+ */
+async function fetchLimited(client: pg.Client, text: string, maxRows: number): Promise<{ fields: pg.FieldDef[]; rows: (string | null)[][] }> {
+  const cursor = client.query(new Cursor<(string | null)[]>(text, [], { rowMode: 'array', types: rawText }));
+  // A failed read needs no close: the cursor has already sent Sync, and the error ends it.
+  const result = await new Promise<{ fields: pg.FieldDef[]; rows: (string | null)[][] }>((resolve, reject) => {
+    cursor.read(maxRows + 1, (err, rows, full) => {
+      if (err) reject(err);
+      else resolve({ fields: full.fields, rows });
+    });
+  });
+  await cursor.close();
+  if (result.rows.length > maxRows) {
+    throw new RowLimitError(`returned more than ${maxRows} rows (its max_rows); none of them were exported`);
+  }
+  return result;
+}
+
+/**
  * Runs one query in a read-only transaction with a pinned search_path, as `pg_monitor` (CNPG's `createMonitoringTx`),
  * after its predicate. Returns false when the predicate said to skip it.
  */
@@ -174,8 +207,7 @@ export async function runQuery(client: pg.Client, def: QueryDefinition, set: Fam
         return false;
       }
     }
-    const query: ArrayQuery = { text: def.query, rowMode: 'array', types: rawText, queryMode: 'extended' };
-    const result = await client.query<(string | null)[]>(query);
+    const result = await fetchLimited(client, def.query, def.maxRows ?? defaultMaxRows);
     await client.query('COMMIT');
     addResult(set, def, result.fields, result.rows);
     return true;

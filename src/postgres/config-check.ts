@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { RenderedConfiguration } from '../render/index.js';
@@ -10,18 +10,31 @@ import type pg from 'pg';
  * staged copy of custom.conf and override.conf (names, types, ranges, units) and exits non-zero on any error.
  * Returns PostgreSQL's own messages; empty when the render is accepted.
  */
-export async function checkRenderedSettings(binDir: string, stagingParent: string, rendered: RenderedConfiguration, logger: Logger): Promise<string[]> {
+export async function checkRenderedSettings(
+  binDir: string,
+  stagingParent: string,
+  rendered: RenderedConfiguration,
+  logger: Logger,
+  runAs?: { uid: number; gid: number },
+): Promise<string[]> {
   const dir = await mkdtemp(join(stagingParent, 'config-check-'));
   try {
-    await writeFile(join(dir, 'postgresql.conf'), "include 'custom.conf'\ninclude 'override.conf'\n", { mode: 0o600 });
-    await writeFile(join(dir, 'custom.conf'), rendered.customConf, { mode: 0o600 });
-    await writeFile(join(dir, 'override.conf'), rendered.overrideConf, { mode: 0o600 });
+    const staged: [string, string][] = [
+      ['postgresql.conf', "include 'custom.conf'\ninclude 'override.conf'\n"],
+      ['custom.conf', rendered.customConf],
+      ['override.conf', rendered.overrideConf],
+    ];
+    for (const [name, text] of staged) await writeFile(join(dir, name), text, { mode: 0o600 });
+    if (runAs !== undefined) {
+      for (const path of [dir, ...staged.map(([name]) => join(dir, name))]) await chown(path, runAs.uid, runAs.gid);
+    }
     const result = await runTool(binDir, 'postgres', ['-D', dir, '-c', `config_file=${join(dir, 'postgresql.conf')}`, '-C', 'port'], {
       logger,
       captureStdout: true,
       captureStderr: true,
       env: { ...process.env, LC_MESSAGES: 'C' },
       timeoutMs: 30_000,
+      ...(runAs === undefined ? {} : { runAs }),
     });
     if (result.exitCode === 0) return [];
     const problems = result.stderr

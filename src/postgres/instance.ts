@@ -13,8 +13,10 @@ import { BootstrapMarker, checkWalSpace, emptyDirectory, enforceDataDirectoryMod
 import { inspectPidFile, removeStaleLockFiles } from './pidfile.js';
 import { applyCredentials, ensureApplicationDatabase, ensureSystemRoles } from './roles.js';
 import { connectLocal, withLocalClient, type LocalConnection } from './sql.js';
-import { queryStatus, type PostgresReportedStatus } from './status.js';
+import { queryStatus, type PostgresReportedStatus } from './status-queries.js';
+import { checkDataDirectoryAccess, checkDataDirectoryVersion, checkPortFree, serverMajorVersion, UnusableDataDirectoryError } from './start-checks.js';
 import { runTool } from './tools.js';
+import { sleep } from '../async/sleep.js';
 
 export type DataDirectoryState = 'empty' | 'initialized';
 
@@ -34,9 +36,10 @@ export interface PostgresInstanceOptions {
   passfile: string;
   runtimeDir: string;
   logger: Logger;
+  /** listen_addresses: the port is checked free on them before each start. */
+  listenAddresses?: string;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A postmaster pgim did not start (not our child): fast shutdown, then immediate, waiting on /proc. */
 async function stopForeignPostmaster(pid: number): Promise<void> {
@@ -71,6 +74,7 @@ export class PostgresInstance {
   private readonly env: NodeJS.ProcessEnv;
   private readonly bootstrapMarker: BootstrapMarker;
   private walSegmentBytes: number | undefined;
+  private serverMajor: string | undefined;
 
   constructor(private readonly options: PostgresInstanceOptions) {
     this.connection = { socketDir: options.socketDir, port: options.port };
@@ -101,9 +105,15 @@ export class PostgresInstance {
     try {
       entries = await readdir(this.pgdata);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'empty';
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return 'empty';
+      if (code === 'EACCES') {
+        throw new UnusableDataDirectoryError(`PGDATA ${this.pgdata}: permission denied listing it: give it to the user pgim and postgres run as (chown -R)`);
+      }
       throw err;
     }
+    // Before anything that reads "no control file" as "no cluster": an unreadable pg_control is a permission problem.
+    if (entries.length > 0) await checkDataDirectoryAccess(this.pgdata);
     const control = entries.length === 0 ? undefined : await this.controlData();
     this.walSegmentBytes ??= control?.walSegmentBytes;
     if (await this.bootstrapMarker.isSet()) {
@@ -117,12 +127,19 @@ export class PostgresInstance {
       return 'empty';
     }
     if (entries.length === 0) return 'empty';
+    await checkDataDirectoryVersion(this.pgdata, this.binDir, await this.serverMajorVersion());
     if (control === undefined || !entries.includes('PG_VERSION')) {
-      throw new Error(
+      throw new UnusableDataDirectoryError(
         `PGDATA ${this.pgdata} is not empty and holds no valid PostgreSQL cluster; refusing to touch it (move it aside or empty it)`,
       );
     }
     return 'initialized';
+  }
+
+  /** The binaries' major version, asked once. */
+  private async serverMajorVersion(): Promise<string | undefined> {
+    this.serverMajor ??= await serverMajorVersion(this.binDir, this.options.logger);
+    return this.serverMajor;
   }
 
   controlData(): Promise<ControlData | undefined> {
@@ -280,7 +297,6 @@ export class PostgresInstance {
     }
   }
 
-  /** PostgreSQL's verdict on a render's settings before it is written (see checkRenderedSettings). */
   /**
    * PostgreSQL's verdict on a render's settings, before they are written. pgim writes custom.conf and override.conf
    * only after this check passed, so when PGDATA already holds exactly this render there is nothing new to check
@@ -401,6 +417,7 @@ export class PostgresInstance {
       await removeStaleLockFiles(this.pgdata, this.options.socketDir, this.options.port);
     }
     await this.waitForPreviousProcesses(15_000);
+    if (this.options.listenAddresses !== undefined) await checkPortFree(this.options.listenAddresses, this.options.port);
     this.walSegmentBytes ??= (await this.controlData())?.walSegmentBytes ?? 16 * 1024 * 1024;
     await checkWalSpace(this.pgdata, this.walSegmentBytes);
   }

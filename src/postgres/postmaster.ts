@@ -6,6 +6,7 @@ import { logLines } from '../log/lines.js';
 import { namedLogger } from '../log/logger.js';
 import { trackChild } from '../process/children.js';
 import { processStartTicks } from '../process/proc.js';
+import { sleep } from '../async/sleep.js';
 
 export type ShutdownMode = 'smart' | 'fast' | 'immediate';
 
@@ -39,7 +40,6 @@ export interface SpawnOptions {
 
 // unref(): a grace timer only bounds a wait (the last output lines); it must never keep pgim alive past the
 // postmaster (it held every exit 200 ms).
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
 /** util-linux `setpriv` (in every Debian-based PostgreSQL image), if present. */
 const parentDeathWrapper = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => {
@@ -76,7 +76,12 @@ export class Postmaster {
     // Resolve on the exit itself (a crash is seen at once); the last output lines follow within a tick.
     this.exited = exit.then(async (info) => {
       this.exitInfo = info;
-      await Promise.race([output, sleep(200)]);
+      // Stop waiting at 200 ms; the timer is cleared once the output ends, so it never holds pgim's exit.
+      const drained = new AbortController();
+      const outputEnded = output.finally(() => {
+        drained.abort();
+      });
+      await Promise.race([outputEnded, sleep(200, drained.signal)]);
       return info;
     });
   }

@@ -74,3 +74,17 @@ export async function withLocalClient<T>(target: LocalConnection, fn: (client: p
     await client.end().catch(() => undefined);
   }
 }
+
+/**
+ * A session as `cnpg_metrics_exporter` over the Unix socket (peer auth through the `cnpg_metrics_exporter` map),
+ * with the settings pinned so a user's defaults cannot change what a monitoring query means.
+ */
+export function connectMonitor(target: LocalConnection, database: string, timeoutMs: number): Promise<pg.Client> {
+  return connectSocket(target, {
+    user: 'cnpg_metrics_exporter',
+    database,
+    applicationName: 'cnpg_metrics_exporter',
+    timeoutMs,
+    settings: '-c default_transaction_read_only=on',
+  });
+}

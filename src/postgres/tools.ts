@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { logLines } from '../log/lines.js';
 import { namedLogger } from '../log/logger.js';
@@ -24,57 +22,53 @@ export interface ToolOptions {
   captureStderr?: boolean;
   timeoutMs?: number;
   cancelSignal?: AbortSignal;
+  /** Run as this user (pgim itself runs as root: `pgim render`); PostgreSQL's programs refuse root. */
+  runAs?: { uid: number; gid: number };
 }
 
 /** A program asked to stop (timeout, cancel) gets SIGTERM, so it can clean up, then SIGKILL after this long. */
 const forceKillAfterMs = 5000;
 
-function collect(stream: Readable): Promise<string> {
-  const chunks: Buffer[] = [];
-  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-  return new Promise((resolve) => {
-    stream.once('close', () => {
-      resolve(Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, ''));
-    });
-  });
-}
-
 /**
- * Runs a PostgreSQL program from the bin dir with its output logged line by line under its own name.
- * Never throws for a non-zero exit: callers decide what an exit code means. Built on node:child_process (not a
- * wrapper library): this is the one place pgim runs programs, and every module loaded costs start-up time and
- * resident memory for the life of the container.
+ * Runs a PostgreSQL program from the bin dir with its output logged line by line under its own name. Never throws
+ * for a non-zero exit: callers decide what an exit code means. This (with execa) is the one way pgim runs external
+ * programs; only the postmaster has its own spawn (src/postgres/postmaster.ts). execa is imported here, on first
+ * use, so it never costs the start path of a restart: initdb, pg_basebackup, pg_rewind and pg_controldata run
+ * later or only on a first start.
  */
 export async function runTool(binDir: string, program: string, args: readonly string[], options: ToolOptions): Promise<ToolResult> {
+  const { execa } = await import('execa');
   const logger = namedLogger(options.logger, program);
-  const child = spawn(join(binDir, program), args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('error', (err) => {
-      logger.error({ error: err.message }, `cannot run ${program}`);
-      resolve({ code: null, signal: null });
-    });
-    child.once('close', (code, signal) => {
-      resolve({ code, signal });
-    });
+  const captureStdout = options.captureStdout === true;
+  const captureStderr = options.captureStderr === true;
+  const subprocess = execa(join(binDir, program), args, {
+    env: options.env ?? process.env,
+    extendEnv: false,
+    stdin: 'ignore',
+    // Captured output is buffered by execa; the rest is read here and logged as it comes.
+    buffer: { stdout: captureStdout, stderr: captureStderr },
+    reject: false,
+    // pgim handles its own signals and stops its tools through cancelSignal: no exit hooks of execa's.
+    cleanup: false,
+    ...(options.timeoutMs === undefined ? {} : { timeout: options.timeoutMs }),
+    ...(options.cancelSignal === undefined ? {} : { cancelSignal: options.cancelSignal }),
+    killSignal: 'SIGTERM',
+    forceKillAfterDelay: forceKillAfterMs,
+    ...options.runAs,
   });
-  trackChild(child.pid, exited);
-
-  const timers: NodeJS.Timeout[] = [];
-  const terminate = (): void => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    timers.push(setTimeout(() => child.kill('SIGKILL'), forceKillAfterMs));
-  };
-  if (options.timeoutMs !== undefined) timers.push(setTimeout(terminate, options.timeoutMs));
-  if (options.cancelSignal?.aborted === true) terminate();
-  options.cancelSignal?.addEventListener('abort', terminate, { once: true });
-
-  const [stdout, stderr] = await Promise.all([
-    options.captureStdout === true ? collect(child.stdout) : logLines(child.stdout, logger, 'stdout').then(() => ''),
-    options.captureStderr === true ? collect(child.stderr) : logLines(child.stderr, logger, 'stderr').then(() => ''),
+  trackChild(subprocess.pid, subprocess);
+  const logged = Promise.all([
+    captureStdout ? undefined : logLines(subprocess.stdout, logger, 'stdout'),
+    captureStderr ? undefined : logLines(subprocess.stderr, logger, 'stderr'),
   ]);
-  const { code, signal } = await exited;
-  for (const timer of timers) clearTimeout(timer);
-  options.cancelSignal?.removeEventListener('abort', terminate);
-  return { exitCode: code ?? undefined, signal: signal ?? undefined, stdout, stderr };
+  const [result] = await Promise.all([subprocess, logged]);
+  if (result.exitCode === undefined && result.signal === undefined && !result.isCanceled && !result.timedOut) {
+    logger.error({ error: result.originalMessage }, `cannot run ${program}`);
+  }
+  return {
+    exitCode: result.exitCode,
+    signal: result.signal,
+    stdout: captureStdout ? result.stdout : '',
+    stderr: captureStderr ? result.stderr : '',
+  };
 }

@@ -1,4 +1,5 @@
 import { readFile, readdir, readlink, realpath } from 'node:fs/promises';
+import { sleep } from '../async/sleep.js';
 
 /**
  * The kernel's start time of a process (clock ticks since boot, field 22 of /proc/<pid>/stat). A PID plus its start
@@ -29,7 +30,6 @@ export async function processesInDirectory(dir: string): Promise<number[]> {
   return pids;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Waits until no process works in `dir`, up to `timeoutMs`. Backends of a postmaster that was killed notice its

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { DesiredState } from '../daemon/prepare.js';
+import type { DesiredState } from '../desired/state.js';
 import { writeFileAtomic } from '../fs/atomic.js';
 import { renderPgpass } from '../render/pgpass.js';
 import { writeTlsMaterial } from '../tls/files.js';

@@ -4,6 +4,7 @@ import { renderCustomConf } from './custom-conf.js';
 import { renderPgHba, renderPgIdent } from './hba.js';
 import { checkHbaLine, checkIdentLine } from './hba-rules.js';
 import { validateUserParameters } from './parameters.js';
+import { checkTransportParameters, hbaTrustWarning, identMapsEveryoneToSuperuser, identSuperuserWarning, type SecurityWarning } from './security-warnings.js';
 import { renderOverrideConf } from './override-conf.js';
 
 export { ensureIncludes } from './postgresql-conf.js';
@@ -31,8 +32,8 @@ export interface RenderedConfiguration {
   pgHba: string;
   pgIdent: string;
   configHash: string;
-  /** Accepted but worth a log line (a `trust` rule over TCP). */
-  warnings: string[];
+  /** Settings that weaken transport or authentication security (security-warnings.ts); reported in status and metrics. */
+  securityWarnings: SecurityWarning[];
   /** A replica: PGDATA must hold standby.signal. */
   standby: boolean;
 }
@@ -43,10 +44,10 @@ export interface RenderedConfiguration {
  */
 export const hbaDefaultRuleAnnotation = 'pgim.io/hbaDefaultRule';
 
-function checkEach(lines: readonly string[], source: string, field: string, check: (line: string) => void): void {
+function checkEach(lines: readonly string[], source: string, field: string, check: (line: string, index: number) => void): void {
   lines.forEach((line, index) => {
     try {
-      check(line);
+      check(line, index);
     } catch (err) {
       throw new ConfigError(source, `${field}[${index}]`, (err as Error).message);
     }
@@ -54,15 +55,15 @@ function checkEach(lines: readonly string[], source: string, field: string, chec
 }
 
 /** Whether to append the default rule: not when disabled, nor when the user's own last rule already matches all. */
-function wantsDefaultRule(cluster: Cluster, source: string, warnings: string[]): boolean {
+function wantsDefaultRule(cluster: Cluster, source: string, warnings: SecurityWarning[]): boolean {
   const setting = cluster.annotations[hbaDefaultRuleAnnotation];
   if (setting !== undefined && setting !== 'enabled' && setting !== 'disabled') {
     throw new ConfigError(source, `metadata.annotations[${JSON.stringify(hbaDefaultRuleAnnotation)}]`, 'must be enabled or disabled');
   }
   let lastIsCatchAll = false;
-  checkEach(cluster.pgHba, source, 'spec.postgresql.pg_hba', (line) => {
+  checkEach(cluster.pgHba, source, 'spec.postgresql.pg_hba', (line, index) => {
     const { trust, catchAll } = checkHbaLine(line);
-    if (trust) warnings.push(`spec.postgresql.pg_hba: a trust rule lets clients in without a password: ${line}`);
+    if (trust) warnings.push(hbaTrustWarning(index, line));
     lastIsCatchAll = catchAll;
   });
   return setting !== 'disabled' && !lastIsCatchAll;
@@ -70,16 +71,20 @@ function wantsDefaultRule(cluster: Cluster, source: string, warnings: string[]):
 
 export function renderConfiguration(input: RenderInput): RenderedConfiguration {
   const { cluster, source } = input;
-  const warnings: string[] = [];
+  const warnings: SecurityWarning[] = [];
   const defaultRule = wantsDefaultRule(cluster, source, warnings);
-  if (cluster.ignoredFields.length > 0) warnings.push(`ignoring fields pgim does not implement, as the Cluster's annotation asks: ${cluster.ignoredFields.join(', ')}`);
-  checkEach(cluster.pgIdent, source, 'spec.postgresql.pg_ident', checkIdentLine);
+  checkEach(cluster.pgIdent, source, 'spec.postgresql.pg_ident', (line, index) => {
+    checkIdentLine(line);
+    if (identMapsEveryoneToSuperuser(line)) warnings.push(identSuperuserWarning(index, line));
+  });
+  const userParameters = validateUserParameters(cluster.parameters, source);
+  warnings.push(...checkTransportParameters(userParameters, source));
   const overrideConf = renderOverrideConf(input.replication);
   const pgHba = renderPgHba(cluster.pgHba, defaultRule);
   const pgIdent = renderPgIdent(input.osUser, cluster.pgIdent);
   const custom = renderCustomConf({
     clusterName: cluster.name,
-    userParameters: validateUserParameters(cluster.parameters, source),
+    userParameters,
     port: input.port,
     listenAddresses: input.listenAddresses,
     socketDirectory: input.socketDirectory,
@@ -93,7 +98,7 @@ export function renderConfiguration(input: RenderInput): RenderedConfiguration {
     pgHba,
     pgIdent,
     configHash: custom.hash,
-    warnings,
+    securityWarnings: warnings,
     standby: input.replication !== undefined,
   };
 }

@@ -1,8 +1,4 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import pg from 'pg';
-import { parseDocument } from 'yaml';
-import { parseClusterManifest } from '../cluster/parse.js';
 import { FilesControlPlane } from '../controlplane/files.js';
 import { resolveCredentials } from '../credentials/index.js';
 import { resolveTopology } from './topology.js';
@@ -42,13 +38,6 @@ export async function switchover(configDir: string, target: string, failover = f
   } finally {
     await client.end().catch(() => undefined);
   }
-  const file = join(configDir, 'cluster.yaml');
-  const doc = parseDocument(await readFile(file, 'utf8'));
-  doc.setIn(['status', 'targetPrimary'], target);
-  const text = doc.toString();
-  parseClusterManifest(text, file);
-  const temp = join(configDir, `.cluster.yaml.switchover-${process.pid}`);
-  await writeFile(temp, text);
-  await rename(temp, file);
+  await controlPlane.writeTargetPrimary(target);
   return { from, to: target };
 }

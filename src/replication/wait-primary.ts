@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { pgDriver } from '../postgres/sql.js';
 import type { CertificatePaths } from '../tls/files.js';
 import type { Address } from './topology.js';
+import { sleep } from '../async/sleep.js';
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export type Ssl = { ca: string; cert: string; key: string; checkServerIdentity: () => undefined };
 

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import type { DesiredState } from '../daemon/prepare.js';
+import { phases } from '../controlplane/index.js';
+import type { DesiredState } from '../desired/state.js';
 import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
 import type { PostgresInstance } from '../postgres/instance.js';
@@ -23,8 +24,6 @@ export interface RestartCoordinatorOptions {
   /** Restarts postgres in place (smart, then fast) and resolves once the stop is under way. */
   restartInPlace: (reason: string) => Promise<void>;
   reportPhase: (phase: string, reason: string) => Promise<void>;
-  /** CloudNativePG's phase strings. */
-  phases: { applying: string; waitingForUser: string };
   askReplica?: (name: string, desired: DesiredState) => Promise<ReplicaReport>;
   now?: () => number;
 }
@@ -107,7 +106,7 @@ export class RestartCoordinator {
     if (decision.action === 'restart') {
       logger.info({ settings: facts.pending, role }, `restarting postgres in place: ${decision.reason}`);
       this.lastReport = '';
-      if (role === 'primary') await this.options.reportPhase(this.options.phases.applying, decision.phaseReason);
+      if (role === 'primary') await this.options.reportPhase(phases.applying, decision.phaseReason);
       await this.options.restartInPlace(decision.reason);
       state.restartPending = false;
       return true;
@@ -117,7 +116,7 @@ export class RestartCoordinator {
       if (report !== this.lastReport) {
         logger[decision.forUser ? 'warn' : 'info']({ settings: facts.pending, role }, `settings need a restart; waiting for ${decision.waitingFor}`);
         // The primary speaks for the cluster; replicas say it in their own /pg/status and log.
-        if (role === 'primary') await this.options.reportPhase(decision.forUser ? this.options.phases.waitingForUser : this.options.phases.applying, `waiting for ${decision.waitingFor}`);
+        if (role === 'primary') await this.options.reportPhase(decision.forUser ? phases.waitingForUser : phases.applying, `waiting for ${decision.waitingFor}`);
       }
       this.lastReport = report;
       return false;

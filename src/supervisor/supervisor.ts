@@ -1,23 +1,63 @@
 import type { Logger } from 'pino';
-import { errorMessage, ExitCode } from '../errors/index.js';
+import { Backoff, backoffDelay } from '../async/backoff.js';
+import { sleep } from '../async/sleep.js';
+import { errorMessage } from '../errors/index.js';
 import type { Reaper } from '../process/reaper.js';
-import { WalSpaceError } from '../postgres/datadir.js';
+import { CannotStartError } from '../postgres/start-checks.js';
 import type { InstanceState } from '../instance/state.js';
 import type { OnPostgresExit } from '../options/index.js';
-import type { PostgresInstance } from '../postgres/instance.js';
 import type { Postmaster, PostmasterExit, ShutdownPlan } from '../postgres/postmaster.js';
 
+/** The postmaster as the supervisor drives it. */
+export type SupervisedPostmaster = Pick<Postmaster, 'pid' | 'startedAt' | 'startTicks' | 'exited' | 'running' | 'stop' | 'hurry'>;
+
+/** What the supervisor needs of the instance (PostgresInstance; a fake in the supervisor's unit test). */
+export interface SupervisedInstance {
+  prepareStart(): Promise<void>;
+  spawn(): Promise<SupervisedPostmaster>;
+  waitAccepting(postmaster: SupervisedPostmaster, signal?: AbortSignal): Promise<void>;
+  isStandby(): Promise<boolean>;
+  checkpoint(timeoutMs: number): Promise<void>;
+}
+
 export interface SupervisorOptions {
-  instance: PostgresInstance;
+  instance: SupervisedInstance;
   state: InstanceState;
   logger: Logger;
   onPostgresExit: OnPostgresExit;
+  /** Swept after each postmaster exit, when the logging collector and backends become orphans. */
+  reaper?: Reaper;
+}
+
+/** What the supervisor asks of the layer above it while it runs postgres: given to run(), so nothing binds late. */
+export interface SupervisorHooks {
   /** Read at stop time, so a changed spec applies to the next shutdown. */
   shutdownPlan: () => ShutdownPlan;
   /** Work for each postmaster once it accepts connections (roles, passwords). */
   onAccepting: (isPrimary: boolean) => Promise<void>;
-  /** Swept after each postmaster exit, when the logging collector and backends become orphans. */
-  reaper?: Reaper;
+}
+
+/**
+ * The narrow control the reconciler and the role transitions have over postgres; the Supervisor implements it and
+ * decides when each step happens.
+ */
+export interface PostgresControl {
+  /**
+   * Restarts postgres in place, counted as no crash: the stop (`plan`, default smart-then-fast), then `beforeStart`
+   * if given (retried with backoff until it succeeds), then a start. Resolves once the stop is under way.
+   */
+  restart(reason: string, options?: { plan?: ShutdownPlan; beforeStart?: () => Promise<void> }): Promise<void>;
+  /** Stops postgres fast (`plan`), runs `beforeStart` (wait for the new primary, rewind), starts it as a replica. */
+  demote(plan: ShutdownPlan, beforeStart: () => Promise<void>): Promise<void>;
+  /**
+   * Fencing (CNPG's `cnpg.io/fencedInstances`): stop postgres (`plan`) and keep it stopped until the fence is
+   * lifted; a crash-restart never happens while fenced.
+   */
+  fence(fenced: boolean, plan: ShutdownPlan): void;
+  /** First call: stop cleanly, and pgim with it. Each further call: the next stronger shutdown mode, now. */
+  stop(reason: string): void;
+  /** Aborted once pgim is stopping: long steps (bootstrap, clone, rewind) end early. */
+  readonly stopSignal: AbortSignal;
 }
 
 interface PlannedRestart {
@@ -38,7 +78,7 @@ export const restartPolicy = {
 
 export function restartDelay(consecutiveCrashes: number, firstDelayMs: number = restartPolicy.firstDelayMs): number {
   if (consecutiveCrashes <= 1) return 0;
-  return Math.min(firstDelayMs * 2 ** (consecutiveCrashes - 2), restartPolicy.maxDelayMs);
+  return backoffDelay(firstDelayMs, restartPolicy.maxDelayMs, consecutiveCrashes - 2);
 }
 
 type Outcome = { kind: 'exited'; exit: PostmasterExit } | { kind: 'stop' };
@@ -47,9 +87,9 @@ type Outcome = { kind: 'exited'; exit: PostmasterExit } | { kind: 'stop' };
  * Decides *when*: start postgres, restart it after a crash (in process, with backoff; crash recovery keeps the
  * timeline), and stop it on request with CNPG's smart-then-fast deadlines. pgim returns only once postgres is gone.
  */
-export class Supervisor {
+export class Supervisor implements PostgresControl {
   private readonly stopController = new AbortController();
-  private current: Postmaster | undefined;
+  private current: SupervisedPostmaster | undefined;
   private markSpawned: (spawned: boolean) => void = () => undefined;
   /** True at the first postmaster spawn; false when run() ends without one. */
   readonly firstSpawn = new Promise<boolean>((resolve) => {
@@ -58,11 +98,12 @@ export class Supervisor {
   private plannedRestart: PlannedRestart | undefined;
   private fenced = false;
   private unfenced: (() => void) | undefined;
+  /** Set by run(): no postmaster runs before, so nothing needs them before. */
+  private hooks: SupervisorHooks | undefined;
 
   constructor(private readonly options: SupervisorOptions) {}
 
-  /** First call: stop cleanly. Each further call: the next stronger shutdown mode, now. */
-  requestStop(reason: string): void {
+  stop(reason: string): void {
     const { logger } = this.options;
     if (!this.stopController.signal.aborted) {
       logger.info({ reason }, 'Received termination signal, shutting down');
@@ -73,27 +114,22 @@ export class Supervisor {
     if (mode !== undefined) logger.warn({ reason, mode }, 'Termination signal repeated: escalating shutdown');
   }
 
-  /**
-   * Restarts postgres in place, counted as no crash: the stop (`plan`, default smart-then-fast), then `beforeStart`
-   * if given, then a start. A demotion uses both: a fast stop, then pg_rewind, then the start as a replica.
-   */
-  requestRestart(reason: string, options: { plan?: ShutdownPlan; beforeStart?: () => Promise<void> } = {}): Promise<void> {
+  restart(reason: string, options: { plan?: ShutdownPlan; beforeStart?: () => Promise<void> } = {}): Promise<void> {
     const postmaster = this.current;
-    if (postmaster?.running !== true || this.isStopping()) return Promise.resolve();
+    if (postmaster?.running !== true || this.isStopping() || this.hooks === undefined) return Promise.resolve();
     this.plannedRestart = { reason, ...(options.beforeStart === undefined ? {} : { beforeStart: options.beforeStart }) };
     this.options.state.phase = 'restarting';
-    void postmaster.stop(options.plan ?? this.options.shutdownPlan());
+    void postmaster.stop(options.plan ?? this.hooks.shutdownPlan());
     return Promise.resolve();
   }
 
-  /**
-   * Fencing (CNPG's `cnpg.io/fencedInstances`): stop postgres (fast, then immediate) and keep it stopped until the
-   * fence is lifted; a crash-restart never happens while fenced.
-   */
-  setFenced(fenced: boolean, plan: ShutdownPlan): void {
+  demote(plan: ShutdownPlan, beforeStart: () => Promise<void>): Promise<void> {
+    return this.restart('demotion', { plan, beforeStart });
+  }
+
+  fence(fenced: boolean, plan: ShutdownPlan): void {
     if (fenced === this.fenced) return;
     this.fenced = fenced;
-    this.options.state.fenced = fenced;
     this.options.logger.info({ fenced }, fenced ? 'instance fenced: stopping postgres' : 'fence lifted: starting postgres');
     if (fenced) {
       const postmaster = this.current;
@@ -130,15 +166,17 @@ export class Supervisor {
     return this.stopController.signal;
   }
 
-  async run(): Promise<number> {
+  /** Runs postgres until pgim stops (or postgres exits for good); resolves with pgim's exit code. */
+  async run(hooks: SupervisorHooks): Promise<number> {
+    this.hooks = hooks;
     try {
-      return await this.supervise();
+      return await this.supervise(hooks);
     } finally {
       this.markSpawned(false);
     }
   }
 
-  private async supervise(): Promise<number> {
+  private async supervise(hooks: SupervisorHooks): Promise<number> {
     const { instance, state, logger } = this.options;
     let consecutiveCrashes = 0;
     while (!this.stopSignal.aborted) {
@@ -147,11 +185,12 @@ export class Supervisor {
       try {
         await instance.prepareStart();
       } catch (err) {
-        if (!(err instanceof WalSpaceError)) throw err;
+        // No space for WAL, the port taken: another start would fail the same way, so pgim ends with its code.
+        if (!(err instanceof CannotStartError)) throw err;
         state.phase = 'failed';
         state.lastError = err.message;
-        logger.error({ error: err.message }, 'refusing to start postgres');
-        return ExitCode.noWalSpace;
+        logger.error({ error: err.message, exitCode: err.exitCode }, 'refusing to start postgres');
+        return err.exitCode;
       }
       if (this.isStopping()) break;
       const postmaster = await instance.spawn();
@@ -163,10 +202,10 @@ export class Supervisor {
       state.phase = 'running';
       logger.info({ pid: postmaster.pid }, 'postmaster started');
       this.markSpawned(true);
-      void this.afterStart(postmaster);
+      void this.afterStart(postmaster, hooks);
 
       const outcome = await this.nextOutcome(postmaster);
-      if (outcome.kind === 'stop') return this.shutdown(postmaster);
+      if (outcome.kind === 'stop') return this.shutdown(postmaster, hooks.shutdownPlan());
 
       state.postmasterSpawned = false;
       state.accepting = false;
@@ -178,7 +217,6 @@ export class Supervisor {
         if (planned.beforeStart) await this.retryUntilDone(planned.beforeStart, planned.reason);
         continue;
       }
-      state.lastExit = { at: new Date().toISOString(), code: outcome.exit.code, signal: outcome.exit.signal };
       logger.error({ exitCode: outcome.exit.code, signal: outcome.exit.signal, pid: postmaster.pid }, 'postmaster exited unexpectedly');
       if (this.options.onPostgresExit === 'exit') {
         state.phase = 'failed';
@@ -189,13 +227,13 @@ export class Supervisor {
       state.phase = 'restarting';
       state.restartCount += 1;
       logger.info({ delayMs: delay, restartCount: state.restartCount }, 'restarting postgres');
-      await this.sleepUnlessStopping(delay);
+      if (delay > 0) await sleep(delay, this.stopSignal);
     }
     state.phase = 'stopped';
     return 0;
   }
 
-  private async nextOutcome(postmaster: Postmaster): Promise<Outcome> {
+  private async nextOutcome(postmaster: SupervisedPostmaster): Promise<Outcome> {
     const stop = new Promise<Outcome>((resolve) => {
       if (this.stopSignal.aborted) resolve({ kind: 'stop' });
       this.stopSignal.addEventListener('abort', () => {
@@ -206,13 +244,13 @@ export class Supervisor {
   }
 
   /** Post-start work on a primary; failures are reported, never fatal (the next start tries again). */
-  private async afterStart(postmaster: Postmaster): Promise<void> {
+  private async afterStart(postmaster: SupervisedPostmaster, hooks: SupervisorHooks): Promise<void> {
     const { instance, state, logger } = this.options;
     try {
       await instance.waitAccepting(postmaster, this.stopSignal);
       state.accepting = true;
       logger.info('postgres is accepting connections');
-      await this.options.onAccepting(!(await instance.isStandby()));
+      await hooks.onAccepting(!(await instance.isStandby()));
       state.lastError = undefined;
     } catch (err) {
       if (!postmaster.running || this.stopSignal.aborted) return;
@@ -221,10 +259,9 @@ export class Supervisor {
     }
   }
 
-  private async shutdown(postmaster: Postmaster): Promise<number> {
+  private async shutdown(postmaster: SupervisedPostmaster, plan: ShutdownPlan): Promise<number> {
     const { instance, state, logger } = this.options;
     state.phase = 'stopping';
-    const plan = this.options.shutdownPlan();
     if (state.accepting && !(await instance.isStandby())) {
       // A checkpoint now makes the shutdown checkpoint short, so the smart/fast deadlines go to clients, not I/O.
       await instance.checkpoint(Math.min(plan.fastSeconds, 60) * 1000).catch((err: unknown) => {
@@ -241,27 +278,17 @@ export class Supervisor {
 
   /** Runs `step` until it succeeds (1 s doubling to 30 s between tries) or pgim stops. */
   private async retryUntilDone(step: () => Promise<void>, what: string): Promise<void> {
+    const backoff = new Backoff(1000, restartPolicy.maxDelayMs, { jitter: 0 });
     for (let attempt = 1; !this.isStopping(); attempt++) {
       try {
         await step();
         return;
       } catch (err) {
-        const delay = Math.min(1000 * 2 ** (attempt - 1), restartPolicy.maxDelayMs);
+        const delay = backoff.next();
         this.options.state.lastError = errorMessage(err);
         this.options.logger.warn({ error: errorMessage(err), attempt, delayMs: delay, step: what }, 'step before start failed; retrying');
-        await this.sleepUnlessStopping(delay);
+        await sleep(delay, this.stopSignal);
       }
     }
-  }
-
-  private sleepUnlessStopping(ms: number): Promise<void> {
-    if (ms <= 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.stopSignal.addEventListener('abort', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
   }
 }

@@ -2,9 +2,9 @@ import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeConfigDir } from '../support/config.js';
-import { freePort, handToPostgres, makeTempDir, removeTempDir } from '../support/env.js';
-import { PgimProcess, type PgimPaths, type PgimPorts } from '../support/pgim.js';
+import { writeConfigDir } from '../../test-kit/config.js';
+import { freePort, handToPostgres, makeTempDir, removeTempDir } from '../../test-kit/env.js';
+import { PgimProcess, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 
 const secretMarker = 'S3NTINEL-bad-config-4d1f';
 
@@ -154,7 +154,7 @@ describe('bad configuration: a clear error naming the file and field, nothing on
     const before = await snapshot(paths.pgdata);
     const pgim = new PgimProcess('run', paths, ports);
     const exit = await pgim.waitExit(30_000);
-    assert.equal(exit.code, 1, pgim.output);
+    assert.equal(exit.code, 5, pgim.output);
     assert.match(pgim.output, /is not empty and holds no valid PostgreSQL cluster/);
     assert.deepEqual(await snapshot(paths.pgdata), before);
   });

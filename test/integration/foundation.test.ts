@@ -2,9 +2,9 @@ import { strict as assert } from 'node:assert';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { processesInDirectory } from '../../src/process/proc.js';
-import { writeConfigDir } from '../support/config.js';
-import { freePort, handToPostgres, isRoot, makeTempDir, postgresUser, removeTempDir, userIds, eventually } from '../support/env.js';
-import { connect, killPostmaster, PgimProcess, postmasterPid, query, type PgimPaths, type PgimPorts } from '../support/pgim.js';
+import { writeConfigDir } from '../../test-kit/config.js';
+import { freePort, handToPostgres, isRoot, makeTempDir, postgresUser, removeTempDir, userIds, eventually } from '../../test-kit/env.js';
+import { connect, killPostmaster, PgimProcess, postmasterPid, query, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 
 const secrets = { appPassword: 'app-pw-7f3a', superuserPassword: 'super-pw-91c2' };
 

@@ -21,8 +21,8 @@ import {
   type Json,
 } from '../k8s/fixtures.js';
 import { apiServerFor, crdVariants, releaseAllApiServers, requireK8sBinaries } from '../k8s/harness.js';
-import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir, sleep } from '../support/env.js';
-import { killPostmaster, PgimProcess, pgimEntry, query } from '../support/pgim.js';
+import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir, sleep } from '../../test-kit/env.js';
+import { killPostmaster, PgimProcess, pgimEntry, query } from '../../test-kit/pgim.js';
 
 const leasesGroup = 'coordination.k8s.io/v1';
 const silent = createRootLogger({ pod: 'test', destination: { write: () => undefined } });

@@ -3,9 +3,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../support/config.js';
-import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir, sleep } from '../support/env.js';
-import { connect, killPostmaster, PgimProcess, query, type PgimPaths, type PgimPorts } from '../support/pgim.js';
+import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../../test-kit/config.js';
+import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir, sleep } from '../../test-kit/env.js';
+import { connect, killPostmaster, PgimProcess, query, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 
 interface Status {
   postmasterPid: number;

@@ -1,9 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeConfigDir } from '../support/config.js';
-import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../support/env.js';
-import { connect, killPostmaster, PgimProcess, query, type PgimPaths, type PgimPorts } from '../support/pgim.js';
+import { writeConfigDir } from '../../test-kit/config.js';
+import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../../test-kit/env.js';
+import { connect, killPostmaster, PgimProcess, query, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 
 describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function () {
   const marker = `S3NTINEL-${Math.random().toString(36).slice(2, 12)}`;

@@ -7,9 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { parseQueries } from '../../src/metrics/queries-parser.js';
 import { parseVersionRange, postgresSemver } from '../../src/metrics/matching.js';
-import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../support/config.js';
-import { eventually, freePort, handToPostgres, isRoot, makeTempDir, removeTempDir, sleep } from '../support/env.js';
-import { connect, killPostmaster, PgimProcess, type PgimPaths, type PgimPorts } from '../support/pgim.js';
+import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../../test-kit/config.js';
+import { eventually, freePort, handToPostgres, isRoot, makeTempDir, removeTempDir, sleep } from '../../test-kit/env.js';
+import { connect, killPostmaster, PgimProcess, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 
 const cnpgDefaultMonitoring = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'shared', 'data', 'cloudnative-pg', 'default-monitoring.yaml');
 const pgBin = process.env.PGIM_PG_BIN ?? '/usr/lib/postgresql/15/bin';

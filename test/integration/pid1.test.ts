@@ -2,10 +2,10 @@ import { strict as assert } from 'node:assert';
 import { execFileSync, spawn } from 'node:child_process';
 import { chmod, mkdir, readdir, readFile, stat, symlink, writeFile, rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { writeConfigDir } from '../support/config.js';
-import { eventually, freePort, handToPostgres, isRoot, makeTempDir, removeTempDir, sleep } from '../support/env.js';
-import { connect, killPostmaster, PgimProcess, pgimArgs, pgimEntry, postmasterPid, query, type PgimPaths, type PgimPorts } from '../support/pgim.js';
-import { descendants, isGone } from '../support/proc.js';
+import { writeConfigDir } from '../../test-kit/config.js';
+import { eventually, freePort, handToPostgres, isRoot, makeTempDir, removeTempDir, sleep } from '../../test-kit/env.js';
+import { connect, killPostmaster, PgimProcess, pgimArgs, pgimEntry, postmasterPid, query, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
+import { descendants, isGone } from '../../test-kit/proc.js';
 
 const secrets = { appPassword: 'pid1-app-pw', superuserPassword: 'pid1-su-pw' };
 

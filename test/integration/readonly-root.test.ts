@@ -3,9 +3,9 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { access, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../support/config.js';
-import { eventually, freePort, handToPostgres, isRoot, makeTempDir, postgresUser, removeTempDir, sleep, userIds } from '../support/env.js';
-import { killPostmaster, pgimArgs, pgimEntry, postmasterPid, query, type PgimPaths, type PgimPorts } from '../support/pgim.js';
+import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../../test-kit/config.js';
+import { eventually, freePort, handToPostgres, isRoot, makeTempDir, postgresUser, removeTempDir, sleep, userIds } from '../../test-kit/env.js';
+import { killPostmaster, pgimArgs, pgimEntry, postmasterPid, query, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 
 /**
  * The container's read-only root filesystem, reproduced without Docker: each process runs in its own mount namespace

@@ -5,9 +5,9 @@ import { createPrivateKey, webcrypto, X509Certificate } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import { writeConfigDir } from '../support/config.js';
-import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../support/env.js';
-import { killPostmaster, PgimProcess, pgimEntry, query, type PgimPaths, type PgimPorts } from '../support/pgim.js';
+import { writeConfigDir } from '../../test-kit/config.js';
+import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../../test-kit/env.js';
+import { killPostmaster, PgimProcess, pgimEntry, query, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 
 x509.cryptoProvider.set(webcrypto as never);
 

@@ -1,9 +1,9 @@
 import { strict as assert } from 'node:assert';
 import type pg from 'pg';
 import { startLocalCluster, type ClusterInstance, type LocalCluster } from '../support/cluster.js';
-import { writeClusterYaml, type TestClusterOptions } from '../support/config.js';
-import { eventually, sleep } from '../support/env.js';
-import { connect, killPostmaster, query } from '../support/pgim.js';
+import { writeClusterYaml, type TestClusterOptions } from '../../test-kit/config.js';
+import { eventually, sleep } from '../../test-kit/env.js';
+import { connect, killPostmaster, query } from '../../test-kit/pgim.js';
 
 const secrets = { appPassword: 'rolling-app-pw', superuserPassword: 'rolling-su-pw' };
 

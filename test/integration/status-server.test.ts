@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../support/config.js';
-import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir, sleep } from '../support/env.js';
-import { killPostmaster, pgimEntry, PgimProcess, type PgimPaths, type PgimPorts } from '../support/pgim.js';
+import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../../test-kit/config.js';
+import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir, sleep } from '../../test-kit/env.js';
+import { killPostmaster, pgimEntry, PgimProcess, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 
 const run = promisify(execFile);
 

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseDocument } from 'yaml';
 import { startLocalCluster, type ClusterInstance, type LocalCluster } from '../support/cluster.js';
-import { eventually, sleep } from '../support/env.js';
-import { pgimEntry, query } from '../support/pgim.js';
+import { eventually, sleep } from '../../test-kit/env.js';
+import { pgimEntry, query } from '../../test-kit/pgim.js';
 
 const secrets = { appPassword: 'sw-app-pw', superuserPassword: 'sw-su-pw' };
 const run = promisify(execFile);

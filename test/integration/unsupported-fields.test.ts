@@ -1,9 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../support/config.js';
-import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../support/env.js';
-import { killPostmaster, PgimProcess, query, type PgimPaths, type PgimPorts } from '../support/pgim.js';
+import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../../test-kit/config.js';
+import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../../test-kit/env.js';
+import { killPostmaster, PgimProcess, query, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 
 const recovery: TestClusterOptions = { spec: { bootstrap: { recovery: { source: 'origin' } }, externalClusters: [{ name: 'origin', connectionParameters: { host: 'origin' } }] } };
 const ignoreAnnotation = 'pgim.io/ignoreUnsupportedFields';
@@ -52,7 +52,7 @@ describe('unsupported Cluster fields: refused with exit 3, never an initdb for a
     await writeConfigDir(paths.configDir, { ...backup, annotations: { [ignoreAnnotation]: '["spec.backup"]' } }, { appPassword: 'app-pw', superuserPassword: 'su-pw' });
     const accepted = new PgimProcess('render', paths, ports, ['--out', join(base, 'rendered')]);
     assert.equal((await accepted.waitExit(30_000)).code, 0, accepted.output);
-    assert.match(accepted.output, /ignoring fields pgim does not implement, as the Cluster's annotation asks: spec\.backup/);
+    assert.match(accepted.output, /ignoring fields pgim does not implement, as the Cluster's annotation pgim\.io\/ignoreUnsupportedFields asks: spec\.backup/);
   });
 
   it('a running instance reports a refused field as a configuration error and keeps its last good configuration', async () => {

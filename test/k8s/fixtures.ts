@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { clusterManifest, type TestClusterOptions } from '../support/config.js';
-import { eventually } from '../support/env.js';
+import { clusterManifest, type TestClusterOptions } from '../../test-kit/config.js';
+import { eventually } from '../../test-kit/env.js';
 import type { RawResponse, TestApiServer } from './apiserver.js';
 import { deployDir } from './paths.js';
 

@@ -1,8 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { TestClusterOptions } from '../support/config.js';
-import { freePort, handToPostgres, makeTempDir, removeTempDir } from '../support/env.js';
-import { killPostmaster, PgimProcess, type PgimPaths, type PgimPorts } from '../support/pgim.js';
+import type { TestClusterOptions } from '../../test-kit/config.js';
+import { freePort, handToPostgres, makeTempDir, removeTempDir } from '../../test-kit/env.js';
+import { killPostmaster, PgimProcess, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 import type { TestApiServer } from './apiserver.js';
 import { applyInstanceIdentity, clusterObject, createCluster, createNamespace, mintToken, putSecret, type Json } from './fixtures.js';
 

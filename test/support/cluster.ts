@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeConfigDir, type TestClusterOptions } from './config.js';
-import { freePort, handToPostgres, makeTempDir, removeTempDir } from './env.js';
-import { killPostmaster, PgimProcess, pgimEntry, type PgimPaths, type PgimPorts } from './pgim.js';
+import { writeConfigDir, type TestClusterOptions } from '../../test-kit/config.js';
+import { freePort, handToPostgres, makeTempDir, removeTempDir } from '../../test-kit/env.js';
+import { killPostmaster, PgimProcess, pgimEntry, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 
 export interface ClusterInstance {
   name: string;

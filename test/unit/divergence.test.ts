@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { DivergenceWatch, type ReplicaState } from '../../src/replication/divergence.js';
+import { DivergenceWatch, type ReplicaState } from '../../src/role/divergence.js';
 
 describe('DivergenceWatch: when a replica is rewound onto its primary', () => {
   const timing = { checkEveryMs: 1000, notStreamingForMs: 10_000, cooldownMs: 60_000 };

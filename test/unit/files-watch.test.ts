@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FilesControlPlane } from '../../src/controlplane/files.js';
-import { eventually, makeTempDir, removeTempDir } from '../support/env.js';
+import { eventually, makeTempDir, removeTempDir } from '../../test-kit/env.js';
 
 /** A Secret folder as kubelet projects it: keys are symlinks into `..data`, itself a symlink to a timestamped folder. */
 async function projectSecret(objectDir: string, version: string, values: Record<string, string>): Promise<void> {

@@ -4,7 +4,7 @@ import { mkdir, readFile, readdir, stat, symlink, writeFile } from 'node:fs/prom
 import { join } from 'node:path';
 import { removeStaleTempFiles, writeFileAtomic } from '../../src/fs/atomic.js';
 import { isValidObjectKey, readConfined } from '../../src/fs/confined.js';
-import { isRoot, makeTempDir, removeTempDir } from '../support/env.js';
+import { isRoot, makeTempDir, removeTempDir } from '../../test-kit/env.js';
 
 describe('atomic writes and confined reads', () => {
   let dir: string;

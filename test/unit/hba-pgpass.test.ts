@@ -4,7 +4,7 @@ import { renderConfiguration } from '../../src/render/index.js';
 import { checkHbaLine, checkIdentLine, tokenizeHbaLine } from '../../src/render/hba-rules.js';
 import { escapePassfileField, renderPgpass } from '../../src/render/pgpass.js';
 import { validateUserParameters } from '../../src/render/parameters.js';
-import { currentOsUserName } from '../../src/supervisor/privileges.js';
+import { currentOsUserName } from '../../src/process/privileges.js';
 
 describe('pg_hba / pg_ident line checks', () => {
   const good = [
@@ -90,7 +90,7 @@ describe('default pg_hba rule', () => {
     assert.throws(() => render(manifest([], 'maybe')), /metadata\.annotations\["pgim\.io\/hbaDefaultRule"\]: must be enabled or disabled/);
   });
   it('warns about trust rules', () => {
-    assert.equal(render(manifest(['host all all 10.0.0.0/8 trust'])).warnings.length, 1);
+    assert.equal(render(manifest(['host all all 10.0.0.0/8 trust'])).securityWarnings.length, 1);
   });
   it('changes the render hash when only pg_hba changes', () => {
     assert.notEqual(render(manifest(['host a a 10.0.0.0/8 md5'])).configHash, render(manifest(['host a a 10.0.0.0/16 md5'])).configHash);

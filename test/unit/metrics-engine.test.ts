@@ -10,7 +10,7 @@ import { renderFamily, type Family } from '../../src/metrics/exposition.js';
 import { globMatch, isPattern, parseVersionRange, postgresSemver } from '../../src/metrics/matching.js';
 import { mergeQueries, parseQueries, QueriesParseError } from '../../src/metrics/queries-parser.js';
 import { addResult, FamilySet, parseNumberArray, QueryShapeError, toLabel, toNumber } from '../../src/metrics/query-runner.js';
-import { parseGoDuration, parseQuantity } from '../../src/status/units.js';
+import { parseGoDuration, parseQuantity } from '../../src/cluster/units.js';
 
 /** CNPG's real default monitoring ConfigMap (../shared/data beside the repository), never copied into it. */
 export const cnpgDefaultMonitoring = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'shared', 'data', 'cloudnative-pg', 'default-monitoring.yaml');

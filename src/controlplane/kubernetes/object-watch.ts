@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../../errors/index.js';
-import { Backoff, sleep } from './backoff.js';
+import { Backoff } from '../../async/backoff.js';
+import { sleep } from '../../async/sleep.js';
 import { ApiError, isApiStatus, type KubeClient } from './client.js';
 import { actionFields, asKubeObject, collectionPath, describeAction, objectPath, type ApiAction, type KubeObject, type ResourceType } from './resources.js';
 

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../../errors/index.js';
 import type { InstanceStatusReport } from '../types.js';
-import { Backoff, sleep } from './backoff.js';
+import { Backoff } from '../../async/backoff.js';
+import { sleep } from '../../async/sleep.js';
 import { ApiError, isApiStatus, type KubeClient } from './client.js';
 import type { EventRecorder, EventType } from './events.js';
 import { getNamedObject } from './object-watch.js';
@@ -12,9 +13,6 @@ export const fieldManager = 'pgim';
 
 /** client-go's `retry.DefaultBackoff` for optimistic-lock conflicts: 10 ms, ×5, 4 tries, 10 % jitter. */
 const conflictAttempts = 4;
-function conflictDelayMs(attempt: number): number {
-  return 10 * 5 ** (attempt - 1) * (1 + Math.random() * 0.1);
-}
 
 function statusAction(namespace: string, name: string): ApiAction {
   return { verb: 'patch', type: clusters, subresource: 'status', namespace, name };
@@ -42,6 +40,7 @@ export async function patchStatusWithLock(
   name: string,
   decide: (cluster: KubeObject) => Promise<Record<string, unknown> | undefined> | Record<string, unknown> | undefined,
 ): Promise<boolean> {
+  const conflicts = new Backoff(10, Infinity, { factor: 5 });
   for (let attempt = 1; ; attempt++) {
     const cluster = await getNamedObject(client, clusters, namespace, name);
     if (cluster === undefined) throw new ApiError(404, 'NotFound', { verb: 'get', type: clusters, namespace, name }, 'the Cluster does not exist');
@@ -52,7 +51,7 @@ export async function patchStatusWithLock(
       return true;
     } catch (err) {
       if (!isApiStatus(err, 409) || attempt >= conflictAttempts) throw err;
-      await sleep(conflictDelayMs(attempt));
+      await sleep(conflicts.next());
     }
   }
 }

@@ -1,9 +1,10 @@
 import { strict as assert } from 'node:assert';
 import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { runBenchmarks } from '../../bench/harness.js';
-import { livePostmasterPid } from '../../bench/proc.js';
-import { evaluateGoals, renderMarkdown, renderSvg, summarise } from '../../bench/report.js';
+import { join } from 'node:path';
+import { processesWorkingUnder } from '../test-kit/proc.js';
+import { runBenchmarks } from './harness.js';
+import { evaluateGoals, renderMarkdown, renderSvg, summarise } from './report.js';
 
 /** Bench work folders left in the temp dir (each run makes one `pgim-bench-*`). */
 async function benchFolders(): Promise<string[]> {
@@ -45,9 +46,10 @@ describe('bench smoke: short benchmarks through the harness (floor and pgim, no 
     assert.match(renderMarkdown(result, 'smoke'), /\| B1 \| start → read-write \| pgim \|/);
     assert.match(renderSvg(result), /^<svg /);
 
-    // Nothing left behind: no new work folder, no postmaster of ours (the folders are gone, so none can be found).
+    // Nothing left behind: no new work folder, no process (postmaster, backend, pgim) still working in one.
     assert.deepEqual(await benchFolders(), foldersBefore);
-    assert.equal(await livePostmasterPid('/nonexistent'), undefined);
+    const ours = (await processesWorkingUnder(join(tmpdir(), 'pgim-bench-'))).filter((p) => !foldersBefore.some((dir) => p.cwd.startsWith(join(tmpdir(), dir))));
+    assert.deepEqual(ours, []);
   });
 
   it('runs B9 once for pgim: kill -9 of pgim takes its postmaster with it, and a restart serves again', async () => {

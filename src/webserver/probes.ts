@@ -1,7 +1,7 @@
 import type { InstanceState } from '../instance/state.js';
-import type { PingResult } from '../postgres/status.js';
-import { coalesced, withTimeout } from './coalesce.js';
-import type { ProbeStrategy } from './spec.js';
+import type { PingResult } from '../postgres/probes.js';
+import { coalesced, withTimeout } from '../async/coalesce.js';
+import type { ProbeStrategy } from '../cluster/observability.js';
 
 /**
  * The readiness and startup probes with CNPG's strategies (`pg_isready`, `query`, `streaming`). Each check talks to

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { eventually } from './env.js';
 
-export const pgimEntry = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'cmd', 'pgim.js');
+export const pgimEntry = join(dirname(fileURLToPath(import.meta.url)), '..', 'cmd', 'pgim.js');
 
 export interface PgimPaths {
   configDir: string;

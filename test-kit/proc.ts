@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 
 export interface ProcEntry {
   pid: number;
@@ -37,11 +37,24 @@ export async function descendants(root: number): Promise<ProcEntry[]> {
   return found;
 }
 
+/** True when `pid` no longer runs: no /proc entry, or a zombie nobody has reaped yet (a re-parented postmaster). */
 export async function isGone(pid: number): Promise<boolean> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state === 'Z' || state === 'X';
   } catch {
     return true;
   }
+}
+
+/** Live processes whose working directory is under `prefix` (a postmaster's is its PGDATA, even once deleted). */
+export async function processesWorkingUnder(prefix: string): Promise<(ProcEntry & { cwd: string })[]> {
+  const found: (ProcEntry & { cwd: string })[] = [];
+  for (const entry of await processTable()) {
+    if (entry.state === 'Z' || entry.state === 'X') continue;
+    const cwd = await readlink(`/proc/${entry.pid}/cwd`).catch(() => '');
+    if (cwd.startsWith(prefix)) found.push({ ...entry, cwd });
+  }
+  return found;
 }

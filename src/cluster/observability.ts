@@ -1,12 +1,6 @@
 import { z } from 'zod';
+import { isObjectName } from './names.js';
 import { parseGoDuration, parseQuantity } from './units.js';
-
-// A leaf module (no project imports but ./units.js) so that src/cluster/schema.ts can import it, or take it over as
-// src/cluster/observability.ts, without an import cycle.
-
-/** A Kubernetes object name (RFC 1123 subdomain), as in src/cluster/schema.ts. */
-const isObjectName = (s: string): boolean =>
-  s.length <= 253 && /^[a-z0-9.-]+$/.test(s) && /^[a-z0-9]/.test(s) && /[a-z0-9]$/.test(s);
 
 /**
  * The Cluster fields the status and metrics servers read: `spec.monitoring`, `spec.probes`,
@@ -67,7 +61,7 @@ const probe = z
   })
   .loose();
 
-/** The zod pieces proposed for `src/cluster/schema.ts` (see the report); used here until that lands. */
+/** `spec.monitoring` and `spec.probes` of the Cluster schema (src/cluster/schema.ts). */
 export const monitoringSchema = z
   .object({
     customQueriesConfigMap: z.array(keySelector).default([]),

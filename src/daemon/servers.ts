@@ -1,7 +1,9 @@
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
+import type { ObservabilitySpec } from '../cluster/observability.js';
 import type { Cluster } from '../cluster/schema.js';
 import type { ControlPlane } from '../controlplane/index.js';
+import type { DesiredStateSource } from '../desired/source.js';
 import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
 import { MetricsCache } from '../metrics/cache.js';
@@ -11,23 +13,19 @@ import { createMetricsApp } from '../metrics/server.js';
 import type { InstanceOptions } from '../options/index.js';
 import type { PostgresInstance } from '../postgres/instance.js';
 import { withLocalClient } from '../postgres/sql.js';
-import { checkStreaming, countReadyWalFiles, pingLocal } from '../postgres/status.js';
-import type { ManagerInfo } from './document.js';
-import { Probes } from './probes.js';
-import { createStatusHandler, serveApp } from './server.js';
-import { SpecWatcher } from './spec.js';
-import { ServerCertificate } from './tls.js';
-
-/** `--status-tls` / `--metrics-tls` (proposed as InstanceOptions fields; optional until that lands). */
-export interface ServerTlsOptions {
-  readonly statusTls?: boolean;
-  readonly metricsTls?: boolean;
-}
+import { checkStreaming, pingLocal } from '../postgres/probes.js';
+import { countReadyWalFiles } from '../postgres/status-queries.js';
+import type { ManagerInfo } from '../webserver/document.js';
+import { Probes } from '../webserver/probes.js';
+import { createStatusHandler, serveApp } from '../webserver/server.js';
+import { ServerCertificate } from '../webserver/tls.js';
 
 export interface ObservabilityDeps {
-  readonly options: Pick<InstanceOptions, 'statusPort' | 'metricsPort'> & ServerTlsOptions;
+  readonly options: Pick<InstanceOptions, 'statusPort' | 'metricsPort' | 'statusTls' | 'metricsTls'>;
   readonly bind: string | undefined;
   readonly controlPlane: ControlPlane;
+  /** The one reader of the Cluster: the servers follow its observability fields. */
+  readonly source: DesiredStateSource;
   readonly state: InstanceState;
   readonly instance: PostgresInstance;
   readonly info: ManagerInfo;
@@ -36,21 +34,17 @@ export interface ObservabilityDeps {
 }
 
 /**
- * Starts the status (:8000) and metrics (:9187) servers and everything they read: the observability spec (watched),
- * the server certificate (reloaded in place), the probes and the scheduled metrics collection. Both servers only
- * read the instance's state; closing the status server stops the watchers and the schedule.
+ * Starts the status (:8000) and metrics (:9187) servers and everything they read: the observability spec (from the
+ * desired state source), the server certificate (reloaded in place), the probes and the scheduled metrics
+ * collection. Both servers only read the instance's state; closing the status server ends the subscription and the
+ * schedule.
  */
 export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Server[]> {
-  const { controlPlane, state, instance, logger, cluster } = deps;
-  const spec = await SpecWatcher.open(
-    controlPlane,
-    (err) => {
-      logger.error({ error: errorMessage(err) }, 'monitoring and probe settings refused; keeping the previous ones');
-    },
-    cluster.name,
-  );
+  const { controlPlane, source, state, instance, logger, cluster } = deps;
+  // A Cluster that cannot be read keeps the last good spec: monitoring must not go dark over a typo.
+  const spec = (): ObservabilitySpec => source.lastCluster.observability;
   const statusTls = deps.options.statusTls === true;
-  const metricsTls = deps.options.metricsTls === true || spec.current.monitoring.tlsEnabled;
+  const metricsTls = deps.options.metricsTls === true || spec().monitoring.tlsEnabled;
   const certificate = statusTls || metricsTls ? new ServerCertificate(controlPlane, spec, logger) : undefined;
   await certificate?.refresh();
 
@@ -67,7 +61,7 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
     {
       state,
       info: deps.info,
-      spec: () => spec.current,
+      spec,
       probes,
       queryPostgres: () => instance.status(cluster.name),
       readyWalFiles: () => countReadyWalFiles(instance.pgdata),
@@ -91,11 +85,14 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
   const cache = new MetricsCache({
     collector,
     state,
-    monitoring: () => spec.current.monitoring,
+    monitoring: () => spec().monitoring,
     loadQueries: (monitoring) => loadQueries(controlPlane, monitoring),
     logger,
   });
-  spec.onChange(() => {
+  // After every change, even when the spec is unchanged: the Secrets and ConfigMaps it names may have changed.
+  const unsubscribe = source.subscribe((update) => {
+    if (update.cluster === undefined) logger.error({ error: errorMessage(update.error) }, 'monitoring and probe settings refused; keeping the previous ones');
+    void certificate?.refresh();
     void cache.reload().catch((err: unknown) => {
       logger.error({ error: errorMessage(err) }, 'could not reload monitoring queries');
     });
@@ -115,7 +112,7 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
   if (statusTls) certificate?.attach(status);
   if (metricsTls) certificate?.attach(metrics);
   status.once('close', () => {
-    spec.stop();
+    unsubscribe();
     cache.stop();
   });
   await cache.start();

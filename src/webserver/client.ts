@@ -16,9 +16,19 @@ export interface FetchOptions {
   insecure?: boolean;
 }
 
+/**
+ * The status document's URL: an instance's base URL (`http://host:8000` or `…/`) means its `/pg/status`; any other
+ * path is taken as given.
+ */
+export function statusDocumentUrl(url: string): URL {
+  const target = new URL(url);
+  if (target.pathname === '/' || target.pathname === '') target.pathname = '/pg/status';
+  return target;
+}
+
 /** GET the status document over HTTP or HTTPS (CNPG's status port may run TLS 1.3 only). */
 export function fetchStatus(url: string, options: FetchOptions = {}): Promise<StatusResponse> {
-  const target = new URL(url);
+  const target = statusDocumentUrl(url);
   const timeout = options.timeoutMs ?? 10_000;
   return new Promise((resolve, reject) => {
     const onResponse = (res: import('node:http').IncomingMessage): void => {
@@ -88,6 +98,7 @@ export function formatStatus(doc: NonNullable<StatusResponse['document']>): stri
     ['pgim version', doc.instanceManagerVersion ?? '-'],
   );
   if (doc.configurationError !== undefined) rows.push(['Configuration error', doc.configurationError]);
+  for (const warning of doc.securityWarnings ?? []) rows.push(['Security warning', `${warning.field}: ${warning.message}`]);
   if (doc.lastError !== undefined) rows.push(['Last error', doc.lastError]);
   if (doc.mightBeUnavailableMaskedError !== undefined) rows.push(['While restarting', doc.mightBeUnavailableMaskedError]);
   if (doc.error !== undefined) rows.push(['Error', doc.error]);

@@ -1,5 +1,5 @@
 import type { InstanceState } from '../instance/state.js';
-import type { PostgresReportedStatus } from '../postgres/status.js';
+import type { PostgresReportedStatus } from '../postgres/status-queries.js';
 
 /** Facts about the pgim binary, computed once at start. */
 export interface ManagerInfo {
@@ -35,6 +35,8 @@ export type StatusDocument = Partial<PostgresReportedStatus> & {
   pendingRestartWaitingFor?: string;
   /** pgim: why this replica's replay paused (insufficient hot-standby settings); it is not ready meanwhile. */
   replayPausedReason?: string;
+  /** Accepted settings that weaken transport or authentication security: `{kind, field, message}` each. */
+  securityWarnings: { kind: string; field: string; message: string }[];
   /** WAL files waiting for the archiver (`*.ready` in `pg_wal/archive_status`). */
   readyWalFiles?: number;
   /** While pgim restarts or stops PostgreSQL on purpose, a failed query is reported here instead of as a 500 (CNPG). */
@@ -70,6 +72,7 @@ export function buildStatusDocument(
     pendingRestartForDecrease: false,
     phase: state.phase,
     restartCount: state.restartCount,
+    securityWarnings: [...state.securityWarnings],
     uptimeSeconds: Math.round((Date.now() - state.processStartedAt.getTime()) / 1000),
   };
   if (state.postmaster) {

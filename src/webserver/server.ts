@@ -5,14 +5,14 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
-import type { PostgresReportedStatus } from '../postgres/status.js';
+import type { PostgresReportedStatus } from '../postgres/status-queries.js';
 import { BodyError, readJsonBody, sendBodyError, sendError } from './body.js';
-import { coalesced } from './coalesce.js';
+import { coalesced } from '../async/coalesce.js';
 import { buildStatusDocument, type ManagerInfo } from './document.js';
 import { createHardenedServer, defaultHardening, listen, type HardeningOptions, type RequestHandler } from './http.js';
 import { requireOperator } from './operator-auth.js';
 import type { Probes } from './probes.js';
-import type { ObservabilitySpec } from './spec.js';
+import type { ObservabilitySpec } from '../cluster/observability.js';
 
 export interface StatusSource {
   state: InstanceState;
@@ -59,7 +59,7 @@ const text = (status: number, body: string): Reply => ({ status, json: false, bo
 
 /**
  * The public read-only endpoints as plain functions: the probes and /pg/status are the hot paths (kubelet, operator,
- * dashboards), so they skip Express's routing, which roughly halves the CPU and garbage per request (see the report).
+ * dashboards), so they skip Express's routing, which roughly halves the CPU and garbage per request.
  */
 function publicRoutes(source: StatusSource, logger: Logger): Map<string, () => Promise<Reply>> {
   const postgresStatus = coalesced(async () => {

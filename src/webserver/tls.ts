@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { ControlPlane } from '../controlplane/index.js';
 import { errorMessage } from '../errors/index.js';
 import { tlsServerOptions } from './http.js';
-import type { SpecWatcher } from './spec.js';
+import type { ObservabilitySpec } from '../cluster/observability.js';
 
 export interface CertificateMaterial {
   readonly cert: Buffer;
@@ -49,11 +49,10 @@ export class ServerCertificate {
 
   constructor(
     private readonly controlPlane: ControlPlane,
-    private readonly spec: SpecWatcher,
+    /** The current observability spec, which names the Secret; call refresh() when it may have changed. */
+    private readonly spec: () => ObservabilitySpec,
     private readonly logger: Logger,
-  ) {
-    spec.onChange(() => void this.refresh());
-  }
+  ) {}
 
   /** What a new TLS server starts with; undefined until the Secret exists (handshakes fail until then). */
   get material(): SecureContextOptions | undefined {
@@ -71,7 +70,7 @@ export class ServerCertificate {
 
   /** Reads the Secret; applies it to every attached server when it changed and is valid. */
   async refresh(): Promise<void> {
-    const secretName = this.spec.current.serverTlsSecretName;
+    const secretName = this.spec().serverTlsSecretName;
     try {
       const data = await this.controlPlane.readSecret(secretName);
       if (!data) {

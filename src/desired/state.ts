@@ -1,0 +1,71 @@
+import type { Cluster } from '../cluster/schema.js';
+import type { ControlPlane } from '../controlplane/index.js';
+import { resolveCredentials, type Credentials } from '../credentials/index.js';
+import type { InstanceOptions, RuntimeLayout } from '../options/index.js';
+import { podNameFor, runtimeLayout } from '../options/index.js';
+import { ConfigError } from '../errors/index.js';
+import { replicationConninfo } from '../replication/conninfo.js';
+import { haSlotName, resolveTopology, type Topology } from '../replication/topology.js';
+import { certificatePaths } from '../tls/files.js';
+import { loadTlsMaterial, type TlsMaterial } from '../tls/material.js';
+import { certificateCovers } from '../tls/validate.js';
+import { renderConfiguration, type RenderedConfiguration } from '../render/index.js';
+import { currentOsUserName, isRoot, lookupUser } from '../process/privileges.js';
+
+/** Everything read and validated before pgim touches the disk. */
+export interface DesiredState {
+  controlPlane: ControlPlane;
+  cluster: Cluster;
+  credentials: Credentials;
+  rendered: RenderedConfiguration;
+  layout: RuntimeLayout;
+  osUser: string;
+  port: number;
+  tls: TlsMaterial | undefined;
+  topology: Topology;
+}
+
+/**
+ * Reads the Cluster (unless the caller just read it) and its Secrets and renders every file, all in memory. Any
+ * ConfigError surfaces here, before a folder is created or a byte written.
+ */
+export async function loadDesiredState(options: InstanceOptions, controlPlane: ControlPlane, read?: Cluster): Promise<DesiredState> {
+  const cluster = read ?? (await controlPlane.readCluster());
+  const credentials = await resolveCredentials(controlPlane, cluster);
+  const osUser = isRoot() ? lookupUser(options.user).name : currentOsUserName();
+  const layout = runtimeLayout(options.runtimeDir);
+  const tls = await loadTlsMaterial(controlPlane, cluster.name);
+  const topology = await resolveTopology(cluster, podNameFor(options, cluster.name), controlPlane);
+  const rendered = renderConfiguration({
+    cluster,
+    source: controlPlane.clusterSource,
+    osUser,
+    port: options.pgPort,
+    listenAddresses: options.listenAddress,
+    socketDirectory: layout.socketDir,
+    logDirectory: layout.logDir,
+    ...(tls === undefined ? {} : { tls: { certificatesDirectory: layout.certificatesDir, fingerprint: tls.fingerprint } }),
+    ...(topology.isPrimary ? {} : { replication: replicaSettings(topology, tls, layout, controlPlane.clusterSource) }),
+  });
+  return { controlPlane, cluster, credentials, rendered, layout, osUser, port: options.pgPort, tls, topology };
+}
+
+/** How a replica reaches its primary: by certificate, verify-full when the primary's name is in its certificate. */
+function replicaSettings(topology: Topology, tls: TlsMaterial | undefined, layout: RuntimeLayout, source: string): { primaryConninfo: string; slotName: string } {
+  if (!tls) throw new ConfigError(source, 'spec.instances', `${topology.self} is a replica: replication needs the TLS Secrets (pgim certs creates them)`);
+  return { primaryConninfo: primaryConninfo(topology, tls, layout, topology.self), slotName: haSlotName(topology.self) };
+}
+
+export function primaryConninfo(topology: Topology, tls: TlsMaterial, layout: RuntimeLayout, applicationName: string): string {
+  const address = topology.addresses.get(topology.primary) ?? { host: topology.primary, port: 5432 };
+  const paths = certificatePaths(layout.certificatesDir);
+  return replicationConninfo({
+    host: address.host,
+    port: address.port,
+    applicationName,
+    certificate: paths.replicationCert,
+    key: paths.replicationKey,
+    rootCertificate: paths.serverCa,
+    sslmode: certificateCovers(tls.serverCert, address.host) ? 'verify-full' : 'verify-ca',
+  });
+}
