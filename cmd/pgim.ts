@@ -1,9 +1,13 @@
 #!/usr/bin/env node
+// First, before anything else loads: signals pgim does not use (SIGUSR1 would open Node's inspector) are ignored.
+import '../src/process/signals.js';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { initCommand, joinCommand, renderCommand, runCommand } from '../src/daemon/run.js';
 import { ExitCode } from '../src/errors/index.js';
 import { ambientKubeconfig, inClusterAvailable } from '../src/controlplane/kubernetes/environment.js';
+import { translateCnpgInvocation } from '../src/options/cnpg-invocation.js';
 import type { InstanceOptions, KubernetesOptions } from '../src/options/index.js';
 import { findPgBinDir, tryFindPgBinDir } from '../src/postgres/binaries.js';
 import { CannotStartError } from '../src/postgres/start-checks.js';
@@ -75,7 +79,15 @@ class UsageError extends Error {}
 function usage(command?: string): string {
   if (command === undefined || !(command in commands)) {
     const list = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`);
-    return ['Usage: pgim <command> [flags]', '', 'Commands:', ...list, '', 'Run `pgim <command> --help` for its flags.'].join('\n');
+    return [
+      'Usage: pgim <command> [flags]',
+      '',
+      'Commands:',
+      ...list,
+      '',
+      'Run `pgim <command> --help` for its flags.',
+      "CloudNativePG's command lines work too: pgim instance run|init|join|status [CNPG's flags] (see the README).",
+    ].join('\n');
   }
   const spec = commands[command];
   const lines = Object.entries(spec?.flags ?? {}).map(([name, flag]) => {
@@ -225,8 +237,70 @@ async function certs(values: Values): Promise<number> {
   return ExitCode.ok;
 }
 
+/**
+ * CNPG's `instance status`: GET /pg/status on this instance, https first (the CA in the runtime dir, no host name
+ * check, as CNPG), plain http when the port does not speak TLS; prints the raw document, exit 1 on any other answer.
+ */
+async function instanceStatus(): Promise<number> {
+  const statusPort = port({ p: process.env.PGIM_STATUS_PORT }, 'p', 8000);
+  const ca = await readFile(join(process.env.PGIM_RUNTIME_DIR ?? '/controller', 'certificates', 'server-ca.crt')).catch(() => undefined);
+  let response;
+  try {
+    response = await fetchStatus(`https://localhost:${statusPort}/pg/status`, { ...(ca ? { ca } : { insecure: true }), caOnly: true }).catch(
+      (err: unknown) => {
+        // A plain-HTTP port answers a TLS ClientHello with garbage: that is Go's http.ErrSchemeMismatch in CNPG.
+        if (/EPROTO|wrong version number|packet length too long/i.test((err as Error).message)) {
+          return fetchStatus(`http://localhost:${statusPort}/pg/status`);
+        }
+        throw err;
+      },
+    );
+  } catch (err) {
+    process.stderr.write(`pgim instance status: cannot reach the status port ${statusPort}: ${(err as Error).message}\n`);
+    return ExitCode.failure;
+  }
+  if (response.httpStatus !== 200) {
+    process.stderr.write(`pgim instance status: invalid status code: ${response.httpStatus}: ${response.raw}\n`);
+    return ExitCode.failure;
+  }
+  process.stdout.write(response.raw);
+  return ExitCode.ok;
+}
+
+/** `instance run|init|join|status|...`, `wal-archive`, `wal-restore`: CNPG's command lines (src/options/cnpg-invocation.ts). */
+async function cnpgCommand(argv: string[]): Promise<number> {
+  const translation = translateCnpgInvocation(argv, process.env);
+  const what = argv.slice(0, argv[0] === 'instance' ? 2 : 1).join(' ');
+  switch (translation.kind) {
+    case 'usage':
+      process.stderr.write(`pgim ${what}: ${translation.message}\n`);
+      return ExitCode.usage;
+    case 'not-implemented':
+      process.stderr.write(`pgim ${what}: not implemented yet: ${translation.message}\n`);
+      return ExitCode.config;
+    case 'status':
+      return instanceStatus();
+    case 'pgim': {
+      Object.assign(process.env, translation.env);
+      const [command = '', ...rest] = translation.argv;
+      let options;
+      try {
+        options = { ...instanceOptions(parse(command, rest)), initdbFlags: translation.initdbFlags, cnpg: translation.expectations };
+      } catch (err) {
+        if (!(err instanceof UsageError)) throw err;
+        process.stderr.write(`pgim ${what}: ${err.message}\n`);
+        return ExitCode.usage;
+      }
+      if (command === 'init') return initCommand(options);
+      if (command === 'join') return joinCommand(options);
+      return runCommand(options);
+    }
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === 'instance' || command === 'wal-archive' || command === 'wal-restore') return cnpgCommand(argv);
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(`${usage()}\n`);
     return command === undefined ? ExitCode.usage : ExitCode.ok;

@@ -1,5 +1,5 @@
 /*
- * pgim's native piece: the five Linux calls Node does not offer, and the log pipe's converter (csvlog_json.c).
+ * pgim's native piece: the six Linux calls Node does not offer, and the log pipe's converter (csvlog_json.c).
  *   setChildSubreaper()  prctl(PR_SET_CHILD_SUBREAPER): orphaned postgres processes come back to pgim.
  *   reap(pid)            waitpid(pid, WNOHANG) on one specific PID, never wait(-1): it cannot steal the exit
  *                        status of a child that Node (libuv) is waiting for.
@@ -8,11 +8,14 @@
  *                        PostgreSQL's logging collector wait.
  *   trimMemory()         malloc_trim(0): hands back to the kernel the free pages glibc keeps after start-up
  *                        (module loading, optimising compiler threads), which would otherwise stay in pgim's RSS.
+ *   ignoreRealtimeSignals()  a no-op handler for SIGRTMIN..SIGRTMAX (default: terminate), which Node cannot
+ *                        listen for: no signal pgim does not use may end it.
  * Built from source at install with the system C compiler against Node's own headers (scripts/build-native.sh):
  * no node-gyp, no download, nothing prebuilt.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <node_api.h>
 #include <stdlib.h>
@@ -113,6 +116,31 @@ static napi_value trim_memory(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static void ignore_signal(int signo) { (void)signo; }
+
+/*
+ * Only signals still at their default get the handler (nothing Node, libuv or V8 set is replaced). A handler, unlike
+ * SIG_IGN, is reset by exec, so postgres and the tools pgim runs start with the default dispositions.
+ */
+static napi_value ignore_realtime_signals(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct sigaction action;
+  memset(&action, 0, sizeof action);
+  action.sa_handler = ignore_signal;
+  action.sa_flags = SA_RESTART;
+  sigemptyset(&action.sa_mask);
+  int32_t handled = 0;
+  for (int signo = SIGRTMIN; signo <= SIGRTMAX; signo++) {
+    struct sigaction current;
+    if (sigaction(signo, NULL, &current) != 0) continue;
+    if ((current.sa_flags & SA_SIGINFO) != 0 || current.sa_handler != SIG_DFL) continue;
+    if (sigaction(signo, &action, NULL) == 0) handled++;
+  }
+  napi_value result;
+  napi_create_int32(env, handled, &result);
+  return result;
+}
+
 napi_value csv_set_field_names(napi_env env, napi_callback_info info);
 napi_value csv_convert(napi_env env, napi_callback_info info);
 
@@ -123,6 +151,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mkfifo", NULL, make_fifo, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setPipeSize", NULL, set_pipe_size, NULL, NULL, NULL, napi_enumerable, NULL},
       {"trimMemory", NULL, trim_memory, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"ignoreRealtimeSignals", NULL, ignore_realtime_signals, NULL, NULL, NULL, napi_enumerable, NULL},
       {"csvSetFieldNames", NULL, csv_set_field_names, NULL, NULL, NULL, napi_enumerable, NULL},
       {"csvConvert", NULL, csv_convert, NULL, NULL, NULL, napi_enumerable, NULL},
   };

@@ -13,6 +13,25 @@ export interface ObservabilitySpec {
   readonly operatorCertificateFingerprint: string | undefined;
   /** `status.certificates.serverTLSSecret`, default `<cluster>-server` (keys `tls.crt`, `tls.key`). */
   readonly serverTlsSecretName: string;
+  /** What CNPG's metrics exporter reads from the cached Cluster (`reconcileMetrics`, `collectNodesUsed`, backups). */
+  readonly clusterFacts: ClusterMetricFacts;
+}
+
+/** The Cluster fields behind CNPG's cluster-level `cnpg_collector_*` gauges. */
+export interface ClusterMetricFacts {
+  /** `spec.replica.enabled`: a replica cluster (`cnpg_collector_replica_mode`). */
+  readonly replicaMode: boolean;
+  readonly minSyncReplicas: number;
+  readonly maxSyncReplicas: number;
+  /** `status.phase` and `status.currentPrimary` (`cnpg_collector_manual_switchover_required`). */
+  readonly phase: string | undefined;
+  readonly currentPrimary: string | undefined;
+  /** `status.topology.nodesUsed` when `successfullyExtracted`, else -1 (`cnpg_collector_nodes_used`). */
+  readonly nodesUsed: number;
+  /** RFC 3339 times from the status, written by backups (CNPG's deprecated backup gauges); undefined: none yet. */
+  readonly firstRecoverabilityPoint: string | undefined;
+  readonly lastSuccessfulBackup: string | undefined;
+  readonly lastFailedBackup: string | undefined;
 }
 
 export interface QueriesSource {
@@ -90,6 +109,51 @@ export const observabilityManifestSchema = z
   })
   .loose();
 
+/** Read leniently: a field of the wrong type only makes its gauge read "unknown", it never refuses the Cluster. */
+const lenient = <T extends z.ZodType>(schema: T) => schema.optional().catch(undefined);
+
+const clusterFactsSchema = z
+  .object({
+    spec: z
+      .object({
+        replica: lenient(z.object({ enabled: lenient(z.boolean()) }).loose()),
+        minSyncReplicas: lenient(z.number().int().min(0)),
+        maxSyncReplicas: lenient(z.number().int().min(0)),
+      })
+      .loose()
+      .catch({}),
+    status: lenient(
+      z
+        .object({
+          phase: lenient(z.string()),
+          currentPrimary: lenient(z.string()),
+          topology: lenient(z.object({ successfullyExtracted: lenient(z.boolean()), nodesUsed: lenient(z.number().int()) }).loose()),
+          firstRecoverabilityPoint: lenient(z.string()),
+          lastSuccessfulBackup: lenient(z.string()),
+          lastFailedBackup: lenient(z.string()),
+        })
+        .loose(),
+    ),
+  })
+  .loose();
+
+function clusterFacts(manifest: unknown): ClusterMetricFacts {
+  const parsed = clusterFactsSchema.safeParse(manifest);
+  const spec = parsed.success ? parsed.data.spec : {};
+  const status = parsed.success ? parsed.data.status : undefined;
+  return {
+    replicaMode: spec.replica?.enabled === true,
+    minSyncReplicas: spec.minSyncReplicas ?? 0,
+    maxSyncReplicas: spec.maxSyncReplicas ?? 0,
+    phase: status?.phase,
+    currentPrimary: status?.currentPrimary,
+    nodesUsed: status?.topology?.successfullyExtracted === true ? (status.topology.nodesUsed ?? -1) : -1,
+    firstRecoverabilityPoint: status?.firstRecoverabilityPoint,
+    lastSuccessfulBackup: status?.lastSuccessfulBackup,
+    lastFailedBackup: status?.lastFailedBackup,
+  };
+}
+
 export type ObservabilityManifest = z.infer<typeof observabilityManifestSchema>;
 
 const defaultProbe: ProbeStrategy = { type: 'pg_isready', maximumLag: undefined };
@@ -117,5 +181,6 @@ export function resolveObservability(manifest: ObservabilityManifest, clusterNam
     probes: { startup: resolveProbe(probes?.startup), readiness: resolveProbe(probes?.readiness) },
     operatorCertificateFingerprint: fingerprint === '' ? undefined : fingerprint,
     serverTlsSecretName: status?.certificates?.serverTLSSecret ?? `${clusterName}-server`,
+    clusterFacts: clusterFacts(manifest),
   };
 }

@@ -1,6 +1,6 @@
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { ConfigError } from '../errors/index.js';
+import { ConfigError, errorMessage } from '../errors/index.js';
 import { clusterManifestSchema, resolveCluster, type Cluster } from './schema.js';
 
 /** `spec.postgresql.pg_hba[2]`: the path style of `kubectl explain` and CNPG's webhook messages. */
@@ -32,7 +32,14 @@ export function parseClusterManifest(text: string, source: string): Cluster {
     const { line, col } = lineCounter.linePos(syntaxError.pos[0]);
     throw new ConfigError(source, '', `invalid YAML at line ${line}, column ${col}: ${syntaxError.code}`);
   }
-  const parsed = clusterManifestSchema.safeParse(doc.toJS({ maxAliasCount: 100 }), { reportInput: true });
+  let value: unknown;
+  try {
+    // An alias bomb ("billion laughs") stops here, after 100 alias expansions, instead of exhausting memory.
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw new ConfigError(source, '', `YAML aliases cannot be expanded: ${errorMessage(err)}`);
+  }
+  const parsed = clusterManifestSchema.safeParse(value, { reportInput: true });
   if (!parsed.success) {
     const issue = firstIssue(parsed.error);
     throw new ConfigError(source, issue.field, issue.problem);

@@ -7,8 +7,9 @@ import { isObjectName } from '../cluster/names.js';
 import type { Cluster } from '../cluster/schema.js';
 import { parseClusterManifest } from '../cluster/parse.js';
 import { ConfigError } from '../errors/index.js';
+import { decodeManifest } from '../cluster/utf8.js';
 import { writeFileAtomic } from '../fs/atomic.js';
-import { ConfinedReadError, isValidObjectKey, readConfined } from '../fs/confined.js';
+import { ConfinedReadError, isValidObjectKey, permissionDenied, readConfined } from '../fs/confined.js';
 import type { ControlPlane, ObjectData } from './types.js';
 
 const watchDebounceMs = 150;
@@ -81,7 +82,7 @@ export class FilesControlPlane implements ControlPlane {
       if (err instanceof ConfinedReadError) throw new ConfigError(this.clusterSource, '', err.message);
       throw err;
     }
-    return parseClusterManifest(text.toString('utf8'), this.clusterSource);
+    return parseClusterManifest(decodeManifest(text, this.clusterSource), this.clusterSource);
   }
 
   /**
@@ -118,6 +119,8 @@ export class FilesControlPlane implements ControlPlane {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return undefined;
       if (code === 'ENOTDIR') throw new ConfigError(source, '', `${objectDir} is not a folder`);
+      const denied = permissionDenied(err);
+      if (denied) throw new ConfigError(source, '', `${objectDir} ${denied.message}`);
       throw err;
     }
     const data = new Map<string, Buffer>();

@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { ExitCode } from '../errors/index.js';
 import type { Logger } from 'pino';
 import type { ControlPlane } from '../controlplane/index.js';
 import { DesiredStateSource } from '../desired/source.js';
@@ -8,12 +9,13 @@ import { LogPipe } from '../log/pipe.js';
 import { podNameFor, type InstanceOptions } from '../options/index.js';
 import type { PostgresInstance } from '../postgres/instance.js';
 import { trimMemoryPeriodically } from '../process/memory.js';
-import { Reaper } from '../process/reaper.js';
+import { pid1ReapingUnavailable, Reaper } from '../process/reaper.js';
+import { reportIgnoredSignalsTo } from '../process/signals.js';
 import { Reconciler } from '../reconcile/reconciler.js';
 import { isFenced } from '../role/decision.js';
 import { roleChangePlan } from '../role/transitions.js';
 import { Supervisor } from '../supervisor/supervisor.js';
-import { executableHash, nodeName, packageVersion } from './manager-info.js';
+import { goArch, nodeName, packageVersion } from './manager-info.js';
 import { prepareFilesystem } from './prepare.js';
 import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
 import { confirmDesiredState, failStartup, httpBindAddress, joinConninfo, load, openInstance } from './startup.js';
@@ -41,9 +43,9 @@ export class Daemon {
     const onReload = (): void => {
       this.supervisor?.reload();
     };
-    process.on('SIGTERM', onStop).on('SIGINT', onStop).on('SIGHUP', onReload);
+    process.on('SIGTERM', onStop).on('SIGINT', onStop).on('SIGQUIT', onStop).on('SIGHUP', onReload);
     this.onDispose(() => {
-      process.off('SIGTERM', onStop).off('SIGINT', onStop).off('SIGHUP', onReload);
+      process.off('SIGTERM', onStop).off('SIGINT', onStop).off('SIGQUIT', onStop).off('SIGHUP', onReload);
     });
     try {
       return await this.start();
@@ -73,6 +75,12 @@ export class Daemon {
     const loaded = await load(options, this.opening.signal);
     if (typeof loaded === 'number') return loaded;
     const { controlPlane, logger } = loaded;
+    reportIgnoredSignalsTo(logger);
+    const cannotReap = pid1ReapingUnavailable();
+    if (cannotReap !== undefined) {
+      logger.error(cannotReap);
+      return ExitCode.failure;
+    }
     const state = new InstanceState(loaded.desired.cluster.name, podNameFor(options, loaded.desired.cluster.name));
     this.onDispose(trimMemoryPeriodically());
     const servers: Server[] = [];
@@ -121,7 +129,7 @@ export class Daemon {
       const startServers = async (): Promise<void> => {
         const { startStatusAndMetrics } = await import('./servers.js');
         source.start();
-        const info = { version: await packageVersion(), executableHash: await executableHash(), arch: process.arch, node: nodeName() };
+        const info = { version: await packageVersion(), executableHash: '', arch: goArch(process.arch), node: nodeName() };
         const bind = httpBindAddress(options.listenAddress);
         servers.push(...(await startStatusAndMetrics({ options, bind, controlPlane, source, state, instance, info, cluster: desired.cluster, logger })));
       };

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -9,17 +8,24 @@ export async function packageVersion(): Promise<string> {
   return pkg.version ?? '0.0.0';
 }
 
-/** sha256 of the entry script, like CNPG's hash of its own binary: it tells which build an instance runs. */
-export async function executableHash(): Promise<string> {
-  const entry = process.argv[1];
-  if (entry === undefined) return '';
-  try {
-    return createHash('sha256').update(await readFile(entry)).digest('hex');
-  } catch {
-    return '';
-  }
-}
-
 export function nodeName(): string {
   return process.env.NODE_NAME ?? hostname();
+}
+
+/** Node's `process.arch` in Go's `GOARCH` names, which CNPG's operator looks its manager binaries up by. */
+const goArchitectures: Readonly<Record<string, string>> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  ia32: '386',
+  arm: 'arm',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+  loong64: 'loong64',
+  mips: 'mips',
+  mipsel: 'mipsle',
+};
+
+export function goArch(nodeArch: string): string {
+  return goArchitectures[nodeArch] ?? nodeArch;
 }

@@ -12,9 +12,10 @@ import { loadQueries } from '../metrics/custom-queries.js';
 import { createMetricsApp } from '../metrics/server.js';
 import type { InstanceOptions } from '../options/index.js';
 import type { PostgresInstance } from '../postgres/instance.js';
-import { withLocalClient } from '../postgres/sql.js';
+import { connectSocket, withLocalClient } from '../postgres/sql.js';
 import { checkStreaming, pingLocal } from '../postgres/probes.js';
 import { countReadyWalFiles } from '../postgres/status-queries.js';
+import { BackupMode } from '../webserver/backup-mode.js';
 import type { ManagerInfo } from '../webserver/document.js';
 import { Probes } from '../webserver/probes.js';
 import { createStatusHandler, serveApp } from '../webserver/server.js';
@@ -57,6 +58,10 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
       }),
     streaming: (maximumLag) => withLocalClient(connection, (client) => checkStreaming(client, maximumLag)),
   });
+  const backupMode = new BackupMode(
+    () => connectSocket(connection, { user: 'postgres', database: 'postgres', applicationName: 'pgim_backup', timeoutMs: 5000, settings: '' }),
+    logger,
+  );
   const statusApp = createStatusHandler(
     {
       state,
@@ -66,6 +71,8 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
       queryPostgres: () => instance.status(cluster.name),
       readyWalFiles: () => countReadyWalFiles(instance.pgdata),
       isPrimaryFromFiles: async () => !(await instance.isStandby()),
+      isPgRewindRunning: () => instance.isPgRewindRunning,
+      backupMode,
       controlData: async () => {
         const data = await instance.controlData();
         if (!data) throw new Error('pg_controldata could not read the control file');
@@ -80,6 +87,7 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
     connection,
     pgdata: instance.pgdata,
     defaultDatabase: cluster.bootstrap.database,
+    clusterFacts: () => spec().clusterFacts,
     logger,
   });
   const cache = new MetricsCache({
@@ -114,6 +122,7 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
   status.once('close', () => {
     unsubscribe();
     cache.stop();
+    void backupMode.close();
   });
   await cache.start();
   return servers;

@@ -5,8 +5,10 @@ import { ConfigError, errorMessage, ExitCode } from '../errors/index.js';
 import { createRootLogger } from '../log/logger.js';
 import { podNameFor, type InstanceOptions } from '../options/index.js';
 import { PostgresInstance } from '../postgres/instance.js';
+import { asEffectiveUser, isRoot, lookupUser } from '../process/privileges.js';
 import { CannotStartError } from '../postgres/start-checks.js';
 import { warnIgnoredFields } from '../cluster/field-support.js';
+import { checkCnpgExpectations } from './cnpg-expectations.js';
 
 /** The conninfo a replica clones its primary with (CNPG's `-join` application name, no sender timeout). */
 export function joinConninfo(desired: DesiredState): string {
@@ -44,28 +46,36 @@ export interface Loaded {
 /**
  * Reads and validates everything before the disk is touched; on failure, logs why and returns the exit code.
  * `signal` stops a wait for the control plane (Kubernetes mode waits for the API server): that is a clean exit.
+ * Started as root, the reads run with the postgres user's effective ids: nothing is ever read as root.
  */
 export async function load(options: InstanceOptions, signal?: AbortSignal): Promise<Loaded | number> {
   const bootLogger = createRootLogger({ pod: options.podName ?? '' });
   try {
-    const controlPlane = await openControlPlane({
-      configDir: options.configDir,
-      kubernetes: options.kubernetes,
-      podName: options.podName,
-      logger: bootLogger,
-      signal,
-    });
-    if (signal?.aborted === true) {
-      bootLogger.info('stop requested before the control plane answered; nothing was started');
-      return ExitCode.ok;
-    }
-    const desired = await loadDesiredState(options, controlPlane);
-    const logger = createRootLogger({ pod: podNameFor(options, desired.cluster.name) });
-    warnIgnoredFields(desired.cluster.ignoredFields, logger);
-    return { controlPlane, desired, logger };
+    const work = (): Promise<Loaded | number> => openAndRead(options, bootLogger, signal);
+    return await (isRoot() ? asEffectiveUser(lookupUser(options.user), work) : work());
   } catch (err) {
     return failStartup(bootLogger, err);
   }
+}
+
+/** Opens the control plane and reads the desired state (an exit code when a stop came first). */
+async function openAndRead(options: InstanceOptions, bootLogger: Logger, signal?: AbortSignal): Promise<Loaded | number> {
+  const controlPlane = await openControlPlane({
+    configDir: options.configDir,
+    kubernetes: options.kubernetes,
+    podName: options.podName,
+    logger: bootLogger,
+    signal,
+  });
+  if (signal?.aborted === true) {
+    bootLogger.info('stop requested before the control plane answered; nothing was started');
+    return ExitCode.ok;
+  }
+  const desired = await loadDesiredState(options, controlPlane);
+  checkCnpgExpectations(options.cnpg, desired.cluster, controlPlane.clusterSource);
+  const logger = createRootLogger({ pod: podNameFor(options, desired.cluster.name) });
+  warnIgnoredFields(desired.cluster.ignoredFields, logger);
+  return { controlPlane, desired, logger };
 }
 
 export function openInstance(options: InstanceOptions, desired: DesiredState, logger: Logger): PostgresInstance {
@@ -76,6 +86,7 @@ export function openInstance(options: InstanceOptions, desired: DesiredState, lo
     port: options.pgPort,
     passfile: desired.layout.pgpassFile,
     runtimeDir: desired.layout.root,
+    initdbFlags: options.initdbFlags ?? [],
     logger,
     listenAddresses: options.listenAddress,
   });

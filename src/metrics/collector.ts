@@ -5,6 +5,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
+import type { ClusterMetricFacts } from '../cluster/observability.js';
 import { connectMonitor } from '../postgres/sql.js';
 import type { LocalConnection } from '../postgres/sql.js';
 import { renderFamily } from './exposition.js';
@@ -24,7 +25,28 @@ export interface CollectorOptions {
   readonly pgdata: string;
   /** Where queries without `target_databases` run: the application database (CNPG's default), or `postgres`. */
   readonly defaultDatabase: string;
+  /** The Cluster's fields behind the cluster-level gauges, read at every scrape (the Cluster is watched). */
+  readonly clusterFacts?: () => ClusterMetricFacts;
   readonly logger: Logger;
+}
+
+const unknownCluster: ClusterMetricFacts = {
+  replicaMode: false,
+  minSyncReplicas: 0,
+  maxSyncReplicas: 0,
+  phase: undefined,
+  currentPrimary: undefined,
+  nodesUsed: -1,
+  firstRecoverabilityPoint: undefined,
+  lastSuccessfulBackup: undefined,
+  lastFailedBackup: undefined,
+};
+
+/** CNPG's `setTimestampMetric`: an RFC 3339 time as Unix seconds, 0 when there is none (or it does not parse). */
+function unixSeconds(time: string | undefined): number {
+  if (time === undefined || time === '') return 0;
+  const ms = Date.parse(time);
+  return Number.isNaN(ms) ? 0 : ms / 1000;
 }
 
 interface ServerFacts {
@@ -126,7 +148,55 @@ export class Collector {
       labelNames: ['value'],
       registers,
     });
-    new Gauge({ name: 'cnpg_collector_replica_mode', help: '1 if the cluster is in replica mode, 0 otherwise', registers }).set(0);
+    const cluster = (): ClusterMetricFacts => options.clusterFacts?.() ?? unknownCluster;
+    // The cluster-level gauges of CNPG's `reconcileMetrics`, `collectNodesUsed` and backup timestamps, read from the
+    // watched Cluster at scrape time. The backup ones read 0 until backups write those status fields.
+    new Gauge({
+      name: 'cnpg_collector_replica_mode',
+      help: '1 if the cluster is in replica mode, 0 otherwise',
+      registers,
+      collect() {
+        this.set(cluster().replicaMode ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'cnpg_collector_manual_switchover_required',
+      help: '1 if a manual switchover is required, 0 otherwise',
+      registers,
+      collect() {
+        const facts = cluster();
+        // CNPG sets it only on the current primary, from the phase "Waiting for user action" (supervised updates).
+        if (facts.currentPrimary === undefined || facts.currentPrimary === state.podName) {
+          this.set(facts.phase === 'Waiting for user action' ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'cnpg_collector_nodes_used',
+      help:
+        "NodesUsed represents the count of distinct nodes accommodating the instances. A value of '-1' suggests that the metric is not available. A value of '1' suggests that all instances are hosted on a single node, implying the absence of High Availability (HA). Ideally this value should match the number of instances in the cluster.",
+      registers,
+      collect() {
+        this.set(cluster().nodesUsed);
+      },
+    });
+    const timestampGauge = (name: string, help: string, read: (facts: ClusterMetricFacts) => string | undefined): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(unixSeconds(read(cluster())));
+        },
+      });
+    };
+    timestampGauge(
+      'cnpg_collector_first_recoverability_point',
+      'The first point of recoverability for the cluster as a unix timestamp (Deprecated)',
+      (f) => f.firstRecoverabilityPoint,
+    );
+    timestampGauge('cnpg_collector_last_available_backup_timestamp', 'The last available backup as a unix timestamp (Deprecated)', (f) => f.lastSuccessfulBackup);
+    timestampGauge('cnpg_collector_last_failed_backup_timestamp', 'The last failed backup as a unix timestamp (Deprecated)', (f) => f.lastFailedBackup);
     this.archiveStatus = new Gauge({
       name: 'cnpg_collector_pg_wal_archive_status',
       help: `Number of WAL segments in the '${join(options.pgdata, 'pg_wal', 'archive_status')}' directory (ready, done)`,
@@ -140,8 +210,14 @@ export class Collector {
       registers,
     });
     this.version = new Gauge({ name: 'cnpg_collector_postgres_version', help: 'Postgres version', labelNames: ['full', 'cluster'], registers });
-    // pgim has no fencing yet: the family exists (dashboards expect it) and reads 0.
-    new Gauge({ name: 'cnpg_collector_fencing_on', help: '1 if the instance is fenced, 0 otherwise', registers }).set(0);
+    new Gauge({
+      name: 'cnpg_collector_fencing_on',
+      help: '1 if the instance is fenced, 0 otherwise',
+      registers,
+      collect() {
+        this.set(state.phase === 'fenced' ? 1 : 0);
+      },
+    });
     this.walStats = new Map(
       walStatsColumns.map((column) => [
         column,
@@ -353,6 +429,11 @@ export class Collector {
   }
 
   private collectSyncReplicas(names: string, fail: (collector: string, err: unknown) => void): void {
+    // CNPG's min/max come from the spec; pgim requests no synchronous standbys of its own, so "expected" is 0.
+    const facts = this.options.clusterFacts?.() ?? unknownCluster;
+    this.syncReplicas.set({ value: 'min' }, facts.minSyncReplicas);
+    this.syncReplicas.set({ value: 'max' }, facts.maxSyncReplicas);
+    this.syncReplicas.set({ value: 'expected' }, 0);
     if (names === '') {
       this.syncReplicas.set({ value: 'observed' }, 0);
       return;

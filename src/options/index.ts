@@ -1,4 +1,5 @@
 import { join, resolve } from 'node:path';
+import type { CnpgExpectations } from './cnpg-invocation.js';
 
 export type OnPostgresExit = 'restart' | 'exit';
 
@@ -35,6 +36,10 @@ export interface InstanceOptions {
   readonly statusTls?: boolean;
   /** `--metrics-tls`: /metrics over TLS 1.3 (also on with spec.monitoring.tls.enabled). */
   readonly metricsTls?: boolean;
+  /** CNPG's `instance init --initdb-flags` (checked options only), appended to pgim's initdb command line. */
+  readonly initdbFlags?: readonly string[];
+  /** What a CNPG invocation said about the Cluster (`--cluster-name`, `--app-db-name`, ...): checked against it. */
+  readonly cnpg?: CnpgExpectations;
 }
 
 /** Folders under the runtime dir, as in CNPG's `/controller`. */

@@ -35,6 +35,8 @@ export interface PostgresInstanceOptions {
   /** PGPASSFILE for the tools pgim runs. */
   passfile: string;
   runtimeDir: string;
+  /** Extra initdb options (CNPG's `--initdb-flags`, checked by src/options/cnpg-invocation.ts); later ones win. */
+  initdbFlags?: readonly string[];
   logger: Logger;
   /** listen_addresses: the port is checked free on them before each start. */
   listenAddresses?: string;
@@ -73,6 +75,7 @@ export class PostgresInstance {
   readonly connection: LocalConnection;
   private readonly env: NodeJS.ProcessEnv;
   private readonly bootstrapMarker: BootstrapMarker;
+  private rewindRunning = false;
   private walSegmentBytes: number | undefined;
   private serverMajor: string | undefined;
 
@@ -153,7 +156,7 @@ export class PostgresInstance {
       this.binDir,
       'initdb',
       ['-D', this.pgdata, '--username=postgres', '--auth-local=peer', '--auth-host=scram-sha-256', '--encoding=UTF8',
-        '--lc-collate=C', '--lc-ctype=C', '--no-instructions'],
+        '--lc-collate=C', '--lc-ctype=C', '--no-instructions', ...(this.options.initdbFlags ?? [])],
       { logger: this.options.logger, env: this.env, ...(signal === undefined ? {} : { cancelSignal: signal }) },
     );
     if (result.exitCode !== 0) {
@@ -259,12 +262,22 @@ export class PostgresInstance {
   async rewind(sourceConninfo: string, signal?: AbortSignal): Promise<void> {
     await copyFile(join(this.pgdata, 'global', 'pg_control'), join(this.pgdata, 'global', 'pg_control.old'));
     await chmod(join(this.pgdata, 'global', 'pg_control.old'), 0o600);
-    const result = await runTool(this.binDir, 'pg_rewind', ['-D', this.pgdata, `--source-server=${sourceConninfo}`, '--progress'], {
-      logger: this.options.logger,
-      env: this.env,
-      ...(signal === undefined ? {} : { cancelSignal: signal }),
-    });
-    if (result.exitCode !== 0) throw new Error(`pg_rewind failed (exit code ${String(result.exitCode)})`);
+    this.rewindRunning = true;
+    try {
+      const result = await runTool(this.binDir, 'pg_rewind', ['-D', this.pgdata, `--source-server=${sourceConninfo}`, '--progress'], {
+        logger: this.options.logger,
+        env: this.env,
+        ...(signal === undefined ? {} : { cancelSignal: signal }),
+      });
+      if (result.exitCode !== 0) throw new Error(`pg_rewind failed (exit code ${String(result.exitCode)})`);
+    } finally {
+      this.rewindRunning = false;
+    }
+  }
+
+  /** pg_rewind runs right now (CNPG's `PgRewindIsRunning`, reported as `isPgRewindRunning`). */
+  get isPgRewindRunning(): boolean {
+    return this.rewindRunning;
   }
 
   /** The primary keeps a physical slot for every other instance and drops stale, inactive `_cnpg_` slots. */

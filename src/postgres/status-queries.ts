@@ -8,6 +8,8 @@ export interface PostgresReportedStatus {
   systemID: string;
   isPrimary: boolean;
   pendingRestart: boolean;
+  /** A pending hot-standby setting (CNPG's list) is lowered: replicas must restart after the primary, not before. */
+  pendingRestartForDecrease: boolean;
   timeLineID: number;
   currentLsn?: string;
   currentWAL?: string;
@@ -65,7 +67,8 @@ export interface ReplicationInfo {
   flushLag: string;
   replayLag: string;
   syncState: string;
-  syncPriority: number;
+  /** A string, as in CNPG's `PgStatReplication` (the text of `pg_stat_replication.sync_priority`). */
+  syncPriority: string;
 }
 
 interface StatusRow {
@@ -102,13 +105,29 @@ SELECT (pg_control_system()).system_identifier::text AS system_id,
        a.last_archived_wal, a.last_archived_time, a.last_failed_wal, a.last_failed_time
   FROM pg_stat_archiver a`;
 
+/**
+ * CNPG's `GetDecreasedSensibleSettings`: hot-standby settings waiting for a restart whose new value (the last line of
+ * the files, not applied yet; or the default when the line was removed) is lower than the running one.
+ */
+const decreasedSettingsQuery = `
+SELECT pending.name
+  FROM (SELECT name, setting AS current_setting, boot_val AS default_setting
+          FROM pg_catalog.pg_settings WHERE pending_restart) pending
+  LEFT JOIN (SELECT name, setting AS new_setting
+               FROM (SELECT name, setting, applied, rank() OVER (PARTITION BY name ORDER BY seqno DESC) AS rank
+                       FROM pg_catalog.pg_file_settings) f
+              WHERE rank = 1 AND NOT applied) file ON pending.name = file.name
+ WHERE pending.name IN ('max_connections', 'max_prepared_transactions', 'max_wal_senders', 'max_worker_processes',
+                        'max_locks_per_transaction')
+   AND CAST(COALESCE(file.new_setting, pending.default_setting) AS integer) < CAST(pending.current_setting AS integer)`;
+
 const replicationQuery = `
 SELECT application_name, COALESCE(state, '') AS state,
        COALESCE(sent_lsn::text, '') AS sent_lsn, COALESCE(write_lsn::text, '') AS write_lsn,
        COALESCE(flush_lsn::text, '') AS flush_lsn, COALESCE(replay_lsn::text, '') AS replay_lsn,
-       COALESCE(write_lag::text, '') AS write_lag, COALESCE(flush_lag::text, '') AS flush_lag,
-       COALESCE(replay_lag::text, '') AS replay_lag, COALESCE(sync_state, '') AS sync_state,
-       COALESCE(sync_priority, 0) AS sync_priority
+       COALESCE(write_lag, '0'::interval)::text AS write_lag, COALESCE(flush_lag, '0'::interval)::text AS flush_lag,
+       COALESCE(replay_lag, '0'::interval)::text AS replay_lag, COALESCE(sync_state, '') AS sync_state,
+       COALESCE(sync_priority, 0)::text AS sync_priority
   FROM pg_stat_replication
  WHERE usename = 'streaming_replica' AND application_name ~ $1
  ORDER BY application_name`;
@@ -124,7 +143,7 @@ interface ReplicationRow {
   flush_lag: string;
   replay_lag: string;
   sync_state: string;
-  sync_priority: number;
+  sync_priority: string;
 }
 
 const escapeRegex = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -138,6 +157,7 @@ export async function queryStatus(client: pg.Client, clusterName: string): Promi
     systemID: row.system_id,
     isPrimary: row.is_primary,
     pendingRestart: row.pending_restart,
+    pendingRestartForDecrease: row.pending_restart && (await client.query(decreasedSettingsQuery)).rows.length > 0,
     timeLineID: row.timeline,
     replayPaused: row.replay_paused,
     isWalReceiverActive: row.wal_receiver_active,

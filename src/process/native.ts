@@ -11,6 +11,8 @@ export interface NativeProcessCalls {
   setPipeSize(fd: number, bytes: number): number;
   /** malloc_trim(0) under glibc: true when pages went back to the kernel. */
   trimMemory(): boolean;
+  /** A no-op handler for each real-time signal still at its default (terminate); returns how many. */
+  ignoreRealtimeSignals(): number;
   /** The csvlog converter's field names (by position), the message field's index and the valid field counts. */
   csvSetFieldNames(names: readonly string[], messageIndex: number, fieldCounts: readonly number[]): void;
   /**

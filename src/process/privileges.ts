@@ -50,6 +50,28 @@ export function isRoot(): boolean {
   return process.getuid?.() === 0;
 }
 
+/**
+ * Runs `work` with the effective uid, gid and groups of `user`, then becomes root again. For the first read of the
+ * configuration, which must come before the folders exist (nothing is created for a configuration that is refused)
+ * and so before the drop for good: every file is opened with the user's permissions, exactly as every later read
+ * is, and the parsing runs without root's effective rights. Nothing else runs meanwhile (it is start-up).
+ */
+export async function asEffectiveUser<T>(user: OsUser, work: () => Promise<T>): Promise<T> {
+  if (user.uid === 0) throw new Error(`user "${user.name}" is root; PostgreSQL refuses to run as root`);
+  const groups = process.getgroups?.() ?? [];
+  // glibc applies set*id calls to every thread, so the thread pool's file reads see these ids too.
+  process.setgroups?.([user.gid]);
+  process.setegid?.(user.gid);
+  process.seteuid?.(user.uid);
+  try {
+    return await work();
+  } finally {
+    process.seteuid?.(0);
+    process.setegid?.(0);
+    process.setgroups?.(groups);
+  }
+}
+
 /** Hands `paths` to `user`, then becomes that user for good (groups, gid, uid, in that order). */
 export async function dropPrivileges(user: OsUser, paths: readonly string[]): Promise<void> {
   if (user.uid === 0) throw new Error(`user "${user.name}" is root; PostgreSQL refuses to run as root`);

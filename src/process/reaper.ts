@@ -4,6 +4,18 @@ import { nativeCalls } from './native.js';
 import { zombieChildren } from './proc.js';
 
 /**
+ * Why this process cannot do PID 1's duty of reaping orphans, or undefined (it can, or it is not PID 1). Without the
+ * addon Node has no way to wait for a process it did not spawn, so `run` refuses to start as PID 1 rather than fill
+ * the PID table with zombies unnoticed.
+ */
+export function pid1ReapingUnavailable(): string | undefined {
+  if (process.pid !== 1) return undefined;
+  const native = nativeCalls();
+  if (!(native instanceof Error)) return undefined;
+  return `pgim runs as PID 1 but cannot reap orphaned processes: ${native.message}. Build the addon (npm run build does), or start pgim under an init such as tini`;
+}
+
+/**
  * Reaps zombies that are re-parented to pgim: as PID 1 every orphan lands here, and as a child subreaper so do
  * orphaned postgres processes (the logging collector outlives a killed postmaster, for one). Each reap is a
  * waitpid on one specific zombie that Node did not spawn, never wait(-1).

@@ -49,6 +49,51 @@ export function tokenizeHbaLine(line: string): Token[] {
   return tokens;
 }
 
+/**
+ * The tokens of a pg_hba / pg_ident line exactly as PostgreSQL 15's next_token() cuts them (hba.c): blanks and
+ * commas separate tokens (a comma continues the same field: `all,@file` is two tokens of one field), `"` quotes,
+ * `""` inside quotes is a quote, an unquoted `#` ends the line. `initialQuote` is PostgreSQL's own flag: a token
+ * whose first character is a quote is taken literally.
+ */
+function postgresTokens(line: string): { text: string; initialQuote: boolean }[] {
+  const tokens: { text: string; initialQuote: boolean }[] = [];
+  let i = 0;
+  for (;;) {
+    while (i < line.length && (line[i] === ' ' || line[i] === '\t' || line[i] === ',')) i++;
+    if (i >= line.length) return tokens;
+    let text = '';
+    let inQuote = false;
+    let wasQuote = false;
+    let initialQuote = false;
+    while (i < line.length) {
+      const c = line[i] ?? '';
+      if (!inQuote && (c === ' ' || c === '\t')) break;
+      if (!inQuote && c === '#') {
+        if (text !== '' || initialQuote) tokens.push({ text, initialQuote });
+        return tokens;
+      }
+      i++;
+      if (!inQuote && c === ',') break;
+      if (c !== '"' || wasQuote) text += c;
+      wasQuote = inQuote && c === '"' ? !wasQuote : false;
+      if (c === '"') {
+        inQuote = !inQuote;
+        if (text === '') initialQuote = true;
+      }
+    }
+    tokens.push({ text, initialQuote });
+  }
+}
+
+/**
+ * PostgreSQL reads a token `@name` (not starting with a quote, more than the `@`) as the list of tokens in the file
+ * `name`, in pg_hba.conf and in pg_ident.conf alike: any file the server can read would feed the rules.
+ */
+function refuseFileInclusion(line: string): void {
+  const included = postgresTokens(line).find((token) => !token.initialQuote && token.text.length > 1 && token.text.startsWith('@'));
+  if (included) throw new Error('@file references are not allowed');
+}
+
 function checkAddress(tokens: Token[], index: number): number {
   const address = tokens[index]?.text ?? '';
   if (['all', 'samehost', 'samenet'].includes(address)) return index + 1;
@@ -73,10 +118,10 @@ function checkAddress(tokens: Token[], index: number): number {
 /** Throws a message (never containing more than the offending token) when the pg_hba line is unsafe or malformed. */
 export function checkHbaLine(line: string): { trust: boolean; catchAll: boolean } {
   if (/[\r\n\0]/.test(line)) throw new Error('contains a line break or NUL');
+  refuseFileInclusion(line);
   const tokens = tokenizeHbaLine(line);
   if (tokens.length === 0) return { trust: false, catchAll: false };
   for (const token of tokens) {
-    if (!token.quoted && token.text.startsWith('@')) throw new Error('@file references are not allowed');
     if (token.text.includes('${')) throw new Error('${...} references are not supported');
   }
   const type = tokens[0]?.text ?? '';
@@ -100,6 +145,7 @@ export function checkHbaLine(line: string): { trust: boolean; catchAll: boolean 
 
 export function checkIdentLine(line: string): void {
   if (/[\r\n\0]/.test(line)) throw new Error('contains a line break or NUL');
+  refuseFileInclusion(line);
   const tokens = tokenizeHbaLine(line);
   if (tokens.length === 0) return;
   if (includeDirectives.has((tokens[0]?.text ?? '').toLowerCase())) throw new Error('include directives are not allowed');

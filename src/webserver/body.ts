@@ -41,9 +41,11 @@ async function readCapped(req: Request, limit: number): Promise<Buffer> {
  * `constructor` or `prototype` keys at any depth, unknown fields refused. The result is a fresh object built by the
  * schema, never the parsed input merged into something live.
  */
-export async function readJsonBody<T>(req: Request, schema: z.ZodType<T>, limit = maxBodyBytes): Promise<T> {
+export async function readJsonBody<T>(req: Request, schema: z.ZodType<T>, limit = maxBodyBytes, options: { contentTypeOptional?: boolean } = {}): Promise<T> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
-  if (type !== 'application/json') throw new BodyError(400, 'FAILED_TO_PARSE_REQUEST', 'Content-Type must be application/json');
+  // CNPG's backup client sends PUT /pg/mode/backup without a Content-Type: there, a missing one is accepted.
+  const missingAllowed = options.contentTypeOptional === true && type === '';
+  if (type !== 'application/json' && !missingAllowed) throw new BodyError(400, 'FAILED_TO_PARSE_REQUEST', 'Content-Type must be application/json');
   const bytes = await readCapped(req, limit);
   let parsed: unknown;
   try {

@@ -14,6 +14,8 @@ export interface FetchOptions {
   ca?: Buffer;
   /** Accept any server certificate (`https://` URLs); for a quick look only. */
   insecure?: boolean;
+  /** Check the certificate against `ca` only, not the host name (CNPG's operator and `instance status` do so). */
+  caOnly?: boolean;
 }
 
 /**
@@ -48,7 +50,17 @@ export function fetchStatus(url: string, options: FetchOptions = {}): Promise<St
     };
     const req =
       target.protocol === 'https:'
-        ? httpsGet(target, { timeout, minVersion: 'TLSv1.3', rejectUnauthorized: options.insecure !== true, ...(options.ca ? { ca: options.ca } : {}) }, onResponse)
+        ? httpsGet(
+            target,
+            {
+              timeout,
+              minVersion: 'TLSv1.3',
+              rejectUnauthorized: options.insecure !== true,
+              ...(options.ca ? { ca: options.ca } : {}),
+              ...(options.caOnly === true ? { checkServerIdentity: () => undefined } : {}),
+            },
+            onResponse,
+          )
         : httpGet(target, { timeout }, onResponse);
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeout} ms`)));
     req.on('error', reject);

@@ -4,7 +4,13 @@ import type { PostgresReportedStatus } from '../postgres/status-queries.js';
 /** Facts about the pgim binary, computed once at start. */
 export interface ManagerInfo {
   version: string;
+  /**
+   * CNPG's `executableHash`: empty, on purpose. CNPG's operator compares it with its own manager's hash and, when
+   * they differ and in-place updates are on, streams its Go binary to `PUT /update`; an empty hash is CNPG's
+   * "instance manager which doesn't support automatic update", so the operator relies on rolling updates instead.
+   */
   executableHash: string;
+  /** Go's name for the CPU architecture (`amd64`, `arm64`), as CNPG reports `runtime.GOARCH`. */
   arch: string;
   node: string;
 }
@@ -45,6 +51,8 @@ export type StatusDocument = Partial<PostgresReportedStatus> & {
 
 export interface StatusExtras {
   readyWalFiles?: number;
+  /** pg_rewind runs (postgres is stopped): CNPG then reports only this, and the file-based role. */
+  isPgRewindRunning?: boolean;
   mightBeUnavailableMaskedError?: string;
   /** File-based role (no `standby.signal`), used when PostgreSQL cannot be asked. */
   isPrimary?: boolean;
@@ -66,10 +74,11 @@ export function buildStatusDocument(
     executableHash: info.executableHash,
     sessionID: state.sessionID,
     isPodReady: state.accepting && state.replayPausedReason === undefined,
-    mightBeUnavailable: state.phase === 'restarting' || state.phase === 'stopping',
-    isPgRewindRunning: false,
+    // CNPG's MightBeUnavailable: a planned restart or stop, and fencing (which stops postgres on purpose).
+    mightBeUnavailable: state.phase === 'restarting' || state.phase === 'stopping' || state.phase === 'fenced',
+    isPgRewindRunning: extras.isPgRewindRunning === true,
     isInstanceManagerUpgrading: false,
-    pendingRestartForDecrease: false,
+    pendingRestartForDecrease: postgres?.pendingRestartForDecrease ?? false,
     phase: state.phase,
     restartCount: state.restartCount,
     securityWarnings: [...state.securityWarnings],

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
 import type { PostgresReportedStatus } from '../postgres/status-queries.js';
+import type { BackupMode } from './backup-mode.js';
 import { BodyError, readJsonBody, sendBodyError, sendError } from './body.js';
 import { coalesced } from '../async/coalesce.js';
 import { buildStatusDocument, type ManagerInfo } from './document.js';
@@ -25,6 +26,15 @@ export interface StatusSource {
   isPrimaryFromFiles: () => Promise<boolean>;
   /** `pg_controldata` output. */
   controlData: () => Promise<string>;
+  /** pg_rewind runs (postgres is stopped on purpose). */
+  isPgRewindRunning: () => boolean;
+  /** `/pg/mode/backup`: the non-exclusive backup held on one session (volume snapshots). */
+  backupMode: BackupMode;
+  /**
+   * `/pg/archive/partial` on a fenced primary: archives the partial WAL of the shutdown checkpoint and returns its
+   * name. Undefined until pgim has WAL archiving (the backups work provides it); the endpoint then answers 501.
+   */
+  archivePartialWal?: () => Promise<string>;
 }
 
 /** /pg/status answers from one query round per this many ms, whatever the number of clients. */
@@ -42,7 +52,7 @@ function only(methods: readonly string[]) {
   };
 }
 
-/** CNPG's `/pg/mode/backup` request body; pgim validates it but takes no backups yet. */
+/** CNPG's `/pg/mode/backup` request bodies (`StartBackupRequest`, `StopBackupRequest`). */
 const backupRequest = z.strictObject({
   immediateCheckpoint: z.boolean().optional(),
   waitForArchive: z.boolean().optional(),
@@ -70,6 +80,12 @@ function publicRoutes(source: StatusSource, logger: Logger): Map<string, () => P
   const ok = (): Promise<Reply> => Promise.resolve(text(200, 'OK'));
   const status = async (): Promise<Reply> => {
     const { state, info } = source;
+    if (source.isPgRewindRunning()) {
+      // CNPG answers only this (and the file-based role) while pg_rewind runs: nothing else can be asked.
+      const isPrimary = await source.isPrimaryFromFiles().catch(() => undefined);
+      const extras = { isPgRewindRunning: true, ...(isPrimary === undefined ? {} : { isPrimary }) };
+      return { status: 200, json: true, body: JSON.stringify(buildStatusDocument(state, info, undefined, extras)) };
+    }
     try {
       const { postgres, readyWalFiles } = await postgresStatus();
       return { status: 200, json: true, body: JSON.stringify(buildStatusDocument(state, info, postgres, { readyWalFiles })) };
@@ -78,7 +94,7 @@ function publicRoutes(source: StatusSource, logger: Logger): Map<string, () => P
       logger.debug({ error: message }, 'status query failed');
       const isPrimary = await source.isPrimaryFromFiles().catch(() => undefined);
       const extras = isPrimary === undefined ? {} : { isPrimary };
-      if (state.phase === 'restarting' || state.phase === 'stopping') {
+      if (state.phase === 'restarting' || state.phase === 'stopping' || state.phase === 'fenced') {
         return { status: 200, json: true, body: JSON.stringify(buildStatusDocument(state, info, undefined, { ...extras, mightBeUnavailableMaskedError: message })) };
       }
       return { status: 500, json: true, body: JSON.stringify({ ...buildStatusDocument(state, info, undefined, extras), error: message }) };
@@ -161,17 +177,56 @@ export function createStatusApp(
     }
   });
   app.all('/pg/mode/backup', operator, only(['GET', 'POST', 'PUT']), async (req, res) => {
-    if (req.method === 'GET') {
-      res.status(200).json({ data: {} });
-      return;
-    }
+    const backup = source.backupMode;
     try {
-      const request = await readJsonBody(req, req.method === 'POST' ? backupRequest : backupRequest.pick({ backupName: true }));
-      sendError(res, 501, 'NOT_SUPPORTED', `pgim does not take backups yet (backup ${request.backupName})`);
+      let answer;
+      if (req.method === 'GET') answer = backup.status();
+      else if (req.method === 'POST') {
+        const request = await readJsonBody(req, backupRequest);
+        answer = await backup.start({
+          backupName: request.backupName,
+          immediateCheckpoint: request.immediateCheckpoint ?? false,
+          waitForArchive: request.waitForArchive ?? false,
+        });
+      } else {
+        const request = await readJsonBody(req, backupRequest.pick({ backupName: true }), undefined, { contentTypeOptional: true });
+        answer = backup.stop(request.backupName);
+      }
+      res.status(answer.status).json(answer.body);
     } catch (err) {
       if (err instanceof BodyError) sendBodyError(res, err);
       else throw err;
     }
+  });
+  // CNPG archives the partial WAL of a fenced primary when a replica cluster is demoted; only with WAL archiving.
+  app.all('/pg/archive/partial', operator, only(['POST']), async (_req, res) => {
+    if (source.state.phase !== 'fenced') {
+      sendError(res, 400, 'NOT_FENCED', '');
+      return;
+    }
+    if (!source.archivePartialWal) {
+      sendError(res, 501, 'WAL_ARCHIVING_NOT_IMPLEMENTED', 'pgim has no WAL archiving yet: the partial WAL cannot be archived');
+      return;
+    }
+    try {
+      res.status(200).json({ data: await source.archivePartialWal() });
+    } catch (err) {
+      sendError(res, 400, 'ERROR_WHILE_EXECUTING_WAL_ARCHIVE', errorMessage(err));
+    }
+  });
+  // CNPG streams its own Go binary here for an in-place upgrade. pgim reports no executableHash, which keeps the
+  // operator from ever calling it; a caller that does anyway gets a plain refusal (never 200, never a transient 503).
+  app.all('/update', operator, (req, res) => {
+    req.resume();
+    if (req.method !== 'PUT') {
+      res.status(405).type('text/plain').send('wrong method used\n');
+      return;
+    }
+    res
+      .status(501)
+      .set('Connection', 'close')
+      .type('text/plain')
+      .send('pgim does not replace itself in place: update the image and let the operator roll the pods\n');
   });
 
   app.use((_req, res) => {

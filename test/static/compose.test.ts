@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { parseClusterManifest } from '../../src/cluster/parse.js';
 import { repoRoot } from './paths.js';
+import { handToPostgres } from '../../test-kit/env.js';
 
 const run = promisify(execFile);
 const pgimJs = join(repoRoot, 'dist', 'cmd', 'pgim.js');
@@ -165,6 +166,9 @@ describe('static: compose.yaml (Docker Compose; no engine needed)', function () 
     });
 
     it('pgim renders every instance from it: demo-1 the primary, demo-2 and demo-3 stream from demo-1:5432 with verify-full', async () => {
+      // In Compose the certs service and the instances are both uid 26; as root here, pgim reads as the postgres user.
+      await chmod(base, 0o755);
+      await handToPostgres(config);
       for (const [name] of instances) {
         const out = join(base, `render-${name}`);
         await run(process.execPath, [pgimJs, 'render', '--config-dir', config, '--pod-name', name, '--pgdata', '/var/lib/postgresql/data/pgdata', '--runtime-dir', '/controller', '--out', out]);

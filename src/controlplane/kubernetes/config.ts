@@ -1,13 +1,24 @@
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { RequestOptions } from 'node:https';
 import { isIPv6 } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { KubeConfig, User } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
+import { assertRegularFileSync, readRegularFile } from '../../fs/confined.js';
 import type { KubernetesOptions } from '../../options/index.js';
 import { serviceAccountDir } from './environment.js';
+
+/** A token or CA file (re-read for every request) is never larger than a Secret; and never a FIFO that could block. */
+const maxCredentialBytes = 1024 * 1024;
+
+async function readCredentialFile(path: string): Promise<Buffer> {
+  try {
+    return await readRegularFile(path, maxCredentialBytes);
+  } catch (err) {
+    throw new Error(`${path}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
 
 /** What each request needs: the TLS trust and client identity, and the Authorization header. */
 export interface RequestCredentials {
@@ -40,7 +51,7 @@ const tokenFileAuthenticator: Authenticator = {
   },
   async applyAuthentication(user: User, opts: { headers?: OutgoingHttpHeaders }): Promise<void> {
     const path = (user.authProvider as { config: { path: string } }).config.path;
-    const token = (await readFile(path, 'utf8')).trim();
+    const token = (await readCredentialFile(path)).toString('utf8').trim();
     opts.headers = { ...opts.headers, Authorization: `Bearer ${token}` };
   },
 };
@@ -59,10 +70,10 @@ class ServiceAccountCredentials implements RequestCredentials {
   constructor(private readonly dir: string) {}
 
   async applyToHTTPSOptions(options: RequestOptions): Promise<void> {
-    const [ca, token] = await Promise.all([readFile(join(this.dir, 'ca.crt')), readFile(join(this.dir, 'token'), 'utf8')]);
+    const [ca, token] = await Promise.all([readCredentialFile(join(this.dir, 'ca.crt')), readCredentialFile(join(this.dir, 'token'))]);
     options.ca = ca;
     // KubeClient always passes its headers as an object.
-    options.headers = { ...(options.headers as OutgoingHttpHeaders | undefined), Authorization: `Bearer ${token.trim()}` };
+    options.headers = { ...(options.headers as OutgoingHttpHeaders | undefined), Authorization: `Bearer ${token.toString('utf8').trim()}` };
   }
 }
 
@@ -73,6 +84,7 @@ function inClusterConfig(): { credentials: RequestCredentials; server: string; n
   if (host === '' || port === '') throw new Error('in-cluster config: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set');
   let namespaceFromFile: string | undefined;
   try {
+    assertRegularFileSync(join(dir, 'namespace'));
     namespaceFromFile = readFileSync(join(dir, 'namespace'), 'utf8').trim() || undefined;
   } catch {
     namespaceFromFile = undefined;
@@ -95,6 +107,8 @@ async function kubeconfigFileConfig(path: string): Promise<KubeConfig> {
   const kubeConfig = new KubeConfig();
   kubeConfig.addAuthenticator(tokenFileAuthenticator);
   try {
+    // client-node reads the file synchronously: a FIFO would block the event loop for ever.
+    assertRegularFileSync(path);
     kubeConfig.loadFromFile(path);
   } catch (err) {
     throw new Error(`kubeconfig ${path}: ${err instanceof Error ? err.message : String(err)}`);
