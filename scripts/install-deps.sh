@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build, run and test pgim: the PostgreSQL 15 server (Debian
-# package, without Debian's auto-created cluster) and the npm packages. Safe to run again: it skips what is there.
+# package, without Debian's auto-created cluster) and the npm packages; with PGIM_TEST_TOOLS=1 (scripts/test.sh) also
+# the test tools: Prometheus, podman and podman-compose. Safe to run again: it skips what is there. Debian packages
+# are installed waiting for the package lock (scripts/lib/debian.sh); one that cannot be installed ends the run.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 pg_bin=${PGIM_PG_BIN:-/usr/lib/postgresql/15/bin}
+# shellcheck source=scripts/lib/debian.sh
+. "$repo/scripts/lib/debian.sh"
+debian_log_tag=install-deps
 
 say() { printf '[install-deps] %s\n' "$*" >&2; }
 
@@ -18,17 +23,8 @@ if ! node_ok; then
   exit 1
 fi
 
-apt_install() {
-  if [ "$(id -u)" -ne 0 ]; then
-    say "missing Debian packages: $*"
-    say "install them with: sudo apt-get install -y --no-install-recommends $*"
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  say "installing Debian packages: $*"
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+# Every package here is needed: one that cannot be installed ends the run.
+need_packages() { apt_install "$@" || exit 1; }
 
 if [ ! -x "$pg_bin/postgres" ] || [ ! -x "$pg_bin/initdb" ]; then
   # Debian's postgresql-common would create and start a 'main' cluster on 5432; pgim manages its own.
@@ -37,7 +33,7 @@ if [ ! -x "$pg_bin/postgres" ] || [ ! -x "$pg_bin/initdb" ]; then
     grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf ||
       echo 'create_main_cluster = false' >>/etc/postgresql-common/createcluster.conf
   fi
-  apt_install postgresql-15 postgresql-client-15
+  need_packages postgresql-15 postgresql-client-15
 fi
 
 # The OS account postgres runs as when pgim starts as root (Debian's package creates it).
@@ -47,13 +43,28 @@ if [ "$(id -u)" -eq 0 ] && ! getent passwd postgres >/dev/null; then
 fi
 
 # The native addon (reaper, FIFO) compiles with the system C compiler against Node's headers.
-if ! command -v cc >/dev/null 2>&1; then apt_install gcc libc6-dev; fi
+if ! command -v cc >/dev/null 2>&1; then need_packages gcc libc6-dev; fi
 # util-linux's setpriv gives the postmaster its parent-death signal (present on Debian; checked, not assumed).
-if ! command -v setpriv >/dev/null 2>&1; then apt_install util-linux; fi
+if ! command -v setpriv >/dev/null 2>&1; then need_packages util-linux; fi
 
-# promtool and a real Prometheus for the metrics tests only (scripts/test.sh sets PGIM_TEST_TOOLS=1).
-if [ "${PGIM_TEST_TOOLS:-0}" = 1 ] && [ "$(id -u)" -eq 0 ] && ! { command -v promtool && command -v prometheus; } >/dev/null 2>&1; then
-  apt_install prometheus
+# Test tools only (scripts/test.sh sets PGIM_TEST_TOOLS=1). Where they cannot be installed (not root), the tests
+# that need them skip loudly, and fail under CI=true.
+if [ "${PGIM_TEST_TOOLS:-0}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
+  # promtool and a real Prometheus for the metrics tests.
+  if ! { command -v promtool && command -v prometheus; } >/dev/null 2>&1; then need_packages prometheus; fi
+  # The container image and its tests (scripts/image.sh, test/container/): podman with runc, netavark and
+  # aardvark-dns (names between Compose services), debootstrap for the local base images, and podman-compose.
+  missing=()
+  command -v podman >/dev/null 2>&1 || missing+=(podman)
+  command -v runc >/dev/null 2>&1 || missing+=(runc)
+  [ -x /usr/lib/podman/netavark ] || missing+=(netavark)
+  [ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
+  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+  command -v psql >/dev/null 2>&1 || missing+=(postgresql-client-15)
+  if [ "${#missing[@]}" -gt 0 ]; then need_packages "${missing[@]}"; fi
+  # shellcheck source=scripts/lib/podman.sh
+  . "$repo/scripts/lib/podman.sh"
+  podman_compose_install >/dev/null
 fi
 
 cd "$repo"

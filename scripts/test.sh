@@ -12,7 +12,23 @@ npm run --silent lint
 
 echo "== build"
 npm run --silent build
+# The security gates end with the container image: scripts/image.sh builds it with podman (local Debian bases, cached
+# by their inputs' hash) and scans it with Dockle. The container tests (test/container/) run that image once.
 "$repo/scripts/security-checks.sh" --after-build
+# Where there is no image (podman could not be installed: not root, not CI), those tests skip themselves loudly.
+image=localhost/pgim:$(node -p 'require("./package.json").version')
+if command -v podman >/dev/null 2>&1; then
+  # shellcheck source=scripts/lib/debian.sh
+  . "$repo/scripts/lib/debian.sh"
+  # shellcheck source=scripts/lib/podman.sh
+  . "$repo/scripts/lib/podman.sh"
+  podman_containers_conf
+  if podman image exists "$image"; then
+    PGIM_TEST_IMAGE=$image
+    PGIM_PODMAN_COMPOSE=$(podman_compose_install)
+    export PGIM_TEST_IMAGE PGIM_PODMAN_COMPOSE
+  fi
+fi
 
 # The Kubernetes tests run a real kube-apiserver and etcd, built from the Go module proxy (about 4 min cold, 0.01 s
 # when cached). Where Go is missing the tests use cached binaries, or skip themselves loudly (they fail under CI=true).

@@ -18,7 +18,7 @@ import { Supervisor } from '../supervisor/supervisor.js';
 import { goArch, nodeName, packageVersion } from './manager-info.js';
 import { prepareFilesystem } from './prepare.js';
 import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
-import { confirmDesiredState, failStartup, httpBindAddress, joinConninfo, load, openInstance } from './startup.js';
+import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, httpBindAddress, load, openInstance } from './startup.js';
 
 /**
  * `pgim run` as an object. run() installs the signal handlers, then start() takes the steps in order (load and
@@ -197,8 +197,7 @@ export class Daemon {
       reconciler.markCredentialsApplied();
       await controlPlane.reportStatus({ currentPrimary: state.podName, currentPrimaryTimestamp: new Date().toISOString() });
     } else {
-      logger.info({ pgdata: this.options.pgdata, primary: desired.topology.primary }, 'PGDATA is empty: cloning the primary (pg_basebackup)');
-      await instance.basebackup(joinConninfo(desired), supervisor.stopSignal);
+      await cloneWhenPrimaryAnswers(instance, desired, logger, supervisor.stopSignal);
     }
   }
 }

@@ -13,7 +13,7 @@ import { writeRuntimeFiles } from '../reconcile/runtime-files.js';
 import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
 import { Daemon } from './daemon.js';
 import { prepareFilesystem } from './prepare.js';
-import { confirmDesiredState, failStartup, joinConninfo, load, openInstance, refuseUnlessPostgresAccepts } from './startup.js';
+import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, load, openInstance, refuseUnlessPostgresAccepts } from './startup.js';
 
 /** For one-shot commands: SIGTERM or SIGINT aborts the running tool (initdb, pg_basebackup), which cleans up. */
 function abortOnTermination(): { signal: AbortSignal; dispose: () => void } {
@@ -94,7 +94,7 @@ export function joinCommand(options: InstanceOptions): Promise<number> {
       return ExitCode.ok;
     }
     await writeRuntimeFiles(desired, logger);
-    await instance.basebackup(joinConninfo(desired), signal);
+    await cloneWhenPrimaryAnswers(instance, desired, logger, signal);
     await instance.writeConfiguration(desired.rendered);
     logger.info({ primary: desired.topology.primary }, 'joined: PGDATA holds a replica of the primary');
     return ExitCode.ok;

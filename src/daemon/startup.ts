@@ -9,12 +9,27 @@ import { asEffectiveUser, isRoot, lookupUser } from '../process/privileges.js';
 import { CannotStartError } from '../postgres/start-checks.js';
 import { warnIgnoredFields } from '../cluster/field-support.js';
 import { checkCnpgExpectations } from './cnpg-expectations.js';
+import { waitForPrimary } from '../replication/wait-primary.js';
+import { certificatePaths } from '../tls/files.js';
 
 /** The conninfo a replica clones its primary with (CNPG's `-join` application name, no sender timeout). */
 export function joinConninfo(desired: DesiredState): string {
   if (!desired.tls) throw new Error('a replica needs the TLS Secrets to join');
   const base = primaryConninfo(desired.topology, desired.tls, desired.layout, `${desired.topology.self}-join`);
   return `${base} connect_timeout=5 options='-c wal_sender_timeout=0s'`;
+}
+
+/**
+ * A replica's first start: waits until the primary answers as a primary (replicas and primary often start together:
+ * Compose on podman before 4.6 ignores `condition: service_healthy`, and a pod's start order is not guaranteed), then
+ * clones it. A clone that fails after that is an error.
+ */
+export async function cloneWhenPrimaryAnswers(instance: PostgresInstance, desired: DesiredState, logger: Logger, signal?: AbortSignal): Promise<void> {
+  const conninfo = joinConninfo(desired);
+  const primary = desired.topology.addresses.get(desired.topology.primary) ?? { host: desired.topology.primary, port: 5432 };
+  logger.info({ pgdata: instance.pgdata, primary: desired.topology.primary }, 'PGDATA is empty: waiting for the primary to answer, then cloning it (pg_basebackup)');
+  await waitForPrimary(primary, certificatePaths(desired.layout.certificatesDir), signal);
+  await instance.basebackup(conninfo, signal);
 }
 
 /** Bind address for the HTTP servers: PostgreSQL's single listen address, or all interfaces. */

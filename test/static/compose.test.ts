@@ -25,14 +25,26 @@ function seconds(value: unknown): number {
   return total;
 }
 
+/** A variable reference with its default, `${NAME:-default}` (Compose's `$${` is a literal `${`). */
+const variable = /(?<!\$)\$\{(\w+)(:-)?([^}]*)\}/g;
+
+/** Compose's interpolation with every variable unset: each reference becomes its default. */
+function withDefaults(text: string): string {
+  return text.replace(variable, (_all, _name: string, hasDefault: string | undefined, fallback: string) => (hasDefault === undefined ? '' : fallback));
+}
+
 describe('static: compose.yaml (Docker Compose; no engine needed)', function () {
   let compose: Obj = {};
+  let raw: Obj = {};
   let services: Record<string, Obj> = {};
   let instances: [string, Obj][] = [];
   let clusterYaml = '';
+  let text = '';
 
   before(async () => {
-    const parsed: unknown = parse(await readFile(join(repoRoot, 'compose.yaml'), 'utf8'), { merge: true });
+    text = await readFile(join(repoRoot, 'compose.yaml'), 'utf8');
+    raw = parse(text, { merge: true }) as Obj;
+    const parsed: unknown = parse(withDefaults(text), { merge: true });
     assert.ok(isObj(parsed) && isObj(parsed.services));
     compose = parsed;
     services = Object.fromEntries(Object.entries(parsed.services).filter((e): e is [string, Obj] => isObj(e[1])));
@@ -48,6 +60,20 @@ describe('static: compose.yaml (Docker Compose; no engine needed)', function () 
     assert.match(strings(services.certs.command).join('\n'), /exec pgim certs --cluster demo --instances 3 --out \/etc\/pgim\/secrets/);
   });
 
+  it('every variable has a default (a plain `up` works), and only the image and the host ports are variables', () => {
+    const references = [...text.matchAll(variable)];
+    assert.ok(references.length > 0);
+    for (const [all, name, hasDefault] of references) {
+      assert.ok(hasDefault !== undefined, `${all} has no default`);
+      assert.match(name ?? '', /^(PGIM_IMAGE|PGIM_DEMO_[1-3]_(PG|STATUS|METRICS)_PORT)$/, `${all}: an unexpected variable`);
+    }
+    const rawServices = isObj(raw.services) ? raw.services : {};
+    for (const [name, s] of Object.entries(rawServices)) {
+      // The loopback address itself is never a variable: nothing can publish a port on another interface.
+      for (const port of isObj(s) ? strings(s.ports) : []) assert.match(port, /^127\.0\.0\.1:(\d+|\$\{PGIM_DEMO_\d_[A-Z]+_PORT:-\d+\}):\d+$/, `${name}: ${port}`);
+    }
+  });
+
   it('every service runs as 26:26, read-only root, no capabilities, no-new-privileges, never privileged', () => {
     for (const [name, s] of Object.entries(services)) {
       assert.equal(s.user, '26:26', `${name}: user`);
@@ -61,14 +87,17 @@ describe('static: compose.yaml (Docker Compose; no engine needed)', function () 
     }
   });
 
-  it('each instance: pgim is PID 1 (the image ENTRYPOINT, `run --pod-name <service>`), no init, tmpfs for /controller and /tmp', () => {
+  it('each instance: pgim is PID 1 (the image ENTRYPOINT, `run --pod-name <service>`), no init, tmpfs for /controller and /tmp (nosuid, nodev, noexec, sticky 1777)', () => {
     for (const [name, s] of instances) {
       assert.equal(s.entrypoint, undefined, `${name}: keeps the image's ENTRYPOINT ["pgim", "run"]`);
       assert.notEqual(s.init, true, `${name}: no init wrapper`);
       assert.deepEqual(strings(s.command), ['--pod-name', name], `${name}: its pod name is its service name, which is also its address`);
       const tmpfs = strings(s.tmpfs).map((t) => t.split(':')[0]);
       assert.deepEqual(tmpfs.sort(), ['/controller', '/tmp'], `${name}: tmpfs`);
-      for (const t of strings(s.tmpfs)) assert.match(t, /uid=26,gid=26,mode=0700/, `${name}: ${t} is private to uid 26`);
+      for (const t of strings(s.tmpfs)) {
+        const options = (t.split(':')[1] ?? '').split(',');
+        for (const o of ['nosuid', 'nodev', 'noexec', 'mode=1777']) assert.ok(options.includes(o), `${name}: ${t} has ${o}`);
+      }
     }
   });
 

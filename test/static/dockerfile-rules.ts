@@ -6,8 +6,10 @@
 import { DockerfileParser, type Instruction } from 'dockerfile-ast';
 
 export interface Stage {
-  /** `FROM` image as written (`node:20`, or an earlier stage's name). */
+  /** `FROM` image with a build argument replaced by its default (`node:20`, or an earlier stage's name). */
   image: string;
+  /** `FROM` image as written (`${NODE_IMAGE}`). */
+  written: string;
   name: string | undefined;
   instructions: Instruction[];
 }
@@ -18,25 +20,45 @@ export interface Rule {
   check(stages: Stage[], all: Instruction[]): string[];
 }
 
+const keyword = (stage: Stage | undefined, word: string): Instruction[] => (stage?.instructions ?? []).filter((i) => i.getKeyword() === word);
+/** An instruction's text after its keyword, flags included, line continuations joined. */
+const body = (i: Instruction): string => i.toString().replace(/\\\r?\n/g, ' ').replace(/^\s*\S+\s*/, '');
+const line = (i: Instruction): number => i.getRange().start.line + 1;
+
+/** `ARG NAME=default` declarations before the first FROM (the only ones a FROM can use): name to default. */
+export function globalArgs(all: Instruction[]): Map<string, string | undefined> {
+  const args = new Map<string, string | undefined>();
+  for (const instruction of all) {
+    if (instruction.getKeyword() === 'FROM') break;
+    if (instruction.getKeyword() !== 'ARG') continue;
+    const text = body(instruction).trim();
+    const equals = text.indexOf('=');
+    if (equals < 0) args.set(text, undefined);
+    else args.set(text.slice(0, equals), text.slice(equals + 1).replace(/^"(.*)"$/, '$1'));
+  }
+  return args;
+}
+
+/** `${NAME}` or `$NAME`, the whole reference: the build argument's name. */
+const argReference = (image: string): string | undefined => /^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$/.exec(image)?.[1];
+
 /** Splits a Dockerfile into its build stages (instructions before the first FROM are global ARGs). */
 export function parseStages(text: string): { stages: Stage[]; all: Instruction[] } {
   const all = DockerfileParser.parse(text).getInstructions();
+  const args = globalArgs(all);
   const stages: Stage[] = [];
   for (const instruction of all) {
     if (instruction.getKeyword() === 'FROM') {
-      const [image = '', as, name] = instruction.getArguments().map((a) => a.getValue());
-      stages.push({ image, name: as?.toUpperCase() === 'AS' ? name : undefined, instructions: [] });
+      const [written = '', as, name] = instruction.getArguments().map((a) => a.getValue());
+      const arg = argReference(written);
+      const image = arg === undefined ? written : (args.get(arg) ?? written);
+      stages.push({ image, written, name: as?.toUpperCase() === 'AS' ? name : undefined, instructions: [] });
     } else {
       stages.at(-1)?.instructions.push(instruction);
     }
   }
   return { stages, all };
 }
-
-const keyword = (stage: Stage | undefined, word: string): Instruction[] => (stage?.instructions ?? []).filter((i) => i.getKeyword() === word);
-/** An instruction's text after its keyword, flags included, line continuations joined. */
-const body = (i: Instruction): string => i.toString().replace(/\\\r?\n/g, ' ').replace(/^\s*\S+\s*/, '');
-const line = (i: Instruction): number => i.getRange().start.line + 1;
 
 /** `["a", "b"]` (exec form) as an array; undefined for the shell form. */
 export function execForm(text: string): string[] | undefined {
@@ -112,20 +134,37 @@ export const rules: Rule[] = [
   },
   {
     id: 'pinned-base',
-    title: 'every base image is pinned by version (a tag with a version number, or a digest), literally',
-    check(stages) {
+    title: 'every base image is pinned by version (a tag with a version number, or a digest), literally or as the default of a build argument',
+    check(stages, all) {
       const problems: string[] = [];
+      const args = globalArgs(all);
       for (const [index, stage] of stages.entries()) {
         if (isStageReference(stages, index)) continue;
+        const arg = argReference(stage.written);
+        if (arg !== undefined && args.get(arg) === undefined) {
+          problems.push(`FROM ${stage.written}: ${args.has(arg) ? 'the build argument has no default' : 'no ARG before the first FROM declares it'}: the image would depend on the caller`);
+          continue;
+        }
         if (stage.image.includes('$')) {
-          problems.push(`FROM ${stage.image}: a variable in FROM hides the version from review and from this check`);
+          problems.push(`FROM ${stage.written}: a variable in the image name hides the version from review and from this check`);
           continue;
         }
         const { tag, digest } = imageRef(stage.image);
         if (digest !== undefined && /^sha256:[0-9a-f]{64}$/.test(digest)) continue;
-        if (tag === undefined || !/\d/.test(tag) || /latest/i.test(tag)) problems.push(`FROM ${stage.image}: not pinned to a version`);
+        if (tag === undefined || !/\d/.test(tag) || /latest/i.test(tag)) problems.push(`FROM ${stage.written}${stage.written === stage.image ? '' : ` (default ${stage.image})`}: not pinned to a version`);
       }
       return problems;
+    },
+  },
+  {
+    id: 'base-args',
+    title: 'the bases are the build arguments NODE_IMAGE, NODE_SLIM_IMAGE and POSTGRES_IMAGE (scripts/image.sh passes local stand-ins)',
+    check(stages) {
+      const expected = ['${NODE_IMAGE}', '${NODE_SLIM_IMAGE}', '${POSTGRES_IMAGE}'];
+      const images = stages.filter((_, index) => !isStageReference(stages, index)).map((s) => s.written);
+      return expected.filter((e) => !images.includes(e)).map((e) => `no stage is FROM ${e}`).concat(
+        final(stages)?.written === '${POSTGRES_IMAGE}' ? [] : ['the runtime stage is not FROM ${POSTGRES_IMAGE}'],
+      );
     },
   },
   {
@@ -141,8 +180,11 @@ export const rules: Rule[] = [
   {
     id: 'no-latest',
     title: 'no image is referenced as :latest (Dockle DKL-DI-0006, hadolint DL3007)',
-    check(_stages, all) {
-      return all.filter((i) => /:latest\b/i.test(body(i)) && ['FROM', 'COPY'].includes(i.getKeyword())).map((i) => `line ${line(i)}: ${i.getKeyword()} uses :latest`);
+    check(stages, all) {
+      return all
+        .filter((i) => /:latest\b/i.test(body(i)) && ['FROM', 'COPY'].includes(i.getKeyword()))
+        .map((i) => `line ${line(i)}: ${i.getKeyword()} uses :latest`)
+        .concat(stages.filter((s) => s.image !== s.written && /:latest\b/i.test(s.image)).map((s) => `FROM ${s.written}: the default ${s.image} is :latest`));
     },
   },
   {
@@ -167,6 +209,17 @@ export const rules: Rule[] = [
       const problems: string[] = [];
       if (Number(uid) === 0 || (gid !== undefined && Number(gid) === 0)) problems.push(`USER ${spec}: root`);
       if (uid !== '26') problems.push(`USER ${spec}: CloudNativePG's images and pod securityContext use uid 26`);
+      return problems;
+    },
+  },
+  {
+    id: 'postgres-uid',
+    title: "the postgres account is uid/gid 26 in the image (CloudNativePG's), set explicitly: the bases use 999",
+    check(stages) {
+      const text = keyword(final(stages), 'RUN').map(body).join('\n');
+      const problems: string[] = [];
+      if (!/\bgroupmod -g 26 postgres\b/.test(text)) problems.push('no `groupmod -g 26 postgres`');
+      if (!/\busermod -u 26 -g 26 postgres\b/.test(text)) problems.push('no `usermod -u 26 -g 26 postgres`');
       return problems;
     },
   },
