@@ -77,7 +77,6 @@ export const backupSchema = z
     barmanObjectStore: barmanObjectStoreSchema.optional(),
     retentionPolicy: z.string().regex(/^[1-9][0-9]*[dwm]$/, 'must be a number followed by d, w or m (e.g. 30d)').optional(),
     target: z.enum(['primary', 'prefer-standby'], { error: 'must be primary or prefer-standby' }).default('prefer-standby'),
-    volumeSnapshot: notImplemented('volume snapshots').optional(),
   })
   .loose();
 

@@ -44,5 +44,5 @@ export function parseClusterManifest(text: string, source: string): Cluster {
     const issue = firstIssue(parsed.error);
     throw new ConfigError(source, issue.field, issue.problem);
   }
-  return resolveCluster(parsed.data);
+  return resolveCluster(parsed.data, source);
 }

@@ -1,11 +1,12 @@
 import { z } from 'zod';
 import { backupSchema, resolveBackup, type BackupConfiguration } from './backup.js';
+import { refuseUnsupportedFields } from './field-support.js';
 import { isDnsLabel, isObjectName } from './names.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
 
 /**
- * The fields of a `postgresql.cnpg.io/v1` Cluster that pgim reads, with CloudNativePG's defaults. Everything else in
- * the manifest is tolerated and ignored: it is a CNPG manifest, and the operator side owns the rest.
+ * The fields of a `postgresql.cnpg.io/v1` Cluster that pgim reads, with CloudNativePG's defaults. The other fields
+ * are classified in ./field-support.ts: the operator's are accepted, the ones pgim does not implement are refused.
  */
 
 const reservedDatabases = new Set(['postgres', 'template0', 'template1']);
@@ -52,14 +53,7 @@ export const clusterManifestSchema = z
           })
           .loose()
           .default({ parameters: {}, pg_hba: [], pg_ident: [] }),
-        bootstrap: z
-          .object({
-            initdb: initdb.optional(),
-            // A manifest that asks for a restore must never be initdb'd instead.
-            recovery: z.undefined({ error: 'is not implemented by pgim yet: restore with barman-cloud-restore (see the README\'s Backups section)' }).optional(),
-          })
-          .loose()
-          .optional(),
+        bootstrap: z.object({ initdb: initdb.optional() }).loose().optional(),
         enableSuperuserAccess: z.boolean().default(false),
         superuserSecret: secretRef.optional(),
         smartShutdownTimeout: seconds.default(180),
@@ -112,10 +106,14 @@ export interface Cluster {
   readonly observability: ObservabilitySpec;
   /** spec.backup: the object store WAL and base backups go to, retention, the backup target. */
   readonly backup: BackupConfiguration;
+  /** Fields pgim does not implement that the `pgim.io/ignoreUnsupportedFields` annotation accepts ignoring. */
+  readonly ignoredFields: readonly string[];
 }
 
-export function resolveCluster(manifest: ClusterManifest): Cluster {
+/** Throws ConfigError (naming `source`) when the manifest sets a field pgim does not implement. */
+export function resolveCluster(manifest: ClusterManifest, source: string): Cluster {
   const { metadata, spec, status } = manifest;
+  const ignoredFields = refuseUnsupportedFields(spec, metadata.annotations ?? {}, source);
   const database = spec.bootstrap?.initdb?.database ?? 'app';
   return {
     name: metadata.name,
@@ -140,5 +138,6 @@ export function resolveCluster(manifest: ClusterManifest): Cluster {
     currentPrimary: status?.currentPrimary,
     observability: resolveObservability(manifest, metadata.name),
     backup: resolveBackup(spec.backup, metadata.name),
+    ignoredFields,
   };
 }

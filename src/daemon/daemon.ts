@@ -164,6 +164,7 @@ export class Daemon {
         }),
         onAccepting: (isPrimary) => reconciler.onPostgresAccepting(isPrimary),
       });
+      reconciler.restarts.start();
       if (servers.length === 0 && (await supervisor.firstSpawn)) {
         await startServers().catch(async (err: unknown) => {
           supervisor.stop('status or metrics server failed to start');

@@ -7,6 +7,7 @@ import { podNameFor, type InstanceOptions } from '../options/index.js';
 import { PostgresInstance } from '../postgres/instance.js';
 import { asEffectiveUser, isRoot, lookupUser } from '../process/privileges.js';
 import { CannotStartError } from '../postgres/start-checks.js';
+import { warnIgnoredFields } from '../cluster/field-support.js';
 import { checkCnpgExpectations } from './cnpg-expectations.js';
 import { waitForPrimary } from '../replication/wait-primary.js';
 import { certificatePaths } from '../tls/files.js';
@@ -87,7 +88,9 @@ async function openAndRead(options: InstanceOptions, bootLogger: Logger, signal?
   }
   const desired = await loadDesiredState(options, controlPlane);
   checkCnpgExpectations(options.cnpg, desired.cluster, controlPlane.clusterSource);
-  return { controlPlane, desired, logger: createRootLogger({ pod: podNameFor(options, desired.cluster.name) }) };
+  const logger = createRootLogger({ pod: podNameFor(options, desired.cluster.name) });
+  warnIgnoredFields(desired.cluster.ignoredFields, logger);
+  return { controlPlane, desired, logger };
 }
 
 export function openInstance(options: InstanceOptions, desired: DesiredState, logger: Logger): PostgresInstance {

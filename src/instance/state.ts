@@ -29,6 +29,10 @@ export class InstanceState {
   configurationError: string | undefined;
   /** A loaded setting waits for a restart (`pending_restart`). */
   restartPending = false;
+  /** What a pending restart waits for (the replicas, the primary, the user); undefined when nothing waits. */
+  restartWaitingFor: string | undefined;
+  /** A replica's replay paused for insufficient hot-standby settings: it is not ready. */
+  replayPausedReason: string | undefined;
   /** Accepted settings that weaken transport or authentication security (render/security-warnings.ts). */
   securityWarnings: readonly { kind: string; field: string; message: string }[] = [];
   /** The TLS certificates in use, for expiry metrics and status. */

@@ -343,14 +343,6 @@ export class PostgresInstance {
     return false;
   }
 
-  /** Names of settings whose new value waits for a restart. */
-  async pendingRestart(): Promise<string[]> {
-    return withLocalClient(this.connection, async (client) => {
-      const { rows } = await client.query<{ name: string }>('SELECT name FROM pg_settings WHERE pending_restart ORDER BY name');
-      return rows.map((r) => r.name);
-    });
-  }
-
   async isStandby(): Promise<boolean> {
     try {
       await access(join(this.pgdata, 'standby.signal'));

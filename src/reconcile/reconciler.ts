@@ -9,6 +9,8 @@ import type { PostgresInstance } from '../postgres/instance.js';
 import { ensureSystemRoles } from '../postgres/roles.js';
 import { withLocalClient } from '../postgres/sql.js';
 import { RoleTransitions } from '../role/transitions.js';
+import { RestartCoordinator } from '../rollout/coordinator.js';
+import { warnIgnoredFields } from '../cluster/field-support.js';
 import type { PostgresControl } from '../supervisor/supervisor.js';
 import { CredentialsApplier } from './credentials.js';
 import { writeRuntimeFiles } from './runtime-files.js';
@@ -38,6 +40,8 @@ export class Reconciler {
   private readonly credentials = new CredentialsApplier();
   /** Promote, demote, rewind, the Lease and the HA slots; a Lease refusal asks this reconciler for another pass. */
   readonly roles: RoleTransitions;
+  /** Restarts for pending settings in CNPG's order (replicas first); checked after each reload and on its own timer. */
+  readonly restarts: RestartCoordinator;
 
   constructor(
     private readonly options: ReconcilerOptions,
@@ -47,6 +51,14 @@ export class Reconciler {
     this.latest = { desired: initial, cluster: initial.cluster };
     const { instance, state, logger, control, controlPlane } = options;
     this.roles = new RoleTransitions({ instance, state, logger, control, controlPlane, retry: (reason) => void this.trigger(reason) });
+    this.restarts = new RestartCoordinator({
+      instance,
+      state,
+      logger,
+      desired: () => this.current,
+      restartInPlace: (reason) => control.restart(reason),
+      reportPhase: (phase, phaseReason) => this.reportPhase(phase, phaseReason),
+    });
   }
 
   /** A new desired state (or a failure to build one) from the DesiredStateSource: one pass applies it. */
@@ -62,6 +74,7 @@ export class Reconciler {
   /** No more passes of its own (pgim is stopping). */
   close(): void {
     this.roles.close();
+    this.restarts.stop();
   }
 
   markCredentialsApplied(): void {
@@ -123,6 +136,7 @@ export class Reconciler {
       return;
     }
     reportSecurityWarnings(desired.rendered.securityWarnings, logger, state);
+    if (desired.cluster.ignoredFields.join() !== this.current.cluster.ignoredFields.join()) warnIgnoredFields(desired.cluster.ignoredFields, logger);
     const role = await this.roles.apply(desired);
     if (role === 'demoting') {
       this.current = desired;
@@ -147,7 +161,7 @@ export class Reconciler {
       const loaded = await instance.reloadAndConfirm(desired.rendered.configHash, reloadConfirmTimeoutMs);
       if (!loaded) logger.warn({ configHash: desired.rendered.configHash }, 'PostgreSQL did not confirm the new configuration in time');
       else logger.info({ configHash: desired.rendered.configHash }, 'configuration reloaded');
-      if (await this.handlePendingRestart(desired)) {
+      if (await this.restarts.check(desired)) {
         // The fresh postmaster applies roles and passwords when it accepts connections (onPostgresAccepting).
         this.current = desired;
         state.configurationError = undefined;
@@ -164,24 +178,5 @@ export class Reconciler {
       await this.roles.reconcileSlots(desired);
     }
     if (!state.restartPending) await this.reportPhase(phases.healthy, '');
-  }
-
-  /** Returns true when it restarted postgres. */
-  private async handlePendingRestart(desired: DesiredState): Promise<boolean> {
-    const { instance, state, logger } = this.options;
-    // Recovery-only settings (removed at promotion, constant on replicas) never justify a restart.
-    const pending = (await instance.pendingRestart()).filter((name) => !name.startsWith('recovery_target'));
-    state.restartPending = pending.length > 0;
-    if (pending.length === 0) return false;
-    if (desired.cluster.primaryUpdateStrategy === 'unsupervised' && !(await instance.isStandby())) {
-      logger.info({ settings: pending }, 'settings need a restart: restarting postgres in place');
-      await this.reportPhase(phases.applying, `restart for ${pending.join(', ')}`);
-      await this.options.control.restart(`settings need a restart: ${pending.join(', ')}`);
-      state.restartPending = false;
-      return true;
-    }
-    logger.warn({ settings: pending }, 'settings need a restart; primaryUpdateStrategy is supervised: waiting for the user');
-    await this.reportPhase(phases.waitingForUser, `restart needed for ${pending.join(', ')}`);
-    return false;
   }
 }

@@ -5,9 +5,9 @@ import type { Address } from './topology.js';
 import { sleep } from '../async/sleep.js';
 
 
-type Ssl = { ca: string; cert: string; key: string; checkServerIdentity: () => undefined };
+export type Ssl = { ca: string; cert: string; key: string; checkServerIdentity: () => undefined };
 
-async function replicationSsl(paths: CertificatePaths): Promise<Ssl> {
+export async function replicationSsl(paths: CertificatePaths): Promise<Ssl> {
   return {
     ca: await readFile(paths.serverCa, 'utf8'),
     cert: await readFile(paths.replicationCert, 'utf8'),

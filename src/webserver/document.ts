@@ -37,6 +37,10 @@ export type StatusDocument = Partial<PostgresReportedStatus> & {
   lastError?: string;
   /** Why the latest desired state was not applied; the instance runs on its last good configuration. */
   configurationError?: string;
+  /** pgim: what a pending restart waits for (the replicas, the primary, the user: `primaryUpdateStrategy: supervised`). */
+  pendingRestartWaitingFor?: string;
+  /** pgim: why this replica's replay paused (insufficient hot-standby settings); it is not ready meanwhile. */
+  replayPausedReason?: string;
   /** Accepted settings that weaken transport or authentication security: `{kind, field, message}` each. */
   securityWarnings: { kind: string; field: string; message: string }[];
   /** WAL files waiting for the archiver (`*.ready` in `pg_wal/archive_status`). */
@@ -69,7 +73,7 @@ export function buildStatusDocument(
     instanceArch: info.arch,
     executableHash: info.executableHash,
     sessionID: state.sessionID,
-    isPodReady: state.accepting,
+    isPodReady: state.accepting && state.replayPausedReason === undefined,
     // CNPG's MightBeUnavailable: a planned restart or stop, and fencing (which stops postgres on purpose).
     mightBeUnavailable: state.phase === 'restarting' || state.phase === 'stopping' || state.phase === 'fenced',
     isPgRewindRunning: extras.isPgRewindRunning === true,
@@ -87,6 +91,8 @@ export function buildStatusDocument(
   }
   if (state.lastError !== undefined) doc.lastError = state.lastError;
   if (state.configurationError !== undefined) doc.configurationError = state.configurationError;
+  if (state.restartWaitingFor !== undefined) doc.pendingRestartWaitingFor = state.restartWaitingFor;
+  if (state.replayPausedReason !== undefined) doc.replayPausedReason = state.replayPausedReason;
   if (extras.readyWalFiles !== undefined) doc.readyWalFiles = extras.readyWalFiles;
   if (extras.mightBeUnavailableMaskedError !== undefined) doc.mightBeUnavailableMaskedError = extras.mightBeUnavailableMaskedError;
   return doc;

@@ -43,6 +43,7 @@ export class Probes {
   /** 500 until the postmaster has been spawned (CNPG's `canCheckReadiness`), then the strategy; pg_isready: exit 0 only. */
   async readiness(strategy: ProbeStrategy): Promise<ProbeResult> {
     if (!this.state.postmasterSpawned) return { ok: false, message: 'instance is not ready yet' };
+    if (this.state.replayPausedReason !== undefined) return { ok: false, message: `readiness check failed: recovery has paused: ${this.state.replayPausedReason}` };
     const result = await this.run('readiness', strategy, async (s) => {
       if (s.type !== 'pg_isready') return this.strategyCheck(s);
       const code = await this.checks.ping();

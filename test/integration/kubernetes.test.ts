@@ -42,6 +42,7 @@ const invalid = 'Invalid configuration';
 interface PgStatus {
   postmasterPid: number;
   loadedConfigurationHash?: string;
+  configurationError?: string;
 }
 
 async function pgStatus(pgim: PgimProcess): Promise<PgStatus> {
@@ -209,6 +210,17 @@ describe('Kubernetes mode against a real kube-apiserver (etcd + kube-apiserver, 
           assert.equal(await show(instance.ports.pgPort, appPassword, 'work_mem'), '7MB', 'still on the last good configuration');
           // Back to the value it had: a different one would need a restart, reported as "Applying configuration".
           await patchCluster(server, instance.namespace, clusterName, { spec: { postgresql: { parameters: { shared_buffers: '16MB' } } } });
+          await waitPhase(healthy);
+        });
+
+        it('reports a field pgim does not implement (spec.tablespaces) as "Invalid configuration", keeps the last good configuration', async () => {
+          const tablespaces = [{ name: 'archive', storage: { size: '1Gi' } }];
+          await patchCluster(server, instance.namespace, clusterName, { spec: { tablespaces, postgresql: { parameters: { work_mem: '8MB' } } } });
+          const status = await waitPhase(invalid);
+          assert.ok(String(status.phaseReason).startsWith(`cluster ${instance.namespace}/${clusterName}: spec.tablespaces: is not implemented by pgim`), String(status.phaseReason));
+          assert.match(String((await pgStatus(pgim)).configurationError), /spec\.tablespaces: is not implemented by pgim/);
+          assert.equal(await show(instance.ports.pgPort, appPassword, 'work_mem'), '7MB', 'still on the last good configuration');
+          await patchCluster(server, instance.namespace, clusterName, { spec: { tablespaces: null, postgresql: { parameters: { work_mem: '7MB' } } } });
           await waitPhase(healthy);
         });
 

@@ -173,10 +173,3 @@ describe('archiving and backup helpers', () => {
     assert.ok(typeof fields.reconciliationTerminatedAt === 'string');
   });
 });
-
-describe('bootstrap.recovery', () => {
-  it('is refused, never initdb\'d instead', () => {
-    const text = stringify({ apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', metadata: { name: 'pg' }, spec: { bootstrap: { recovery: { source: 'x' } } } });
-    assert.throws(() => parseClusterManifest(text, 'f.yaml'), /spec\.bootstrap\.recovery: is not implemented by pgim yet/);
-  });
-});

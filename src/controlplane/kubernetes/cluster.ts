@@ -16,7 +16,7 @@ export function parseClusterObject(object: KubeObject, source: string): Cluster 
     const isMissing = issue.code === 'invalid_type' && issue.input === undefined;
     throw new ConfigError(source, fieldPath(issue.path), isMissing ? 'is required' : issue.message);
   }
-  return resolveCluster(parsed.data);
+  return resolveCluster(parsed.data, source);
 }
 
 /**

@@ -1,0 +1,283 @@
+import { ConfigError } from '../errors/index.js';
+
+/**
+ * Which `postgresql.cnpg.io/v1` Cluster spec fields pgim implements, at the granularity of CloudNativePG's CRD.
+ * One line per field; when pgim implements a field, its line moves to `implemented` (or gains the values it now
+ * accepts). `test/unit/field-support.test.ts` checks that every field path of CNPG's Cluster CRD is classified here,
+ * and the README's table is this table (the same test compares them).
+ *
+ * - `implemented`: pgim does what CNPG's instance manager does with it.
+ * - `operator`: accepted and irrelevant to an instance manager: only CNPG's operator acts on it (scheduling, storage,
+ *   pod template, Services); pgim has nothing to do.
+ * - `refused`: an instance-manager duty pgim does not have yet. A manifest that sets it is refused (exit 3, the field
+ *   named) unless the value asks for nothing (`accepts`), or the Cluster lists the field in the
+ *   `pgim.io/ignoreUnsupportedFields` annotation; `neverIgnored` fields ask for data pgim would not have (a restore, a
+ *   clone of another cluster): running without them would initdb an empty database, so no annotation accepts them.
+ *
+ * An entry covers its whole subtree, unless the table lists children of it: then every child is listed too.
+ */
+export type Support = 'implemented' | 'operator' | 'refused';
+
+export interface FieldSupport {
+  readonly path: string;
+  readonly support: Support;
+  readonly why: string;
+  /** Values that ask for nothing pgim lacks (a refused field), or the values pgim implements (an implemented one). */
+  readonly accepts?: (value: unknown) => boolean;
+  /** Shown in the README for `accepts`. */
+  readonly accepted?: string;
+  readonly neverIgnored?: true;
+}
+
+/** The annotation by which a Cluster accepts that pgim ignores the refused fields it lists (a JSON list of paths). */
+export const ignoreUnsupportedFieldsAnnotation = 'pgim.io/ignoreUnsupportedFields';
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isEmptyList = (v: unknown): boolean => Array.isArray(v) && v.length === 0;
+const isDisabled = (v: unknown): boolean => isRecord(v) && v.enabled === false;
+const is =
+  (...values: unknown[]) =>
+  (v: unknown): boolean =>
+    values.includes(v);
+
+const scheduling = 'pod scheduling: the operator writes it into the pod spec';
+const podTemplate = 'the operator writes it into the pod template';
+const storage = 'volumes: the operator creates and mounts them; pgim uses the PGDATA it is given';
+
+/** The kubelet's side of a probe: the operator writes it into the container's probe. */
+function probeTimings(probe: string): FieldSupport[] {
+  const fields = ['failureThreshold', 'initialDelaySeconds', 'periodSeconds', 'successThreshold', 'terminationGracePeriodSeconds', 'timeoutSeconds'];
+  return fields.map((name) => ({ path: `${probe}.${name}`, support: 'operator', why: "the kubelet's probe settings in the pod spec" }));
+}
+
+/** CNPG's defaults for `spec.primaryLease`, which pgim's Lease uses. */
+const primaryLeaseDefaults: Readonly<Record<string, number>> = { leaseDurationSeconds: 15, renewDeadlineSeconds: 10, retryPeriodSeconds: 2, releasedLeaseDurationSeconds: 1 };
+function isDefaultPrimaryLease(v: unknown): boolean {
+  return isRecord(v) && Object.entries(v).every(([key, value]) => primaryLeaseDefaults[key] === value);
+}
+
+export const clusterFieldSupport: readonly FieldSupport[] = [
+  { path: 'spec.affinity', support: 'operator', why: scheduling },
+  { path: 'spec.backup', support: 'implemented', why: 'split below' },
+  { path: 'spec.backup.barmanObjectStore', support: 'implemented', why: 'WAL archiving and base backups with Barman Cloud (src/backup; unsupported values refused by the schema)' },
+  { path: 'spec.backup.retentionPolicy', support: 'implemented', why: 'barman-cloud-backup-delete after every backup' },
+  { path: 'spec.backup.target', support: 'implemented', why: 'which instance takes a Backup' },
+  { path: 'spec.backup.volumeSnapshot', support: 'refused', why: 'volume snapshot backups are not implemented' },
+  { path: 'spec.bootstrap', support: 'implemented', why: 'split below' },
+  { path: 'spec.bootstrap.initdb', support: 'implemented', why: 'split below' },
+  { path: 'spec.bootstrap.initdb.database', support: 'implemented', why: 'the application database created at bootstrap' },
+  { path: 'spec.bootstrap.initdb.owner', support: 'implemented', why: 'its owner' },
+  { path: 'spec.bootstrap.initdb.secret', support: 'implemented', why: "the owner's credentials" },
+  { path: 'spec.bootstrap.initdb.encoding', support: 'implemented', why: 'pgim runs initdb with UTF8', accepts: is('UTF8', 'UTF-8', 'utf8'), accepted: 'UTF8' },
+  { path: 'spec.bootstrap.initdb.localeCollate', support: 'implemented', why: 'pgim runs initdb with the C collation', accepts: is('C'), accepted: 'C' },
+  { path: 'spec.bootstrap.initdb.localeCType', support: 'implemented', why: 'pgim runs initdb with the C character classes', accepts: is('C'), accepted: 'C' },
+  { path: 'spec.bootstrap.initdb.locale', support: 'refused', why: 'initdb options beyond UTF8/C are not implemented', accepts: is('C'), accepted: 'C' },
+  { path: 'spec.bootstrap.initdb.localeProvider', support: 'refused', why: 'pgim uses the libc provider', accepts: is('libc'), accepted: 'libc' },
+  { path: 'spec.bootstrap.initdb.icuLocale', support: 'refused', why: 'ICU locales are not implemented' },
+  { path: 'spec.bootstrap.initdb.icuRules', support: 'refused', why: 'ICU rules are not implemented' },
+  { path: 'spec.bootstrap.initdb.builtinLocale', support: 'refused', why: 'the builtin locale provider is not implemented' },
+  { path: 'spec.bootstrap.initdb.dataChecksums', support: 'refused', why: 'pgim runs initdb without data checksums', accepts: is(false), accepted: 'false' },
+  { path: 'spec.bootstrap.initdb.walSegmentSize', support: 'refused', why: 'pgim keeps the default 16 MB WAL segments', accepts: is(16), accepted: '16' },
+  { path: 'spec.bootstrap.initdb.options', support: 'refused', why: 'extra initdb options are not implemented', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.bootstrap.initdb.postInitSQL', support: 'refused', why: 'post-init SQL is not implemented', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.bootstrap.initdb.postInitSQLRefs', support: 'refused', why: 'post-init SQL is not implemented' },
+  { path: 'spec.bootstrap.initdb.postInitApplicationSQL', support: 'refused', why: 'post-init SQL is not implemented', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.bootstrap.initdb.postInitApplicationSQLRefs', support: 'refused', why: 'post-init SQL is not implemented' },
+  { path: 'spec.bootstrap.initdb.postInitTemplateSQL', support: 'refused', why: 'post-init SQL is not implemented', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.bootstrap.initdb.postInitTemplateSQLRefs', support: 'refused', why: 'post-init SQL is not implemented' },
+  { path: 'spec.bootstrap.initdb.import', support: 'refused', why: 'importing databases from another cluster is not implemented: pgim would create an empty database', neverIgnored: true },
+  { path: 'spec.bootstrap.pg_basebackup', support: 'refused', why: 'cloning another cluster is not implemented: pgim would initdb an empty database', neverIgnored: true },
+  { path: 'spec.bootstrap.recovery', support: 'refused', why: 'recovery from a backup is not implemented: pgim would initdb an empty database', neverIgnored: true },
+  { path: 'spec.certificates', support: 'implemented', why: 'split below' },
+  ...['clientCASecret', 'replicationTLSSecret', 'serverCASecret', 'serverTLSSecret'].map(
+    (name): FieldSupport => ({ path: `spec.certificates.${name}`, support: 'refused', why: "user-provided certificate Secrets are not implemented: pgim reads CNPG's default Secrets (<cluster>-server, -ca, -replication)" }),
+  ),
+  { path: 'spec.certificates.serverAltDNSNames', support: 'operator', why: 'the operator puts them into the server certificate it issues' },
+  { path: 'spec.description', support: 'operator', why: 'a description for people' },
+  { path: 'spec.enablePDB', support: 'operator', why: 'the operator creates the PodDisruptionBudget' },
+  { path: 'spec.enableSuperuserAccess', support: 'implemented', why: 'the superuser password follows it' },
+  { path: 'spec.env', support: 'operator', why: podTemplate },
+  { path: 'spec.envFrom', support: 'operator', why: podTemplate },
+  { path: 'spec.ephemeralVolumeSource', support: 'operator', why: storage },
+  { path: 'spec.ephemeralVolumesSizeLimit', support: 'operator', why: storage },
+  { path: 'spec.externalClusters', support: 'refused', why: 'connections to other clusters are not implemented', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.failoverDelay', support: 'operator', why: 'the operator decides when to fail over' },
+  { path: 'spec.imageCatalogRef', support: 'operator', why: 'the operator chooses the image' },
+  { path: 'spec.imageName', support: 'operator', why: 'the operator chooses the image' },
+  { path: 'spec.imagePullPolicy', support: 'operator', why: podTemplate },
+  { path: 'spec.imagePullSecrets', support: 'operator', why: podTemplate },
+  { path: 'spec.inheritedMetadata', support: 'operator', why: 'labels and annotations the operator copies onto the objects it creates' },
+  { path: 'spec.instances', support: 'implemented', why: 'the instance names <cluster>-1..N and their HA slots' },
+  { path: 'spec.livenessProbeTimeout', support: 'operator', why: "the liveness probe's settings in the pod spec" },
+  { path: 'spec.logLevel', support: 'operator', why: 'the operator passes it as --log-level' },
+  { path: 'spec.managed', support: 'implemented', why: 'split below' },
+  { path: 'spec.managed.roles', support: 'refused', why: 'declarative role management is not implemented: the roles would not be created', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.managed.services', support: 'operator', why: 'the operator creates the Services' },
+  { path: 'spec.maxSyncReplicas', support: 'refused', why: 'synchronous replication is not implemented', accepts: is(0), accepted: '0' },
+  { path: 'spec.minSyncReplicas', support: 'refused', why: 'synchronous replication is not implemented', accepts: is(0), accepted: '0' },
+  { path: 'spec.monitoring', support: 'implemented', why: 'split below' },
+  { path: 'spec.monitoring.customQueriesConfigMap', support: 'implemented', why: 'custom metrics queries' },
+  { path: 'spec.monitoring.customQueriesSecret', support: 'implemented', why: 'custom metrics queries' },
+  { path: 'spec.monitoring.disableDefaultQueries', support: 'implemented', why: "leaves CNPG's default queries out" },
+  { path: 'spec.monitoring.metricsQueriesTTL', support: 'implemented', why: 'how long query results are cached' },
+  { path: 'spec.monitoring.tls', support: 'implemented', why: 'TLS on the metrics port' },
+  { path: 'spec.monitoring.enablePodMonitor', support: 'operator', why: 'the operator creates the PodMonitor' },
+  { path: 'spec.monitoring.podMonitorMetricRelabelings', support: 'operator', why: "the PodMonitor's relabelings" },
+  { path: 'spec.monitoring.podMonitorRelabelings', support: 'operator', why: "the PodMonitor's relabelings" },
+  { path: 'spec.nodeMaintenanceWindow', support: 'operator', why: 'the operator handles node drains' },
+  { path: 'spec.plugins', support: 'refused', why: 'CNPG-I plugins are not implemented', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.podSecurityContext', support: 'operator', why: podTemplate },
+  { path: 'spec.podSelectorRefs', support: 'refused', why: 'pod selectors in pg_hba rules are not implemented', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.postgresGID', support: 'operator', why: "the pod's security context (pgim runs as --user)" },
+  { path: 'spec.postgresUID', support: 'operator', why: "the pod's security context (pgim runs as --user)" },
+  { path: 'spec.postgresql', support: 'implemented', why: 'split below' },
+  { path: 'spec.postgresql.parameters', support: 'implemented', why: 'rendered into custom.conf' },
+  { path: 'spec.postgresql.pg_hba', support: 'implemented', why: 'rendered into pg_hba.conf' },
+  { path: 'spec.postgresql.pg_ident', support: 'implemented', why: 'rendered into pg_ident.conf' },
+  { path: 'spec.postgresql.enableAlterSystem', support: 'refused', why: 'ALTER SYSTEM stays as PostgreSQL 15 has it', accepts: is(false), accepted: 'false' },
+  { path: 'spec.postgresql.extensions', support: 'refused', why: 'extension image volumes are not implemented', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.postgresql.ldap', support: 'refused', why: 'LDAP authentication rules are not implemented: the pg_hba rules would be missing' },
+  { path: 'spec.postgresql.promotionTimeout', support: 'refused', why: 'pgim waits for a promotion without a configurable limit' },
+  { path: 'spec.postgresql.shared_preload_libraries', support: 'refused', why: 'managed shared_preload_libraries are not implemented', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.postgresql.syncReplicaElectionConstraint', support: 'refused', why: 'synchronous replication is not implemented', accepts: isDisabled, accepted: '{enabled: false}' },
+  { path: 'spec.postgresql.synchronous', support: 'refused', why: 'synchronous replication is not implemented: commits would not wait for a standby' },
+  { path: 'spec.primaryLease', support: 'refused', why: 'pgim uses the default primary Lease durations (15 s lease, 10 s renew deadline, 2 s retry, 1 s after release)', accepts: isDefaultPrimaryLease, accepted: 'the defaults' },
+  { path: 'spec.primaryUpdateMethod', support: 'implemented', why: 'pgim restarts the primary in place', accepts: is('restart'), accepted: 'restart' },
+  { path: 'spec.primaryUpdateStrategy', support: 'implemented', why: 'unsupervised: restarts for pending settings, replicas first; supervised: waits' },
+  { path: 'spec.priorityClassName', support: 'operator', why: scheduling },
+  { path: 'spec.probes', support: 'implemented', why: 'split below' },
+  { path: 'spec.probes.startup', support: 'implemented', why: 'split below' },
+  { path: 'spec.probes.startup.type', support: 'implemented', why: 'what /startupz checks' },
+  { path: 'spec.probes.startup.maximumLag', support: 'implemented', why: 'the lag /startupz allows' },
+  ...probeTimings('spec.probes.startup'),
+  { path: 'spec.probes.readiness', support: 'implemented', why: 'split below' },
+  { path: 'spec.probes.readiness.type', support: 'implemented', why: 'what /readyz checks' },
+  { path: 'spec.probes.readiness.maximumLag', support: 'implemented', why: 'the lag /readyz allows' },
+  ...probeTimings('spec.probes.readiness'),
+  { path: 'spec.probes.liveness', support: 'operator', why: 'split below' },
+  ...probeTimings('spec.probes.liveness'),
+  { path: 'spec.probes.liveness.isolationCheck', support: 'refused', why: "the liveness probe's isolation check (the primary asks the API server and its replicas) is not implemented", accepts: isDisabled, accepted: '{enabled: false}' },
+  { path: 'spec.projectedVolumeTemplate', support: 'operator', why: storage },
+  { path: 'spec.replica', support: 'refused', why: 'replica clusters are not implemented: pgim would run an independent primary', accepts: isDisabled, accepted: '{enabled: false}', neverIgnored: true },
+  { path: 'spec.replicationSlots', support: 'implemented', why: 'split below' },
+  { path: 'spec.replicationSlots.highAvailability', support: 'implemented', why: 'split below' },
+  { path: 'spec.replicationSlots.highAvailability.enabled', support: 'implemented', why: 'the primary keeps an HA slot per replica', accepts: is(true), accepted: 'true' },
+  { path: 'spec.replicationSlots.highAvailability.synchronizeLogicalDecoding', support: 'refused', why: 'synchronising logical decoding slots to the replicas is not implemented', accepts: is(false), accepted: 'false' },
+  { path: 'spec.replicationSlots.highAvailability.slotPrefix', support: 'implemented', why: "CNPG's HA slot prefix", accepts: is('_cnpg_'), accepted: '_cnpg_' },
+  { path: 'spec.replicationSlots.synchronizeReplicas', support: 'refused', why: 'copying user slots to the replicas is not implemented', accepts: isDisabled, accepted: '{enabled: false}' },
+  { path: 'spec.replicationSlots.updateInterval', support: 'refused', why: "replicas do not keep copies of the primary's slots yet", accepts: is(30), accepted: '30 (the default, set by the API server)' },
+  { path: 'spec.resources', support: 'operator', why: podTemplate },
+  { path: 'spec.schedulerName', support: 'operator', why: scheduling },
+  { path: 'spec.seccompProfile', support: 'operator', why: podTemplate },
+  { path: 'spec.securityContext', support: 'operator', why: podTemplate },
+  { path: 'spec.serviceAccountName', support: 'operator', why: podTemplate },
+  { path: 'spec.serviceAccountTemplate', support: 'operator', why: 'the operator creates the ServiceAccount' },
+  { path: 'spec.smartShutdownTimeout', support: 'implemented', why: 'the smart part of a stop' },
+  { path: 'spec.startDelay', support: 'operator', why: "the startup probe's budget in the pod spec" },
+  { path: 'spec.stopDelay', support: 'implemented', why: 'the fast part of a stop' },
+  { path: 'spec.storage', support: 'operator', why: storage },
+  { path: 'spec.superuserSecret', support: 'implemented', why: "the superuser's credentials" },
+  { path: 'spec.switchoverDelay', support: 'implemented', why: "the old primary's stop in a switchover" },
+  { path: 'spec.tablespaces', support: 'refused', why: 'declarative tablespaces are not implemented: they would not be created', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.topologySpreadConstraints', support: 'operator', why: scheduling },
+  { path: 'spec.walStorage', support: 'refused', why: 'a separate WAL volume (initdb --waldir) is not implemented: WAL would stay in PGDATA' },
+];
+
+const byPath = new Map(clusterFieldSupport.map((entry) => [entry.path, entry]));
+/** Entries that the table splits into their sub-fields. */
+const split = new Set(clusterFieldSupport.map((entry) => entry.path.slice(0, entry.path.lastIndexOf('.'))));
+
+/** The entry that classifies `path`: its own, or its nearest listed ancestor's. */
+export function classifyField(path: string): FieldSupport | undefined {
+  for (let p = path; p !== ''; p = p.slice(0, Math.max(0, p.lastIndexOf('.')))) {
+    const entry = byPath.get(p);
+    if (entry) return entry;
+  }
+  return undefined;
+}
+
+/** Whether the table splits `path` into sub-fields (each listed). */
+export function isSplit(path: string): boolean {
+  return split.has(path);
+}
+
+export interface UnsupportedField {
+  readonly path: string;
+  readonly why: string;
+  readonly neverIgnored: boolean;
+}
+
+function refuses(entry: FieldSupport, value: unknown): boolean {
+  if (entry.accepts) return !entry.accepts(value);
+  return entry.support === 'refused';
+}
+
+/**
+ * The fields of a Cluster `spec` that ask for something pgim does not do, in the table's order of paths. A field
+ * that is absent or null asks for nothing; a field outside CNPG's Cluster (a typo in a split object) is refused too.
+ */
+export function unsupportedFields(spec: unknown): UnsupportedField[] {
+  const found: UnsupportedField[] = [];
+  const visit = (path: string, value: unknown): void => {
+    if (value === undefined || value === null) return;
+    if (isSplit(path) && isRecord(value)) {
+      for (const [key, child] of Object.entries(value)) visit(`${path}.${key}`, child);
+      return;
+    }
+    const entry = byPath.get(path);
+    if (!entry) {
+      found.push({ path, why: "is not a field of CloudNativePG's Cluster", neverIgnored: false });
+      return;
+    }
+    if (refuses(entry, value)) found.push({ path, why: `is not implemented by pgim: ${entry.why}${entry.accepted === undefined ? '' : ` (accepted: ${entry.accepted})`}`, neverIgnored: entry.neverIgnored === true });
+  };
+  if (isRecord(spec)) for (const [key, child] of Object.entries(spec)) visit(`spec.${key}`, child);
+  return found;
+}
+
+const annotationField = `metadata.annotations.${ignoreUnsupportedFieldsAnnotation}`;
+
+/** Says once which fields pgim ignores because the Cluster's annotation asks it to. */
+export function warnIgnoredFields(ignored: readonly string[], logger: { warn: (message: string) => void }): void {
+  if (ignored.length > 0) logger.warn(`ignoring fields pgim does not implement, as the Cluster's annotation ${ignoreUnsupportedFieldsAnnotation} asks: ${ignored.join(', ')}`);
+}
+
+/** The paths listed in the annotation; throws ConfigError when it is not a JSON list of fields pgim may ignore. */
+export function ignoredFields(annotations: Readonly<Record<string, string>>, source: string): string[] {
+  const raw = annotations[ignoreUnsupportedFieldsAnnotation];
+  if (raw === undefined || raw.trim() === '') return [];
+  let list: unknown;
+  try {
+    list = JSON.parse(raw);
+  } catch {
+    list = undefined;
+  }
+  if (!Array.isArray(list) || !list.every((item): item is string => typeof item === 'string')) {
+    throw new ConfigError(source, annotationField, 'must be a JSON list of field paths, e.g. ["spec.backup"]');
+  }
+  for (const path of list) {
+    const entry = byPath.get(path);
+    if (entry === undefined || (entry.support !== 'refused' && entry.accepts === undefined)) {
+      throw new ConfigError(source, annotationField, `lists ${path}, which is not a field pgim refuses (see the README's table of Cluster fields)`);
+    }
+    if (entry.neverIgnored === true) throw new ConfigError(source, annotationField, `lists ${path}, which pgim never ignores: ${entry.why}`);
+  }
+  return list;
+}
+
+/**
+ * Refuses a Cluster that sets a field pgim does not implement (ConfigError, the field named: exit 3 at start, a
+ * configuration error while running), unless the annotation lists it and it may be ignored. Returns the fields
+ * ignored by the annotation, for a warning.
+ */
+export function refuseUnsupportedFields(spec: unknown, annotations: Readonly<Record<string, string>>, source: string): string[] {
+  const ignored = ignoredFields(annotations, source);
+  const covered = (path: string): boolean => ignored.some((p) => path === p || path.startsWith(`${p}.`));
+  const unsupported = unsupportedFields(spec);
+  const refused = unsupported.filter((field) => field.neverIgnored || !covered(field.path));
+  const [first, ...others] = refused;
+  if (first === undefined) return unsupported.map((field) => field.path);
+  const hint = first.neverIgnored ? 'no annotation accepts ignoring it' : `to run without it, list it in the annotation ${ignoreUnsupportedFieldsAnnotation}`;
+  const also = others.length === 0 ? '' : `; also refused: ${others.map((field) => field.path).join(', ')}`;
+  throw new ConfigError(source, first.path, `${first.why}; ${hint}${also}`);
+}
