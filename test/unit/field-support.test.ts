@@ -116,14 +116,14 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
       ['recovery', { backup: { name: 'b1' } }],
       ['pg_basebackup', { source: 'origin' }],
     ] as const) {
-      const err = refusal({ bootstrap: { [field]: value } }, ignoring('spec.backup'));
+      const err = refusal({ bootstrap: { [field]: value } }, ignoring('spec.backup.volumeSnapshot'));
       assert.equal(err.field, `spec.bootstrap.${field}`);
       assert.match(err.message, /no annotation accepts ignoring it/);
       const listed = refusal({ bootstrap: { [field]: value } }, ignoring(`spec.bootstrap.${field}`));
       assert.equal(listed.field, `metadata.annotations.${ignoreUnsupportedFieldsAnnotation}`);
       assert.match(listed.message, /which pgim never ignores/);
     }
-    assert.equal(refusal({ replica: { enabled: true, source: 'origin' } }, ignoring('spec.backup')).field, 'spec.replica');
+    assert.equal(refusal({ replica: { enabled: true, source: 'origin' } }, ignoring('spec.backup.volumeSnapshot')).field, 'spec.replica');
     assert.equal(refusal({ bootstrap: { initdb: { import: { type: 'microservice' } } } }).field, 'spec.bootstrap.initdb.import');
   });
 
