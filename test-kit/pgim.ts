@@ -4,7 +4,8 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { eventually } from './env.js';
+import { writeConfigDir } from './config.js';
+import { eventually, freePort, handToPostgres, makeTempDir } from './env.js';
 
 export const pgimEntry = join(dirname(fileURLToPath(import.meta.url)), '..', 'cmd', 'pgim.js');
 
@@ -168,4 +169,20 @@ export async function query<T extends pg.QueryResultRow>(port: number, user: str
   } finally {
     await client.end();
   }
+}
+
+/**
+ * A temp folder with a files-mode config folder (handed to postgres), an empty PGDATA path and free ports: one
+ * instance's worth, with a fast stop (smart shutdown 1 s).
+ */
+export async function prepareInstance(
+  name: string,
+  secrets: { appPassword: string; superuserPassword: string },
+): Promise<{ base: string; paths: PgimPaths; ports: PgimPorts }> {
+  const base = await makeTempDir(name);
+  const paths = { configDir: join(base, 'config'), pgdata: join(base, 'pgdata'), runtimeDir: join(base, 'runtime') };
+  const ports = { pgPort: await freePort(), statusPort: await freePort(), metricsPort: await freePort() };
+  await writeConfigDir(paths.configDir, { smartShutdownTimeout: 1, stopDelay: 20 }, secrets);
+  await handToPostgres(paths.configDir);
+  return { base, paths, ports };
 }

@@ -6,21 +6,15 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdir, readdir, readFile, readlink, rm, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { writeConfigDir } from '../../test-kit/config.js';
-import { eventually, freePort, handToPostgres, isRoot, makeTempDir, removeTempDir, sleep } from '../../test-kit/env.js';
-import { PgimProcess, pgimArgs, pgimEntry, postmasterPid, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
+import { eventually, isRoot, removeTempDir, sleep } from '../../test-kit/env.js';
+import { PgimProcess, pgimArgs, pgimEntry, postmasterPid, prepareInstance, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 import { repoRoot } from '../static/paths.js';
 
 const run = promisify(execFile);
 const secrets = { appPassword: 'faults-process-app', superuserPassword: 'faults-process-su' };
 
-async function setup(name: string): Promise<{ base: string; paths: PgimPaths; ports: PgimPorts }> {
-  const base = await makeTempDir(name);
-  const paths = { configDir: join(base, 'config'), pgdata: join(base, 'pgdata'), runtimeDir: join(base, 'runtime') };
-  const ports = { pgPort: await freePort(), statusPort: await freePort(), metricsPort: await freePort() };
-  await writeConfigDir(paths.configDir, { smartShutdownTimeout: 1, stopDelay: 20 }, secrets);
-  await handToPostgres(paths.configDir);
-  return { base, paths, ports };
+function setup(name: string): Promise<{ base: string; paths: PgimPaths; ports: PgimPorts }> {
+  return prepareInstance(name, secrets);
 }
 
 /** The TCP ports `pid` listens on (IPv4 and IPv6), from its socket inodes and /proc/net/tcp{,6}. */

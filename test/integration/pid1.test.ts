@@ -2,20 +2,14 @@ import { strict as assert } from 'node:assert';
 import { execFileSync, spawn } from 'node:child_process';
 import { chmod, mkdir, readdir, readFile, stat, symlink, writeFile, rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { writeConfigDir } from '../../test-kit/config.js';
-import { eventually, freePort, handToPostgres, isRoot, makeTempDir, removeTempDir, sleep } from '../../test-kit/env.js';
-import { connect, killPostmaster, PgimProcess, pgimArgs, pgimEntry, postmasterPid, query, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
+import { eventually, freePort, handToPostgres, isRoot, removeTempDir, sleep } from '../../test-kit/env.js';
+import { connect, killPostmaster, PgimProcess, pgimArgs, pgimEntry, postmasterPid, prepareInstance, query, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 import { descendants, isGone } from '../../test-kit/proc.js';
 
 const secrets = { appPassword: 'pid1-app-pw', superuserPassword: 'pid1-su-pw' };
 
-async function setup(name: string): Promise<{ base: string; paths: PgimPaths; ports: PgimPorts }> {
-  const base = await makeTempDir(name);
-  const paths = { configDir: join(base, 'config'), pgdata: join(base, 'pgdata'), runtimeDir: join(base, 'runtime') };
-  const ports = { pgPort: await freePort(), statusPort: await freePort(), metricsPort: await freePort() };
-  await writeConfigDir(paths.configDir, { smartShutdownTimeout: 1, stopDelay: 20 }, secrets);
-  await handToPostgres(paths.configDir);
-  return { base, paths, ports };
+function setup(name: string): Promise<{ base: string; paths: PgimPaths; ports: PgimPorts }> {
+  return prepareInstance(name, secrets);
 }
 
 async function statusOf(ports: PgimPorts): Promise<{ postmasterPid: number; restartCount: number; timeLineID: number }> {
