@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -185,4 +186,21 @@ export async function prepareInstance(
   await writeConfigDir(paths.configDir, { smartShutdownTimeout: 1, stopDelay: 20 }, secrets);
   await handToPostgres(paths.configDir);
   return { base, paths, ports };
+}
+
+/** `pgim run` as PID 1 of a new PID namespace (root only), its output collected, its exit awaited. */
+export function runAsPid1(
+  paths: PgimPaths,
+  ports: PgimPorts,
+  env: NodeJS.ProcessEnv,
+): { child: ChildProcessByStdio<null, Readable, Readable>; output: string[]; exited: Promise<number | null> } {
+  const child = spawn('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, pgimEntry, 'run', ...pgimArgs(paths, ports)], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  child.stdout.on('data', (d: Buffer) => output.push(d.toString()));
+  child.stderr.on('data', (d: Buffer) => output.push(d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return { child, output, exited };
 }

@@ -2,12 +2,12 @@
 // stops it, and PID 1 without the native addon refuses to start instead of leaving zombies; `npm run build` builds
 // the addon. Real pgim and PostgreSQL 15; root only where a PID namespace is needed (CI runs as root).
 import { strict as assert } from 'node:assert';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, readlink, rm, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { eventually, isRoot, removeTempDir, sleep } from '../../test-kit/env.js';
-import { PgimProcess, pgimArgs, pgimEntry, postmasterPid, prepareInstance, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
+import { PgimProcess, postmasterPid, prepareInstance, runAsPid1, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 import { repoRoot } from '../static/paths.js';
 
 const run = promisify(execFile);
@@ -134,14 +134,7 @@ describe('faults: PID 1 and the native addon', function () {
 
   it('item 3: as PID 1 without the addon, pgim refuses to start (exit 1, a clear message, nothing created)', async function () {
     if (!isRoot) this.skip(); // a PID namespace needs root; CI runs as root
-    const child = spawn('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, pgimEntry, 'run', ...pgimArgs(paths, ports)], {
-      env: { ...process.env, PGIM_NATIVE_ADDON: join(base, 'no-such-addon.node') },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const output: string[] = [];
-    child.stdout.on('data', (d: Buffer) => output.push(d.toString()));
-    child.stderr.on('data', (d: Buffer) => output.push(d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const { child, output, exited } = runAsPid1(paths, ports, { PGIM_NATIVE_ADDON: join(base, 'no-such-addon.node') });
     try {
       const code = await Promise.race([exited, sleep(60_000).then(() => 'still running after 60 s')]);
       assert.equal(code, 1, output.join(''));

@@ -3,7 +3,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { chmod, mkdir, readdir, readFile, stat, symlink, writeFile, rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { eventually, freePort, handToPostgres, isRoot, removeTempDir, sleep } from '../../test-kit/env.js';
-import { connect, killPostmaster, PgimProcess, pgimArgs, pgimEntry, postmasterPid, prepareInstance, query, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
+import { connect, killPostmaster, PgimProcess, pgimEntry, postmasterPid, prepareInstance, query, runAsPid1, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 import { descendants, isGone } from '../../test-kit/proc.js';
 
 const secrets = { appPassword: 'pid1-app-pw', superuserPassword: 'pid1-su-pw' };
@@ -39,14 +39,7 @@ describe('PID 1 duties and crash safety (real PostgreSQL 15)', function () {
 
   it('as PID 1: 10 postmaster crashes and restarts leave zero zombies; SIGTERM stops everything', async function () {
     if (!isRoot) this.skip(); // a PID namespace needs root; CI runs as root
-    const child = spawn('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, pgimEntry, 'run', ...pgimArgs(paths, ports)], {
-      env: { ...process.env, PGIM_RESTART_DELAY_MS: '50' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const output: string[] = [];
-    child.stdout.on('data', (d: Buffer) => output.push(d.toString()));
-    child.stderr.on('data', (d: Buffer) => output.push(d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const { child, output, exited } = runAsPid1(paths, ports, { PGIM_RESTART_DELAY_MS: '50' });
     try {
       await eventually(async () => ((await fetch(`http://127.0.0.1:${ports.statusPort}/readyz`)).status === 200 ? true : undefined), 60_000, 'ready');
       // unshare -> pgim (PID 1 inside) -> postmaster: find pgim's host PID.
