@@ -111,7 +111,7 @@ export const clusterFieldSupport: readonly FieldSupport[] = [
   { path: 'spec.livenessProbeTimeout', support: 'operator', why: "the liveness probe's settings in the pod spec" },
   { path: 'spec.logLevel', support: 'operator', why: 'the operator passes it as --log-level' },
   { path: 'spec.managed', support: 'implemented', why: 'split below' },
-  { path: 'spec.managed.roles', support: 'refused', why: 'declarative role management is not implemented: the roles would not be created', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.managed.roles', support: 'implemented', why: 'roles created, altered and dropped on the primary as CNPG does, passwords as SCRAM verifiers, status in managedRolesStatus' },
   { path: 'spec.managed.services', support: 'operator', why: 'the operator creates the Services' },
   { path: 'spec.maxSyncReplicas', support: 'refused', why: 'synchronous replication is not implemented', accepts: is(0), accepted: '0' },
   { path: 'spec.minSyncReplicas', support: 'refused', why: 'synchronous replication is not implemented', accepts: is(0), accepted: '0' },

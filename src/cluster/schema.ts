@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { backupSchema, resolveBackup, type BackupConfiguration } from './backup.js';
 import { refuseUnsupportedFields } from './field-support.js';
+import { managedSchema, resolveManagedRoles, type ManagedRole } from './managed-roles.js';
 import { isDnsLabel, isObjectName } from './names.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
 
@@ -63,6 +64,7 @@ export const clusterManifestSchema = z
         monitoring: monitoringSchema.optional(),
         probes: probesSchema.optional(),
         backup: backupSchema.optional(),
+        managed: managedSchema.optional(),
       })
       .loose(),
     status: z
@@ -71,6 +73,11 @@ export const clusterManifestSchema = z
         currentPrimary: z.string().optional(),
         operatorCertificateFingerprint: z.string().optional(),
         certificates: z.object({ serverTLSSecret: z.string().optional() }).loose().optional(),
+        managedRolesStatus: z
+          .object({ passwordStatus: z.record(z.string(), z.object({ transactionID: z.number().optional(), resourceVersion: z.string().optional() }).loose()).optional() })
+          .loose()
+          .optional(),
+        poolerIntegrations: z.object({ pgBouncerIntegration: z.object({ secrets: z.array(z.string()).optional() }).loose().optional() }).loose().optional(),
       })
       .loose()
       .optional(),
@@ -106,6 +113,12 @@ export interface Cluster {
   readonly observability: ObservabilitySpec;
   /** spec.backup: the object store WAL and base backups go to, retention, the backup target. */
   readonly backup: BackupConfiguration;
+  /** spec.managed.roles, checked as CNPG's webhook does. */
+  readonly managedRoles: readonly ManagedRole[];
+  /** status.managedRolesStatus.passwordStatus: which Secret version and transaction each managed role last got. */
+  readonly managedRolesPasswordStatus: Readonly<Record<string, { transactionID: number; resourceVersion: string }>>;
+  /** status.poolerIntegrations.pgBouncerIntegration.secrets: CNPG's operator lists the PgBouncer Poolers it integrates. */
+  readonly pgBouncerIntegrationSecrets: readonly string[];
   /** Fields pgim does not implement that the `pgim.io/ignoreUnsupportedFields` annotation accepts ignoring. */
   readonly ignoredFields: readonly string[];
 }
@@ -138,6 +151,11 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     currentPrimary: status?.currentPrimary,
     observability: resolveObservability(manifest, metadata.name),
     backup: resolveBackup(spec.backup, metadata.name),
+    managedRoles: resolveManagedRoles(spec.managed, spec.bootstrap?.initdb?.owner ?? database, source),
+    managedRolesPasswordStatus: Object.fromEntries(
+      Object.entries(status?.managedRolesStatus?.passwordStatus ?? {}).map(([role, state]) => [role, { transactionID: state.transactionID ?? 0, resourceVersion: state.resourceVersion ?? '' }]),
+    ),
+    pgBouncerIntegrationSecrets: status?.poolerIntegrations?.pgBouncerIntegration?.secrets ?? [],
     ignoredFields,
   };
 }

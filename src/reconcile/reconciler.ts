@@ -10,6 +10,7 @@ import { ensureSystemRoles } from '../postgres/roles.js';
 import { withLocalClient } from '../postgres/sql.js';
 import { RoleTransitions } from '../role/transitions.js';
 import { RestartCoordinator } from '../rollout/coordinator.js';
+import { ManagedObjects } from '../managed/service.js';
 import { warnIgnoredFields } from '../cluster/field-support.js';
 import type { PostgresControl } from '../supervisor/supervisor.js';
 import { CredentialsApplier } from './credentials.js';
@@ -23,7 +24,7 @@ export interface ReconcilerOptions {
   /** Restarts postgres in place when a setting needs it; promotes, demotes, fences. */
   control: PostgresControl;
   /** Where the phase is reported; the primary Lease. */
-  controlPlane: Pick<ControlPlane, 'reportStatus' | 'acquirePrimaryLease' | 'releasePrimaryLease'>;
+  controlPlane: Pick<ControlPlane, 'reportStatus' | 'acquirePrimaryLease' | 'releasePrimaryLease' | 'readSecret' | 'listPoolers'>;
 }
 
 const reloadConfirmTimeoutMs = 10_000;
@@ -42,6 +43,8 @@ export class Reconciler {
   readonly roles: RoleTransitions;
   /** Restarts for pending settings in CNPG's order (replicas first); checked after each reload and on its own timer. */
   readonly restarts: RestartCoordinator;
+  /** spec.managed.roles and the pooler integration, on the primary (each pass, each fresh postmaster, a timer). */
+  private readonly managed: ManagedObjects;
 
   constructor(
     private readonly options: ReconcilerOptions,
@@ -59,6 +62,7 @@ export class Reconciler {
       restartInPlace: (reason) => control.restart(reason),
       reportPhase: (phase, phaseReason) => this.reportPhase(phase, phaseReason),
     });
+    this.managed = new ManagedObjects({ connection: instance.connection, controlPlane, state, logger });
   }
 
   /** A new desired state (or a failure to build one) from the DesiredStateSource: one pass applies it. */
@@ -75,6 +79,7 @@ export class Reconciler {
   close(): void {
     this.roles.close();
     this.restarts.stop();
+    this.managed.stop();
   }
 
   markCredentialsApplied(): void {
@@ -105,6 +110,7 @@ export class Reconciler {
       if (rotated.length > 0) logger.info({ roles: rotated }, 'passwords applied');
     });
     await this.roles.reconcileSlots(this.current);
+    await this.managed.reconcile(this.current.cluster);
     if (!this.options.state.restartPending && this.options.state.configurationError === undefined) await this.reportPhase(phases.healthy, '');
     // Last: the API may be slow or away, and roles and slots must not wait for it.
     if (this.current.topology.isPrimary) await this.roles.keepPrimaryLease(this.current.topology.self);
@@ -176,6 +182,7 @@ export class Reconciler {
         if (rotated.length > 0) logger.info({ roles: rotated }, 'passwords applied');
       });
       await this.roles.reconcileSlots(desired);
+      await this.managed.reconcile(desired.cluster);
     }
     if (!state.restartPending) await this.reportPhase(phases.healthy, '');
   }
