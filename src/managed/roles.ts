@@ -25,7 +25,7 @@ const listRolesSql = `SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcr
     (extract(epoch FROM rolvaliduntil) * 1000)::text AS validuntil, rolbypassrls,
     pg_catalog.shobj_description(auth.oid, 'pg_authid') AS comment, auth.xmin::text AS xmin, mem.inroles
   FROM pg_catalog.pg_authid AS auth
-  LEFT JOIN (SELECT pg_catalog.array_agg(pg_catalog.pg_get_userbyid(roleid)) AS inroles, member FROM pg_catalog.pg_auth_members GROUP BY member) mem
+  LEFT JOIN (SELECT pg_catalog.array_agg(pg_catalog.pg_get_userbyid(roleid))::text[] AS inroles, member FROM pg_catalog.pg_auth_members GROUP BY member) mem
     ON member = oid
   WHERE rolname NOT LIKE 'pg\\_%'`;
 
@@ -150,14 +150,16 @@ export async function reconcileManagedRoles(
   const changed = new Set<string>();
   const secrets = new Map<string, PasswordSecret>();
   const latestVersions = new Map<string, string>();
+  const secretErrors = new Map<string, PasswordSecretError>();
   for (const role of spec) {
     if (role.passwordSecret === undefined || role.disablePassword) continue;
     try {
       const secret = await readPasswordSecret(controlPlane, role, role.passwordSecret);
       secrets.set(role.name, secret);
       latestVersions.set(role.name, secret.version);
-    } catch {
+    } catch (err) {
       // Flagged for an update, which reports why (CNPG's `passwordSecretIsRequiredButMissing`).
+      secretErrors.set(role.name, err as PasswordSecretError);
     }
   }
 
@@ -166,7 +168,7 @@ export async function reconcileManagedRoles(
     if (source === 'keep') return { kind: 'keep', version: '' };
     if (source === 'null') return { kind: 'null', version: '' };
     const secret = secrets.get(role.name);
-    if (secret === undefined) throw new PasswordSecretError(`failed to get password secret ${role.passwordSecret ?? ''}`);
+    if (secret === undefined) throw secretErrors.get(role.name) ?? new PasswordSecretError(`failed to get password secret ${role.passwordSecret ?? ''}`);
     return { kind: 'verifier', verifier: verifierOf(secret.password), version: secret.version };
   };
   const xminOf = async (role: string): Promise<number> => {
