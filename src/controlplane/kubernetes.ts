@@ -13,7 +13,7 @@ import { EventRecorder } from './kubernetes/events.js';
 import { PrimaryLease } from './kubernetes/lease.js';
 import { getNamedObject, NamedObjectWatch } from './kubernetes/object-watch.js';
 import { configMapData, objectContentFingerprint, secretData } from './kubernetes/objects.js';
-import { actionFields, backups, clusters, collectionPath, configMaps, isRecord, objectPath, poolers, secrets, type KubeObject, type ResourceType } from './kubernetes/resources.js';
+import { actionFields, backups, clusters, collectionPath, configMaps, isRecord, objectPath, secrets, type KubeObject, type ResourceType } from './kubernetes/resources.js';
 import { fieldManager, StatusReporter } from './kubernetes/status.js';
 import type { BackupObject, ControlPlane, InstanceStatusReport, ObjectData, PoolerObject, ReadOptions } from './types.js';
 
@@ -235,27 +235,12 @@ export class KubernetesControlPlane implements ControlPlane {
   }
 
   /**
-   * The Poolers in the namespace. CNPG's Role grants no list on them (its operator lists them and writes
-   * `status.poolerIntegrations`): a 403 reads as none, said once in the log.
+   * None read here: as in CloudNativePG, the operator lists the Cluster's Poolers and writes the ones the instance
+   * must serve into `status.poolerIntegrations`, which the Cluster brings. The instance's Role has no namespace-wide
+   * list of anything.
    */
-  async listPoolers(): Promise<PoolerObject[]> {
-    if (this.refusedOptional.has('poolers')) return [];
-    const action = { verb: 'list', type: poolers, namespace: this.namespace } as const;
-    let list: { items?: KubeObject[] };
-    try {
-      list = (await this.client.request(action, 'GET', collectionPath(poolers, this.namespace))) as { items?: KubeObject[] };
-    } catch (err) {
-      if (!isApiStatus(err, 403) && !isApiStatus(err, 404)) throw err;
-      this.refusedOptional.add('poolers');
-      this.logger.info({ ...actionFields(action) }, 'Poolers cannot be listed here: the pooler integration follows status.poolerIntegrations');
-      return [];
-    }
-    return (list.items ?? []).map((item) => {
-      const spec = isRecord(item.spec) ? item.spec : {};
-      const cluster = isRecord(spec.cluster) && typeof spec.cluster.name === 'string' ? { name: spec.cluster.name } : undefined;
-      const pgbouncer = isRecord(spec.pgbouncer) ? { authQuerySecret: spec.pgbouncer.authQuerySecret } : undefined;
-      return { name: item.metadata?.name ?? '', spec: { ...(cluster === undefined ? {} : { cluster }), ...(pgbouncer === undefined ? {} : { pgbouncer }) } };
-    });
+  listPoolers(): Promise<PoolerObject[]> {
+    return Promise.resolve([]);
   }
 
   /** A GET that records what the reconciler consumed; a failure schedules a retry (the change must not be lost). */

@@ -132,9 +132,8 @@ export interface ControlPlane {
   patchBackupStatus(name: string, status: Record<string, unknown>): Promise<void>;
   deleteBackup(name: string): Promise<void>;
   /**
-   * The Poolers in the Cluster's namespace (files mode: `poolers/*.yaml` in the config folder). Empty when the
-   * control plane may not list them (CNPG's Role does not grant it: its operator lists them and writes
-   * `status.poolerIntegrations`). Throws ConfigError naming a file that is not a Pooler manifest.
+   * Files mode: the Pooler manifests of the config folder (`poolers/*.yaml`); throws ConfigError naming a file that
+   * is not one. Kubernetes mode: none (CNPG's operator lists them and writes `status.poolerIntegrations`).
    */
   listPoolers(): Promise<PoolerObject[]>;
 }

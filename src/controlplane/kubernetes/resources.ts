@@ -13,7 +13,6 @@ export const secrets: ResourceType = { group: '', version: 'v1', plural: 'secret
 export const configMaps: ResourceType = { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap' };
 export const events: ResourceType = { group: '', version: 'v1', plural: 'events', kind: 'Event' };
 export const backups: ResourceType = { group: 'postgresql.cnpg.io', version: 'v1', plural: 'backups', kind: 'Backup' };
-export const poolers: ResourceType = { group: 'postgresql.cnpg.io', version: 'v1', plural: 'poolers', kind: 'Pooler' };
 export const leases: ResourceType = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' };
 
 export function apiVersionOf(type: ResourceType): string {
