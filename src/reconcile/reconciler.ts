@@ -34,11 +34,18 @@ const reloadConfirmTimeoutMs = 10_000;
  * while it runs becomes one more pass. A render that fails validation, or that PostgreSQL refuses once written, is
  * reported and rolled back: the instance keeps its last good configuration.
  */
+/** What CNPG's `kubectl cnpg reload` writes on the Cluster (a timestamp): reload, re-reading every Secret. */
+export const reloadAnnotation = 'cnpg.io/reloadedAt';
+
+function reloadRequestedAt(cluster: { readonly annotations: Readonly<Record<string, string>> }): string | undefined {
+  return cluster.annotations[reloadAnnotation];
+}
+
 export class Reconciler {
   private current: DesiredState;
   /** The latest desired state the source published (or why it could not build one); each pass works from it. */
   private latest: DesiredUpdate;
-  private readonly credentials = new CredentialsApplier();
+  private credentials = new CredentialsApplier();
   /** Promote, demote, rewind, the Lease and the HA slots; a Lease refusal asks this reconciler for another pass. */
   readonly roles: RoleTransitions;
   /** Restarts for pending settings in CNPG's order (replicas first); checked after each reload and on its own timer. */
@@ -142,6 +149,13 @@ export class Reconciler {
       return;
     }
     reportSecurityWarnings(desired.rendered.securityWarnings, logger, state);
+    const reloadRequested = reloadRequestedAt(desired.cluster) !== reloadRequestedAt(this.current.cluster);
+    if (reloadRequested) {
+      // `kubectl cnpg reload`: every Secret and certificate was just read again; every password is set again and
+      // PostgreSQL reloads (it re-reads its certificate files on SIGHUP) even when no file changed.
+      logger.info({ reloadedAt: reloadRequestedAt(desired.cluster) }, `reload requested (${reloadAnnotation})`);
+      this.credentials = new CredentialsApplier();
+    }
     if (desired.cluster.ignoredFields.join() !== this.current.cluster.ignoredFields.join()) warnIgnoredFields(desired.cluster.ignoredFields, logger);
     const role = await this.roles.apply(desired);
     if (role === 'demoting') {
@@ -155,7 +169,7 @@ export class Reconciler {
     const write = await instance.writeConfiguration(desired.rendered);
     if (write.changed.length > 0) logger.info({ files: write.changed, configHash: desired.rendered.configHash }, 'configuration written');
 
-    if (state.accepting && write.changed.length > 0) {
+    if (state.accepting && (write.changed.length > 0 || reloadRequested)) {
       const errors = await instance.fileErrors();
       if (errors.length > 0) {
         await instance.restoreConfiguration(write);

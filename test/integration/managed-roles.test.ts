@@ -209,6 +209,21 @@ describe('managed roles: spec.managed.roles on the primary (real PostgreSQL 15, 
     await writeClusterYaml(paths.configDir, cluster);
   });
 
+  it('cnpg.io/reloadedAt (kubectl cnpg reload): reloads PostgreSQL and sets every password again from its Secret, no restart (issue 19, item 7)', async () => {
+    const doc = async (): Promise<{ postmasterPid: number }> => (await (await fetch(`${pgim.statusUrl}/pg/status`)).json()) as { postmasterPid: number };
+    const pid = (await doc()).postmasterPid;
+    const loadTime = async (): Promise<string> => (await su<{ t: string }>('SELECT pg_conf_load_time()::text AS t'))[0]?.t ?? '';
+    const loadedBefore = await loadTime();
+    // A password changed behind pgim's back: only a re-read of every Secret puts it back (pgim applies each version once).
+    await su("ALTER ROLE app PASSWORD 'changed-by-hand'");
+    assert.equal(await canLogIn('app', 'app-roles-pw'), false);
+    await writeClusterYaml(paths.configDir, { ...cluster, annotations: { 'cnpg.io/reloadedAt': new Date().toISOString() } });
+    await eventually(async () => ((await canLogIn('app', 'app-roles-pw')) ? true : undefined), 30_000, "the app owner's password from its Secret");
+    await pgim.waitForLog(/reload requested \(cnpg\.io\/reloadedAt\)/, 10_000);
+    assert.notEqual(await loadTime(), loadedBefore, 'PostgreSQL reloaded (and with it its certificate files)');
+    assert.equal((await doc()).postmasterPid, pid, 'reloaded, not restarted');
+  });
+
   it('never shows a password or verifier in pgim output or PostgreSQL log lines (log_statement = all)', async () => {
     const verifier = (await authRow('alice'))?.rolpassword ?? 'missing';
     const secretsSeen = [...passwords, verifier, verifier.split('$')[2] ?? 'missing'];
