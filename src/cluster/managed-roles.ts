@@ -23,10 +23,7 @@ const roleName = z
   .refine((s) => Buffer.byteLength(s) <= 63, 'must be at most 63 bytes');
 
 /** RFC 3339, as metav1.Time decodes it. */
-const rfc3339 = z
-  .string()
-  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/, 'must be an RFC 3339 time, e.g. 2030-01-01T00:00:00Z')
-  .refine((s) => !Number.isNaN(Date.parse(s)), 'must be a valid time');
+const rfc3339 = z.iso.datetime({ offset: true, error: 'must be an RFC 3339 time, e.g. 2030-01-01T00:00:00Z' });
 
 const roleConfiguration = z
   .strictObject({

@@ -167,9 +167,9 @@ export async function reconcileManagedRoles(
     const source = passwordSource(role);
     if (source === 'keep') return { kind: 'keep', version: '' };
     if (source === 'null') return { kind: 'null', version: '' };
-    const secret = secrets.get(role.name);
-    if (secret === undefined) throw secretErrors.get(role.name) ?? new PasswordSecretError(`failed to get password secret ${role.passwordSecret ?? ''}`);
-    return { kind: 'verifier', verifier: verifierOf(secret.password), version: secret.version };
+    const read = secrets.get(role.name);
+    if (read === undefined) throw secretErrors.get(role.name) ?? new PasswordSecretError(`failed to get password secret ${role.passwordSecret ?? ''}`);
+    return { kind: 'verifier', verifier: verifierOf(read.password), version: read.version };
   };
   const xminOf = async (role: string): Promise<number> => {
     const { rows } = await client.query<{ xmin: string }>('SELECT xmin::text AS xmin FROM pg_catalog.pg_authid WHERE rolname = $1', [role]);
@@ -205,14 +205,18 @@ export async function reconcileManagedRoles(
         passwords.set(update.role.name, { transactionID: await xminOf(update.role.name), resourceVersion: password.version });
       });
     }
-    for (const role of actions.setComment) await attempt(role.name, 'SET_COMMENT', async () => void (await client.query(commentStatement(role))));
+    for (const role of actions.setComment) await attempt(role.name, 'SET_COMMENT', async () => {
+      await client.query(commentStatement(role));
+    });
     for (const role of actions.updateMemberships) {
       await attempt(role.name, 'UPDATE_MEMBERSHIPS', async () => {
         const current = (await listDatabaseRoles(client)).find((r) => r.name === role.name)?.inRoles ?? [];
         await inTransaction(client, membershipStatements(role.name, membershipDiff(current, role.inRoles)), false);
       });
     }
-    for (const name of actions.drop) await attempt(name, 'DELETE', async () => void (await client.query(dropRoleStatement(name))));
+    for (const name of actions.drop) await attempt(name, 'DELETE', async () => {
+      await client.query(dropRoleStatement(name));
+    });
     actions = evaluateRoleActions(spec, await listDatabaseRoles(client), passwords, latestVersions);
   }
 

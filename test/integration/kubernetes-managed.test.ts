@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { eventually } from '../../test-kit/env.js';
 import { connect, query, type PgimProcess } from '../../test-kit/pgim.js';
 import type { TestApiServer } from '../k8s/apiserver.js';
-import { clustersGroup, getCluster, installCrd, namespacedPath, patchCluster, patchClusterStatus, putSecret, type Json } from '../k8s/fixtures.js';
+import { clustersGroup, getCluster, installCrd, namespacedPath, patchCluster, patchClusterStatus, putSecret } from '../k8s/fixtures.js';
 import { apiServerFor, crdVariants, releaseAllApiServers, requireCrdFile, requireK8sBinaries } from '../k8s/harness.js';
 import { K8sInstance } from '../k8s/instance.js';
 import { cnpgDataDir } from '../k8s/paths.js';
@@ -34,7 +34,7 @@ describe('Kubernetes mode: managed roles, queries from Secrets, pooler integrati
   const managedStatus = async (): Promise<ManagedRolesStatus | undefined> => (await getCluster(server, instance.namespace, clusterName)).status?.managedRolesStatus as ManagedRolesStatus | undefined;
   const secretVersion = async (name: string): Promise<string> => {
     const res = await server.request(namespacedPath(instance.namespace, 'secrets', name));
-    return String((res.body as { metadata: { resourceVersion: string } }).metadata.resourceVersion);
+    return (res.body as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
   };
   const canLogIn = async (user: string, password: string): Promise<boolean> => {
     try {
@@ -94,7 +94,7 @@ describe('Kubernetes mode: managed roles, queries from Secrets, pooler integrati
   });
 
   after(async () => {
-    await instance?.dispose();
+    await instance.dispose();
     await releaseAllApiServers();
   });
 
@@ -105,12 +105,12 @@ describe('Kubernetes mode: managed roles, queries from Secrets, pooler integrati
     }, 60_000, 'alice reconciled and bob unreconcilable in the Cluster status');
     assert.equal(await canLogIn('alice', alicePassword), true);
     assert.deepEqual(status.cannotReconcile?.bob?.length, 1);
-    assert.match(status.cannotReconcile?.bob?.[0] ?? '', /^failed to get password secret bob-pw: /);
+    assert.match(status.cannotReconcile.bob[0] ?? '', /^failed to get password secret bob-pw: /);
     assert.equal(status.passwordStatus?.alice?.resourceVersion, await secretVersion('alice-pw'));
     const [row] = await su<{ xmin: string }>("SELECT xmin::text AS xmin FROM pg_authid WHERE rolname = 'alice'");
-    assert.equal(status.passwordStatus?.alice?.transactionID, Number(row?.xmin));
+    assert.equal(status.passwordStatus.alice.transactionID, Number(row?.xmin));
     assert.ok(status.byStatus?.reserved?.includes('postgres') === true);
-    assert.ok(status.byStatus?.['pending-reconciliation']?.includes('bob') === true);
+    assert.ok(status.byStatus['pending-reconciliation']?.includes('bob') === true);
     // The same in /pg/status.
     const doc = (await (await fetch(`${pgim.statusUrl}/pg/status`)).json()) as { managedRolesStatus?: ManagedRolesStatus };
     assert.deepEqual(doc.managedRolesStatus?.byStatus, status.byStatus);
@@ -167,7 +167,7 @@ describe('Kubernetes mode: managed roles, queries from Secrets, pooler integrati
 
   it('cnpg.io/reloadedAt: reloads and sets every password again from its Secret', async () => {
     await su("ALTER ROLE app PASSWORD 'changed-by-hand'");
-    await patchCluster(server, instance.namespace, clusterName, { metadata: { annotations: { 'cnpg.io/reloadedAt': new Date().toISOString() } } } as Json);
+    await patchCluster(server, instance.namespace, clusterName, { metadata: { annotations: { 'cnpg.io/reloadedAt': new Date().toISOString() } } });
     await eventually(async () => ((await canLogIn('app', 'k8s-managed-app-pw')) ? true : undefined), 30_000, "the app owner's password again");
   });
 });

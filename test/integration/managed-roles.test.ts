@@ -116,13 +116,13 @@ describe('managed roles: spec.managed.roles on the primary (real PostgreSQL 15, 
     assert.equal(await canLogIn('alice', alicePassword), true);
     const bob = await authRow('bob');
     assert.equal(bob?.rolcanlogin, false);
-    assert.equal(bob?.rolinherit, false);
-    assert.equal(bob?.rolpassword, null);
+    assert.equal(bob.rolinherit, false);
+    assert.equal(bob.rolpassword, null);
     // CNPG's status: every role of pg_authid classified; a password version and the transaction that applied it.
     assert.ok(state.byStatus?.reserved?.includes('postgres') === true && state.byStatus.reserved.includes('streaming_replica'));
-    assert.ok(state.byStatus?.['not-managed']?.includes('app') === true);
+    assert.ok(state.byStatus['not-managed']?.includes('app') === true);
     assert.equal(state.passwordStatus?.alice?.transactionID, Number(row.xmin));
-    assert.match(state.passwordStatus?.alice?.resourceVersion ?? '', /^[0-9a-f]{16}$/);
+    assert.match(state.passwordStatus.alice.resourceVersion ?? '', /^[0-9a-f]{16}$/);
     assert.equal(state.cannotReconcile, undefined);
   });
 
@@ -143,7 +143,7 @@ describe('managed roles: spec.managed.roles on the primary (real PostgreSQL 15, 
     }, 60_000, 'alice and bob back as the spec says');
     const row = await authRow('alice');
     assert.equal(row?.rolcreatedb, true);
-    assert.match(row?.validuntil ?? '', /^2035-06-01 12:00:00$/);
+    assert.match(row.validuntil ?? '', /^2035-06-01 12:00:00$/);
     assert.equal(await canLogIn('alice', handPassword), false, 'the password set by hand is replaced');
     assert.equal(await canLogIn('alice', alicePassword), true);
   });
@@ -178,8 +178,8 @@ describe('managed roles: spec.managed.roles on the primary (real PostgreSQL 15, 
       return s?.cannotReconcile?.dave !== undefined && s.cannotReconcile.erin !== undefined && s.cannotReconcile.frank !== undefined ? s : undefined;
     }, 60_000, 'dave, erin and frank in cannotReconcile');
     assert.deepEqual(state.cannotReconcile?.dave, ['could not perform DELETE on role dave: 1 object in database app']);
-    assert.deepEqual(state.cannotReconcile?.erin, ['failed to get password secret erin-pw: not found']);
-    assert.deepEqual(state.cannotReconcile?.frank, ['could not perform CREATE on role frank: role "no_such_role" does not exist']);
+    assert.deepEqual(state.cannotReconcile.erin, ['failed to get password secret erin-pw: not found']);
+    assert.deepEqual(state.cannotReconcile.frank, ['could not perform CREATE on role frank: role "no_such_role" does not exist']);
     assert.equal(await authRow('gone'), undefined, 'gone is dropped');
     assert.ok(state.byStatus?.['pending-reconciliation']?.includes('dave') === true);
     // The Secret arrives: erin is created with its password, without any other change.

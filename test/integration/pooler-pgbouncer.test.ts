@@ -30,10 +30,10 @@ describe('pooler integration: cnpg_pooler_pgbouncer and user_search for a real P
   this.timeout(180_000);
   const appPassword = 'app-pooler-pw';
   const superPassword = 'super-pooler-pw';
-  let base: string;
+  let base: string | undefined;
   let paths: PgimPaths;
   let ports: PgimPorts;
-  let pgim: PgimProcess;
+  let pgim: PgimProcess | undefined;
   let bouncer: ChildProcess | undefined;
   let bouncerPort = 0;
   const bouncerLog: string[] = [];
@@ -59,8 +59,9 @@ describe('pooler integration: cnpg_pooler_pgbouncer and user_search for a real P
     await writeConfigDir(paths.configDir, { enableSuperuserAccess: true }, { appPassword, superuserPassword: superPassword });
     execFileSync(process.execPath, [pgimEntry, 'certs', '--cluster', 'itest', '--instances', '1', '--hosts', '127.0.0.1', '--out', join(paths.configDir, 'secrets')], { stdio: 'ignore' });
     await handToPostgres(paths.configDir);
-    pgim = new PgimProcess('run', paths, ports);
-    await pgim.waitReady();
+    const started = new PgimProcess('run', paths, ports);
+    pgim = started;
+    await started.waitReady();
   });
 
   after(async () => {
@@ -84,15 +85,15 @@ describe('pooler integration: cnpg_pooler_pgbouncer and user_search for a real P
     const pooler = { apiVersion: 'postgresql.cnpg.io/v1', kind: 'Pooler', metadata: { name: 'itest-pooler-rw' }, spec: { cluster: { name: 'itest' }, type: 'rw', pgbouncer: { poolMode: 'session' } } };
     await writeFile(join(paths.configDir, 'poolers', 'itest-pooler-rw.yaml'), stringify(pooler));
     await handToPostgres(join(paths.configDir, 'poolers'));
-    await pgim.waitForLog(/pooler integration created/, 30_000);
+    await pgim!.waitForLog(/pooler integration created/, 30_000);
     const [fn] = await superuser<{ src: string; definer: boolean; config: string[]; acl: string }>(
       "SELECT prosrc AS src, prosecdef AS definer, proconfig AS config, proacl::text AS acl FROM pg_proc WHERE proname = 'user_search' AND pronamespace = 'public'::regnamespace",
     );
     assert.equal(fn?.src, 'SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename=$1;');
-    assert.equal(fn?.definer, true);
-    assert.deepEqual(fn?.config, ['search_path=pg_catalog, pg_temp']);
-    assert.match(fn?.acl ?? '', /cnpg_pooler_pgbouncer=X\//);
-    assert.doesNotMatch(fn?.acl ?? '', /(^|[{,])=X\//, 'PUBLIC may not execute it');
+    assert.equal(fn.definer, true);
+    assert.deepEqual(fn.config, ['search_path=pg_catalog, pg_temp']);
+    assert.match(fn.acl, /cnpg_pooler_pgbouncer=X\//);
+    assert.doesNotMatch(fn.acl, /(^|[{,])=X\//, 'PUBLIC may not execute it');
     const [role] = await superuser<{ login: boolean; connect: boolean }>(
       "SELECT rolcanlogin AS login, has_database_privilege('cnpg_pooler_pgbouncer', 'postgres', 'CONNECT') AS connect FROM pg_roles WHERE rolname = 'cnpg_pooler_pgbouncer'",
     );
@@ -100,7 +101,7 @@ describe('pooler integration: cnpg_pooler_pgbouncer and user_search for a real P
   });
 
   it('lets a real PgBouncer authenticate the app user through auth_query, over TLS with a client certificate', async () => {
-    const dir = join(base, 'pgbouncer');
+    const dir = join(base!, 'pgbouncer');
     await mkdir(dir, { recursive: true });
     const secrets = join(paths.configDir, 'secrets');
     // The pooler's client certificate, signed by the cluster's CA: CNPG's operator issues the same one.

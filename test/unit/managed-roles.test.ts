@@ -112,7 +112,7 @@ describe('managed roles: the decision (CNPG evaluateNextRoleActions)', () => {
     const noExpiry = roles({ name: 'r' });
     const update = evaluateRoleActions(noExpiry, [dbRole('r', { validUntil: 1 })], stored, noSecrets).update[0];
     assert.equal(update?.validUntilInfinity, true);
-    assert.match(alterRoleStatement(update!, { kind: 'keep' }), /VALID UNTIL 'infinity'$/);
+    assert.match(alterRoleStatement(update, { kind: 'keep' }), /VALID UNTIL 'infinity'$/);
     assert.deepEqual(evaluateRoleActions(noExpiry, [dbRole('r', { validUntil: Infinity })], stored, noSecrets).reconciled, ['r']);
   });
 
