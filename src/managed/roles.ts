@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { ManagedRole } from '../cluster/managed-roles.js';
 import { objectVersion, type ControlPlane, type ManagedRolesStatus } from '../controlplane/index.js';
 import { errorMessage } from '../errors/index.js';
+import { execWithSuppressedLogging } from '../postgres/roles.js';
 import { scramSha256Verifier } from '../postgres/scram.js';
 import {
   alterRoleStatement,
@@ -94,18 +95,14 @@ function verifierOf(password: string): string {
   return scramSha256Verifier(password);
 }
 
-/**
- * Runs statements in one transaction; with `quiet`, statement logging is off for it, so a password verifier never
- * reaches PostgreSQL's log even with `log_statement = 'all'` (CNPG's `ExecWithSuppressedLogging`).
- */
+/** One transaction; `quiet` turns statement logging off for it (a statement carries a password verifier). */
 async function inTransaction(client: pg.Client, statements: readonly string[], quiet: boolean): Promise<void> {
+  if (quiet) {
+    await execWithSuppressedLogging(client, statements);
+    return;
+  }
   await client.query('BEGIN');
   try {
-    if (quiet) {
-      await client.query("SET LOCAL log_statement = 'none'");
-      await client.query("SET LOCAL log_min_error_statement = 'panic'");
-      await client.query("SET LOCAL log_min_duration_statement = '-1'");
-    }
     for (const statement of statements) await client.query(statement);
     await client.query('COMMIT');
   } catch (err) {
