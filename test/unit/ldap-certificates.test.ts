@@ -7,6 +7,7 @@ import { parseClusterManifest } from '../../src/cluster/parse.js';
 import { FilesControlPlane } from '../../src/controlplane/files.js';
 import { readLdapBindPassword } from '../../src/credentials/ldap.js';
 import { ConfigError } from '../../src/errors/index.js';
+import { redactHbaSecrets, redactJsonLines } from '../../src/log/redact.js';
 import { renderConfiguration } from '../../src/render/index.js';
 import { renderLdapRule } from '../../src/render/ldap.js';
 import { generateClusterCertificates } from '../../src/tls/generate.js';
@@ -107,6 +108,24 @@ describe('spec.postgresql.ldap: the pg_hba rule CNPG renders', () => {
     );
     assert.match(errorOf(() => cluster('  postgresql:\n    ldap:\n      server: "a\\nhost all all all trust"\n      bindAsAuth: {}\n')).message, /spec\.postgresql\.ldap\.server: must not contain a line break/);
     assert.match(errorOf(() => cluster('  postgresql:\n    ldap:\n      server: s\n      scheme: ftp\n      bindAsAuth: {}\n')).message, /spec\.postgresql\.ldap\.scheme: must be ldap or ldaps/);
+  });
+
+  it("masks the bind password in the pg_hba line PostgreSQL logs on a failed login (the log pipe's redaction)", () => {
+    const rule = 'host all all 0.0.0.0/0 ldap ldapserver="s" ldapbinddn="cn=x" ldapbindpasswd="p w ""q"" #,x=y" ldapsearchattribute="uid"';
+    const detail = `Connection matched pg_hba.conf line 25: "${rule}"`;
+    assert.equal(redactHbaSecrets(detail), 'Connection matched pg_hba.conf line 25: "host all all 0.0.0.0/0 ldap ldapserver="s" ldapbinddn="cn=x" ldapbindpasswd=******** ldapsearchattribute="uid""');
+    assert.equal(redactHbaSecrets('x ldapbindpasswd="a""b""" y'), 'x ldapbindpasswd=******** y', 'an escaped quote at the end of the value');
+    assert.equal(redactHbaSecrets('x ldapbindpasswd="a""b"" y"'), 'x ldapbindpasswd=********', 'a quoted space is part of the value');
+    assert.equal(redactHbaSecrets('line: "... ldapbindpasswd="pw""'), 'line: "... ldapbindpasswd=********"', 'the last option of the line');
+    assert.equal(redactHbaSecrets('ldapbindpasswd=bare next'), 'ldapbindpasswd=******** next');
+    const line = JSON.stringify({ level: 'info', logger: 'postgres', record: { message: 'LDAP authentication failed for user "alice"', detail } });
+    const other = JSON.stringify({ level: 'info', record: { message: 'untouched' } });
+    const out = redactJsonLines(Buffer.from(`${other}\n${line}\n`)).toString();
+    assert.ok(!out.includes('p w'), out);
+    assert.equal(out.split('\n')[0], other);
+    assert.equal((JSON.parse(out.split('\n')[1] ?? '') as { record: { detail: string } }).record.detail, redactHbaSecrets(detail));
+    const plain = Buffer.from(`${other}\n`);
+    assert.equal(redactJsonLines(plain), plain, 'no copy when there is nothing to mask');
   });
 
   describe('the bind password Secret', () => {
