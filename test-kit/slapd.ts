@@ -136,7 +136,7 @@ export class Slapd {
     const drop = isRoot ? ['-u', postgresUser, '-g', postgresUser] : [];
     // -d: stay in the foreground (and log to stderr) instead of forking a daemon.
     const child = spawn(slapdBinary, ['-f', this.configPath, '-h', `${this.url}/`, '-d', 'stats', ...drop], { stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr?.on('data', (chunk: Buffer) => this.log.push(chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => this.log.push(chunk.toString()));
     this.child = child;
     await eventually(
       async () => {
@@ -164,16 +164,11 @@ export class Slapd {
   /** Changes an entry's password as the directory's administrator (what rotating the bind account's password is). */
   async setPassword(dn: string, password: string): Promise<void> {
     const ldif = `dn: ${dn}\nchangetype: modify\nreplace: userPassword\nuserPassword:: ${Buffer.from(password).toString('base64')}\n`;
-    const child = execFile('/usr/bin/ldapmodify', ['-x', '-H', this.url, '-D', this.rootDN, '-w', this.rootPassword, ...(this.requireTls ? ['-ZZ'] : [])], {
+    const ldifPath = join(this.options.dir, 'change.ldif');
+    await writeFile(ldifPath, ldif, { mode: 0o600 });
+    await run('/usr/bin/ldapmodify', ['-x', '-H', this.url, '-D', this.rootDN, '-w', this.rootPassword, '-f', ldifPath, ...(this.requireTls ? ['-ZZ'] : [])], {
       env: { ...process.env, LDAPTLS_CACERT: join(this.options.dir, 'ca.crt') },
     });
-    const done = new Promise<void>((resolve, reject) => {
-      let stderr = '';
-      child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ldapmodify failed (${String(code)}): ${stderr}`))));
-    });
-    child.stdin?.end(ldif);
-    await done;
   }
 
   async stop(): Promise<void> {

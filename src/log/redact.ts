@@ -7,12 +7,38 @@
 const option = 'ldapbindpasswd=';
 const optionBytes = Buffer.from(option);
 const masked = `${option}********`;
-/** The option's value as PostgreSQL's tokenizer reads it: quoted parts (`""` is a quote) and unquoted characters. */
-const optionValue = /ldapbindpasswd=(?:"(?:[^"]|"")*"|[^\s",]+)*/g;
+/**
+ * Where the option's value ends, read as PostgreSQL's tokenizer reads a token: quoted parts (in which `""` is a
+ * quote) and unquoted characters, up to an unquoted blank, comma or the end. When the value closes the line that
+ * PostgreSQL's DETAIL wraps in quotes, that last quote reads as part of it and is masked too: masking more is safe.
+ */
+function valueEnd(text: string, start: number): number {
+  let i = start;
+  let quoted = false;
+  while (i < text.length) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"') {
+        if (text[i + 1] === '"') i++;
+        else quoted = false;
+      }
+    } else if (c === '"') quoted = true;
+    else if (c === ' ' || c === '\t' || c === ',') break;
+    i++;
+  }
+  return i;
+}
 
 /** The text with every `ldapbindpasswd=` value masked. */
 export function redactHbaSecrets(text: string): string {
-  return text.includes(option) ? text.replace(optionValue, masked) : text;
+  let out = '';
+  let from = 0;
+  for (let at = text.indexOf(option); at !== -1; at = text.indexOf(option, from)) {
+    const start = at + option.length;
+    out += text.slice(from, at) + masked;
+    from = valueEnd(text, start);
+  }
+  return from === 0 ? text : out + text.slice(from);
 }
 
 function redactValues(value: unknown): unknown {

@@ -29,6 +29,8 @@ describe('LDAP authentication (spec.postgresql.ldap) against a real OpenLDAP sla
   let slapd: Slapd;
   let cluster: TestClusterOptions;
   let postmaster = 0;
+  /** What before() set up, undone in reverse by after(). */
+  const cleanup: (() => Promise<unknown>)[] = [];
 
   const bindSecretDir = (): string => join(paths.configDir, 'secrets', 'ldap-bind');
   const ldap = (overrides: Record<string, unknown> = {}): Record<string, unknown> => ({
@@ -75,6 +77,7 @@ describe('LDAP authentication (spec.postgresql.ldap) against a real OpenLDAP sla
   before(async function () {
     requireSlapd(this);
     base = await makeTempDir('ldap');
+    cleanup.push(() => removeTempDir(base));
     paths = { configDir: join(base, 'config'), pgdata: join(base, 'pgdata'), runtimeDir: join(base, 'runtime') };
     ports = { pgPort: await freePort(), statusPort: await freePort(), metricsPort: await freePort() };
     // The directory's TLS material: a test CA and a server certificate for 127.0.0.1, made by `pgim certs`.
@@ -89,6 +92,7 @@ describe('LDAP authentication (spec.postgresql.ldap) against a real OpenLDAP sla
       users: [alice, { uid: 'bob', password: 'bob-directory-pw' }],
       tls: { cert: await pem('ldap-server', 'tls.crt'), key: await pem('ldap-server', 'tls.key'), ca: await pem('ldap-ca', 'ca.crt') },
     });
+    cleanup.push(() => slapd.stop());
     // The app owner and the superuser keep their passwords over 127.0.0.1 (a user rule above the LDAP rule); every
     // other user coming over IPv4 authenticates against the directory.
     cluster = {
@@ -105,15 +109,14 @@ describe('LDAP authentication (spec.postgresql.ldap) against a real OpenLDAP sla
     // How ldaptls=1 trusts the directory's CA: libldap reads LDAPTLS_CACERT from postgres's environment, which pgim
     // passes through (in Kubernetes: spec.env plus a projected volume holding the CA).
     pgim = new PgimProcess('run', paths, ports, [], { LDAPTLS_CACERT: join(ldapCerts, 'ldap-ca', 'ca.crt') });
+    cleanup.push(() => pgim.stop().catch(() => killPostmaster(paths.pgdata)));
     await pgim.waitReady(120_000);
     await query(ports.pgPort, 'postgres', secrets.superuserPassword, 'CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN');
     postmaster = (await pgStatus()).postmasterPid;
   });
 
   after(async () => {
-    await pgim?.stop().catch(() => killPostmaster(paths.pgdata));
-    await slapd?.stop();
-    if (base) await removeTempDir(base);
+    for (const step of cleanup.reverse()) await step().catch(() => undefined);
   });
 
   it("renders CNPG's LDAP rule between the user rules and the default rule, in a 0600 pg_hba.conf", async () => {

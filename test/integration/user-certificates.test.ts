@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { execFile, execFileSync } from 'node:child_process';
-import { cp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
 import { eventually, freePort, handToPostgres } from '../../test-kit/env.js';
@@ -10,6 +10,11 @@ import { PgimProcess, pgimEntry, query } from '../../test-kit/pgim.js';
 import { startLocalCluster, type LocalCluster } from '../support/cluster.js';
 
 const run = promisify(execFile);
+/** `cp -a` (fs.cp is experimental on Node 20). */
+const cp = async (from: string, to: string): Promise<void> => {
+  await mkdir(dirname(to), { recursive: true });
+  await run('cp', ['-a', from, to]);
+};
 
 /**
  * spec.certificates with two separate test CAs: the server CA `s` issues the server certificate (replicas verify the
@@ -79,6 +84,7 @@ describe('user-provided certificates (spec.certificates): a client CA distinct f
   };
   const postmasterPid = async (): Promise<number> => ((await (await fetch(`${primary().pgim!.statusUrl}/pg/status`)).json()) as { postmasterPid: number }).postmasterPid;
   let postmasterBefore = 0;
+  const cleanup: (() => Promise<unknown>)[] = [];
 
   before(async () => {
     cluster = await startLocalCluster(
@@ -94,11 +100,12 @@ describe('user-provided certificates (spec.certificates): a client CA distinct f
         await writeFile(join(configDir, 'configmaps', 'itest-hosts', 'itest-3'), `127.0.0.1:${String(thirdPort)}`);
       },
     );
+    cleanup.push(() => cluster.stop());
     postmasterBefore = await postmasterPid();
   });
 
   after(async () => {
-    await cluster?.stop();
+    for (const step of cleanup.reverse()) await step().catch(() => undefined);
   });
 
   it('the replica streams with a certificate from the client CA; ssl_ca_file is the client CA, sslrootcert the server CA', async () => {
@@ -120,7 +127,7 @@ describe('user-provided certificates (spec.certificates): a client CA distinct f
   it('a replica whose server CA did not issue the primary certificate refuses the primary, naming the certificate problem', async () => {
     // itest-3 reads a copy of the configuration where the server CA (and its own server certificate) come from `x`.
     const copy = join(cluster.base, 'config-3');
-    await cp(cluster.configDir, copy, { recursive: true });
+    await cp(cluster.configDir, copy);
     issue('x', join(copy, 'secrets'));
     const yaml = parse(await readFile(join(copy, 'cluster.yaml'), 'utf8')) as { spec: { certificates: Record<string, string> } };
     yaml.spec.certificates = { ...certificates, serverCASecret: 'x-ca', serverTLSSecret: 'x-server' };
@@ -142,7 +149,7 @@ describe('user-provided certificates (spec.certificates): a client CA distinct f
   it('rotates serverTLSSecret live: the new certificate is served, the replica keeps streaming', async () => {
     const before = new X509Certificate(await pem('s-server', 'tls.crt')).serialNumber;
     const fresh = join(cluster.base, 'fresh-server');
-    await cp(join(secretsDir(), 's-ca'), join(fresh, 's-ca'), { recursive: true });
+    await cp(join(secretsDir(), 's-ca'), join(fresh, 's-ca'));
     issue('s', fresh);
     await replaceSecret('s-server', 's-server', fresh);
     const after = new X509Certificate(await pem('s-server', 'tls.crt')).serialNumber;
@@ -154,7 +161,7 @@ describe('user-provided certificates (spec.certificates): a client CA distinct f
 
   it('rotates replicationTLSSecret live: the replica reconnects with the new certificate', async () => {
     const fresh = join(cluster.base, 'fresh-replication');
-    await cp(join(secretsDir(), 'c-ca'), join(fresh, 'c-ca'), { recursive: true });
+    await cp(join(secretsDir(), 'c-ca'), join(fresh, 'c-ca'));
     issue('c', fresh);
     await replaceSecret('c-replication', 'c-replication', fresh);
     const serial = await serialOf('c-replication');

@@ -116,7 +116,7 @@ describe('spec.postgresql.ldap: the pg_hba rule CNPG renders', () => {
     assert.equal(redactHbaSecrets(detail), 'Connection matched pg_hba.conf line 25: "host all all 0.0.0.0/0 ldap ldapserver="s" ldapbinddn="cn=x" ldapbindpasswd=******** ldapsearchattribute="uid""');
     assert.equal(redactHbaSecrets('x ldapbindpasswd="a""b""" y'), 'x ldapbindpasswd=******** y', 'an escaped quote at the end of the value');
     assert.equal(redactHbaSecrets('x ldapbindpasswd="a""b"" y"'), 'x ldapbindpasswd=********', 'a quoted space is part of the value');
-    assert.equal(redactHbaSecrets('line: "... ldapbindpasswd="pw""'), 'line: "... ldapbindpasswd=********"', 'the last option of the line');
+    assert.equal(redactHbaSecrets('line: "... ldapbindpasswd="pw""'), 'line: "... ldapbindpasswd=********', 'the last option of the line');
     assert.equal(redactHbaSecrets('ldapbindpasswd=bare next'), 'ldapbindpasswd=******** next');
     const line = JSON.stringify({ level: 'info', logger: 'postgres', record: { message: 'LDAP authentication failed for user "alice"', detail } });
     const other = JSON.stringify({ level: 'info', record: { message: 'untouched' } });
