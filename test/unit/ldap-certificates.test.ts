@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { parseClusterManifest } from '../../src/cluster/parse.js';
 import { FilesControlPlane } from '../../src/controlplane/files.js';
 import { readLdapBindPassword } from '../../src/credentials/ldap.js';
-import { ConfigError } from '../../src/errors/index.js';
+import { errorOf, rejectionOf } from '../support/config-error.js';
 import { redactHbaSecrets, redactJsonLines } from '../../src/log/redact.js';
 import { renderConfiguration } from '../../src/render/index.js';
 import { renderLdapRule } from '../../src/render/ldap.js';
@@ -15,26 +15,6 @@ import { loadTlsMaterial } from '../../src/tls/material.js';
 
 function cluster(spec: string, name = 'pg') {
   return parseClusterManifest(`apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: ${name}\nspec:\n  instances: 1\n${spec}`, 'cluster.yaml');
-}
-
-function errorOf(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err;
-  }
-  assert.fail('expected a ConfigError');
-}
-
-async function rejection(promise: Promise<unknown>): Promise<ConfigError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err;
-  }
-  assert.fail('expected a ConfigError');
 }
 
 const searchBind = `  postgresql:
@@ -138,12 +118,12 @@ describe('spec.postgresql.ldap: the pg_hba rule CNPG renders', () => {
     it('reads the key; a missing Secret or key, or a line break, is refused naming the Secret and key, never the value', async () => {
       const plane = new FilesControlPlane(dir);
       const c = cluster(searchBind);
-      assert.match((await rejection(readLdapBindPassword(plane, c))).message, /^secret ldap-bind: not found/);
+      assert.match((await rejectionOf(readLdapBindPassword(plane, c))).message, /^secret ldap-bind: not found/);
       await mkdir(join(dir, 'secrets', 'ldap-bind'), { recursive: true });
       await writeFile(join(dir, 'secrets', 'ldap-bind', 'other'), 'x');
-      assert.equal((await rejection(readLdapBindPassword(plane, c))).message, 'secret ldap-bind: password: key is missing');
+      assert.equal((await rejectionOf(readLdapBindPassword(plane, c))).message, 'secret ldap-bind: password: key is missing');
       await writeFile(join(dir, 'secrets', 'ldap-bind', 'password'), 'S3NTINEL-line\nhost all all all trust');
-      const err = await rejection(readLdapBindPassword(plane, c));
+      const err = await rejectionOf(readLdapBindPassword(plane, c));
       assert.equal(err.message, 'secret ldap-bind: password: contains a line break or NUL');
       await writeFile(join(dir, 'secrets', 'ldap-bind', 'password'), 'good " pw');
       assert.equal(await readLdapBindPassword(plane, c), 'good " pw');
@@ -182,11 +162,11 @@ describe('spec.certificates: user-provided Secrets, a client CA distinct from th
 
   it('refuses a server certificate from the client CA, a replication certificate from the server CA, and a missing Secret', async () => {
     const plane = new FilesControlPlane(dir);
-    const swapped = (await rejection(loadTlsMaterial(plane, cluster(spec.replace('serverTLSSecret: s-server', 'serverTLSSecret: c-server')).certificates))).message;
+    const swapped = (await rejectionOf(loadTlsMaterial(plane, cluster(spec.replace('serverTLSSecret: s-server', 'serverTLSSecret: c-server')).certificates))).message;
     assert.match(swapped, /^secret c-server: tls\.crt: certificate is not issued by the CA \(CN=s-ca/);
-    const replication = (await rejection(loadTlsMaterial(plane, cluster(spec.replace('replicationTLSSecret: c-replication', 'replicationTLSSecret: s-replication')).certificates))).message;
+    const replication = (await rejectionOf(loadTlsMaterial(plane, cluster(spec.replace('replicationTLSSecret: c-replication', 'replicationTLSSecret: s-replication')).certificates))).message;
     assert.match(replication, /^secret s-replication: tls\.crt: certificate is not issued by the CA \(CN=c-ca/);
-    const missing = (await rejection(loadTlsMaterial(plane, cluster(spec.replace('clientCASecret: c-ca', 'clientCASecret: nope')).certificates))).message;
+    const missing = (await rejectionOf(loadTlsMaterial(plane, cluster(spec.replace('clientCASecret: c-ca', 'clientCASecret: nope')).certificates))).message;
     assert.equal(missing, 'secret nope: not found (named by spec.certificates)');
   });
 
