@@ -188,4 +188,13 @@ describe('LDAP authentication (spec.postgresql.ldap) against a real OpenLDAP sla
     const status = await (await fetch(`${pgim.statusUrl}/pg/status`)).text();
     assert.ok(!status.includes(marker));
   });
+
+  it("without the CA in postgres's environment, ldaptls=1 cannot verify the directory: the login is refused", async () => {
+    await pgim.stop();
+    pgim = new PgimProcess('run', paths, ports, [], { LDAPTLS_CACERT: '' });
+    await pgim.waitReady(120_000);
+    await assert.rejects(login('alice', alice.password), /LDAP authentication failed/);
+    await pgim.waitForLog(/could not start LDAP TLS session/);
+    assert.deepEqual(pgim.lines.filter((line) => line.includes(marker)), []);
+  });
 });
