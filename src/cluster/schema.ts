@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { backupSchema, resolveBackup, type BackupConfiguration } from './backup.js';
+import { cloneSource, externalClusterSchema, replicaSchema, resolveExternalSources, type ExternalSources } from './external-clusters.js';
 import { refuseUnsupportedFields } from './field-support.js';
 import { isDnsLabel, isObjectName } from './names.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
@@ -53,7 +54,9 @@ export const clusterManifestSchema = z
           })
           .loose()
           .default({ parameters: {}, pg_hba: [], pg_ident: [] }),
-        bootstrap: z.object({ initdb: initdb.optional() }).loose().optional(),
+        bootstrap: z.object({ initdb: initdb.optional(), pg_basebackup: initdb.extend({ source: cloneSource }).optional() }).loose().optional(),
+        externalClusters: z.array(externalClusterSchema).optional(),
+        replica: replicaSchema.optional(),
         enableSuperuserAccess: z.boolean().default(false),
         superuserSecret: secretRef.optional(),
         smartShutdownTimeout: seconds.default(180),
@@ -106,6 +109,8 @@ export interface Cluster {
   readonly observability: ObservabilitySpec;
   /** spec.backup: the object store WAL and base backups go to, retention, the backup target. */
   readonly backup: BackupConfiguration;
+  /** spec.externalClusters, the clone source of bootstrap.pg_basebackup, spec.replica (a replica cluster). */
+  readonly external: ExternalSources;
   /** Fields pgim does not implement that the `pgim.io/ignoreUnsupportedFields` annotation accepts ignoring. */
   readonly ignoredFields: readonly string[];
 }
@@ -114,7 +119,9 @@ export interface Cluster {
 export function resolveCluster(manifest: ClusterManifest, source: string): Cluster {
   const { metadata, spec, status } = manifest;
   const ignoredFields = refuseUnsupportedFields(spec, metadata.annotations ?? {}, source);
-  const database = spec.bootstrap?.initdb?.database ?? 'app';
+  // pg_basebackup's application database, owner and Secret are the ones pgim creates or sets after the clone.
+  const appSpec = spec.bootstrap?.initdb ?? spec.bootstrap?.pg_basebackup;
+  const database = appSpec?.database ?? 'app';
   return {
     name: metadata.name,
     namespace: metadata.namespace,
@@ -125,8 +132,8 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     pgIdent: spec.postgresql.pg_ident,
     bootstrap: {
       database,
-      owner: spec.bootstrap?.initdb?.owner ?? database,
-      secretName: spec.bootstrap?.initdb?.secret?.name ?? `${metadata.name}-app`,
+      owner: appSpec?.owner ?? database,
+      secretName: appSpec?.secret?.name ?? `${metadata.name}-app`,
     },
     enableSuperuserAccess: spec.enableSuperuserAccess,
     superuserSecretName: spec.superuserSecret?.name ?? `${metadata.name}-superuser`,
@@ -138,6 +145,7 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     currentPrimary: status?.currentPrimary,
     observability: resolveObservability(manifest, metadata.name),
     backup: resolveBackup(spec.backup, metadata.name),
+    external: resolveExternalSources(spec, metadata.name, source),
     ignoredFields,
   };
 }

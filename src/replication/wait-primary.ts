@@ -21,7 +21,7 @@ export async function replicationSsl(paths: CertificatePaths): Promise<Ssl> {
  * Asks `address`, as streaming_replica with its certificate (the way this instance's WAL receiver connects), for
  * its timeline when it is a primary: undefined while it is unreachable or in recovery.
  */
-async function askPrimaryTimeline(address: Address, ssl: Ssl): Promise<number | undefined> {
+async function askPrimaryTimeline(address: Address, ssl: Ssl, standbyToo = false): Promise<number | undefined> {
   const { Client } = await pgDriver();
   const client = new Client({ host: address.host, port: address.port, user: 'streaming_replica', database: 'postgres', ssl, connectionTimeoutMillis: 2000 });
   client.on('error', () => undefined);
@@ -30,6 +30,8 @@ async function askPrimaryTimeline(address: Address, ssl: Ssl): Promise<number | 
     const { rows } = await client.query<{ wal: string | null }>(
       'SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END AS wal',
     );
+    // A replica cluster's designated primary is in recovery: that it answers is all a joining replica needs.
+    if (standbyToo && rows[0]?.wal === null) return 0;
     const wal = rows[0]?.wal;
     // A WAL file name starts with the timeline, 8 hex digits.
     return typeof wal === 'string' ? parseInt(wal.slice(0, 8), 16) : undefined;
@@ -45,11 +47,11 @@ export async function primaryTimeline(address: Address, paths: CertificatePaths)
 }
 
 /** Waits until `address` answers as a primary (not in recovery); polls every 50 ms; rejects on abort. */
-export async function waitForPrimary(address: Address, paths: CertificatePaths, signal?: AbortSignal): Promise<void> {
+export async function waitForPrimary(address: Address, paths: CertificatePaths, signal?: AbortSignal, standbyToo = false): Promise<void> {
   const ssl = await replicationSsl(paths);
   for (;;) {
     signal?.throwIfAborted();
-    if ((await askPrimaryTimeline(address, ssl)) !== undefined) return;
+    if ((await askPrimaryTimeline(address, ssl, standbyToo)) !== undefined) return;
     await sleep(50);
   }
 }
