@@ -8,7 +8,7 @@ import { checkEmptyWalArchiveFlag } from '../postgres/datadir.js';
 import type { PostgresInstance } from '../postgres/instance.js';
 import { applyCredentials, ensureApplicationDatabase, ensureSystemRoles } from '../postgres/roles.js';
 import { withLocalClient } from '../postgres/sql.js';
-import { loadExternalConnection, writeExternalFiles } from '../replication/external.js';
+import { loadExternalConnection, removeExternalFiles, writeExternalFiles } from '../replication/external.js';
 
 /**
  * CNPG's `instance pgbasebackup` and a replica cluster's first start: an empty PGDATA is cloned from an
@@ -44,6 +44,9 @@ export async function cloneExternalCluster(instance: PostgresInstance, desired: 
     await instance.basebackup(`${connection.conninfo} options='-c wal_sender_timeout=0s'`, signal, true);
   } catch (err) {
     throw new ConfigError(desired.controlPlane.clusterSource, field, `cloning ${entry.field} (${entry.name}) failed: ${errorMessage(err)}; pg_basebackup's log lines say why (PGDATA left empty, nothing initialised)`);
+  } finally {
+    // A new cluster needs the source's key and password no more; a designated primary keeps them (it streams).
+    if (!replica) await removeExternalFiles(desired.layout.root);
   }
   // CNPG: the first WAL archived by the new cluster must find its object store empty.
   await writeFileAtomic(join(instance.pgdata, checkEmptyWalArchiveFlag), '', 0o600);

@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ExternalCluster } from '../cluster/external-clusters.js';
 import type { ControlPlane } from '../controlplane/index.js';
@@ -79,4 +80,9 @@ export async function writeExternalFiles(connection: ExternalConnection): Promis
   let changed = false;
   for (const [path, bytes] of connection.files) changed = (await writeFileAtomic(path, bytes, 0o600)).changed || changed;
   return changed;
+}
+
+/** Removes every entry's files (a new cluster once cloned, a replica cluster once promoted). */
+export async function removeExternalFiles(runtimeRoot: string): Promise<void> {
+  await rm(join(runtimeRoot, 'external'), { recursive: true, force: true });
 }

@@ -77,9 +77,7 @@ describe('bootstrap.pg_basebackup and replica clusters (real PostgreSQL, TLS cli
       assert.equal(onSource[0]?.n, '100', 'the source is unaffected');
       assert.ok(c.pgim.lines.some((l) => l.includes('"logger":"pg_basebackup"')), 'cloned by pg_basebackup');
       assert.ok(!c.pgim.lines.some((l) => l.includes('"logger":"initdb"')), 'no initdb');
-      // The key, the certificates and nothing else under the runtime dir, 0600.
-      const dir = join(c.paths.runtimeDir, 'external', '0-source-db');
-      assert.deepEqual((await readdir(dir)).sort(), ['client.crt', 'client.key', 'root.crt']);
+      assert.deepEqual(await readdir(join(c.paths.runtimeDir, 'external')).catch(() => []), [], "the source's key is removed once cloned");
     } finally {
       await clone.stop();
     }
@@ -118,9 +116,7 @@ describe('bootstrap.pg_basebackup and replica clusters (real PostgreSQL, TLS cli
         const left = await readdir(paths.pgdata).catch(() => []);
         assert.deepEqual(left, [], 'PGDATA is empty');
       }
-      const passfile = join(paths.runtimeDir, 'external', '0-source-db', 'pgpass');
-      assert.match(await readFile(passfile, 'utf8'), /^\*:\*:\*:\*:/);
-      assert.equal(execFileSync('stat', ['-c', '%a', passfile], { encoding: 'utf8' }).trim(), '600');
+      assert.deepEqual(await readdir(join(paths.runtimeDir, 'external')).catch(() => []), [], 'the passfile is removed');
     } finally {
       await removeTempDir(base);
     }
@@ -168,6 +164,11 @@ describe('bootstrap.pg_basebackup and replica clusters (real PostgreSQL, TLS cli
       assert.ok(!cascading.some((r) => r.application_name === 'rtest-2'), 'its replica does not');
       const slots = await su<{ slot_name: string; active: boolean }>(rc(1).ports.pgPort, sourceSecrets.superuserPassword, 'SELECT slot_name, active FROM pg_replication_slots');
       assert.ok(slots.some((s) => s.slot_name === '_cnpg_rtest_2' && s.active), "rtest-2 streams through its HA slot on the designated primary");
+      // The designated primary keeps the source's certificate and key (0600) for its WAL receiver; its replica has none.
+      const dir = join(rc(1).paths.runtimeDir, 'external', '0-source-db');
+      assert.deepEqual((await readdir(dir)).sort(), ['client.crt', 'client.key', 'root.crt']);
+      assert.equal(execFileSync('stat', ['-c', '%a', join(dir, 'client.key')], { encoding: 'utf8' }).trim(), '600');
+      assert.deepEqual(await readdir(join(rc(2).paths.runtimeDir, 'external')).catch(() => []), []);
     });
 
     it("follows its source through the source's switchover", async function () {
@@ -189,6 +190,7 @@ describe('bootstrap.pg_basebackup and replica clusters (real PostgreSQL, TLS cli
       await eventually(async () => ((await rcSu<{ r: boolean }>(rc(1), 'SELECT pg_is_in_recovery() AS r').catch(() => []))[0]?.r === false ? true : undefined), 90_000, 'rtest-1 promoted with its own superuser password');
       await query(rc(1).ports.pgPort, 'app', replicaSecrets.appPassword, 'INSERT INTO followed VALUES (-1)');
       await arrives(rc(2), 'followed', '21');
+      await eventually(async () => ((await readdir(join(rc(1).paths.runtimeDir, 'external')).catch(() => [])).length === 0 ? true : undefined), 30_000, "the source's key removed once promoted");
       const sourceTimeline = await timeline(byName('itest-2').ports.pgPort, sourceSecrets.superuserPassword);
       await rcSu(rc(1), 'CHECKPOINT');
       assert.equal(await timeline(rc(1).ports.pgPort, replicaSecrets.superuserPassword), (sourceTimeline ?? 0) + 1, 'a new timeline');
