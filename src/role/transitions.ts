@@ -189,7 +189,7 @@ export class RoleTransitions {
     await this.options.controlPlane.releasePrimaryLease(desired.topology.self);
     const primary = desired.topology.addresses.get(desired.topology.primary);
     if (!desired.tls || !primary) throw new Error('a replica needs the TLS Secrets and the primary address');
-    await waitForPrimary(primary, certificatePaths(desired.layout.certificatesDir), signal, desired.cluster.external.replica !== undefined);
+    await waitForPrimary(primary, certificatePaths(desired.layout.certificatesDir), signal, undefined, desired.cluster.external.replica !== undefined);
     await instance.rewind(primaryConninfo(desired.topology, desired.tls, desired.layout, `${desired.topology.self}-rewind`), signal);
     await instance.writeConfiguration(desired.rendered);
     logger.info({ primary: desired.topology.primary }, 'rewound onto the new primary; starting as its replica');
