@@ -35,6 +35,7 @@ export const ignoreUnsupportedFieldsAnnotation = 'pgim.io/ignoreUnsupportedField
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isEmptyList = (v: unknown): boolean => Array.isArray(v) && v.length === 0;
 const isDisabled = (v: unknown): boolean => isRecord(v) && v.enabled === false;
+const hasNoPlugin = (v: unknown): boolean => Array.isArray(v) && v.every((entry) => !isRecord(entry) || entry.plugin === undefined);
 const is =
   (...values: unknown[]) =>
   (v: unknown): boolean =>
@@ -86,7 +87,7 @@ export const clusterFieldSupport: readonly FieldSupport[] = [
   { path: 'spec.bootstrap.initdb.postInitTemplateSQL', support: 'refused', why: 'post-init SQL is not implemented', accepts: isEmptyList, accepted: '[]' },
   { path: 'spec.bootstrap.initdb.postInitTemplateSQLRefs', support: 'refused', why: 'post-init SQL is not implemented' },
   { path: 'spec.bootstrap.initdb.import', support: 'refused', why: 'importing databases from another cluster is not implemented: pgim would create an empty database', neverIgnored: true },
-  { path: 'spec.bootstrap.pg_basebackup', support: 'refused', why: 'cloning another cluster is not implemented: pgim would initdb an empty database', neverIgnored: true },
+  { path: 'spec.bootstrap.pg_basebackup', support: 'implemented', why: 'an empty PGDATA is cloned from an externalClusters entry with pg_basebackup, then promoted (src/daemon/clone.ts)' },
   { path: 'spec.bootstrap.recovery', support: 'refused', why: 'recovery from a backup is not implemented: pgim would initdb an empty database', neverIgnored: true },
   { path: 'spec.certificates', support: 'implemented', why: 'split below' },
   { path: 'spec.certificates.clientCASecret', support: 'implemented', why: 'its ca.crt is ssl_ca_file: client and replica certificates are verified against it' },
@@ -101,7 +102,7 @@ export const clusterFieldSupport: readonly FieldSupport[] = [
   { path: 'spec.envFrom', support: 'operator', why: podTemplate },
   { path: 'spec.ephemeralVolumeSource', support: 'operator', why: storage },
   { path: 'spec.ephemeralVolumesSizeLimit', support: 'operator', why: storage },
-  { path: 'spec.externalClusters', support: 'refused', why: 'connections to other clusters are not implemented', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.externalClusters', support: 'implemented', why: 'the servers bootstrap.pg_basebackup clones and a replica cluster follows (CNPG-I plugins refused)', accepts: hasNoPlugin, accepted: 'entries without plugin' },
   { path: 'spec.failoverDelay', support: 'operator', why: 'the operator decides when to fail over' },
   { path: 'spec.imageCatalogRef', support: 'operator', why: 'the operator chooses the image' },
   { path: 'spec.imageName', support: 'operator', why: 'the operator chooses the image' },
@@ -159,7 +160,7 @@ export const clusterFieldSupport: readonly FieldSupport[] = [
   ...probeTimings('spec.probes.liveness'),
   { path: 'spec.probes.liveness.isolationCheck', support: 'refused', why: "the liveness probe's isolation check (the primary asks the API server and its replicas) is not implemented", accepts: isDisabled, accepted: '{enabled: false}' },
   { path: 'spec.projectedVolumeTemplate', support: 'operator', why: storage },
-  { path: 'spec.replica', support: 'refused', why: 'replica clusters are not implemented: pgim would run an independent primary', accepts: isDisabled, accepted: '{enabled: false}', neverIgnored: true },
+  { path: 'spec.replica', support: 'implemented', why: 'replica clusters: the designated primary streams from the source, promotion by enabled: false or primary == self (promotionToken and minApplyDelay refused by the schema)' },
   { path: 'spec.replicationSlots', support: 'implemented', why: 'split below' },
   { path: 'spec.replicationSlots.highAvailability', support: 'implemented', why: 'split below' },
   { path: 'spec.replicationSlots.highAvailability.enabled', support: 'implemented', why: 'the primary keeps an HA slot per replica', accepts: is(true), accepted: 'true' },

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { backupSchema, resolveBackup, type BackupConfiguration } from './backup.js';
 import { certificatesSchema, resolveCertificateSecrets, type CertificateSecrets } from './certificates.js';
+import { cloneSource, externalClusterSchema, replicaSchema, resolveExternalSources, type ExternalSources } from './external-clusters.js';
 import { refuseUnsupportedFields } from './field-support.js';
 import { managedSchema, resolveManagedRoles, type ManagedRole } from './managed-roles.js';
 import { ldapSchema, resolveLdap, type LdapConfiguration } from './ldap.js';
@@ -57,7 +58,9 @@ export const clusterManifestSchema = z
           })
           .loose()
           .default({ parameters: {}, pg_hba: [], pg_ident: [] }),
-        bootstrap: z.object({ initdb: initdb.optional() }).loose().optional(),
+        bootstrap: z.object({ initdb: initdb.optional(), pg_basebackup: initdb.extend({ source: cloneSource }).optional() }).loose().optional(),
+        externalClusters: z.array(externalClusterSchema).optional(),
+        replica: replicaSchema.optional(),
         enableSuperuserAccess: z.boolean().default(false),
         superuserSecret: secretRef.optional(),
         smartShutdownTimeout: seconds.default(180),
@@ -127,6 +130,8 @@ export interface Cluster {
   readonly managedRolesPasswordStatus: Readonly<Record<string, { transactionID: number; resourceVersion: string }>>;
   /** status.poolerIntegrations.pgBouncerIntegration.secrets: CNPG's operator lists the PgBouncer Poolers it integrates. */
   readonly pgBouncerIntegrationSecrets: readonly string[];
+  /** spec.externalClusters, the clone source of bootstrap.pg_basebackup, spec.replica (a replica cluster). */
+  readonly external: ExternalSources;
   /** Fields pgim does not implement that the `pgim.io/ignoreUnsupportedFields` annotation accepts ignoring. */
   readonly ignoredFields: readonly string[];
 }
@@ -135,7 +140,9 @@ export interface Cluster {
 export function resolveCluster(manifest: ClusterManifest, source: string): Cluster {
   const { metadata, spec, status } = manifest;
   const ignoredFields = refuseUnsupportedFields(spec, metadata.annotations ?? {}, source);
-  const database = spec.bootstrap?.initdb?.database ?? 'app';
+  // pg_basebackup's application database, owner and Secret are the ones pgim creates or sets after the clone.
+  const appSpec = spec.bootstrap?.initdb ?? spec.bootstrap?.pg_basebackup;
+  const database = appSpec?.database ?? 'app';
   return {
     name: metadata.name,
     namespace: metadata.namespace,
@@ -148,8 +155,8 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     certificates: resolveCertificateSecrets(spec.certificates, status?.certificates, metadata.name),
     bootstrap: {
       database,
-      owner: spec.bootstrap?.initdb?.owner ?? database,
-      secretName: spec.bootstrap?.initdb?.secret?.name ?? `${metadata.name}-app`,
+      owner: appSpec?.owner ?? database,
+      secretName: appSpec?.secret?.name ?? `${metadata.name}-app`,
     },
     enableSuperuserAccess: spec.enableSuperuserAccess,
     superuserSecretName: spec.superuserSecret?.name ?? `${metadata.name}-superuser`,
@@ -166,6 +173,7 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
       Object.entries(status?.managedRolesStatus?.passwordStatus ?? {}).map(([role, state]) => [role, { transactionID: state.transactionID ?? 0, resourceVersion: state.resourceVersion ?? '' }]),
     ),
     pgBouncerIntegrationSecrets: status?.poolerIntegrations?.pgBouncerIntegration?.secrets ?? [],
+    external: resolveExternalSources(spec, metadata.name, source),
     ignoredFields,
   };
 }

@@ -19,6 +19,7 @@ import { goArch, nodeName, packageVersion } from './manager-info.js';
 import { prepareFilesystem } from './prepare.js';
 import { startBackups } from './backups.js';
 import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
+import { cloneExternalCluster, cloneSource, refuseDemotionAtStart } from './clone.js';
 import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, httpBindAddress, load, openInstance } from './startup.js';
 
 /**
@@ -142,6 +143,7 @@ export class Daemon {
       // Certificates first: a bootstrap starts postgres with ssl on, and a replica joins with its client certificate.
       await reconciler.writeRuntimeFiles();
       const dataDirectory = await instance.inspectDataDirectory();
+      if (dataDirectory !== 'empty') await refuseDemotionAtStart(instance, desired);
       const formerPrimary = dataDirectory !== 'empty' && !desired.topology.isPrimary && !(await instance.isStandby());
       // A bootstrap, a clone or a rewind takes long: the probes must answer all along.
       if (dataDirectory === 'empty' || formerPrimary) await startServers();
@@ -184,7 +186,10 @@ export class Daemon {
     }
   }
 
-  /** An empty PGDATA: the target primary bootstraps a new cluster, a replica clones the primary. */
+  /**
+   * An empty PGDATA: the target primary bootstraps a new cluster (initdb), or clones an external cluster
+   * (`bootstrap.pg_basebackup`, a replica cluster's designated primary); a replica clones the primary.
+   */
   private async createDataDirectory(step: {
     desired: DesiredState;
     instance: PostgresInstance;
@@ -196,7 +201,11 @@ export class Daemon {
   }): Promise<void> {
     const { desired, instance, state, logger, controlPlane, supervisor, reconciler } = step;
     state.phase = 'bootstrapping';
-    if (desired.topology.isPrimary) {
+    if (cloneSource(desired) !== undefined) {
+      await cloneExternalCluster(instance, desired, logger, supervisor.stopSignal);
+      if (desired.replicaSource === undefined) reconciler.markCredentialsApplied();
+      await controlPlane.reportStatus({ currentPrimary: state.podName, currentPrimaryTimestamp: new Date().toISOString() });
+    } else if (desired.topology.isPrimary) {
       logger.info({ pgdata: this.options.pgdata }, 'PGDATA is empty: bootstrapping a new cluster');
       await instance.bootstrap(desired.cluster, desired.credentials, desired.rendered, supervisor.stopSignal);
       reconciler.markCredentialsApplied();

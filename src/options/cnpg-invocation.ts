@@ -41,6 +41,7 @@ const logLevels: Readonly<Record<string, string>> = { error: 'error', warning: '
 const jobSuffixes: Readonly<Record<string, readonly string[]>> = {
   init: ['-initdb', '-import'],
   join: ['-join'],
+  pgbasebackup: ['-pgbasebackup'],
 };
 
 /** The initdb options CNPG's operator generates (pkg/specs/jobs.go buildInitDBFlags); anything else is refused. */
@@ -127,6 +128,11 @@ const flagSets: Readonly<Record<string, Readonly<Record<string, FlagDef>>>> = {
     'pg-wal': { takesValue: true },
     'parent-node': { takesValue: true },
   },
+  /** CNPG's `instance pgbasebackup` (bootstrap.pg_basebackup): pgim's `init`, which clones such a manifest. */
+  pgbasebackup: {
+    ...instanceIdentity,
+    'pg-wal': { takesValue: true },
+  },
   status: {},
 };
 
@@ -143,7 +149,6 @@ const globalFlags: Readonly<Record<string, FlagDef>> = {
 const notYet: Readonly<Record<string, string>> = {
   restore: 'recovery from a backup (bootstrap.recovery)',
   restoresnapshot: 'recovery from a volume snapshot',
-  pgbasebackup: 'bootstrap from another cluster with pg_basebackup (bootstrap.pg_basebackup)',
   upgrade: 'a major upgrade with pg_upgrade',
 };
 
@@ -248,7 +253,7 @@ export function translateCnpgInvocation(argv: readonly string[], env: Readonly<R
     }
   }
 
-  const args: string[] = [sub];
+  const args: string[] = [sub === 'pgbasebackup' ? 'init' : sub];
   const pgdata = value('pg-data');
   if (pgdata !== undefined) args.push('--pgdata', pgdata);
   let podName = value('pod-name') ?? nonEmpty(env.POD_NAME);

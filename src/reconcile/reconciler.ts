@@ -109,6 +109,8 @@ export class Reconciler {
 
   /** Work for each fresh postmaster on a primary: system roles, then any password not yet applied. */
   async onPostgresAccepting(isPrimary: boolean): Promise<void> {
+    // A replica cluster's designated primary: read-only, but the slots of its own (cascading) replicas live there.
+    if (!isPrimary && this.current.replicaSource !== undefined) await this.roles.reconcileSlots(this.current);
     if (!isPrimary) return;
     const { instance, logger } = this.options;
     await withLocalClient(instance.connection, async (client) => {

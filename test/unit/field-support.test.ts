@@ -111,11 +111,8 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
     assert.deepEqual(unsupportedFields(spec), []);
   });
 
-  it('never accepts a bootstrap from a backup or another cluster, not even with the annotation', () => {
-    for (const [field, value] of [
-      ['recovery', { backup: { name: 'b1' } }],
-      ['pg_basebackup', { source: 'origin' }],
-    ] as const) {
+  it('never accepts a bootstrap from a backup, not even with the annotation', () => {
+    for (const [field, value] of [['recovery', { backup: { name: 'b1' } }]] as const) {
       const err = refusal({ bootstrap: { [field]: value } }, ignoring('spec.backup.volumeSnapshot'));
       assert.equal(err.field, `spec.bootstrap.${field}`);
       assert.match(err.message, /no annotation accepts ignoring it/);
@@ -123,14 +120,13 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
       assert.equal(listed.field, `metadata.annotations.${ignoreUnsupportedFieldsAnnotation}`);
       assert.match(listed.message, /which pgim never ignores/);
     }
-    assert.equal(refusal({ replica: { enabled: true, source: 'origin' } }, ignoring('spec.backup.volumeSnapshot')).field, 'spec.replica');
     assert.equal(refusal({ bootstrap: { initdb: { import: { type: 'microservice' } } } }).field, 'spec.bootstrap.initdb.import');
   });
 
   it('refuses what pgim does not implement, naming each field, and accepts it when the annotation lists it', () => {
     const spec = {
       backup: { volumeSnapshot: { className: 'snap' } },
-      externalClusters: [{ name: 'origin' }],
+      externalClusters: [{ name: 'origin', plugin: { name: 'barman-cloud.cloudnative-pg.io' } }],
       plugins: [{ name: 'barman-cloud.cloudnative-pg.io' }],
       tablespaces: [{ name: 't', storage: { size: '1Gi' } }],
       postgresql: { synchronous: { method: 'any', number: 1 }, parameters: { work_mem: '8MB' } },
@@ -151,6 +147,12 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
     assert.equal(refusal({ bootstrap: { initdb: { encoding: 'LATIN1' } } }).field, 'spec.bootstrap.initdb.encoding');
     assert.equal(refusal({ minSyncReplicas: 1 }).field, 'spec.minSyncReplicas');
     assert.deepEqual(unsupportedFields({ primaryUpdateMethod: 'restart', minSyncReplicas: 0, replica: { enabled: false }, backup: null }), []);
+  });
+
+  it('accepts a clone of another cluster and a replica cluster (externalClusters without a CNPG-I plugin)', () => {
+    const origin = { name: 'origin', connectionParameters: { host: 'origin-rw', user: 'streaming_replica' }, sslKey: { name: 'k', key: 'tls.key' }, sslCert: { name: 'k', key: 'tls.crt' } };
+    assert.deepEqual(unsupportedFields({ bootstrap: { pg_basebackup: { source: 'origin' } }, replica: { enabled: true, source: 'origin' }, externalClusters: [origin] }), []);
+    assert.deepEqual(unsupportedFields({ replica: { primary: 'a', self: 'b', source: 'origin' }, externalClusters: [origin, { name: 'store', barmanObjectStore: { destinationPath: 's3://b/' } }] }), []);
   });
 
   it('refuses a field unknown to CNPG (a typo) where the table splits an object', () => {
