@@ -311,7 +311,7 @@ async function cnpgCommand(argv: string[]): Promise<number> {
       const [command = '', ...rest] = translation.argv;
       let options;
       try {
-        options = { ...instanceOptions(parse(command, rest)), initdbFlags: translation.initdbFlags, cnpg: translation.expectations };
+        options = { ...instanceOptions(parse(command, rest)), initdbFlags: translation.initdbFlags, postInitRefsFolders: translation.postInitRefsFolders, cnpg: translation.expectations };
       } catch (err) {
         if (!(err instanceof UsageError)) throw err;
         process.stderr.write(`pgim ${what}: ${err.message}\n`);

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { backupSchema, resolveBackup, type BackupConfiguration } from './backup.js';
 import { refuseUnsupportedFields } from './field-support.js';
+import { checkLocaleProviders, initdbOptionsShape, resolveInitdb, type InitdbSpec } from './initdb.js';
 import { isDnsLabel, isObjectName } from './names.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
 
@@ -28,8 +29,10 @@ const initdb = z
     database: identifier.refine((s) => !reservedDatabases.has(s), 'is reserved by PostgreSQL').optional(),
     owner: identifier.refine((s) => !reservedOwners.has(s), 'is reserved for a role pgim manages').optional(),
     secret: secretRef.optional(),
+    ...initdbOptionsShape,
   })
-  .loose();
+  .loose()
+  .superRefine(checkLocaleProviders);
 
 export const clusterManifestSchema = z
   .object({
@@ -93,6 +96,8 @@ export interface Cluster {
     readonly owner: string;
     /** Secret holding the owner's `username` and `password`. */
     readonly secretName: string;
+    /** initdb's options and the post-init SQL (bootstrap.initdb). */
+    readonly initdb: InitdbSpec;
   };
   readonly enableSuperuserAccess: boolean;
   readonly superuserSecretName: string;
@@ -127,6 +132,7 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
       database,
       owner: spec.bootstrap?.initdb?.owner ?? database,
       secretName: spec.bootstrap?.initdb?.secret?.name ?? `${metadata.name}-app`,
+      initdb: resolveInitdb(spec.bootstrap?.initdb),
     },
     enableSuperuserAccess: spec.enableSuperuserAccess,
     superuserSecretName: spec.superuserSecret?.name ?? `${metadata.name}-superuser`,

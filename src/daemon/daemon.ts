@@ -1,3 +1,4 @@
+import { readPostInitScripts } from '../desired/post-init-sql.js';
 import type { Server } from 'node:http';
 import { ExitCode } from '../errors/index.js';
 import type { Logger } from 'pino';
@@ -198,7 +199,8 @@ export class Daemon {
     state.phase = 'bootstrapping';
     if (desired.topology.isPrimary) {
       logger.info({ pgdata: this.options.pgdata }, 'PGDATA is empty: bootstrapping a new cluster');
-      await instance.bootstrap(desired.cluster, desired.credentials, desired.rendered, supervisor.stopSignal);
+      const scripts = await readPostInitScripts(desired.cluster, controlPlane, this.options.postInitRefsFolders);
+      await instance.bootstrap(desired.cluster, desired.credentials, desired.rendered, scripts, supervisor.stopSignal);
       reconciler.markCredentialsApplied();
       await controlPlane.reportStatus({ currentPrimary: state.podName, currentPrimaryTimestamp: new Date().toISOString() });
     } else {

@@ -38,6 +38,8 @@ export interface InstanceOptions {
   readonly metricsTls?: boolean;
   /** CNPG's `instance init --initdb-flags` (checked options only), appended to pgim's initdb command line. */
   readonly initdbFlags?: readonly string[];
+  /** CNPG's `--post-init-*-sql-refs-folder`: where its Job mounted the post-init SQL Secrets and ConfigMaps. */
+  readonly postInitRefsFolders?: PostInitRefsFolders;
   /** What a CNPG invocation said about the Cluster (`--cluster-name`, `--app-db-name`, ...): checked against it. */
   readonly cnpg?: CnpgExpectations;
 }
@@ -68,4 +70,11 @@ export function runtimeLayout(runtimeDir: string): RuntimeLayout {
 
 export function podNameFor(options: Pick<InstanceOptions, 'podName'>, clusterName: string): string {
   return options.podName ?? `${clusterName}-1`;
+}
+
+/** Folders of post-init SQL files per database (CNPG's Job mounts; each file run in name order). */
+export interface PostInitRefsFolders {
+  readonly postgres?: string;
+  readonly template?: string;
+  readonly application?: string;
 }

@@ -11,7 +11,10 @@ import { Postmaster } from './postmaster.js';
 import { readProcStat, waitForDirectoryRelease } from '../process/proc.js';
 import { BootstrapMarker, checkEmptyWalArchiveFlag, checkWalSpace, emptyDirectory, enforceDataDirectoryMode, moveAside } from './datadir.js';
 import { inspectPidFile, removeStaleLockFiles } from './pidfile.js';
-import { applyCredentials, ensureApplicationDatabase, ensureSystemRoles } from './roles.js';
+import { applyCredentials, ensureApplicationDatabase, ensureApplicationOwner, ensureSystemRoles } from './roles.js';
+import { runPostInitScripts, type PostInitScripts } from './post-init.js';
+import { unsupportedByServer } from '../cluster/initdb.js';
+import { ConfigError } from '../errors/index.js';
 import { connectLocal, withLocalClient, type LocalConnection } from './sql.js';
 import { queryStatus, type PostgresReportedStatus } from './status-queries.js';
 import { checkDataDirectoryAccess, checkDataDirectoryVersion, checkPortFree, serverMajorVersion, UnusableDataDirectoryError } from './start-checks.js';
@@ -149,14 +152,14 @@ export class PostgresInstance {
     return readControlData(this.binDir, this.pgdata, this.options.logger);
   }
 
-  async initdb(signal?: AbortSignal): Promise<void> {
+  /** initdb with pgim's fixed options, then the Cluster's (`options`), then the operator's `--initdb-flags`. */
+  async initdb(options: readonly string[], signal?: AbortSignal): Promise<void> {
     await ensureDirectory(this.pgdata, 0o700);
     await this.bootstrapMarker.set();
     const result = await runTool(
       this.binDir,
       'initdb',
-      ['-D', this.pgdata, '--username=postgres', '--auth-local=peer', '--auth-host=scram-sha-256', '--encoding=UTF8',
-        '--lc-collate=C', '--lc-ctype=C', '--no-instructions', ...(this.options.initdbFlags ?? [])],
+      ['-D', this.pgdata, '--username=postgres', '--auth-local=peer', '--auth-host=scram-sha-256', '--no-instructions', ...options, ...(this.options.initdbFlags ?? [])],
       { logger: this.options.logger, env: this.env, ...(signal === undefined ? {} : { cancelSignal: signal }) },
     );
     if (result.exitCode !== 0) {
@@ -390,10 +393,38 @@ export class PostgresInstance {
 
   /**
    * initdb, then a socket-only start (nothing can connect over TCP before the roles and passwords exist) to create
-   * the owner and database and set every password, then a fast stop.
+   * the owner, run the post-init SQL in CNPG's order (postgres, template1, then the application database once
+   * created) and set every password, then a fast stop. Runs once: any failure leaves PGDATA empty (initdb failed)
+   * or moves the half-made cluster aside (`<pgdata>_<timestamp>`), never a half-initialised PGDATA to start from.
    */
-  async bootstrap(cluster: Cluster, credentials: Credentials, rendered: RenderedConfiguration, signal?: AbortSignal): Promise<void> {
-    await this.initdb(signal);
+  async bootstrap(cluster: Cluster, credentials: Credentials, rendered: RenderedConfiguration, scripts: PostInitScripts, signal?: AbortSignal): Promise<void> {
+    const major = Number(await this.serverMajorVersion());
+    const unsupported = Number.isFinite(major) ? unsupportedByServer(cluster.bootstrap.initdb, major) : undefined;
+    if (unsupported) throw new ConfigError(`cluster ${cluster.name}`, unsupported.field, unsupported.message);
+    try {
+      await this.initdb(cluster.bootstrap.initdb.options, signal);
+    } catch (err) {
+      await emptyDirectory(this.pgdata);
+      await this.bootstrapMarker.clear();
+      throw err;
+    }
+    try {
+      await this.configureNewCluster(cluster, credentials, rendered, scripts, signal);
+    } catch (err) {
+      // Moved aside for a post-mortem when PGDATA's parent is writable; emptied otherwise (a mount point).
+      const aside = await moveAside(this.pgdata).catch(async () => {
+        await emptyDirectory(this.pgdata);
+        return undefined;
+      });
+      await this.bootstrapMarker.clear();
+      this.options.logger.error({ pgdata: this.pgdata, movedTo: aside }, `the bootstrap failed: its half-made cluster was ${aside === undefined ? 'deleted' : 'moved aside'}; PGDATA is empty`);
+      throw err;
+    }
+    await this.bootstrapMarker.clear();
+  }
+
+  private async configureNewCluster(cluster: Cluster, credentials: Credentials, rendered: RenderedConfiguration, scripts: PostInitScripts, signal?: AbortSignal): Promise<void> {
+    const { owner, database } = cluster.bootstrap;
     // Before the first start (archive_mode is on): the first archive must find the object store empty (CNPG).
     await writeFileAtomic(join(this.pgdata, checkEmptyWalArchiveFlag), '', 0o600);
     await this.writeConfiguration(rendered);
@@ -401,14 +432,17 @@ export class PostgresInstance {
     try {
       await this.waitAccepting(postmaster, signal);
       await withLocalClient(this.connection, async (client) => {
-        await ensureApplicationDatabase(client, cluster.bootstrap.owner, cluster.bootstrap.database);
+        await ensureApplicationOwner(client, owner);
         await ensureSystemRoles(client);
-        await applyCredentials(client, credentials);
+        await runPostInitScripts(client, scripts.postgres);
       });
+      await withLocalClient(this.connection, (client) => runPostInitScripts(client, scripts.template), 'template1');
+      await withLocalClient(this.connection, (client) => ensureApplicationDatabase(client, owner, database));
+      await withLocalClient(this.connection, (client) => runPostInitScripts(client, scripts.application), database);
+      await withLocalClient(this.connection, (client) => applyCredentials(client, credentials));
     } finally {
       await postmaster.stop({ smartSeconds: 0, fastSeconds: 60 });
     }
-    await this.bootstrapMarker.clear();
   }
 
   /**

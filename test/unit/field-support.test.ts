@@ -148,7 +148,7 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
   it('a value pgim does not implement is refused; the accepted values and null are not', () => {
     assert.equal(refusal({ primaryUpdateMethod: 'switchover' }).field, 'spec.primaryUpdateMethod');
     assert.equal(refusal({ replicationSlots: { highAvailability: { enabled: false } } }).field, 'spec.replicationSlots.highAvailability.enabled');
-    assert.equal(refusal({ bootstrap: { initdb: { encoding: 'LATIN1' } } }).field, 'spec.bootstrap.initdb.encoding');
+    assert.equal(refusal({ postgresql: { enableAlterSystem: true } }).field, 'spec.postgresql.enableAlterSystem');
     assert.equal(refusal({ minSyncReplicas: 1 }).field, 'spec.minSyncReplicas');
     assert.deepEqual(unsupportedFields({ primaryUpdateMethod: 'restart', minSyncReplicas: 0, replica: { enabled: false }, backup: null }), []);
   });
