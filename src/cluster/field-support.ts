@@ -178,7 +178,7 @@ export const clusterFieldSupport: readonly FieldSupport[] = [
   { path: 'spec.storage', support: 'operator', why: storage },
   { path: 'spec.superuserSecret', support: 'implemented', why: "the superuser's credentials" },
   { path: 'spec.switchoverDelay', support: 'implemented', why: "the old primary's stop in a switchover" },
-  { path: 'spec.tablespaces', support: 'refused', why: 'declarative tablespaces are not implemented: they would not be created', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.tablespaces', support: 'implemented', why: "name, owner, temporary: created and owned by the primary in the folder <tablespaces root>/<name>/data, temporary ones in temp_tablespaces, replicas mapped by pg_basebackup; storage is the operator's volume at that folder" },
   { path: 'spec.topologySpreadConstraints', support: 'operator', why: scheduling },
   { path: 'spec.walStorage', support: 'refused', why: 'a separate WAL volume (initdb --waldir) is not implemented: WAL would stay in PGDATA' },
 ];

@@ -3,6 +3,7 @@ import { backupSchema, resolveBackup, type BackupConfiguration } from './backup.
 import { refuseUnsupportedFields } from './field-support.js';
 import { checkLocaleProviders, initdbOptionsShape, resolveInitdb, type InitdbSpec } from './initdb.js';
 import { isDnsLabel, isObjectName } from './names.js';
+import { resolveTablespaces, tablespacesSchema, type TablespaceSpec } from './tablespaces.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
 
 /**
@@ -66,6 +67,7 @@ export const clusterManifestSchema = z
         monitoring: monitoringSchema.optional(),
         probes: probesSchema.optional(),
         backup: backupSchema.optional(),
+        tablespaces: tablespacesSchema.optional(),
       })
       .loose(),
     status: z
@@ -111,6 +113,8 @@ export interface Cluster {
   readonly observability: ObservabilitySpec;
   /** spec.backup: the object store WAL and base backups go to, retention, the backup target. */
   readonly backup: BackupConfiguration;
+  /** spec.tablespaces: created by the primary, each in its own folder. */
+  readonly tablespaces: readonly TablespaceSpec[];
   /** Fields pgim does not implement that the `pgim.io/ignoreUnsupportedFields` annotation accepts ignoring. */
   readonly ignoredFields: readonly string[];
 }
@@ -144,6 +148,7 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     currentPrimary: status?.currentPrimary,
     observability: resolveObservability(manifest, metadata.name),
     backup: resolveBackup(spec.backup, metadata.name),
+    tablespaces: resolveTablespaces(spec.tablespaces),
     ignoredFields,
   };
 }

@@ -1,4 +1,5 @@
 import type { Cluster } from '../cluster/schema.js';
+import type { TablespaceState } from '../cluster/tablespaces.js';
 
 /** A Secret's or ConfigMap's data: key -> raw bytes, as Kubernetes stores them. */
 export type ObjectData = ReadonlyMap<string, Buffer>;
@@ -42,6 +43,8 @@ export interface InstanceStatusReport {
   readonly firstRecoverabilityPoint?: string;
   readonly lastSuccessfulBackup?: string;
   readonly lastFailedBackup?: string;
+  /** The primary's tablespace pass: replaces `status.tablespacesStatus` (CNPG's TablespaceState list). */
+  readonly tablespacesStatus?: readonly TablespaceState[];
 }
 
 /** A `postgresql.cnpg.io/v1` Backup object, as far as an instance reads it. */

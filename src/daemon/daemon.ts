@@ -91,7 +91,7 @@ export class Daemon {
       await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
     });
     try {
-      const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
+      const droppedRoot = await prepareFilesystem(options, loaded.desired.layout, loaded.desired.cluster.tablespaces);
       const instance = openInstance(options, loaded.desired, logger);
       const desired = await confirmDesiredState(options, loaded, instance, droppedRoot);
       reportSecurityWarnings(desired.rendered.securityWarnings, logger, state);
@@ -154,6 +154,8 @@ export class Daemon {
         await reconciler.roles.rejoinAsReplica(desired, supervisor.stopSignal);
       }
       await instance.writeConfiguration(desired.rendered);
+      // Before postgres starts: a replica replaying a CREATE TABLESPACE needs its folder (the primary's pass makes its own).
+      await instance.ensureTablespaceFolders(desired.cluster.tablespaces);
       source.subscribe((update) => {
         reconciler.update(update);
       });

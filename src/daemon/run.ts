@@ -49,7 +49,7 @@ async function oneShot(options: InstanceOptions, body: (context: OneShot) => Pro
   const { logger } = loaded;
   const abort = abortOnTermination();
   try {
-    const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
+    const droppedRoot = await prepareFilesystem(options, loaded.desired.layout, loaded.desired.cluster.tablespaces);
     const instance = openInstance(options, loaded.desired, logger);
     const desired = await confirmDesiredState(options, loaded, instance, droppedRoot);
     return await body({ desired, instance, logger, signal: abort.signal, controlPlane: loaded.controlPlane });

@@ -19,6 +19,8 @@ import { connectLocal, withLocalClient, type LocalConnection } from './sql.js';
 import { queryStatus, type PostgresReportedStatus } from './status-queries.js';
 import { checkDataDirectoryAccess, checkDataDirectoryVersion, checkPortFree, serverMajorVersion, UnusableDataDirectoryError } from './start-checks.js';
 import { runTool } from './tools.js';
+import { ensureTablespaceFolders, reconcileTablespaces, type TablespaceStorage } from './tablespaces.js';
+import { tablespaceLocation, type TablespaceSpec, type TablespaceState } from '../cluster/tablespaces.js';
 import { sleep } from '../async/sleep.js';
 
 export type DataDirectoryState = 'empty' | 'initialized';
@@ -43,6 +45,8 @@ export interface PostgresInstanceOptions {
   logger: Logger;
   /** listen_addresses: the port is checked free on them before each start. */
   listenAddresses?: string;
+  /** Where this instance's tablespace folders are (spec.tablespaces). */
+  tablespaces?: TablespaceStorage;
 }
 
 
@@ -196,19 +200,62 @@ export class PostgresInstance {
    * A replica's first start: `pg_basebackup` from the primary over TLS with the streaming_replica certificate (no
    * password), WAL streamed alongside, progress in the log. PGDATA must be empty.
    */
-  async basebackup(conninfo: string, signal?: AbortSignal): Promise<void> {
+  async basebackup(conninfo: string, signal?: AbortSignal, primaryTablespaces: readonly { name: string; location: string }[] = []): Promise<void> {
     await ensureDirectory(this.pgdata, 0o700);
     await this.bootstrapMarker.set();
     const result = await runTool(
       this.binDir,
       'pg_basebackup',
-      ['-D', this.pgdata, '-d', conninfo, '-X', 'stream', '-c', 'fast', '--progress', '--verbose', '--no-password'],
+      ['-D', this.pgdata, '-d', conninfo, '-X', 'stream', '-c', 'fast', '--progress', '--verbose', '--no-password', ...this.tablespaceMappings(primaryTablespaces)],
       { logger: this.options.logger, env: this.env, ...(signal === undefined ? {} : { cancelSignal: signal }) },
     );
     if (result.exitCode !== 0) {
       throw new Error(`pg_basebackup failed (${result.signal === undefined ? `exit code ${String(result.exitCode)}` : result.signal})`);
     }
     await this.bootstrapMarker.clear();
+  }
+
+  /**
+   * pg_basebackup's `--tablespace-mapping` from each of the primary's tablespace folders to this instance's own
+   * (`<root>/<name>/data`), where they differ (instances on one host in files mode); `=` and `\` escaped as
+   * pg_basebackup reads them.
+   */
+  private tablespaceMappings(primary: readonly { name: string; location: string }[]): string[] {
+    const root = this.options.tablespaces?.root;
+    if (root === undefined) return [];
+    const escape = (path: string): string => path.replace(/[\\=]/g, (c) => `\\${c}`);
+    return primary
+      .map(({ name, location }) => ({ from: location, to: tablespaceLocation(root, name) }))
+      .filter(({ from, to }) => from !== '' && from !== to)
+      .map(({ from, to }) => `--tablespace-mapping=${escape(from)}=${escape(to)}`);
+  }
+
+  /** `<root>/<name>/data` for each tablespace (see ensureTablespaceFolders): the names not ready, with why. */
+  async ensureTablespaceFolders(tablespaces: readonly TablespaceSpec[]): Promise<Map<string, string>> {
+    const storage = this.options.tablespaces;
+    return storage === undefined ? new Map() : ensureTablespaceFolders(storage, tablespaces);
+  }
+
+  /** The primary creates and owns the spec's tablespaces (CNPG's tablespace reconciler). */
+  async reconcileTablespaces(tablespaces: readonly TablespaceSpec[]): Promise<TablespaceState[]> {
+    const storage = this.options.tablespaces;
+    if (storage === undefined || tablespaces.length === 0) return [];
+    return withLocalClient(this.connection, (client) => reconcileTablespaces(client, storage, tablespaces));
+  }
+
+  /**
+   * On a replica: the tablespaces it holds whose folder is not its own (`<root>/<name>/data`): a tablespace created
+   * while it streamed is replayed at the primary's location, which on one shared host is the primary's folder.
+   */
+  async foreignTablespaceFolders(): Promise<{ name: string; location: string; expected: string }[]> {
+    const root = this.options.tablespaces?.root;
+    if (root === undefined) return [];
+    return withLocalClient(this.connection, async (client) => {
+      const { rows } = await client.query<{ name: string; location: string }>(
+        "SELECT spcname AS name, pg_catalog.pg_tablespace_location(oid) AS location FROM pg_catalog.pg_tablespace WHERE spcname NOT LIKE 'pg\\_%'",
+      );
+      return rows.map((row) => ({ ...row, expected: tablespaceLocation(root, row.name) })).filter((row) => row.location !== '' && row.location !== row.expected);
+    });
   }
 
   /** A running replica's WAL receiver and timeline; undefined when this is not a replica. */

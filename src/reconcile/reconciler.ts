@@ -13,6 +13,7 @@ import { RestartCoordinator } from '../rollout/coordinator.js';
 import { warnIgnoredFields } from '../cluster/field-support.js';
 import type { PostgresControl } from '../supervisor/supervisor.js';
 import { CredentialsApplier } from './credentials.js';
+import { TablespacePass } from './tablespaces.js';
 import { writeRuntimeFiles } from './runtime-files.js';
 import { reportSecurityWarnings } from './security-warnings.js';
 
@@ -42,6 +43,7 @@ export class Reconciler {
   readonly roles: RoleTransitions;
   /** Restarts for pending settings in CNPG's order (replicas first); checked after each reload and on its own timer. */
   readonly restarts: RestartCoordinator;
+  private readonly tablespaces: TablespacePass;
 
   constructor(
     private readonly options: ReconcilerOptions,
@@ -59,6 +61,7 @@ export class Reconciler {
       restartInPlace: (reason) => control.restart(reason),
       reportPhase: (phase, phaseReason) => this.reportPhase(phase, phaseReason),
     });
+    this.tablespaces = new TablespacePass({ instance, state, logger, controlPlane, retry: (reason) => void this.trigger(reason) });
   }
 
   /** A new desired state (or a failure to build one) from the DesiredStateSource: one pass applies it. */
@@ -75,6 +78,7 @@ export class Reconciler {
   close(): void {
     this.roles.close();
     this.restarts.stop();
+    this.tablespaces.close();
   }
 
   markCredentialsApplied(): void {
@@ -97,7 +101,10 @@ export class Reconciler {
 
   /** Work for each fresh postmaster on a primary: system roles, then any password not yet applied. */
   async onPostgresAccepting(isPrimary: boolean): Promise<void> {
-    if (!isPrimary) return;
+    if (!isPrimary) {
+      await this.tablespaces.run(this.current, false);
+      return;
+    }
     const { instance, logger } = this.options;
     await withLocalClient(instance.connection, async (client) => {
       await ensureSystemRoles(client);
@@ -105,6 +112,7 @@ export class Reconciler {
       if (rotated.length > 0) logger.info({ roles: rotated }, 'passwords applied');
     });
     await this.roles.reconcileSlots(this.current);
+    await this.tablespaces.run(this.current, true);
     if (!this.options.state.restartPending && this.options.state.configurationError === undefined) await this.reportPhase(phases.healthy, '');
     // Last: the API may be slow or away, and roles and slots must not wait for it.
     if (this.current.topology.isPrimary) await this.roles.keepPrimaryLease(this.current.topology.self);
@@ -177,6 +185,7 @@ export class Reconciler {
       });
       await this.roles.reconcileSlots(desired);
     }
+    if (state.accepting) await this.tablespaces.run(desired, !(await instance.isStandby()));
     if (!state.restartPending) await this.reportPhase(phases.healthy, '');
   }
 }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../../errors/index.js';
 import type { ClusterCondition, InstanceStatusReport } from '../types.js';
+import type { TablespaceState } from '../../cluster/tablespaces.js';
 import { Backoff } from '../../async/backoff.js';
 import { sleep } from '../../async/sleep.js';
 import { ApiError, isApiStatus, type KubeClient } from './client.js';
@@ -92,6 +93,8 @@ export class StatusReporter {
   private wantedPrimary: { podName: string; timestamp: string } | undefined;
   /** Backup conditions and times not yet written (the latest per key wins). */
   private wantedBackup: { conditions: Map<string, ClusterCondition>; fields: Record<string, string> } = { conditions: new Map(), fields: {} };
+  /** The tablespaces status not yet written (the latest wins). */
+  private wantedTablespaces: readonly TablespaceState[] | undefined;
   private queue: Promise<void> = Promise.resolve();
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly backoff = new Backoff(1000, 60_000);
@@ -106,6 +109,7 @@ export class StatusReporter {
       const value = report[key];
       if (value !== undefined) this.wantedBackup.fields[key] = value;
     }
+    if (report.tablespacesStatus !== undefined) this.wantedTablespaces = report.tablespacesStatus;
     if (report.currentPrimary !== undefined) {
       this.wantedPrimary = { podName: report.currentPrimary, timestamp: report.currentPrimaryTimestamp ?? new Date().toISOString() };
     }
@@ -156,6 +160,11 @@ export class StatusReporter {
       }
       if (wanted !== undefined) this.writtenPhase = wanted;
       await this.writeBackupStatus();
+      const tablespaces = this.wantedTablespaces;
+      if (tablespaces !== undefined) {
+        await mergePatchStatus(client, namespace, clusterName, { status: { tablespacesStatus: tablespaces.map((t) => ({ ...t })) } });
+        if (this.wantedTablespaces === tablespaces) this.wantedTablespaces = undefined;
+      }
       this.backoff.reset();
     } catch (err) {
       const delay = this.backoff.next();
