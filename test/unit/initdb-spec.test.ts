@@ -1,21 +1,14 @@
 import { strict as assert } from 'node:assert';
 import { resolveInitdb, unsupportedByServer } from '../../src/cluster/initdb.js';
 import { parseClusterManifest } from '../../src/cluster/parse.js';
-import { ConfigError } from '../../src/errors/index.js';
+import type { ConfigError } from '../../src/errors/index.js';
+import { errorOf } from '../support/config-error.js';
 import { normalizeInitdbOptions } from '../../src/options/initdb-options.js';
 
 const manifest = (initdb: string): string =>
   `apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 1\n  bootstrap:\n    initdb:\n${initdb.replace(/^/gm, '      ')}\n`;
 
-function refusal(initdb: string): ConfigError {
-  try {
-    parseClusterManifest(manifest(initdb), 'cluster.yaml');
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err;
-  }
-  assert.fail('expected a ConfigError');
-}
+const refusal = (initdb: string): ConfigError => errorOf(() => parseClusterManifest(manifest(initdb), 'cluster.yaml'));
 
 describe('bootstrap.initdb options (CNPG buildInitDBFlags)', () => {
   it("pgim's defaults are CNPG's documented ones: UTF8 and the C locale", () => {

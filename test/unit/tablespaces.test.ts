@@ -1,22 +1,15 @@
 import { strict as assert } from 'node:assert';
 import { parseClusterManifest } from '../../src/cluster/parse.js';
 import { tablespaceLocation } from '../../src/cluster/tablespaces.js';
-import { ConfigError } from '../../src/errors/index.js';
+import type { ConfigError } from '../../src/errors/index.js';
+import { errorOf } from '../support/config-error.js';
 import { tablespacesRoot } from '../../src/options/index.js';
 import { renderCustomConf } from '../../src/render/custom-conf.js';
 
 const manifest = (tablespaces: string): string =>
   `apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 1\n  tablespaces:\n${tablespaces.replace(/^/gm, '    ')}\n`;
 
-function refusal(tablespaces: string): ConfigError {
-  try {
-    parseClusterManifest(manifest(tablespaces), 'cluster.yaml');
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err;
-  }
-  assert.fail('expected a ConfigError');
-}
+const refusal = (tablespaces: string): ConfigError => errorOf(() => parseClusterManifest(manifest(tablespaces), 'cluster.yaml'));
 
 describe('spec.tablespaces (CNPG TablespaceConfiguration)', () => {
   it('name, owner (default postgres), temporary (default false); storage is the operator\'s', () => {
