@@ -27,6 +27,7 @@ const instanceFlags = {
   'on-postgres-exit': { type: 'string', env: 'PGIM_ON_POSTGRES_EXIT', help: 'restart|exit after a postmaster crash (default restart)' },
   'status-tls': { type: 'boolean', env: 'PGIM_STATUS_TLS', help: 'serve the status API over TLS 1.3 with the <cluster>-server certificate' },
   'metrics-tls': { type: 'boolean', env: 'PGIM_METRICS_TLS', help: 'serve /metrics over TLS 1.3 (also spec.monitoring.tls.enabled)' },
+  'tablespaces-dir': { type: 'string', env: 'PGIM_TABLESPACES_DIR', help: 'tablespace folders <dir>/<name>/data (default: <pgdata>-tablespaces; Kubernetes: /var/lib/postgresql/tablespaces)' },
 } as const;
 
 interface FlagSpec {
@@ -216,6 +217,7 @@ function instanceOptions(values: Values, forRender = false): InstanceOptions {
     pgBinDir: forRender ? (tryFindPgBinDir() ?? '') : findPgBinDir(),
     statusTls: flag(values, 'status-tls'),
     metricsTls: flag(values, 'metrics-tls'),
+    tablespacesDir: optional(values, 'tablespaces-dir'),
   };
 }
 
@@ -311,7 +313,7 @@ async function cnpgCommand(argv: string[]): Promise<number> {
       const [command = '', ...rest] = translation.argv;
       let options;
       try {
-        options = { ...instanceOptions(parse(command, rest)), initdbFlags: translation.initdbFlags, cnpg: translation.expectations };
+        options = { ...instanceOptions(parse(command, rest)), initdbFlags: translation.initdbFlags, postInitRefsFolders: translation.postInitRefsFolders, cnpg: translation.expectations };
       } catch (err) {
         if (!(err instanceof UsageError)) throw err;
         process.stderr.write(`pgim ${what}: ${err.message}\n`);

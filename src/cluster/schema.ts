@@ -4,8 +4,10 @@ import { certificatesSchema, resolveCertificateSecrets, type CertificateSecrets 
 import { cloneSource, externalClusterSchema, replicaSchema, resolveExternalSources, type ExternalSources } from './external-clusters.js';
 import { refuseUnsupportedFields } from './field-support.js';
 import { managedSchema, resolveManagedRoles, type ManagedRole } from './managed-roles.js';
+import { checkLocaleProviders, initdbOptionsShape, resolveInitdb, type InitdbSpec } from './initdb.js';
 import { ldapSchema, resolveLdap, type LdapConfiguration } from './ldap.js';
 import { isDnsLabel, isObjectName } from './names.js';
+import { resolveTablespaces, tablespacesSchema, type TablespaceSpec } from './tablespaces.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
 
 /**
@@ -32,8 +34,10 @@ const initdb = z
     database: identifier.refine((s) => !reservedDatabases.has(s), 'is reserved by PostgreSQL').optional(),
     owner: identifier.refine((s) => !reservedOwners.has(s), 'is reserved for a role pgim manages').optional(),
     secret: secretRef.optional(),
+    ...initdbOptionsShape,
   })
-  .loose();
+  .loose()
+  .superRefine(checkLocaleProviders);
 
 export const clusterManifestSchema = z
   .object({
@@ -71,6 +75,7 @@ export const clusterManifestSchema = z
         probes: probesSchema.optional(),
         backup: backupSchema.optional(),
         managed: managedSchema.optional(),
+        tablespaces: tablespacesSchema.optional(),
         certificates: certificatesSchema.optional(),
       })
       .loose(),
@@ -111,6 +116,8 @@ export interface Cluster {
     readonly owner: string;
     /** Secret holding the owner's `username` and `password`. */
     readonly secretName: string;
+    /** initdb's options and the post-init SQL (bootstrap.initdb). */
+    readonly initdb: InitdbSpec;
   };
   readonly enableSuperuserAccess: boolean;
   readonly superuserSecretName: string;
@@ -132,6 +139,8 @@ export interface Cluster {
   readonly pgBouncerIntegrationSecrets: readonly string[];
   /** spec.externalClusters, the clone source of bootstrap.pg_basebackup, spec.replica (a replica cluster). */
   readonly external: ExternalSources;
+  /** spec.tablespaces: created by the primary, each in its own folder. */
+  readonly tablespaces: readonly TablespaceSpec[];
   /** Fields pgim does not implement that the `pgim.io/ignoreUnsupportedFields` annotation accepts ignoring. */
   readonly ignoredFields: readonly string[];
 }
@@ -157,6 +166,7 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
       database,
       owner: appSpec?.owner ?? database,
       secretName: appSpec?.secret?.name ?? `${metadata.name}-app`,
+      initdb: resolveInitdb(spec.bootstrap?.initdb),
     },
     enableSuperuserAccess: spec.enableSuperuserAccess,
     superuserSecretName: spec.superuserSecret?.name ?? `${metadata.name}-superuser`,
@@ -174,6 +184,7 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     ),
     pgBouncerIntegrationSecrets: status?.poolerIntegrations?.pgBouncerIntegration?.secrets ?? [],
     external: resolveExternalSources(spec, metadata.name, source),
+    tablespaces: resolveTablespaces(spec.tablespaces),
     ignoredFields,
   };
 }

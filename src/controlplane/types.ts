@@ -2,6 +2,7 @@ import type { Cluster } from '../cluster/schema.js';
 import type { ManagedRolesStatus } from '../instance/state.js';
 
 export type { ManagedRolesStatus } from '../instance/state.js';
+import type { TablespaceState } from '../cluster/tablespaces.js';
 
 /** A Secret's or ConfigMap's data: key -> raw bytes, as Kubernetes stores them. */
 export type ObjectData = ReadonlyMap<string, Buffer>;
@@ -64,6 +65,8 @@ export interface InstanceStatusReport {
   readonly lastFailedBackup?: string;
   /** Replaces `status.managedRolesStatus` as a whole (keys it no longer has are removed). */
   readonly managedRolesStatus?: ManagedRolesStatus;
+  /** The primary's tablespace pass: replaces `status.tablespacesStatus` (CNPG's TablespaceState list). */
+  readonly tablespacesStatus?: readonly TablespaceState[];
 }
 
 /** A `postgresql.cnpg.io/v1` Backup object, as far as an instance reads it. */

@@ -41,7 +41,7 @@ export async function cloneExternalCluster(instance: PostgresInstance, desired: 
   logger.info({ pgdata: instance.pgdata, source: entry.name, field, replicaCluster: replica }, `PGDATA is empty: cloning ${entry.field} (${entry.name}) with pg_basebackup`);
   try {
     // CNPG's clone conninfo: no sender timeout while the base backup is taken.
-    await instance.basebackup(`${connection.conninfo} options='-c wal_sender_timeout=0s'`, signal, true);
+    await instance.basebackup(`${connection.conninfo} options='-c wal_sender_timeout=0s'`, signal, [], true);
   } catch (err) {
     throw new ConfigError(desired.controlPlane.clusterSource, field, `cloning ${entry.field} (${entry.name}) failed: ${errorMessage(err)}; pg_basebackup's log lines say why (PGDATA left empty, nothing initialised)`);
   } finally {

@@ -1,3 +1,4 @@
+import { readPostInitScripts } from '../desired/post-init-sql.js';
 import type { Server } from 'node:http';
 import { ExitCode } from '../errors/index.js';
 import type { Logger } from 'pino';
@@ -91,7 +92,7 @@ export class Daemon {
       await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
     });
     try {
-      const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
+      const droppedRoot = await prepareFilesystem(options, loaded.desired.layout, loaded.desired.cluster.tablespaces);
       const instance = openInstance(options, loaded.desired, logger);
       const desired = await confirmDesiredState(options, loaded, instance, droppedRoot);
       reportSecurityWarnings(desired.rendered.securityWarnings, logger, state);
@@ -155,6 +156,8 @@ export class Daemon {
         await reconciler.roles.rejoinAsReplica(desired, supervisor.stopSignal);
       }
       await instance.writeConfiguration(desired.rendered);
+      // Before postgres starts: a replica replaying a CREATE TABLESPACE needs its folder (the primary's pass makes its own).
+      await instance.ensureTablespaceFolders(desired.cluster.tablespaces);
       source.subscribe((update) => {
         reconciler.update(update);
       });
@@ -207,7 +210,8 @@ export class Daemon {
       await controlPlane.reportStatus({ currentPrimary: state.podName, currentPrimaryTimestamp: new Date().toISOString() });
     } else if (desired.topology.isPrimary) {
       logger.info({ pgdata: this.options.pgdata }, 'PGDATA is empty: bootstrapping a new cluster');
-      await instance.bootstrap(desired.cluster, desired.credentials, desired.rendered, supervisor.stopSignal);
+      const scripts = await readPostInitScripts(desired.cluster, controlPlane, this.options.postInitRefsFolders);
+      await instance.bootstrap(desired.cluster, desired.credentials, desired.rendered, scripts, supervisor.stopSignal);
       reconciler.markCredentialsApplied();
       await controlPlane.reportStatus({ currentPrimary: state.podName, currentPrimaryTimestamp: new Date().toISOString() });
     } else {

@@ -14,7 +14,8 @@ import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
 import { Daemon } from './daemon.js';
 import { prepareFilesystem } from './prepare.js';
 import { cloneExternalCluster, cloneSource } from './clone.js';
-import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, load, openInstance, refuseUnlessPostgresAccepts } from './startup.js';
+import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, load, openInstance, refuseUnlessPostgresAccepts, type Loaded } from './startup.js';
+import { readPostInitScripts } from '../desired/post-init-sql.js';
 
 /** For one-shot commands: SIGTERM or SIGINT aborts the running tool (initdb, pg_basebackup), which cleans up. */
 function abortOnTermination(): { signal: AbortSignal; dispose: () => void } {
@@ -36,6 +37,7 @@ interface OneShot {
   instance: PostgresInstance;
   logger: Logger;
   signal: AbortSignal;
+  controlPlane: Loaded['controlPlane'];
 }
 
 /**
@@ -48,10 +50,10 @@ async function oneShot(options: InstanceOptions, body: (context: OneShot) => Pro
   const { logger } = loaded;
   const abort = abortOnTermination();
   try {
-    const droppedRoot = await prepareFilesystem(options, loaded.desired.layout);
+    const droppedRoot = await prepareFilesystem(options, loaded.desired.layout, loaded.desired.cluster.tablespaces);
     const instance = openInstance(options, loaded.desired, logger);
     const desired = await confirmDesiredState(options, loaded, instance, droppedRoot);
-    return await body({ desired, instance, logger, signal: abort.signal });
+    return await body({ desired, instance, logger, signal: abort.signal, controlPlane: loaded.controlPlane });
   } catch (err) {
     return failStartup(logger, err);
   } finally {
@@ -65,7 +67,7 @@ async function oneShot(options: InstanceOptions, body: (context: OneShot) => Pro
  * cluster is left as it is.
  */
 export function initCommand(options: InstanceOptions): Promise<number> {
-  return oneShot(options, async ({ desired, instance, logger, signal }) => {
+  return oneShot(options, async ({ desired, instance, logger, signal, controlPlane }) => {
     if ((await instance.inspectDataDirectory()) === 'initialized') {
       logger.info({ pgdata: options.pgdata }, 'PGDATA already holds a cluster; nothing to initialise');
       return ExitCode.ok;
@@ -79,13 +81,14 @@ export function initCommand(options: InstanceOptions): Promise<number> {
     if (!clone) logger.info({ pgdata: options.pgdata }, 'bootstrapping a new cluster');
     // Certificates first, as in `run`: with TLS Secrets the bootstrap's own start already has ssl on.
     await writeRuntimeFiles(desired, logger);
+    const scripts = await readPostInitScripts(desired.cluster, controlPlane, options.postInitRefsFolders);
     const logPipe = new LogPipe(desired.layout.logDir, logger);
     await logPipe.start();
     try {
       if (clone) {
         await cloneExternalCluster(instance, desired, logger, signal);
         await instance.writeConfiguration(desired.rendered);
-      } else await instance.bootstrap(desired.cluster, desired.credentials, desired.rendered, signal);
+      } else await instance.bootstrap(desired.cluster, desired.credentials, desired.rendered, scripts, signal);
     } finally {
       logPipe.stop();
     }

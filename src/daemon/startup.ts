@@ -3,13 +3,15 @@ import { openControlPlane, type ControlPlane } from '../controlplane/index.js';
 import { loadDesiredState, primaryConninfo, type DesiredState } from '../desired/state.js';
 import { ConfigError, errorMessage, ExitCode } from '../errors/index.js';
 import { createRootLogger } from '../log/logger.js';
-import { podNameFor, type InstanceOptions } from '../options/index.js';
+import { podNameFor, tablespacesRoot, type InstanceOptions } from '../options/index.js';
 import { PostgresInstance } from '../postgres/instance.js';
 import { asEffectiveUser, isRoot, lookupUser } from '../process/privileges.js';
 import { CannotStartError } from '../postgres/start-checks.js';
 import { warnIgnoredFields } from '../cluster/field-support.js';
 import { checkCnpgExpectations } from './cnpg-expectations.js';
-import { waitForPrimary } from '../replication/wait-primary.js';
+import { primaryTablespaces, waitForPrimary } from '../replication/wait-primary.js';
+import type { Address } from '../replication/topology.js';
+import { sleep } from '../async/sleep.js';
 import { certificatePaths } from '../tls/files.js';
 
 /** The conninfo a replica clones its primary with (CNPG's `-join` application name, no sender timeout). */
@@ -37,7 +39,35 @@ export async function cloneWhenPrimaryAnswers(instance: PostgresInstance, desire
     },
     desired.cluster.external.replica !== undefined,
   );
-  await instance.basebackup(conninfo, signal);
+  const tablespaces = await waitForPrimaryTablespaces(primary, desired, logger, signal);
+  await instance.ensureTablespaceFolders(desired.cluster.tablespaces);
+  await instance.basebackup(conninfo, signal, tablespaces);
+}
+
+/** How long a replica's clone waits for the primary to create the spec's tablespaces (one may be pending for good). */
+const tablespacesWaitMs = 60_000;
+
+/**
+ * The primary's tablespaces, once it has every one of the spec (its pass creates them just after its start), or
+ * after a minute. Cloned before, a tablespace the primary creates later would be replayed at the primary's folder,
+ * which is this instance's own folder only when every instance has its own filesystem.
+ */
+async function waitForPrimaryTablespaces(primary: Address, desired: DesiredState, logger: Logger, signal?: AbortSignal): Promise<{ name: string; location: string }[]> {
+  const paths = certificatePaths(desired.layout.certificatesDir);
+  const deadline = Date.now() + tablespacesWaitMs;
+  for (let logged = false; ; ) {
+    const found = await primaryTablespaces(primary, paths);
+    const missing = desired.cluster.tablespaces.filter((t) => !found.some((f) => f.name === t.name)).map((t) => t.name);
+    if (missing.length === 0) return found;
+    if (Date.now() > deadline) {
+      logger.warn({ missing }, 'the primary has not created these tablespaces yet; cloning without them');
+      return found;
+    }
+    if (!logged) logger.info({ missing }, 'waiting for the primary to create the tablespaces before cloning it');
+    logged = true;
+    signal?.throwIfAborted();
+    await sleep(500);
+  }
 }
 
 /** Bind address for the HTTP servers: PostgreSQL's single listen address, or all interfaces. */
@@ -112,6 +142,7 @@ export function openInstance(options: InstanceOptions, desired: DesiredState, lo
     initdbFlags: options.initdbFlags ?? [],
     logger,
     listenAddresses: options.listenAddress,
+    tablespaces: { root: tablespacesRoot(options), createMountPoints: options.kubernetes === undefined },
   });
 }
 

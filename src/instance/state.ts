@@ -42,6 +42,8 @@ export class InstanceState {
   replayPausedReason: string | undefined;
   /** Accepted settings that weaken transport or authentication security (render/security-warnings.ts). */
   securityWarnings: readonly { kind: string; field: string; message: string }[] = [];
+  /** spec.tablespaces as the last pass found them (CNPG's `tablespacesStatus`: name, owner, state, error). */
+  tablespacesStatus: readonly { name: string; owner?: string; state: 'reconciled' | 'pending'; error?: string }[] | undefined;
   /** The TLS certificates in use, for expiry metrics and status. */
   certificates: { secret: string; notAfter: Date; serial: string }[] = [];
   /** spec.managed.roles as last reconciled on this primary; undefined when no role is managed here. */

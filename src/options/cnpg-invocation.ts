@@ -1,3 +1,6 @@
+import { normalizeInitdbOptions } from './initdb-options.js';
+import type { PostInitRefsFolders } from './index.js';
+
 /**
  * CloudNativePG's command lines, mapped onto pgim's own commands.
  *
@@ -25,6 +28,8 @@ export type CnpgTranslation =
       readonly env: Readonly<Record<string, string>>;
       /** `--initdb-flags`, split as a shell would, for `init`. */
       readonly initdbFlags: readonly string[];
+      /** `--post-init-*-sql-refs-folder`, for `init`. */
+      readonly postInitRefsFolders: PostInitRefsFolders;
       readonly expectations: CnpgExpectations;
     }
   | { readonly kind: 'status' }
@@ -43,10 +48,6 @@ const jobSuffixes: Readonly<Record<string, readonly string[]>> = {
   join: ['-join'],
   pgbasebackup: ['-pgbasebackup'],
 };
-
-/** The initdb options CNPG's operator generates (pkg/specs/jobs.go buildInitDBFlags); anything else is refused. */
-const initdbFlagPattern =
-  /^(-k|--data-checksums|-d|--debug|--(encoding|lc-collate|lc-ctype|locale|locale-provider|icu-locale|icu-rules|builtin-locale|wal-segsize)=.+)$/;
 
 /**
  * Splits a string as a POSIX shell would (CNPG joins `--initdb-flags` and the post-init SQL lists with shellquote):
@@ -218,25 +219,27 @@ export function translateCnpgInvocation(argv: readonly string[], env: Readonly<R
   if (value('pg-wal') !== undefined) {
     return notImplemented('--pg-wal is not implemented yet: pgim keeps pg_wal inside PGDATA (no separate WAL volume)');
   }
-  for (const name of ['post-init-sql', 'post-init-application-sql', 'post-init-template-sql']) {
-    const v = value(name);
-    if (v !== undefined && v.trim() !== '') return notImplemented(`--${name} is not implemented yet (bootstrap.initdb.${camel(name)})`);
-  }
-  for (const name of ['post-init-sql-refs-folder', 'post-init-application-sql-refs-folder', 'post-init-template-sql-refs-folder']) {
-    if (value(name) !== undefined) return notImplemented(`--${name} is not implemented yet (bootstrap.initdb.${camel(name.replace(/-folder$/, ''))})`);
-  }
+  // `--post-init-sql`, `--post-init-application-sql` and `--post-init-template-sql` repeat the Cluster's fields, which
+  // pgim reads itself; the refs folders are where the Job mounted the referenced Secrets and ConfigMaps.
+  const postInitRefsFolders: PostInitRefsFolders = {
+    ...folder('postgres', value('post-init-sql-refs-folder')),
+    ...folder('template', value('post-init-template-sql-refs-folder')),
+    ...folder('application', value('post-init-application-sql-refs-folder')),
+  };
 
   let initdbFlags: string[] = [];
   const rawInitdb = value('initdb-flags');
   if (rawInitdb !== undefined) {
+    let words: string[];
     try {
-      initdbFlags = shellSplit(rawInitdb);
+      words = shellSplit(rawInitdb);
     } catch (err) {
       return usage(`--initdb-flags: ${(err as Error).message}`);
     }
-    const refused = initdbFlags.find((f) => !initdbFlagPattern.test(f));
-    if (refused !== undefined) {
-      return notImplemented(`--initdb-flags: "${refused}" is not one of the initdb options pgim passes on (CNPG's bootstrap.initdb fields)`);
+    try {
+      initdbFlags = normalizeInitdbOptions(words);
+    } catch (err) {
+      return notImplemented(`--initdb-flags: ${(err as Error).message} (CNPG's bootstrap.initdb fields)`);
     }
   }
 
@@ -273,6 +276,7 @@ export function translateCnpgInvocation(argv: readonly string[], env: Readonly<R
     argv: args,
     env: pgimEnv,
     initdbFlags,
+    postInitRefsFolders,
     expectations: { clusterName, appDatabase: value('app-db-name'), appUser: value('app-user'), parentNode },
   };
 }
@@ -281,10 +285,6 @@ function nonEmpty(v: string | undefined): string | undefined {
   return v === undefined || v === '' ? undefined : v;
 }
 
-/** `post-init-application-sql-refs` -> `postInitApplicationSQLRefs`, the Cluster field the flag comes from. */
-function camel(flag: string): string {
-  return flag
-    .split('-')
-    .map((part, i) => (i === 0 ? part : part === 'sql' ? 'SQL' : part.charAt(0).toUpperCase() + part.slice(1)))
-    .join('');
+function folder(database: keyof PostInitRefsFolders, path: string | undefined): PostInitRefsFolders {
+  return path === undefined || path === '' ? {} : { [database]: path };
 }

@@ -36,8 +36,15 @@ export interface InstanceOptions {
   readonly statusTls?: boolean;
   /** `--metrics-tls`: /metrics over TLS 1.3 (also on with spec.monitoring.tls.enabled). */
   readonly metricsTls?: boolean;
+  /**
+   * Where each tablespace's folder is (`<dir>/<name>/data`): `--tablespaces-dir`; by default CNPG's mount root
+   * `/var/lib/postgresql/tablespaces` in Kubernetes mode, `<PGDATA>-tablespaces` beside PGDATA in files mode.
+   */
+  readonly tablespacesDir?: string | undefined;
   /** CNPG's `instance init --initdb-flags` (checked options only), appended to pgim's initdb command line. */
   readonly initdbFlags?: readonly string[];
+  /** CNPG's `--post-init-*-sql-refs-folder`: where its Job mounted the post-init SQL Secrets and ConfigMaps. */
+  readonly postInitRefsFolders?: PostInitRefsFolders;
   /** What a CNPG invocation said about the Cluster (`--cluster-name`, `--app-db-name`, ...): checked against it. */
   readonly cnpg?: CnpgExpectations;
 }
@@ -68,4 +75,20 @@ export function runtimeLayout(runtimeDir: string): RuntimeLayout {
 
 export function podNameFor(options: Pick<InstanceOptions, 'podName'>, clusterName: string): string {
   return options.podName ?? `${clusterName}-1`;
+}
+
+/** Folders of post-init SQL files per database (CNPG's Job mounts; each file run in name order). */
+export interface PostInitRefsFolders {
+  readonly postgres?: string;
+  readonly template?: string;
+  readonly application?: string;
+}
+
+/** CNPG's tablespace mount root (pkg/specs PgTablespaceVolumePath). */
+export const kubernetesTablespacesDir = '/var/lib/postgresql/tablespaces';
+
+/** The tablespaces root of an instance: `--tablespaces-dir`, or the mode's default (see InstanceOptions). */
+export function tablespacesRoot(options: Pick<InstanceOptions, 'tablespacesDir' | 'kubernetes' | 'pgdata'>): string {
+  if (options.tablespacesDir !== undefined && options.tablespacesDir !== '') return resolve(options.tablespacesDir);
+  return options.kubernetes === undefined ? `${resolve(options.pgdata)}-tablespaces` : kubernetesTablespacesDir;
 }

@@ -11,11 +11,16 @@ import { Postmaster } from './postmaster.js';
 import { readProcStat, waitForDirectoryRelease } from '../process/proc.js';
 import { BootstrapMarker, checkEmptyWalArchiveFlag, checkWalSpace, emptyDirectory, enforceDataDirectoryMode, moveAside } from './datadir.js';
 import { inspectPidFile, removeStaleLockFiles } from './pidfile.js';
-import { applyCredentials, ensureApplicationDatabase, ensureSystemRoles } from './roles.js';
+import { applyCredentials, ensureApplicationDatabase, ensureApplicationOwner, ensureSystemRoles } from './roles.js';
+import { runPostInitScripts, type PostInitScripts } from './post-init.js';
+import { unsupportedByServer } from '../cluster/initdb.js';
+import { ConfigError } from '../errors/index.js';
 import { connectLocal, withLocalClient, type LocalConnection } from './sql.js';
 import { queryStatus, type PostgresReportedStatus } from './status-queries.js';
 import { checkDataDirectoryAccess, checkDataDirectoryVersion, checkPortFree, serverMajorVersion, UnusableDataDirectoryError } from './start-checks.js';
 import { runTool } from './tools.js';
+import { ensureTablespaceFolders, reconcileTablespaces, type TablespaceStorage } from './tablespaces.js';
+import { tablespaceLocation, type TablespaceSpec, type TablespaceState } from '../cluster/tablespaces.js';
 import { sleep } from '../async/sleep.js';
 
 export type DataDirectoryState = 'empty' | 'initialized';
@@ -40,6 +45,8 @@ export interface PostgresInstanceOptions {
   logger: Logger;
   /** listen_addresses: the port is checked free on them before each start. */
   listenAddresses?: string;
+  /** Where this instance's tablespace folders are (spec.tablespaces). */
+  tablespaces?: TablespaceStorage;
 }
 
 
@@ -149,14 +156,14 @@ export class PostgresInstance {
     return readControlData(this.binDir, this.pgdata, this.options.logger);
   }
 
-  async initdb(signal?: AbortSignal): Promise<void> {
+  /** initdb with pgim's fixed options, then the Cluster's (`options`), then the operator's `--initdb-flags`. */
+  async initdb(options: readonly string[], signal?: AbortSignal): Promise<void> {
     await ensureDirectory(this.pgdata, 0o700);
     await this.bootstrapMarker.set();
     const result = await runTool(
       this.binDir,
       'initdb',
-      ['-D', this.pgdata, '--username=postgres', '--auth-local=peer', '--auth-host=scram-sha-256', '--encoding=UTF8',
-        '--lc-collate=C', '--lc-ctype=C', '--no-instructions', ...(this.options.initdbFlags ?? [])],
+      ['-D', this.pgdata, '--username=postgres', '--auth-local=peer', '--auth-host=scram-sha-256', '--no-instructions', ...options, ...(this.options.initdbFlags ?? [])],
       { logger: this.options.logger, env: this.env, ...(signal === undefined ? {} : { cancelSignal: signal }) },
     );
     if (result.exitCode !== 0) {
@@ -193,13 +200,13 @@ export class PostgresInstance {
    * A replica's first start: `pg_basebackup` from the primary over TLS with the streaming_replica certificate (no
    * password), WAL streamed alongside, progress in the log. PGDATA must be empty.
    */
-  async basebackup(conninfo: string, signal?: AbortSignal, keepMarker = false): Promise<void> {
+  async basebackup(conninfo: string, signal?: AbortSignal, primaryTablespaces: readonly { name: string; location: string }[] = [], keepMarker = false): Promise<void> {
     await ensureDirectory(this.pgdata, 0o700);
     await this.bootstrapMarker.set();
     const result = await runTool(
       this.binDir,
       'pg_basebackup',
-      ['-D', this.pgdata, '-d', conninfo, '-X', 'stream', '-c', 'fast', '--progress', '--verbose', '--no-password'],
+      ['-D', this.pgdata, '-d', conninfo, '-X', 'stream', '-c', 'fast', '--progress', '--verbose', '--no-password', ...this.tablespaceMappings(primaryTablespaces)],
       { logger: this.options.logger, env: this.env, ...(signal === undefined ? {} : { cancelSignal: signal }) },
     );
     if (result.exitCode !== 0) {
@@ -218,6 +225,49 @@ export class PostgresInstance {
     return withLocalClient(this.connection, async (client) => {
       const { rows } = await client.query<{ none: boolean }>("SELECT current_setting('primary_slot_name') = '' AS none");
       return rows[0]?.none === true;
+    });
+  }
+
+  /**
+   * pg_basebackup's `--tablespace-mapping` from each of the primary's tablespace folders to this instance's own
+   * (`<root>/<name>/data`), where they differ (instances on one host in files mode); `=` and `\` escaped as
+   * pg_basebackup reads them.
+   */
+  private tablespaceMappings(primary: readonly { name: string; location: string }[]): string[] {
+    const root = this.options.tablespaces?.root;
+    if (root === undefined) return [];
+    const escape = (path: string): string => path.replace(/[\\=]/g, (c) => `\\${c}`);
+    return primary
+      .map(({ name, location }) => ({ from: location, to: tablespaceLocation(root, name) }))
+      .filter(({ from, to }) => from !== '' && from !== to)
+      .map(({ from, to }) => `--tablespace-mapping=${escape(from)}=${escape(to)}`);
+  }
+
+  /** `<root>/<name>/data` for each tablespace (see ensureTablespaceFolders): the names not ready, with why. */
+  async ensureTablespaceFolders(tablespaces: readonly TablespaceSpec[]): Promise<Map<string, string>> {
+    const storage = this.options.tablespaces;
+    return storage === undefined ? new Map() : ensureTablespaceFolders(storage, tablespaces);
+  }
+
+  /** The primary creates and owns the spec's tablespaces (CNPG's tablespace reconciler). */
+  async reconcileTablespaces(tablespaces: readonly TablespaceSpec[]): Promise<TablespaceState[]> {
+    const storage = this.options.tablespaces;
+    if (storage === undefined || tablespaces.length === 0) return [];
+    return withLocalClient(this.connection, (client) => reconcileTablespaces(client, storage, tablespaces));
+  }
+
+  /**
+   * On a replica: the tablespaces it holds whose folder is not its own (`<root>/<name>/data`): a tablespace created
+   * while it streamed is replayed at the primary's location, which on one shared host is the primary's folder.
+   */
+  async foreignTablespaceFolders(): Promise<{ name: string; location: string; expected: string }[]> {
+    const root = this.options.tablespaces?.root;
+    if (root === undefined) return [];
+    return withLocalClient(this.connection, async (client) => {
+      const { rows } = await client.query<{ name: string; location: string }>(
+        "SELECT spcname AS name, pg_catalog.pg_tablespace_location(oid) AS location FROM pg_catalog.pg_tablespace WHERE spcname NOT LIKE 'pg\\_%'",
+      );
+      return rows.map((row) => ({ ...row, expected: tablespaceLocation(root, row.name) })).filter((row) => row.location !== '' && row.location !== row.expected);
     });
   }
 
@@ -404,10 +454,38 @@ export class PostgresInstance {
 
   /**
    * initdb, then a socket-only start (nothing can connect over TCP before the roles and passwords exist) to create
-   * the owner and database and set every password, then a fast stop.
+   * the owner, run the post-init SQL in CNPG's order (postgres, template1, then the application database once
+   * created) and set every password, then a fast stop. Runs once: any failure leaves PGDATA empty (initdb failed)
+   * or moves the half-made cluster aside (`<pgdata>_<timestamp>`), never a half-initialised PGDATA to start from.
    */
-  async bootstrap(cluster: Cluster, credentials: Credentials, rendered: RenderedConfiguration, signal?: AbortSignal): Promise<void> {
-    await this.initdb(signal);
+  async bootstrap(cluster: Cluster, credentials: Credentials, rendered: RenderedConfiguration, scripts: PostInitScripts, signal?: AbortSignal): Promise<void> {
+    const major = Number(await this.serverMajorVersion());
+    const unsupported = Number.isFinite(major) ? unsupportedByServer(cluster.bootstrap.initdb, major) : undefined;
+    if (unsupported) throw new ConfigError(`cluster ${cluster.name}`, unsupported.field, unsupported.message);
+    try {
+      await this.initdb(cluster.bootstrap.initdb.options, signal);
+    } catch (err) {
+      await emptyDirectory(this.pgdata);
+      await this.bootstrapMarker.clear();
+      throw err;
+    }
+    try {
+      await this.configureNewCluster(cluster, credentials, rendered, scripts, signal);
+    } catch (err) {
+      // Moved aside for a post-mortem when PGDATA's parent is writable; emptied otherwise (a mount point).
+      const aside = await moveAside(this.pgdata).catch(async () => {
+        await emptyDirectory(this.pgdata);
+        return undefined;
+      });
+      await this.bootstrapMarker.clear();
+      this.options.logger.error({ pgdata: this.pgdata, movedTo: aside }, `the bootstrap failed: its half-made cluster was ${aside === undefined ? 'deleted' : 'moved aside'}; PGDATA is empty`);
+      throw err;
+    }
+    await this.bootstrapMarker.clear();
+  }
+
+  private async configureNewCluster(cluster: Cluster, credentials: Credentials, rendered: RenderedConfiguration, scripts: PostInitScripts, signal?: AbortSignal): Promise<void> {
+    const { owner, database } = cluster.bootstrap;
     // Before the first start (archive_mode is on): the first archive must find the object store empty (CNPG).
     await writeFileAtomic(join(this.pgdata, checkEmptyWalArchiveFlag), '', 0o600);
     await this.writeConfiguration(rendered);
@@ -415,14 +493,17 @@ export class PostgresInstance {
     try {
       await this.waitAccepting(postmaster, signal);
       await withLocalClient(this.connection, async (client) => {
-        await ensureApplicationDatabase(client, cluster.bootstrap.owner, cluster.bootstrap.database);
+        await ensureApplicationOwner(client, owner);
         await ensureSystemRoles(client);
-        await applyCredentials(client, credentials);
+        await runPostInitScripts(client, scripts.postgres);
       });
+      await withLocalClient(this.connection, (client) => runPostInitScripts(client, scripts.template), 'template1');
+      await withLocalClient(this.connection, (client) => ensureApplicationDatabase(client, owner, database));
+      await withLocalClient(this.connection, (client) => runPostInitScripts(client, scripts.application), database);
+      await withLocalClient(this.connection, (client) => applyCredentials(client, credentials));
     } finally {
       await postmaster.stop({ smartSeconds: 0, fastSeconds: 60 });
     }
-    await this.bootstrapMarker.clear();
   }
 
   /**

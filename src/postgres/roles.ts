@@ -57,10 +57,15 @@ END $$`);
   await client.query('GRANT pg_monitor TO cnpg_metrics_exporter');
 }
 
-/** The application owner and database from `bootstrap.initdb`, created when missing. */
-export async function ensureApplicationDatabase(client: pg.Client, owner: string, database: string): Promise<void> {
+/** The application owner from `bootstrap.initdb`, created when missing (before the post-init SQL, as CNPG does). */
+export async function ensureApplicationOwner(client: pg.Client, owner: string): Promise<void> {
   const role = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [owner]);
   if (role.rowCount === 0) await client.query(`CREATE ROLE ${quoteIdent(owner)} LOGIN`);
+}
+
+/** The application owner and database from `bootstrap.initdb`, created when missing. */
+export async function ensureApplicationDatabase(client: pg.Client, owner: string, database: string): Promise<void> {
+  await ensureApplicationOwner(client, owner);
   const db = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
   if (db.rowCount === 0) await client.query(`CREATE DATABASE ${quoteIdent(database)} OWNER ${quoteIdent(owner)}`);
 }

@@ -14,6 +14,7 @@ import { ManagedObjects } from '../managed/service.js';
 import { warnIgnoredFields } from '../cluster/field-support.js';
 import type { PostgresControl } from '../supervisor/supervisor.js';
 import { CredentialsApplier } from './credentials.js';
+import { TablespacePass } from './tablespaces.js';
 import { writeRuntimeFiles } from './runtime-files.js';
 import { reportSecurityWarnings } from './security-warnings.js';
 
@@ -52,6 +53,7 @@ export class Reconciler {
   readonly restarts: RestartCoordinator;
   /** spec.managed.roles and the pooler integration, on the primary (each pass, each fresh postmaster, a timer). */
   private readonly managed: ManagedObjects;
+  private readonly tablespaces: TablespacePass;
 
   constructor(
     private readonly options: ReconcilerOptions,
@@ -70,6 +72,7 @@ export class Reconciler {
       reportPhase: (phase, phaseReason) => this.reportPhase(phase, phaseReason),
     });
     this.managed = new ManagedObjects({ connection: instance.connection, controlPlane, state, logger });
+    this.tablespaces = new TablespacePass({ instance, state, logger, controlPlane, retry: (reason) => void this.trigger(reason) });
   }
 
   /** A new desired state (or a failure to build one) from the DesiredStateSource: one pass applies it. */
@@ -87,6 +90,7 @@ export class Reconciler {
     this.roles.close();
     this.restarts.stop();
     this.managed.stop();
+    this.tablespaces.close();
   }
 
   markCredentialsApplied(): void {
@@ -111,7 +115,10 @@ export class Reconciler {
   async onPostgresAccepting(isPrimary: boolean): Promise<void> {
     // A replica cluster's designated primary: read-only, but the slots of its own (cascading) replicas live there.
     if (!isPrimary && this.current.replicaSource !== undefined) await this.roles.reconcileSlots(this.current);
-    if (!isPrimary) return;
+    if (!isPrimary) {
+      await this.tablespaces.run(this.current, false);
+      return;
+    }
     const { instance, logger } = this.options;
     await withLocalClient(instance.connection, async (client) => {
       await ensureSystemRoles(client);
@@ -120,6 +127,7 @@ export class Reconciler {
     });
     await this.roles.reconcileSlots(this.current);
     await this.managed.reconcile(this.current.cluster);
+    await this.tablespaces.run(this.current, true);
     if (!this.options.state.restartPending && this.options.state.configurationError === undefined) await this.reportPhase(phases.healthy, '');
     // Last: the API may be slow or away, and roles and slots must not wait for it.
     if (this.current.topology.isPrimary) await this.roles.keepPrimaryLease(this.current.topology.self);
@@ -200,6 +208,7 @@ export class Reconciler {
       await this.roles.reconcileSlots(desired);
       await this.managed.reconcile(desired.cluster);
     }
+    if (state.accepting) await this.tablespaces.run(desired, !(await instance.isStandby()));
     if (!state.restartPending) await this.reportPhase(phases.healthy, '');
   }
 }

@@ -21,6 +21,8 @@ export interface CustomConfInput {
    * change to any file changes custom.conf, and a confirmed hash means PostgreSQL reloaded the whole render.
    */
   companions?: readonly string[];
+  /** spec.tablespaces marked temporary: `temp_tablespaces`, sorted, as CNPG sets it. */
+  temporaryTablespaces?: readonly string[];
   /** pgim's `wal-archive` command line (archive_mode on, as CNPG); undefined leaves archiving off. */
   archiveCommand?: string;
 }
@@ -36,6 +38,7 @@ function mandatoryParameters(input: CustomConfInput): Record<string, string> {
   return {
     ...(input.archiveCommand === undefined ? { archive_mode: 'off' } : { archive_mode: 'on', archive_command: input.archiveCommand }),
     cluster_name: input.clusterName,
+    ...(input.temporaryTablespaces === undefined || input.temporaryTablespaces.length === 0 ? {} : { temp_tablespaces: input.temporaryTablespaces.toSorted().join(',') }),
     hot_standby: 'true',
     listen_addresses: input.listenAddresses,
     log_destination: 'csvlog',

@@ -97,6 +97,7 @@ export function renderConfiguration(input: RenderInput): RenderedConfiguration {
     logDirectory: input.logDirectory,
     ...(input.tls === undefined ? {} : { certificatesDirectory: input.tls.certificatesDirectory }),
     ...(input.archiveCommand === undefined ? {} : { archiveCommand: input.archiveCommand }),
+    temporaryTablespaces: cluster.tablespaces.filter((t) => t.temporary).map((t) => t.name),
     companions: [overrideConf, pgHba, pgIdent, input.tls?.fingerprint ?? ''],
   });
   return {

@@ -63,3 +63,22 @@ export async function waitForPrimary(address: Address, paths: CertificatePaths, 
     await sleep(50);
   }
 }
+
+/**
+ * The primary's tablespaces and their folders, asked as streaming_replica (as pg_rewind connects), so a replica's
+ * pg_basebackup can map each folder onto its own. Throws when the primary cannot be asked.
+ */
+export async function primaryTablespaces(address: Address, paths: CertificatePaths): Promise<{ name: string; location: string }[]> {
+  const { Client } = await pgDriver();
+  const client = new Client({ host: address.host, port: address.port, user: 'streaming_replica', database: 'postgres', ssl: await replicationSsl(paths), connectionTimeoutMillis: 5000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ name: string; location: string }>(
+      "SELECT spcname AS name, pg_catalog.pg_tablespace_location(oid) AS location FROM pg_catalog.pg_tablespace WHERE spcname NOT LIKE 'pg\\_%'",
+    );
+    return rows;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}

@@ -45,6 +45,8 @@ export type StatusDocument = Partial<PostgresReportedStatus> & {
   securityWarnings: { kind: string; field: string; message: string }[];
   /** pgim: spec.managed.roles on this primary, as in the Cluster's `status.managedRolesStatus`. */
   managedRolesStatus?: ManagedRolesStatus;
+  /** pgim: spec.tablespaces as this instance last found them (the Cluster's `status.tablespacesStatus` shape). */
+  tablespacesStatus?: { name: string; owner?: string; state: 'reconciled' | 'pending'; error?: string }[];
   /** WAL files waiting for the archiver (`*.ready` in `pg_wal/archive_status`). */
   readyWalFiles?: number;
   /** While pgim restarts or stops PostgreSQL on purpose, a failed query is reported here instead of as a 500 (CNPG). */
@@ -96,6 +98,7 @@ export function buildStatusDocument(
   if (state.restartWaitingFor !== undefined) doc.pendingRestartWaitingFor = state.restartWaitingFor;
   if (state.replayPausedReason !== undefined) doc.replayPausedReason = state.replayPausedReason;
   if (state.managedRolesStatus !== undefined) doc.managedRolesStatus = state.managedRolesStatus;
+  if (state.tablespacesStatus !== undefined && state.tablespacesStatus.length > 0) doc.tablespacesStatus = state.tablespacesStatus.map((t) => ({ ...t }));
   if (extras.readyWalFiles !== undefined) doc.readyWalFiles = extras.readyWalFiles;
   if (extras.mightBeUnavailableMaskedError !== undefined) doc.mightBeUnavailableMaskedError = extras.mightBeUnavailableMaskedError;
   return doc;

@@ -27,9 +27,21 @@ describe("CloudNativePG's command lines mapped onto pgim's (src/options/cnpg-inv
       ),
     );
     assert.deepEqual(t.argv, ['init', '--pod-name', 'demo-1']);
-    assert.deepEqual(t.initdbFlags, ['-k', '--encoding=UTF8', '--lc-collate=C', '--locale-provider=icu', '--icu-locale=en US']);
+    assert.deepEqual(t.initdbFlags, ['--data-checksums', '--encoding=UTF8', '--lc-collate=C', '--locale-provider=icu', '--icu-locale=en US']);
     assert.deepEqual(t.expectations, { clusterName: 'demo', appDatabase: 'app', appUser: 'app', parentNode: undefined });
     assert.deepEqual(pgim(translateCnpgInvocation(['instance', 'init', '--initdb-flags', ''], podEnv)).initdbFlags, []);
+    // bootstrap.initdb.options are passed as CNPG passes them: two-word forms become one option.
+    assert.deepEqual(pgim(translateCnpgInvocation(['instance', 'init', '--initdb-flags', '-E UTF8 --locale C.UTF-8 -k'], podEnv)).initdbFlags, ['--encoding=UTF8', '--locale=C.UTF-8', '--data-checksums']);
+  });
+
+  it('instance init: the post-init SQL flags are accepted (pgim reads the Cluster) and the refs folders passed on', () => {
+    const t = pgim(
+      translateCnpgInvocation(
+        ['instance', 'init', '--post-init-sql', "'CREATE EXTENSION x'", '--post-init-sql-refs-folder', '/etc/post-init-sql-refs', '--post-init-application-sql-refs-folder', '/etc/app-refs'],
+        podEnv,
+      ),
+    );
+    assert.deepEqual(t.postInitRefsFolders, { postgres: '/etc/post-init-sql-refs', application: '/etc/app-refs' });
   });
 
   it('instance join --parent-node <cluster>-rw: the Job POD_NAME (<instance>-join) names the instance', () => {
@@ -50,9 +62,9 @@ describe("CloudNativePG's command lines mapped onto pgim's (src/options/cnpg-inv
       [['wal-restore', '000000010000000000000001', 'pg_wal/RECOVERYXLOG'], podEnv, /"wal-restore" is not implemented yet/],
       [['instance', 'run', '--pprof-server'], podEnv, /--pprof-server/],
       [['instance', 'init', '--pg-wal', '/var/lib/postgresql/wal/pg_wal'], podEnv, /--pg-wal is not implemented yet/],
-      [['instance', 'init', '--post-init-sql', "'CREATE EXTENSION x'"], podEnv, /--post-init-sql is not implemented yet \(bootstrap\.initdb\.postInitSQL\)/],
-      [['instance', 'init', '--post-init-application-sql-refs-folder', '/etc/x'], podEnv, /postInitApplicationSQLRefs/],
-      [['instance', 'init', '--initdb-flags', '--auth=trust'], podEnv, /"--auth=trust" is not one of the initdb options/],
+      [['instance', 'init', '--initdb-flags', '--auth=trust'], podEnv, /"--auth=trust" is not an initdb option pgim passes on/],
+      [['instance', 'init', '--initdb-flags', '-X /wal'], podEnv, /"-X" is not an initdb option pgim passes on/],
+      [['instance', 'init', '--initdb-flags', '--no-clean'], podEnv, /"--no-clean"/],
       [['instance', 'join', '--parent-node', 'other-rw'], podEnv, /--parent-node other-rw: pgim clones the cluster's current primary \(demo-rw\)/],
       [['instance', 'run', '--log-destination', '/tmp/x'], podEnv, /--log-destination is not implemented yet/],
       [['instance', 'run'], { ...podEnv, CNPG_STANDBY_TCP_USER_TIMEOUT: '1000' }, /CNPG_STANDBY_TCP_USER_TIMEOUT=1000/],

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../../errors/index.js';
 import type { ClusterCondition, InstanceStatusReport, ManagedRolesStatus } from '../types.js';
+import type { TablespaceState } from '../../cluster/tablespaces.js';
 import { Backoff } from '../../async/backoff.js';
 import { sleep } from '../../async/sleep.js';
 import { ApiError, isApiStatus, type KubeClient } from './client.js';
@@ -94,6 +95,8 @@ export class StatusReporter {
   private wantedBackup: { conditions: Map<string, ClusterCondition>; fields: Record<string, string> } = { conditions: new Map(), fields: {} };
   /** status.managedRolesStatus not yet written (the latest wins). */
   private wantedManagedRoles: ManagedRolesStatus | undefined;
+  /** The tablespaces status not yet written (the latest wins). */
+  private wantedTablespaces: readonly TablespaceState[] | undefined;
   private queue: Promise<void> = Promise.resolve();
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly backoff = new Backoff(1000, 60_000);
@@ -109,6 +112,7 @@ export class StatusReporter {
       if (value !== undefined) this.wantedBackup.fields[key] = value;
     }
     if (report.managedRolesStatus !== undefined) this.wantedManagedRoles = report.managedRolesStatus;
+    if (report.tablespacesStatus !== undefined) this.wantedTablespaces = report.tablespacesStatus;
     if (report.currentPrimary !== undefined) {
       this.wantedPrimary = { podName: report.currentPrimary, timestamp: report.currentPrimaryTimestamp ?? new Date().toISOString() };
     }
@@ -160,6 +164,11 @@ export class StatusReporter {
       if (wanted !== undefined) this.writtenPhase = wanted;
       await this.writeBackupStatus();
       await this.writeManagedRolesStatus();
+      const tablespaces = this.wantedTablespaces;
+      if (tablespaces !== undefined) {
+        await mergePatchStatus(client, namespace, clusterName, { status: { tablespacesStatus: tablespaces.map((t) => ({ ...t })) } });
+        if (this.wantedTablespaces === tablespaces) this.wantedTablespaces = undefined;
+      }
       this.backoff.reset();
     } catch (err) {
       const delay = this.backoff.next();
