@@ -187,11 +187,15 @@ describe('CloudNativePG operator end to end (pods run pgim)', function () {
     await waitFor('three-2 writable', 180_000, async () => (await psql(podIP(ns, 'three-2'), secret, 'select not pg_is_in_recovery()')) === 't');
     const writableMs = Date.now() - started;
     await psql(podIP(ns, 'three-2'), secret, 'create table switched (x int); insert into switched values (1)');
+    await waitFor('the former primary to replay the write', 180_000, async () => (await psql(podIP(ns, 'three-1'), secret, 'select count(*) from switched')) === '1');
+    await waitFor('the operator to see three-2 as the only primary', 180_000, async () => {
+      const reported = (await getCluster(ns, 'three')).status?.instancesReportedState as Record<string, { isPrimary: boolean }> | undefined;
+      return Object.entries(reported ?? {}).filter(([, r]) => r.isPrimary).map(([pod]) => pod).join() === 'three-2';
+    });
     await waitHealthy(ns, 'three', 3, 300_000, 'three-2');
     const healthyMs = Date.now() - started;
-    const cluster = await getCluster(ns, 'three');
-    assert.equal(cluster.status.instancesReportedState?.['three-1']?.isPrimary, false);
-    await waitFor('the former primary to replay the write', 60_000, async () => (await psql(podIP(ns, 'three-1'), secret, 'select count(*) from switched')) === '1');
+    const replication = ((await instanceStatus(podIP(ns, 'three-2'))).replicationInfo ?? []) as K8sObject[];
+    assert.deepEqual(replication.map((r) => [r.applicationName, r.state]).sort(), [['three-1', 'streaming'], ['three-3', 'streaming']]);
     process.stdout.write(`      [operator-e2e] switchover: three-2 writable ${writableMs} ms after the promote; Cluster healthy again after ${healthyMs} ms\n`);
   });
 });
