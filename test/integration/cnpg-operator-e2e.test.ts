@@ -7,7 +7,7 @@ import { OperatorHarness, requireOperatorE2e } from '../operator-e2e/harness.js'
 
 const run = promisify(execFile);
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- Kubernetes objects are read as the API returns them. */
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-return -- Kubernetes objects are read loosely, as the API returns them. */
 type K8sObject = Record<string, any>;
 
 const clustersPath = (ns: string, name = ''): string => `/apis/postgresql.cnpg.io/v1/namespaces/${ns}/clusters${name === '' ? '' : `/${name}`}`;

@@ -8,7 +8,7 @@ import { sleep } from '../../test-kit/env.js';
 import type { RawResponse, TestApiServer } from '../k8s/apiserver.js';
 import { startSandbox, type SandboxMount } from './sandbox.js';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- Kubernetes objects are read as the API returns them. */
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-return -- Kubernetes objects (pods, volumes, probes) are read loosely, as the API returns them: the test kubelet handles only the fields CNPG uses and fails a pod on anything else. */
 type K8sObject = Record<string, any>;
 
 /** The host's folders every container sees (its "image"): system folders, plus the source tree pgim runs from. */
@@ -385,8 +385,13 @@ class PodRunner {
       c.restartCount++;
       this.kubelet.note(`pod ${this.key}: container ${c.name} exited with ${code}; restart ${c.restartCount}`);
       await sleep(Math.min(10_000, 1000 * c.restartCount));
-      if (this.stopping) return;
+      if (this.isStopping()) return;
     }
+  }
+
+  /** A method, so the compiler does not assume the flag unchanged across an await. */
+  private isStopping(): boolean {
+    return this.stopping;
   }
 
   private startProbes(c: ContainerState): void {
