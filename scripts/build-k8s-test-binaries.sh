@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build a real kube-apiserver and etcd for the Kubernetes integration tests.
+# Build a real kube-apiserver and etcd for the Kubernetes integration tests, plus kube-controller-manager and
+# kube-scheduler (same Kubernetes version) for the operator end-to-end tests (test/operator-e2e).
 #
 # The versions come from the wrapper Go module in test/k8s-bin (go.mod/go.sum);
 # everything is fetched from the Go module proxy by the ordinary `go` client.
@@ -8,8 +9,10 @@
 #   ${PGIM_K8S_BIN_CACHE:-$HOME/.cache/pgim/k8s-bin}/<k8s-version>-<etcd-version>/
 #       kube-apiserver
 #       etcd
+#       kube-controller-manager
+#       kube-scheduler
 #
-# When both binaries are already there the build is skipped entirely (and `go`
+# When all binaries are already there the build is skipped entirely (and `go`
 # is not needed). Progress goes to stderr; the last line of stdout is the
 # folder's path, so callers can do:  BIN_DIR=$(scripts/build-k8s-test-binaries.sh | tail -n1)
 #
@@ -44,8 +47,11 @@ etcd_version=$(mod_version go.etcd.io/etcd/server/v3)
 cache_root="${PGIM_K8S_BIN_CACHE:-${HOME:?HOME is not set}/.cache/pgim/k8s-bin}"
 out_dir="$cache_root/${k8s_version}-${etcd_version}"
 
-if [[ -x "$out_dir/kube-apiserver" && -x "$out_dir/etcd" ]]; then
-  log "cached: kube-apiserver $k8s_version and etcd $etcd_version in $out_dir (skipping build)"
+binaries=(kube-apiserver etcd kube-controller-manager kube-scheduler)
+cached=1
+for b in "${binaries[@]}"; do [[ -x "$out_dir/$b" ]] || cached=0; done
+if ((cached)); then
+  log "cached: Kubernetes $k8s_version binaries and etcd $etcd_version in $out_dir (skipping build)"
   printf '%s\n' "$out_dir"
   exit 0
 fi
@@ -79,7 +85,7 @@ build() {
   log "go build $pkg (this can take many minutes on a cold Go build cache)"
   (
     cd "$mod_dir"
-    CGO_ENABLED=0 go build -trimpath -pgo=off \
+    CGO_ENABLED=0 nice go build -trimpath -pgo=off \
       -ldflags "-s -w${extra_ld:+ $extra_ld}" \
       -o "$tmp" "$pkg"
   ) >&2 || die "go build $pkg failed"
@@ -99,6 +105,10 @@ apiserver_ld+=" -X k8s.io/component-base/version.gitTreeState=clean"
 
 build etcd go.etcd.io/etcd/server/v3 ""
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$apiserver_ld"
+# The controller-manager and scheduler share most of their packages with kube-apiserver, so building them after it
+# (rather than concurrently) reuses its compiled packages from the Go build cache.
+build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$apiserver_ld"
+build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$apiserver_ld"
 
 log "done: $out_dir"
 printf '%s\n' "$out_dir"

@@ -33,7 +33,13 @@ fi
 # The Kubernetes tests run a real kube-apiserver and etcd, built from the Go module proxy (about 4 min cold, 0.01 s
 # when cached). Where Go is missing the tests use cached binaries, or skip themselves loudly (they fail under CI=true).
 if command -v go >/dev/null 2>&1; then
-  echo "== Kubernetes test binaries (kube-apiserver, etcd)"
+  # CloudNativePG's operator (test/integration/cnpg-operator-e2e.test.ts) is built alongside: its Kubernetes libraries
+  # are other versions than kube-apiserver's, so the two builds share nothing and overlap their link steps.
+  echo "== CloudNativePG operator (v1.30.0), in the background"
+  cnpg_operator_out=$(mktemp)
+  "$repo/scripts/build-cnpg-operator.sh" >"$cnpg_operator_out" &
+  cnpg_operator_pid=$!
+  echo "== Kubernetes test binaries (kube-apiserver, etcd, kube-controller-manager, kube-scheduler)"
   k8s_bin_dir=$("$repo/scripts/build-k8s-test-binaries.sh" | tail -n1)
   export PGIM_K8S_BIN_DIR="$k8s_bin_dir"
   # CloudNativePG's own Go code run against pgim (test/integration/cnpg-conformance.test.ts): about 3 min on 2 cores
@@ -41,6 +47,10 @@ if command -v go >/dev/null 2>&1; then
   echo "== CNPG conformance program (CloudNativePG v1.30.0's Go code)"
   cnpg_conformance_bin=$("$repo/scripts/build-cnpg-conformance.sh" | tail -n1)
   export PGIM_CNPG_CONFORMANCE_BIN="$cnpg_conformance_bin"
+  wait "$cnpg_operator_pid" || { echo "scripts/build-cnpg-operator.sh failed" >&2; exit 1; }
+  PGIM_CNPG_OPERATOR_BIN=$(tail -n1 "$cnpg_operator_out")
+  rm -f -- "$cnpg_operator_out"
+  export PGIM_CNPG_OPERATOR_BIN
 fi
 
 # The backup tests, demo and benchmarks use a real S3 server: versitygw, built from the Go module proxy and cached

@@ -192,6 +192,10 @@ export class KubernetesControlPlane implements ControlPlane {
     };
   }
 
+  primaryServiceHost(clusterName: string): string {
+    return `${clusterName}-rw`;
+  }
+
   reportStatus(report: InstanceStatusReport): Promise<void> {
     return this.status.report(report);
   }

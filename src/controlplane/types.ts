@@ -110,6 +110,12 @@ export interface ControlPlane {
   readonly description: string;
   /** Names the Cluster's source in errors: a file path, or `cluster <namespace>/<name>`. */
   readonly clusterSource: string;
+  /**
+   * Where replicas reach the primary when the `<cluster>-hosts` ConfigMap names no address for it. Kubernetes:
+   * CloudNativePG's read-write Service `<cluster>-rw` (what CNPG's own primary_conninfo uses: pod names do not
+   * resolve in a cluster). Files mode: undefined, each instance is reached at its own name.
+   */
+  primaryServiceHost?(clusterName: string): string | undefined;
   /** Reads and validates the Cluster. Throws ConfigError naming the source and field. */
   readCluster(): Promise<Cluster>;
   /** Undefined when the Secret does not exist; throws ConfigError when it exists but cannot be used. */

@@ -16,7 +16,7 @@ import { Reconciler } from '../reconcile/reconciler.js';
 import { isFenced } from '../role/decision.js';
 import { roleChangePlan } from '../role/transitions.js';
 import { Supervisor } from '../supervisor/supervisor.js';
-import { goArch, nodeName, packageVersion } from './manager-info.js';
+import { executableHash, goArch, nodeName, packageVersion } from './manager-info.js';
 import { prepareFilesystem } from './prepare.js';
 import { startBackups } from './backups.js';
 import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
@@ -136,7 +136,7 @@ export class Daemon {
       const startServers = async (): Promise<void> => {
         const { startStatusAndMetrics } = await import('./servers.js');
         source.start();
-        const info = { version: await packageVersion(), executableHash: '', arch: goArch(process.arch), node: nodeName() };
+        const info = { version: await packageVersion(), executableHash: await executableHash(), arch: goArch(process.arch), node: nodeName() };
         const bind = httpBindAddress(options.listenAddress);
         servers.push(...(await startStatusAndMetrics({ options, bind, controlPlane, source, state, instance, info, cluster: desired.cluster, logger, backups: backups.service })));
       };

@@ -75,7 +75,7 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
       probes,
       queryPostgres: () => instance.status(cluster.name),
       readyWalFiles: () => countReadyWalFiles(instance.pgdata),
-      isPrimaryFromFiles: async () => !(await instance.isStandby()),
+      isPrimaryFromFiles: async () => !state.rejoiningAsReplica && !(await instance.isStandby()),
       isPgRewindRunning: () => instance.isPgRewindRunning,
       backupMode,
       ...(backups === undefined

@@ -36,6 +36,12 @@ export class InstanceState {
   configurationError: string | undefined;
   /** A loaded setting waits for a restart (`pending_restart`). */
   restartPending = false;
+  /**
+   * A former primary, stopped, waits for the new primary to rewind onto it: its files still say primary, but it is
+   * one no longer (CNPG writes standby.signal before that wait, so its status says replica; the operator waits for
+   * the old primary to say so before it moves the -rw Service that this instance waits for).
+   */
+  rejoiningAsReplica = false;
   /** What a pending restart waits for (the replicas, the primary, the user); undefined when nothing waits. */
   restartWaitingFor: string | undefined;
   /** A replica's replay paused for insufficient hot-standby settings: it is not ready. */

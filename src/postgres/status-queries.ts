@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
-import { configHashParameter } from '../render/index.js';
+import { clusterConfigHashParameter } from '../render/index.js';
 
 /** The part of CNPG's `PostgresqlStatus` that comes from PostgreSQL itself. */
 export interface PostgresReportedStatus {
@@ -101,7 +101,7 @@ SELECT (pg_control_system()).system_identifier::text AS system_id,
        pg_last_wal_replay_lsn()::text AS replay_lsn,
        CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END AS replay_paused,
        EXISTS (SELECT 1 FROM pg_stat_wal_receiver) AS wal_receiver_active,
-       COALESCE(current_setting('${configHashParameter}', true), '') AS config_hash,
+       COALESCE(current_setting('${clusterConfigHashParameter}', true), '') AS config_hash,
        a.last_archived_wal, a.last_archived_time, a.last_failed_wal, a.last_failed_time
   FROM pg_stat_archiver a`;
 

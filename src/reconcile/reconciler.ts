@@ -130,7 +130,13 @@ export class Reconciler {
     await this.tablespaces.run(this.current, true);
     if (!this.options.state.restartPending && this.options.state.configurationError === undefined) await this.reportPhase(phases.healthy, '');
     // Last: the API may be slow or away, and roles and slots must not wait for it.
-    if (this.current.topology.isPrimary) await this.roles.keepPrimaryLease(this.current.topology.self);
+    if (this.current.topology.isPrimary) {
+      // As CNPG's instance manager does at every start of the target primary: claim `currentPrimary` while it is
+      // unset (a Cluster bootstrapped by an initdb Job has none; CNPG's operator waits for it). The claim is a no-op
+      // once the Cluster names a current primary.
+      await this.options.controlPlane.reportStatus({ currentPrimary: this.current.topology.self, currentPrimaryTimestamp: new Date().toISOString() });
+      await this.roles.keepPrimaryLease(this.current.topology.self);
+    }
   }
 
   async writeRuntimeFiles(desired: DesiredState = this.current): Promise<void> {

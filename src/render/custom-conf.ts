@@ -5,6 +5,17 @@ import { defaultParameters } from './parameters.js';
 /** pgim's own GUC namespace; PostgreSQL accepts any dotted name as a placeholder variable. */
 export const configHashParameter = 'pgim.config_sha256';
 
+/**
+ * CNPG's `loadedConfigurationHash`: the hash of what the Cluster asks of every instance, the same on all of them
+ * (CNPG's operator waits "for all Pods to have the same PostgreSQL configuration" before it calls a Cluster healthy).
+ * It leaves out what differs per instance: the listen address, the archive command, override.conf (a replica's
+ * primary_conninfo and slot). Reported from PostgreSQL's loaded settings, so it also proves the render is loaded.
+ */
+export const clusterConfigHashParameter = 'pgim.cluster_config_sha256';
+
+/** Settings that differ between the instances of one Cluster (kept out of the cluster-wide hash). */
+const perInstanceSettings: ReadonlySet<string> = new Set(['listen_addresses', 'archive_command']);
+
 export interface CustomConfInput {
   clusterName: string;
   /** Already validated, keys lowercased (see validateUserParameters). */
@@ -23,14 +34,18 @@ export interface CustomConfInput {
   companions?: readonly string[];
   /** spec.tablespaces marked temporary: `temp_tablespaces`, sorted, as CNPG sets it. */
   temporaryTablespaces?: readonly string[];
+  /** Files of the render that differ per instance (override.conf): in the reload hash, not the cluster-wide one. */
+  instanceCompanions?: readonly string[];
   /** pgim's `wal-archive` command line (archive_mode on, as CNPG); undefined leaves archiving off. */
   archiveCommand?: string;
 }
 
 export interface RenderedCustomConf {
   text: string;
-  /** sha256 of the render (every file; the hash line excluded); PostgreSQL reports it back once loaded. */
+  /** sha256 of the render (every file; the hash lines excluded); PostgreSQL reports it back once loaded. */
   hash: string;
+  /** The cluster-wide part's sha256 (see clusterConfigHashParameter). */
+  clusterHash: string;
 }
 
 /** The values pgim must control, applied last so no default or user value can displace them. */
@@ -68,14 +83,21 @@ export function renderCustomConf(input: CustomConfInput): RenderedCustomConf {
   for (const [key, value] of input.userParameters) settings.set(key, value);
   for (const [key, value] of Object.entries(mandatoryParameters(input))) settings.set(key, value);
   settings.delete(configHashParameter);
+  settings.delete(clusterConfigHashParameter);
 
-  const body = [...settings.keys()]
-    .sort()
-    .map((key) => confLine(key, settings.get(key) ?? ''))
-    .join('\n')
-    .concat('\n');
+  const lines = (keep: (key: string) => boolean): string =>
+    [...settings.keys()]
+      .filter(keep)
+      .sort()
+      .map((key) => confLine(key, settings.get(key) ?? ''))
+      .join('\n')
+      .concat('\n');
+  const body = lines(() => true);
+  const cluster = createHash('sha256').update(lines((key) => !perInstanceSettings.has(key)));
+  for (const companion of input.companions ?? []) cluster.update('\0').update(companion);
+  const clusterHash = cluster.digest('hex');
   const digest = createHash('sha256').update(body);
-  for (const companion of input.companions ?? []) digest.update('\0').update(companion);
+  for (const companion of [...(input.companions ?? []), ...(input.instanceCompanions ?? [])]) digest.update('\0').update(companion);
   const hash = digest.digest('hex');
-  return { text: `${body}${confLine(configHashParameter, hash)}\n`, hash };
+  return { text: `${body}${confLine(clusterConfigHashParameter, clusterHash)}\n${confLine(configHashParameter, hash)}\n`, hash, clusterHash };
 }

@@ -9,7 +9,7 @@ import { checkTransportParameters, hbaTrustWarning, identMapsEveryoneToSuperuser
 import { renderOverrideConf } from './override-conf.js';
 
 export { ensureIncludes } from './postgresql-conf.js';
-export { configHashParameter } from './custom-conf.js';
+export { clusterConfigHashParameter, configHashParameter } from './custom-conf.js';
 
 export interface RenderInput {
   cluster: Cluster;
@@ -98,7 +98,8 @@ export function renderConfiguration(input: RenderInput): RenderedConfiguration {
     ...(input.tls === undefined ? {} : { certificatesDirectory: input.tls.certificatesDirectory }),
     ...(input.archiveCommand === undefined ? {} : { archiveCommand: input.archiveCommand }),
     temporaryTablespaces: cluster.tablespaces.filter((t) => t.temporary).map((t) => t.name),
-    companions: [overrideConf, pgHba, pgIdent, input.tls?.fingerprint ?? ''],
+    companions: [pgHba, pgIdent, input.tls?.fingerprint ?? ''],
+    instanceCompanions: [overrideConf],
   });
   return {
     customConf: custom.text,

@@ -1,15 +1,19 @@
 import { confLine } from './escape.js';
 
 /**
- * override.conf: empty on a primary; on a replica CNPG's streaming settings, sorted. There is no restore_command
- * until backups exist: a replica streams from the primary's HA slot.
+ * override.conf: on a replica CNPG's streaming settings, sorted; on a primary only `recovery_target_timeline`. That
+ * one is a restart-only setting: were it rendered on replicas only, a promotion would drop it from the file and
+ * PostgreSQL would flag a pending restart on the new primary (CNPG's operator then restarts the primary in place
+ * right after every switchover). 'latest' is also PostgreSQL's default, so it changes nothing on a primary. There is
+ * no restore_command until backups exist: a replica streams from the primary's HA slot.
  */
 export function renderOverrideConf(replication: { primaryConninfo: string; slotName: string | undefined } | undefined): string {
-  if (!replication) return '';
+  const timeline = confLine('recovery_target_timeline', 'latest');
+  if (!replication) return `${timeline}\n`;
   return [
     confLine('primary_conninfo', replication.primaryConninfo),
     // A replica cluster's designated primary streams from another cluster without a slot there (CNPG).
     ...(replication.slotName === undefined ? [] : [confLine('primary_slot_name', replication.slotName)]),
-    confLine('recovery_target_timeline', 'latest'),
+    timeline,
   ].join('\n').concat('\n');
 }

@@ -44,6 +44,24 @@ export const blockedParameters: ReadonlySet<string> = new Set([
   'syslog_sequence_numbers', 'syslog_split_messages',
 ]);
 
+/**
+ * The operator-managed parameters CloudNativePG's mutating webhook writes into every Cluster's
+ * `spec.postgresql.parameters` (its default configuration, `CnpgConfigurationSettings`, applied by `SetDefaults`),
+ * with the values it writes. CNPG's validation accepts a fixed parameter whose value is the one it manages; so does
+ * pgim, and ignores it: pgim manages these itself. Any other value is still refused.
+ */
+export const operatorDefaultParameters: ReadonlyMap<string, string> = new Map([
+  ['archive_mode', 'on'],
+  ['shared_preload_libraries', ''],
+  ['logging_collector', 'on'],
+  ['log_destination', 'csvlog'],
+  ['log_directory', '/controller/log'],
+  ['log_filename', 'postgres'],
+  ['log_rotation_age', '0'],
+  ['log_rotation_size', '0'],
+  ['log_truncate_on_rotation', 'false'],
+]);
+
 /** Keys PostgreSQL reads as directives, not settings: `include_if_exists = '/x'` would pull a file in. */
 const includeDirectives: ReadonlySet<string> = new Set(['include', 'include_if_exists', 'include_dir']);
 
@@ -66,6 +84,7 @@ export function validateUserParameters(parameters: Readonly<Record<string, strin
     if (!isParameterName(key)) throw new ConfigError(source, field, 'invalid parameter name');
     const name = key.toLowerCase();
     if (includeDirectives.has(name)) throw new ConfigError(source, field, 'include directives are not parameters');
+    if (operatorDefaultParameters.get(name) === value && (fixedParameters.has(name) || blockedParameters.has(name))) continue;
     if (fixedParameters.has(name)) throw new ConfigError(source, field, "can't set fixed configuration parameter");
     if (blockedParameters.has(name)) throw new ConfigError(source, field, "can't set blocked configuration parameter");
     if (out.has(name)) throw new ConfigError(source, field, 'is set twice (names are case-insensitive)');

@@ -38,7 +38,8 @@ function parseAddress(text: string, source: string, key: string, defaultPort: nu
 
 /**
  * Instance names come from the Cluster; each instance is reached at its own name on port 5432 (Compose service
- * names, headless-service pod names), unless the `<cluster>-hosts` ConfigMap gives `host:port` for it.
+ * names, headless-service pod names), unless the `<cluster>-hosts` ConfigMap gives `host:port` for it; in Kubernetes
+ * mode the primary is reached through the `<cluster>-rw` Service (see ControlPlane.primaryServiceHost).
  */
 export async function resolveTopology(cluster: Cluster, self: string, controlPlane: ControlPlane): Promise<Topology> {
   const instances = Array.from({ length: cluster.instances }, (_, i) => `${cluster.name}-${i + 1}`);
@@ -51,7 +52,9 @@ export async function resolveTopology(cluster: Cluster, self: string, controlPla
     addresses.set(instance, entry ? parseAddress(entry.toString('utf8'), `configmap ${name}`, instance, 5432) : { host: instance, port: 5432 });
   }
   const primary = cluster.targetPrimary ?? `${cluster.name}-1`;
-  if (!addresses.has(primary)) addresses.set(primary, { host: primary, port: 5432 });
+  const primaryService = hosts?.get(primary) === undefined ? controlPlane.primaryServiceHost?.(cluster.name) : undefined;
+  if (primaryService !== undefined) addresses.set(primary, { host: primaryService, port: 5432 });
+  else if (!addresses.has(primary)) addresses.set(primary, { host: primary, port: 5432 });
   return { self, primary, isPrimary: primary === self, instances, addresses };
 }
 

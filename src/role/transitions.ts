@@ -184,14 +184,19 @@ export class RoleTransitions {
 
   /** After the stop: wait for the new primary, pg_rewind onto it, write the replica configuration. */
   async rejoinAsReplica(desired: DesiredState, signal?: AbortSignal): Promise<void> {
-    const { instance, logger } = this.options;
-    // postgres is stopped here, so the Lease can go: the new primary need not wait for it to run out.
-    await this.options.controlPlane.releasePrimaryLease(desired.topology.self);
-    const primary = desired.topology.addresses.get(desired.topology.primary);
-    if (!desired.tls || !primary) throw new Error('a replica needs the TLS Secrets and the primary address');
-    await waitForPrimary(primary, certificatePaths(desired.layout.certificatesDir), signal, undefined, desired.cluster.external.replica !== undefined);
-    await instance.rewind(primaryConninfo(desired.topology, desired.tls, desired.layout, `${desired.topology.self}-rewind`), signal);
-    await instance.writeConfiguration(desired.rendered);
+    const { instance, logger, state } = this.options;
+    state.rejoiningAsReplica = true;
+    try {
+      // postgres is stopped here, so the Lease can go: the new primary need not wait for it to run out.
+      await this.options.controlPlane.releasePrimaryLease(desired.topology.self);
+      const primary = desired.topology.addresses.get(desired.topology.primary);
+      if (!desired.tls || !primary) throw new Error('a replica needs the TLS Secrets and the primary address');
+      await waitForPrimary(primary, certificatePaths(desired.layout.certificatesDir), signal, undefined, desired.cluster.external.replica !== undefined);
+      await instance.rewind(primaryConninfo(desired.topology, desired.tls, desired.layout, `${desired.topology.self}-rewind`), signal);
+      await instance.writeConfiguration(desired.rendered);
+    } finally {
+      state.rejoiningAsReplica = false;
+    }
     logger.info({ primary: desired.topology.primary }, 'rewound onto the new primary; starting as its replica');
   }
 

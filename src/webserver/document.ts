@@ -5,9 +5,8 @@ import type { PostgresReportedStatus } from '../postgres/status-queries.js';
 export interface ManagerInfo {
   version: string;
   /**
-   * CNPG's `executableHash`: empty, on purpose. CNPG's operator compares it with its own manager's hash and, when
-   * they differ and in-place updates are on, streams its Go binary to `PUT /update`; an empty hash is CNPG's
-   * "instance manager which doesn't support automatic update", so the operator relies on rolling updates instead.
+   * CNPG's `executableHash`: the SHA-256 of pgim's code (never empty: CNPG's operator rolls the pod of an instance
+   * manager that reports none, after every restart). See manager-info.ts.
    */
   executableHash: string;
   /** Go's name for the CPU architecture (`amd64`, `arm64`), as CNPG reports `runtime.GOARCH`. */

@@ -219,8 +219,8 @@ export function createStatusApp(
       sendError(res, 400, 'ERROR_WHILE_EXECUTING_WAL_ARCHIVE', errorMessage(err));
     }
   });
-  // CNPG streams its own Go binary here for an in-place upgrade. pgim reports no executableHash, which keeps the
-  // operator from ever calling it; a caller that does anyway gets a plain refusal (never 200, never a transient 503).
+  // CNPG streams its own Go binary here for an in-place upgrade, only with ENABLE_INSTANCE_MANAGER_INPLACE_UPDATES
+  // (off by default); pgim refuses plainly (never 200, never a transient 503): the image is updated by a rollout.
   app.all('/update', operator, (req, res) => {
     req.resume();
     if (req.method !== 'PUT') {

@@ -339,11 +339,12 @@ func updateChecks(
 	pod *corev1.Pod,
 	add func(check),
 ) {
-	// cluster_upgrade.go upgradeInstanceManager: an instance that reports no executable hash "doesn't support
-	// automatic update"; the operator skips the in-place upgrade for the whole cluster and relies on rolling updates.
-	add(check{Endpoint: "PUT /update", Pod: pod.Name, Call: "upgradeInstanceManager: the executableHash gate",
-		Expectation: "executableHash empty: the operator never calls /update, so nothing loops",
-		Answer:      fmt.Sprintf("executableHash=%q", status.ExecutableHash), OK: status.ExecutableHash == ""})
+	// cluster_upgrade.go isInstanceNeedingRollout: a ready instance that reports no executable hash is an "old
+	// instance manager" whose pod the operator rolls, after every restart (seen with the real operator). With a
+	// hash, the operator calls /update only with ENABLE_INSTANCE_MANAGER_INPLACE_UPDATES (off by default).
+	add(check{Endpoint: "PUT /update", Pod: pod.Name, Call: "isInstanceNeedingRollout: the executableHash gate",
+		Expectation: "executableHash set: no endless rollout; /update only with in-place updates on",
+		Answer:      fmt.Sprintf("executableHash=%.12s…", status.ExecutableHash), OK: len(status.ExecutableHash) == 64})
 
 	// The operator looks the reported architecture up among its own manager binaries (operator/manager_<GOARCH>);
 	// an unknown name sets the phase ArchitectureBinaryMissing.

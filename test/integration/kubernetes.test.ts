@@ -570,7 +570,7 @@ describe('Kubernetes mode against a real kube-apiserver (etcd + kube-apiserver, 
           assert.equal(conflicts.length, 1, 'the API server answered 409 once');
         });
 
-        it('claims currentPrimary only while it is unset and targetPrimary is this pod or unset', async () => {
+        it('claims currentPrimary while it is unset and targetPrimary is this pod or unset, or as the target primary', async () => {
           const namespace = await createNamespace(server, 'primary');
           await applyInstanceIdentity(server, namespace, 'db');
           await createCluster(server, namespace, clusterObject('db'));
@@ -592,8 +592,12 @@ describe('Kubernetes mode against a real kube-apiserver (etcd + kube-apiserver, 
           await patchClusterStatus(server, namespace, 'db', { targetPrimary: null });
           await (await plane('db-3')).reportStatus({ currentPrimary: 'db-3' });
           status = (await getCluster(server, namespace, 'db')).status;
-          assert.equal(status?.currentPrimary, 'db-1', 'an existing currentPrimary is never overwritten');
+          assert.equal(status?.currentPrimary, 'db-1', 'an existing currentPrimary is never overwritten by another pod');
           assert.ok(lines.some((line) => line.includes('already names another current primary')));
+          // A switchover (kubectl cnpg promote sets targetPrimary): the promoted target takes over, as CNPG's does.
+          await patchClusterStatus(server, namespace, 'db', { targetPrimary: 'db-2' });
+          await (await plane('db-2')).reportStatus({ currentPrimary: 'db-2' });
+          assert.equal((await getCluster(server, namespace, 'db')).status?.currentPrimary, 'db-2', 'the target primary replaces the former one');
         });
 
         it('re-reads a token file on every request, so a rotated (projected) token is used at once', async () => {

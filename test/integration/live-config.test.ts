@@ -41,7 +41,7 @@ describe('live configuration: validate, apply, roll back, rotate (real PostgreSQ
   };
   const customConfHash = async (): Promise<string> => {
     const text = await readFile(join(paths.pgdata, 'custom.conf'), 'utf8').catch(() => '');
-    return /pgim\.config_sha256 = '([0-9a-f]+)'/.exec(text)?.[1] ?? '';
+    return /pgim\.cluster_config_sha256 = '([0-9a-f]+)'/.exec(text)?.[1] ?? '';
   };
   /** Waits until PostgreSQL reports the hash of a render newer than the one before the last change. */
   const waitLoaded = async (): Promise<void> => {

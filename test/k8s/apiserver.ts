@@ -20,8 +20,8 @@ process.on('exit', () => {
   }
 });
 
-/** etcd or kube-apiserver: output to a log file in the harness dir (read it when a test fails), stopped by PID. */
-class ManagedProcess {
+/** etcd or kube-apiserver (or any control-plane process): output to a log file (read it when a test fails), stopped by PID. */
+export class ManagedProcess {
   readonly exited: Promise<number | null>;
   private readonly child: ChildProcess;
   private exitCode: number | null | undefined;
@@ -31,10 +31,11 @@ class ManagedProcess {
     binary: string,
     args: string[],
     readonly logPath: string,
+    options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
   ) {
     const fd = openSync(logPath, 'a');
     try {
-      this.child = spawn(binary, args, { stdio: ['ignore', fd, fd] });
+      this.child = spawn(binary, args, { stdio: ['ignore', fd, fd], ...options });
     } finally {
       closeSync(fd);
     }
@@ -142,6 +143,14 @@ export interface AuditEvent {
  * ServiceAccount signing keys (so the TokenRequest API mints real JWTs), PodSecurity admission, an audit log of
  * ServiceAccount requests. No controller-manager: namespaces never finish deleting, so tests use fresh ones.
  */
+export interface TestApiServerOptions {
+  /**
+   * A kube-controller-manager will run (the operator end-to-end tests): keep the ServiceAccount admission plugin,
+   * so pods get their projected token volume as in a real cluster.
+   */
+  readonly withControllerManager?: boolean;
+}
+
 export class TestApiServer {
   readonly adminToken = randomBytes(24).toString('hex');
   /** Wall time from kube-apiserver's spawn to its first 200 on /readyz, per start (restarts included). */
@@ -157,10 +166,11 @@ export class TestApiServer {
   private constructor(
     private readonly binDir: string,
     readonly dir: string,
+    private readonly options: TestApiServerOptions,
   ) {}
 
-  static async start(binDir: string, label: string): Promise<TestApiServer> {
-    const server = new TestApiServer(binDir, await makeTempDir(`k8s-${label}`));
+  static async start(binDir: string, label: string, options: TestApiServerOptions = {}): Promise<TestApiServer> {
+    const server = new TestApiServer(binDir, await makeTempDir(`k8s-${label}`), options);
     try {
       await server.boot();
       return server;
@@ -261,7 +271,7 @@ export class TestApiServer {
       '--service-cluster-ip-range=10.0.0.0/24',
       '--enable-admission-plugins=PodSecurity',
       // No controller-manager creates a default ServiceAccount; envtest turns this plugin off for that reason.
-      '--disable-admission-plugins=ServiceAccount',
+      ...(this.options.withControllerManager === true ? [] : ['--disable-admission-plugins=ServiceAccount']),
       '--endpoint-reconciler-type=none',
       `--audit-policy-file=${join(dir, 'audit-policy.yaml')}`,
       `--audit-log-path=${this.auditLogPath}`,

@@ -83,6 +83,21 @@ describe('parameter validation', () => {
     assert.match(errorOf(() => validateUserParameters({ work_mem: '1MB', WORK_MEM: '2MB' }, 'c.yaml')).message, /set twice/);
   });
 
+  it("accepts and drops the operator-managed values CloudNativePG's webhook writes into every Cluster", () => {
+    const defaulted = {
+      archive_mode: 'on', shared_preload_libraries: '', logging_collector: 'on', log_destination: 'csvlog',
+      log_directory: '/controller/log', log_filename: 'postgres', log_rotation_age: '0', log_rotation_size: '0',
+      log_truncate_on_rotation: 'false', wal_level: 'logical', wal_keep_size: '512MB',
+    };
+    assert.deepEqual([...validateUserParameters(defaulted, 'c.yaml')], [['wal_level', 'logical'], ['wal_keep_size', '512MB']]);
+  });
+
+  it('still refuses an operator-managed parameter with another value than CloudNativePG writes', () => {
+    assert.match(errorOf(() => validateUserParameters({ archive_mode: 'always' }, 'c.yaml')).message, /archive_mode.*fixed configuration parameter/);
+    assert.match(errorOf(() => validateUserParameters({ log_destination: 'stderr' }, 'c.yaml')).message, /log_destination.*blocked configuration parameter/);
+    assert.match(errorOf(() => validateUserParameters({ shared_preload_libraries: 'auto_explain' }, 'c.yaml')).message, /shared_preload_libraries.*fixed/);
+  });
+
   it('accepts extension namespaces and lowercases keys', () => {
     assert.deepEqual([...validateUserParameters({ 'PG_Stat_Statements.max': '5' }, 'c.yaml')], [['pg_stat_statements.max', '5']]);
   });

@@ -41,7 +41,8 @@ describe('renderers (golden files)', () => {
     await assertGolden('custom.conf', out.customConf);
     const lines = out.customConf.trimEnd().split('\n');
     assert.match(lines.at(-1) ?? '', /^pgim\.config_sha256 = '[0-9a-f]{64}'$/);
-    const keys = lines.slice(0, -1).map((l) => l.split(' = ')[0] ?? '');
+    assert.match(lines.at(-2) ?? '', /^pgim\.cluster_config_sha256 = '[0-9a-f]{64}'$/);
+    const keys = lines.slice(0, -2).map((l) => l.split(' = ')[0] ?? '');
     assert.deepEqual(keys, [...keys].sort(), 'sorted');
     assert.equal(new Set(keys).size, keys.length, 'one line per key');
     assert.ok(out.customConf.includes("work_mem = '8MB'"));

@@ -83,8 +83,8 @@ export interface StatusReporterOptions {
 
 /**
  * Writes what this instance owns in the Cluster's status. `phase`/`phaseReason`: a merge patch, last writer wins
- * (this instance is their only writer). `currentPrimary`: claimed once, with an optimistic lock, only while nobody
- * holds it and `targetPrimary` is this pod or unset. A write that fails (API down, 403) never fails the caller: the
+ * (this instance is their only writer). `currentPrimary`: claimed with an optimistic lock, while nobody holds it and
+ * `targetPrimary` is this pod or unset, or from a former primary when `targetPrimary` is this pod. A write that fails (API down, 403) never fails the caller: the
  * latest wanted status is kept and retried with backoff (1 s doubling to 60 s) until it lands.
  */
 export class StatusReporter {
@@ -264,8 +264,11 @@ export class StatusReporter {
       const status = isRecord(cluster.status) ? cluster.status : {};
       const current = typeof status.currentPrimary === 'string' ? status.currentPrimary : '';
       const target = typeof status.targetPrimary === 'string' ? status.targetPrimary : '';
-      if (current !== '') {
-        if (current !== podName) logger.info({ currentPrimary: current }, 'the Cluster already names another current primary; not claiming it');
+      if (current === podName) return undefined;
+      // The target primary takes over from the former one (a switchover or failover the operator asked for), as
+      // CNPG's instance manager does after its promotion; anyone else claims only an unset currentPrimary.
+      if (current !== '' && target !== podName) {
+        logger.info({ currentPrimary: current }, 'the Cluster already names another current primary; not claiming it');
         return undefined;
       }
       if (target !== '' && target !== podName) {
