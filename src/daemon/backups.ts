@@ -2,6 +2,8 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { BackupObjectReconciler } from '../backup/backup-objects.js';
 import { BackupService } from '../backup/service.js';
+import { WalArchiver } from '../backup/wal-archiver.js';
+import { errorMessage } from '../errors/index.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import type { DesiredState } from '../desired/state.js';
 import type { InstanceState } from '../instance/state.js';
@@ -40,11 +42,17 @@ export function startBackups(deps: {
     desired: () => ({ cluster: reconciler.desired.cluster, ...reconciler.desired.topology }),
     logger,
   });
+  // archive_command's fast path; without it `pgim wal-archive` uploads in its own process (slower, same objects).
+  const archiver = new WalArchiver({ runtimeDir: deps.desired.layout.root, pgdata: deps.options.pgdata, logger: logger.child({ component: 'wal-archiver' }) });
+  archiver.start().catch((err: unknown) => {
+    logger.warn({ error: errorMessage(err) }, 'the WAL archiver socket is not available; archive_command uploads in its own process');
+  });
   service.start();
   objects.start();
   return {
     service,
     stop: () => {
+      archiver.stop();
       service.stop();
       objects.stop();
     },
