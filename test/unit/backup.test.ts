@@ -9,6 +9,7 @@ import { resolveStoreCredentials } from '../../src/backup/credentials.js';
 import { archiveCommand } from '../../src/backup/runtime.js';
 import { archivingCondition, defaultBackupName } from '../../src/backup/service.js';
 import { gatherReadyWalFiles } from '../../src/backup/wal-archive.js';
+import { hashDir, nativeWalArchiveUnsupported, pythonPathJoin, tagging, walObjectKey } from '../../src/backup/wal-object.js';
 import { parseClusterManifest } from '../../src/cluster/parse.js';
 import { FilesControlPlane } from '../../src/controlplane/files.js';
 import { ConfigError } from '../../src/errors/index.js';
@@ -171,5 +172,34 @@ describe('archiving and backup helpers', () => {
     assert.equal(fields.phase, 'completed');
     assert.equal(fields.error, null);
     assert.ok(typeof fields.reconciliationTerminatedAt === 'string');
+  });
+});
+
+describe("WAL object layout (barman-cloud-wal-archive 3.4's keys and tags)", () => {
+  const s = { destinationPath: 's3://bucket/some/path', serverName: 'pg', tags: { b: 'x y', a: '1+2' }, historyTags: {} };
+  it('puts segments under <path>/<server>/wals/<timeline+log>/ and history files under wals/', () => {
+    assert.equal(walObjectKey(s, '000000010000000A000000FF'), 'some/path/pg/wals/000000010000000A/000000010000000A000000FF');
+    assert.equal(walObjectKey(s, '000000020000000000000003.partial'), 'some/path/pg/wals/0000000200000000/000000020000000000000003.partial');
+    assert.equal(walObjectKey(s, '000000010000000000000001.00000028.backup'), 'some/path/pg/wals/0000000100000000/000000010000000000000001.00000028.backup');
+    assert.equal(walObjectKey(s, '00000002.history'), 'some/path/pg/wals/00000002.history');
+    // Python's os.path.join: no path, or a path ending in '/', adds no separator of its own.
+    assert.equal(walObjectKey({ ...s, destinationPath: 's3://bucket' }, '00000002.history'), 'pg/wals/00000002.history');
+    assert.equal(walObjectKey({ ...s, destinationPath: 's3://bucket/p/' }, '00000002.history'), 'p/pg/wals/00000002.history');
+    // Lowercase hex names are Barman's too; hash_dir prints them uppercase.
+    assert.equal(hashDir('00000001000000ab000000ff'), '00000001000000AB');
+    assert.throws(() => walObjectKey(s, 'notawal'), /invalid name for a WAL file/);
+    assert.equal(pythonPathJoin('a', '/b', 'c'), '/b/c');
+  });
+  it("encodes tags as Python's urlencode, and uses historyTags for history files when set", () => {
+    assert.equal(tagging(s, '000000010000000A000000FF'), 'a=1%2B2&b=x+y');
+    assert.equal(tagging(s, '00000002.history'), 'a=1%2B2&b=x+y', 'an empty historyTags falls back to tags');
+    assert.equal(tagging({ ...s, historyTags: { k: 'a/b:c@d~e' } }, '00000002.history'), 'k=a%2Fb%3Ac%40d~e');
+    assert.equal(tagging({ ...s, tags: {} }, '000000010000000A000000FF'), undefined);
+  });
+  it('writes WAL itself only when the bytes can be Barman\'s (no compression, no extra Barman arguments)', () => {
+    const parsed = parseClusterManifest(manifest({ barmanObjectStore: store }), 'f.yaml').backup.barmanObjectStore!;
+    assert.equal(nativeWalArchiveUnsupported(parsed), undefined);
+    assert.match(nativeWalArchiveUnsupported({ ...parsed, wal: { ...parsed.wal, compression: 'gzip' } }) ?? '', /wal\.compression/);
+    assert.match(nativeWalArchiveUnsupported({ ...parsed, wal: { ...parsed.wal, archiveAdditionalCommandArgs: ['--read-timeout=60'] } }) ?? '', /archiveAdditionalCommandArgs/);
   });
 });
