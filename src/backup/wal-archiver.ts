@@ -1,4 +1,4 @@
-import { chmod, rm } from 'node:fs/promises';
+import { chmod, open, rename, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { basename, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -36,11 +36,13 @@ const readAheadTtlMs = 10 * 60_000;
 export class WalArchiver {
   private server: Server | undefined;
   private uploader: { key: string; uploader: Promise<WalUploader> } | undefined;
-  /** Uploads started ahead of PostgreSQL's ask, by segment name. */
-  private readonly ahead = new Map<string, { done: Promise<string | undefined>; at: number }>();
+  /** Uploads started ahead of PostgreSQL's ask, by segment name; `asked` once PostgreSQL's own call came. */
+  private readonly ahead = new Map<string, { done: Promise<string | undefined>; at: number; asked: boolean }>();
 
+  /** Segments PostgreSQL is asking for right now (served directly, never read ahead). */
+  private readonly asking = new Set<string>();
   /** Requests answered, and how many of them by a read-ahead upload (tests and the bench read them). */
-  readonly stats = { requests: 0, readAhead: 0 };
+  readonly stats = { requests: 0, readAhead: 0, markedDone: 0 };
 
   constructor(private readonly deps: { runtimeDir: string; pgdata: string; logger: Logger }) {}
 
@@ -129,30 +131,81 @@ export class WalArchiver {
     };
 
     // Read-ahead: the next ready segments start uploading now (not for forced files: partial or former primary).
-    if (request.force !== true && store.wal.maxParallel > 1) {
-      const now = Date.now();
-      for (const [name, entry] of this.ahead) if (now - entry.at > readAheadTtlMs) this.ahead.delete(name);
-      const budget = store.wal.maxParallel - 1 - this.ahead.size;
-      const ready = await gatherReadyWalFiles(this.deps.pgdata, walName, store.wal.maxParallel - 1 + this.ahead.size);
-      let started = 0;
-      for (const relative of ready) {
-        if (started >= budget) break;
-        const name = basename(relative);
-        if (this.ahead.has(name)) continue;
-        this.ahead.set(name, { done: upload(join(this.deps.pgdata, relative)), at: now });
-        started++;
-      }
+    this.asking.add(walName);
+    try {
+      if (request.force !== true) await this.fill(store.wal.maxParallel - 1, upload);
+      return await this.serveAsked(walName, request.walPath, upload);
+    } finally {
+      this.asking.delete(walName);
     }
+  }
 
+  private async serveAsked(walName: string, walPath: string, upload: (path: string) => Promise<string | undefined>): Promise<ArchiveReply> {
     const early = this.ahead.get(walName);
+    if (early !== undefined) early.asked = true;
     this.ahead.delete(walName);
     this.stats.requests++;
     if (early !== undefined) this.stats.readAhead++;
     const started = Date.now();
-    let error = early === undefined ? await upload(request.walPath) : await early.done;
+    let error = early === undefined ? await upload(walPath) : await early.done;
     // A read-ahead that failed is retried once now, the way PostgreSQL would.
-    if (error !== undefined && early !== undefined) error = await upload(request.walPath);
+    if (error !== undefined && early !== undefined) error = await upload(walPath);
     if (error === undefined) this.deps.logger.debug({ walName, elapsedMs: Date.now() - started, readAhead: early !== undefined }, 'Archived WAL file');
     return { error: error === undefined ? '' : `WAL upload failed: ${error}` };
+  }
+
+  /**
+   * Keeps up to `slots` read-ahead uploads running over the ready segments (oldest first), refilled as each ends.
+   * A segment uploaded ahead is marked done (`.ready` -> `.done`, as PostgreSQL's archiver does after a successful
+   * archive_command) unless PostgreSQL asked for it meanwhile: PostgreSQL 15's archiver re-checks the `.ready` file
+   * before each call precisely so an archive_command may mark later files done, so it never starts a process for
+   * them. Nothing is lost either way: a segment not marked is asked for, and answered at once.
+   */
+  private async fill(slots: number, upload: (path: string) => Promise<string | undefined>): Promise<void> {
+    if (slots <= 0) return;
+    const now = Date.now();
+    for (const [name, entry] of this.ahead) if (now - entry.at > readAheadTtlMs) this.ahead.delete(name);
+    const free = slots - this.ahead.size;
+    if (free <= 0) return;
+    const ready = await gatherReadyWalFiles(this.deps.pgdata, '', slots + this.ahead.size + this.asking.size);
+    let started = 0;
+    for (const relative of ready) {
+      if (started >= free) break;
+      const name = basename(relative);
+      if (this.ahead.has(name) || this.asking.has(name)) continue;
+      const entry = { done: Promise.resolve<string | undefined>(undefined), at: now, asked: false };
+      entry.done = upload(join(this.deps.pgdata, relative)).then(async (error) => {
+        if (error === undefined && !entry.asked && this.ahead.get(name) === entry) {
+          await this.markDone(name).catch((err: unknown) => {
+            this.deps.logger.debug({ walName: name, error: errorMessage(err) }, 'could not mark a WAL file done; PostgreSQL will ask for it');
+          });
+          // PostgreSQL's ask (serveAsked) takes the entry out of the map itself.
+          if (this.ahead.get(name) === entry) this.ahead.delete(name);
+          if (await this.stillArchiving()) void this.fill(slots, upload);
+        }
+        return error;
+      });
+      this.ahead.set(name, entry);
+      started++;
+    }
+  }
+
+  /** The refill goes on only while this instance archives to the same store (no switchover, no new settings). */
+  private async stillArchiving(): Promise<boolean> {
+    const settings = await readArchiveSettings(archivePaths(this.deps.runtimeDir)).catch(() => undefined);
+    return settings?.store !== undefined && settings.archiver && JSON.stringify([settings.store, settings.env]) === this.uploader?.key;
+  }
+
+  /** PostgreSQL's pgarch_archiveDone: a durable rename of the status file. */
+  private async markDone(name: string): Promise<void> {
+    const dir = join(this.deps.pgdata, 'pg_wal', 'archive_status');
+    await rename(join(dir, `${name}.ready`), join(dir, `${name}.done`));
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    this.stats.markedDone++;
   }
 }

@@ -134,7 +134,11 @@ describe('pgim WAL objects are byte for byte barman-cloud-wal-archive\'s (versit
       for (const name of ['000000010000000000000001', '000000010000000A000000FF']) await writeFile(join(pgdata, 'pg_wal', 'archive_status', `${name}.ready`), '');
       for (const [name] of files) await pgimWalArchive(viaDaemon, name);
       assert.equal(archiver.stats.requests, files.length, 'every file went through the daemon');
-      assert.ok(archiver.stats.readAhead >= 1, 'a ready segment was uploaded ahead of its ask');
+      // Ready segments are uploaded ahead of their ask, then marked done as PostgreSQL's archiver would (or, when
+      // the ask came first, answered by that upload).
+      const done = (await readdir(join(pgdata, 'pg_wal', 'archive_status'))).filter((f) => f.endsWith('.done'));
+      assert.equal(archiver.stats.markedDone, done.length);
+      assert.ok(archiver.stats.readAhead + archiver.stats.markedDone >= 1, `a ready segment was uploaded ahead of its ask: ${JSON.stringify(archiver.stats)}`);
     } finally {
       archiver.stop();
       for (const entry of await readdir(join(pgdata, 'pg_wal', 'archive_status'))) await rm(join(pgdata, 'pg_wal', 'archive_status', entry));
