@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { BackupObjectReconciler } from '../backup/backup-objects.js';
 import { BackupService } from '../backup/service.js';
+import { BackupScheduler } from '../backup/scheduled-backups.js';
 import { WalArchiver } from '../backup/wal-archiver.js';
 import { errorMessage } from '../errors/index.js';
 import type { ControlPlane } from '../controlplane/index.js';
@@ -47,11 +48,18 @@ export function startBackups(deps: {
   archiver.start().catch((err: unknown) => {
     logger.warn({ error: errorMessage(err) }, 'the WAL archiver socket is not available; archive_command uploads in its own process');
   });
+  const scheduler = new BackupScheduler({
+    desired: () => ({ scheduled: reconciler.desired.backup.scheduled, clusterTarget: reconciler.desired.cluster.backup.target, ...reconciler.desired.topology }),
+    service,
+    logger: logger.child({ component: 'scheduled-backups' }),
+  });
   service.start();
   objects.start();
+  scheduler.start();
   return {
     service,
     stop: () => {
+      scheduler.stop();
       archiver.stop();
       service.stop();
       objects.stop();
