@@ -33,11 +33,20 @@ export interface ArchiveReply {
 /** A read-ahead upload not yet asked for; forgotten after this long (PostgreSQL took another path). */
 const readAheadTtlMs = 10 * 60_000;
 
+interface ReadAhead {
+  done: Promise<string | undefined>;
+  at: number;
+  /** PostgreSQL's own call for it came (it renames the status file itself). */
+  asked: boolean;
+  /** In the store, not yet marked done. */
+  uploaded: boolean;
+}
+
 export class WalArchiver {
   private server: Server | undefined;
   private uploader: { key: string; uploader: Promise<WalUploader> } | undefined;
-  /** Uploads started ahead of PostgreSQL's ask, by segment name; `asked` once PostgreSQL's own call came. */
-  private readonly ahead = new Map<string, { done: Promise<string | undefined>; at: number; asked: boolean }>();
+  /** Uploads started ahead of PostgreSQL's ask, by segment name. */
+  private readonly ahead = new Map<string, ReadAhead>();
 
   /** Segments PostgreSQL is asking for right now (served directly, never read ahead). */
   private readonly asking = new Set<string>();
@@ -150,22 +159,23 @@ export class WalArchiver {
     let error = early === undefined ? await upload(walPath) : await early.done;
     // A read-ahead that failed is retried once now, the way PostgreSQL would.
     if (error !== undefined && early !== undefined) error = await upload(walPath);
-    if (error === undefined) this.deps.logger.debug({ walName, elapsedMs: Date.now() - started, readAhead: early !== undefined }, 'Archived WAL file');
+    if (error === undefined) {
+      this.deps.logger.debug({ walName, elapsedMs: Date.now() - started, readAhead: early !== undefined }, 'Archived WAL file');
+      await this.markUploadedDone();
+    }
     return { error: error === undefined ? '' : `WAL upload failed: ${error}` };
   }
 
   /**
    * Keeps up to `slots` read-ahead uploads running over the ready segments (oldest first), refilled as each ends.
-   * A segment uploaded ahead is marked done (`.ready` -> `.done`, as PostgreSQL's archiver does after a successful
-   * archive_command) unless PostgreSQL asked for it meanwhile: PostgreSQL 15's archiver re-checks the `.ready` file
-   * before each call precisely so an archive_command may mark later files done, so it never starts a process for
-   * them. Nothing is lost either way: a segment not marked is asked for, and answered at once.
+   * What they uploaded is marked done by `markUploadedDone`, while PostgreSQL waits for an answer.
    */
   private async fill(slots: number, upload: (path: string) => Promise<string | undefined>): Promise<void> {
     if (slots <= 0) return;
     const now = Date.now();
     for (const [name, entry] of this.ahead) if (now - entry.at > readAheadTtlMs) this.ahead.delete(name);
-    const free = slots - this.ahead.size;
+    const running = [...this.ahead.values()].filter((e) => !e.uploaded).length;
+    const free = slots - running;
     if (free <= 0) return;
     const ready = await gatherReadyWalFiles(this.deps.pgdata, '', slots + this.ahead.size + this.asking.size);
     let started = 0;
@@ -173,20 +183,30 @@ export class WalArchiver {
       if (started >= free) break;
       const name = basename(relative);
       if (this.ahead.has(name) || this.asking.has(name)) continue;
-      const entry = { done: Promise.resolve<string | undefined>(undefined), at: now, asked: false };
+      const entry: ReadAhead = { done: Promise.resolve(undefined), at: now, asked: false, uploaded: false };
       entry.done = upload(join(this.deps.pgdata, relative)).then(async (error) => {
-        if (error === undefined && !entry.asked && this.ahead.get(name) === entry) {
-          await this.markDone(name).catch((err: unknown) => {
-            this.deps.logger.debug({ walName: name, error: errorMessage(err) }, 'could not mark a WAL file done; PostgreSQL will ask for it');
-          });
-          // PostgreSQL's ask (serveAsked) takes the entry out of the map itself.
-          if (this.ahead.get(name) === entry) this.ahead.delete(name);
-          if (await this.stillArchiving()) void this.fill(slots, upload);
-        }
+        entry.uploaded = error === undefined;
+        if (error === undefined && (await this.stillArchiving())) void this.fill(slots, upload);
         return error;
       });
       this.ahead.set(name, entry);
       started++;
+    }
+  }
+
+  /**
+   * Marks the segments uploaded ahead done (`.ready` -> `.done`, as PostgreSQL's archiver does after a successful
+   * archive_command), so PostgreSQL starts no archive_command process for them: its archiver (15+) re-checks the
+   * `.ready` file before each call precisely so that an archive_command may mark later files done. Called only
+   * while PostgreSQL waits for this request's answer, so it never races PostgreSQL's own rename.
+   */
+  private async markUploadedDone(): Promise<void> {
+    for (const [name, entry] of this.ahead) {
+      if (!entry.uploaded || entry.asked) continue;
+      this.ahead.delete(name);
+      await this.markDone(name).catch((err: unknown) => {
+        this.deps.logger.debug({ walName: name, error: errorMessage(err) }, 'could not mark a WAL file done; PostgreSQL will ask for it');
+      });
     }
   }
 
