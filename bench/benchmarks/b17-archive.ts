@@ -14,6 +14,16 @@ import type { SystemContext } from '../systems/context.js';
 import { interleave, since } from './common.js';
 import type { Benchmark, BenchContext } from './types.js';
 
+/** pgBackRest's `[global]` lines for the benchmarks' S3 server (TLS, path style), its repo under `repoPath`. */
+export function pgbackrestS3Global(s3: S3Server, caFile: string, repoPath: string, dir: string): string[] {
+  return [
+    '[global]', 'repo1-type=s3', `repo1-s3-bucket=${s3.bucket}`, 'repo1-s3-endpoint=localhost', `repo1-storage-port=${new URL(s3.endpointURL).port}`,
+    `repo1-s3-key=${s3.accessKey}`, `repo1-s3-key-secret=${s3.secretKey}`, 'repo1-s3-region=us-east-1', 'repo1-s3-uri-style=path',
+    `repo1-storage-ca-file=${caFile}`, `repo1-path=${repoPath}`, `lock-path=${join(dir, 'pgbackrest-lock')}`, `log-path=${join(dir, 'pgbackrest-log')}`,
+    'log-level-console=warn',
+  ];
+}
+
 /** The daemon's archiver alone (bench/wal-archiver-host.ts), as the service user: what `pgim run` serves. */
 export async function startArchiverHost(systems: SystemContext, runtimeDir: string, pgdata: string, logFile: string): Promise<{ stop: () => Promise<void> }> {
   const host = join(dirname(fileURLToPath(import.meta.url)), '..', 'wal-archiver-host.js');
@@ -153,14 +163,10 @@ export const archiveBenchmark: Benchmark = {
         command: `. ${envFile} && barman-cloud-wal-archive --endpoint-url ${s3.endpointURL} --cloud-provider aws-s3 ${s3.destination('barman')} b17 %p`,
       });
       const pgbackrestConf = join(dir, 'pgbackrest.conf');
-      const url = new URL(s3.endpointURL);
       await writeFile(
         pgbackrestConf,
         [
-          '[global]', 'repo1-type=s3', `repo1-s3-bucket=${s3.bucket}`, 'repo1-s3-endpoint=localhost', `repo1-storage-port=${url.port}`,
-          `repo1-s3-key=${s3.accessKey}`, `repo1-s3-key-secret=${s3.secretKey}`, 'repo1-s3-region=us-east-1', 'repo1-s3-uri-style=path',
-          `repo1-storage-ca-file=${caFile}`, 'repo1-path=/pgbackrest', 'archive-async=y', `spool-path=${join(dir, 'pgbackrest-spool')}`,
-          'process-max=4', `lock-path=${join(dir, 'pgbackrest-lock')}`, `log-path=${join(dir, 'pgbackrest-log')}`, 'log-level-console=warn',
+          ...pgbackrestS3Global(s3, caFile, '/pgbackrest', dir), 'archive-async=y', `spool-path=${join(dir, 'pgbackrest-spool')}`, 'process-max=4',
           'compress-type=gz', 'compress-level=6', '', '[b17]', `pg1-path=${floor.pgdata}`, `pg1-port=${floor.login.port}`,
           `pg1-socket-path=${join(floor.pgdata, '..', 'run')}`, '',
         ].join('\n'),

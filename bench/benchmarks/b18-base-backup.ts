@@ -6,6 +6,7 @@ import { pgbenchInit } from '../pgbench.js';
 import { PgimSystem } from '../systems/pgim.js';
 import { handToPostgres } from '../../test-kit/env.js';
 import { backupSpec, S3Server, writeBackupSecret } from '../../test-kit/s3.js';
+import { pgbackrestS3Global } from './b17-archive.js';
 import { interleave, since } from './common.js';
 import type { Benchmark, BenchContext } from './types.js';
 
@@ -55,14 +56,10 @@ export const baseBackupBenchmark: Benchmark = {
       const s3env = { AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey, AWS_CA_BUNDLE: caFile };
 
       const pgbackrestConf = join(dir, 'pgbackrest.conf');
-      const url = new URL(s3.endpointURL);
       await writeFile(
         pgbackrestConf,
         [
-          '[global]', 'repo1-type=s3', `repo1-s3-bucket=${s3.bucket}`, 'repo1-s3-endpoint=localhost', `repo1-storage-port=${url.port}`,
-          `repo1-s3-key=${s3.accessKey}`, `repo1-s3-key-secret=${s3.secretKey}`, 'repo1-s3-region=us-east-1', 'repo1-s3-uri-style=path',
-          `repo1-storage-ca-file=${caFile}`, 'repo1-path=/pgbackrest-b18', 'process-max=2', 'compress-type=none', 'start-fast=y',
-          'archive-check=n', `lock-path=${join(dir, 'pgbackrest-lock')}`, `log-path=${join(dir, 'pgbackrest-log')}`, 'log-level-console=warn',
+          ...pgbackrestS3Global(s3, caFile, '/pgbackrest-b18', dir), 'process-max=2', 'compress-type=none', 'start-fast=y', 'archive-check=n',
           'repo1-retention-full=1', '', '[b18]', `pg1-path=${pgim.pgdata}`, `pg1-port=${port}`, `pg1-socket-path=${socketDir}`, 'pg1-user=postgres', '',
         ].join('\n'),
         { mode: 0o600 },
