@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { backupSchema, resolveBackup, type BackupConfiguration } from './backup.js';
+import { certificatesSchema, resolveCertificateSecrets, type CertificateSecrets } from './certificates.js';
 import { refuseUnsupportedFields } from './field-support.js';
+import { ldapSchema, resolveLdap, type LdapConfiguration } from './ldap.js';
 import { isDnsLabel, isObjectName } from './names.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
 
@@ -50,6 +52,7 @@ export const clusterManifestSchema = z
             parameters: z.record(z.string(), z.string({ error: 'must be a string (quote the value in YAML)' })).default({}),
             pg_hba: z.array(z.string({ error: 'must be a string' })).default([]),
             pg_ident: z.array(z.string({ error: 'must be a string' })).default([]),
+            ldap: ldapSchema.optional(),
           })
           .loose()
           .default({ parameters: {}, pg_hba: [], pg_ident: [] }),
@@ -63,6 +66,7 @@ export const clusterManifestSchema = z
         monitoring: monitoringSchema.optional(),
         probes: probesSchema.optional(),
         backup: backupSchema.optional(),
+        certificates: certificatesSchema.optional(),
       })
       .loose(),
     status: z
@@ -70,7 +74,7 @@ export const clusterManifestSchema = z
         targetPrimary: z.string().optional(),
         currentPrimary: z.string().optional(),
         operatorCertificateFingerprint: z.string().optional(),
-        certificates: z.object({ serverTLSSecret: z.string().optional() }).loose().optional(),
+        certificates: certificatesSchema.optional(),
       })
       .loose()
       .optional(),
@@ -88,6 +92,10 @@ export interface Cluster {
   readonly parameters: Readonly<Record<string, string>>;
   readonly pgHba: readonly string[];
   readonly pgIdent: readonly string[];
+  /** spec.postgresql.ldap, when it asks for LDAP authentication (a pg_hba rule before the default one). */
+  readonly ldap: LdapConfiguration | undefined;
+  /** spec.certificates (else status.certificates, else CNPG's defaults): the Secrets the TLS material comes from. */
+  readonly certificates: CertificateSecrets;
   readonly bootstrap: {
     readonly database: string;
     readonly owner: string;
@@ -123,6 +131,8 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     parameters: spec.postgresql.parameters,
     pgHba: spec.postgresql.pg_hba,
     pgIdent: spec.postgresql.pg_ident,
+    ldap: resolveLdap(spec.postgresql.ldap),
+    certificates: resolveCertificateSecrets(spec.certificates, status?.certificates, metadata.name),
     bootstrap: {
       database,
       owner: spec.bootstrap?.initdb?.owner ?? database,
