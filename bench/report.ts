@@ -314,6 +314,17 @@ export function evaluateGoals(rows: readonly SummaryRow[]): GoalResult[] {
     measured: `p99 ${ms(b17Lag)}; pgim ${rate(b17Rate)} vs per-segment Barman ${rate(b17Barman)}; pgBackRest async ${rate(b17Peer)}`,
     verdict: judge(b17Lag && b17Rate && b17Barman ? b17Lag.median < 1000 && b17Rate.median >= 3 * b17Barman.median : undefined),
   });
+
+  // Issue 16: a base backup of a 1 GB database within 10 % of plain barman-cloud-backup.
+  const b18Pgim = rowFor(rows, 'B18', 'base backup time (ms)', 'pgim backup');
+  const b18Barman = rowFor(rows, 'B18', 'base backup time (ms)', 'barman-cloud-backup');
+  const b18Peer = rowFor(rows, 'B18', 'base backup time (ms)', 'pgBackRest backup (full)');
+  goals.push({
+    benchmark: 'B18',
+    goal: 'pgim backup of a 1 GB database within 10 % of plain barman-cloud-backup',
+    measured: `pgim ${ms(b18Pgim)} vs barman-cloud-backup ${ms(b18Barman)}; pgBackRest ${ms(b18Peer)}`,
+    verdict: judge(b18Pgim && b18Barman ? b18Pgim.median <= 1.1 * b18Barman.median : undefined),
+  });
   return goals;
 }
 

@@ -51,6 +51,8 @@ config=$state/config
 mkdir -p "$config/secrets/demo-app" "$config/secrets/demo-superuser"
 if [ -n "$backups" ]; then
   sed "s/S3_PORT/$s3_port/" examples/demo/cluster-backups.yaml >"$config/cluster.yaml"
+  mkdir -p "$config/scheduledbackups"
+  cp examples/demo/scheduledbackup.yaml "$config/scheduledbackups/demo-hourly.yaml"
 else
   cp examples/demo/cluster.yaml "$config/cluster.yaml"
 fi
@@ -127,7 +129,9 @@ Press Ctrl-C to stop it cleanly.
 MSG
 if [ -n "$backups" ]; then
   cat <<MSG
-WAL is archived to s3://backups/demo on the S3 server at http://127.0.0.1:$s3_port (objects under $state/s3/backups).
+WAL is archived to s3://backups/demo on the S3 server at http://127.0.0.1:$s3_port (objects under $state/s3/backups),
+uploaded by pgim itself; the ScheduledBackup $config/scheduledbackups/demo-hourly.yaml takes a base backup now
+and every hour.
   take a base backup   PGIM_STATUS_PORT=$status_port node dist/cmd/pgim.js backup --name demo-1
   see archiving        node dist/cmd/pgim.js status --url http://127.0.0.1:$status_port/pg/status
   list with Barman     AWS_ACCESS_KEY_ID=\$(cat $config/secrets/demo-backup/ACCESS_KEY_ID) AWS_SECRET_ACCESS_KEY=\$(cat $config/secrets/demo-backup/ACCESS_SECRET_KEY) \\

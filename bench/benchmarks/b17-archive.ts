@@ -1,5 +1,6 @@
 import { readdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { handFileToServiceUser, serviceDirectory, sleep } from '../env.js';
 import { queryOnce } from '../pg.js';
 import { pgbenchRun } from '../pgbench.js';
@@ -9,8 +10,31 @@ import { S3Server } from '../../test-kit/s3.js';
 import { pgimEntry } from '../../test-kit/pgim.js';
 import { parseClusterManifest } from '../../src/cluster/parse.js';
 import { archivePaths, type ArchiveSettings } from '../../src/backup/settings.js';
+import type { SystemContext } from '../systems/context.js';
 import { interleave, since } from './common.js';
 import type { Benchmark, BenchContext } from './types.js';
+
+/** pgBackRest's `[global]` lines for the benchmarks' S3 server (TLS, path style), its repo under `repoPath`. */
+export function pgbackrestS3Global(s3: S3Server, caFile: string, repoPath: string, dir: string): string[] {
+  return [
+    '[global]', 'repo1-type=s3', `repo1-s3-bucket=${s3.bucket}`, 'repo1-s3-endpoint=localhost', `repo1-storage-port=${new URL(s3.endpointURL).port}`,
+    `repo1-s3-key=${s3.accessKey}`, `repo1-s3-key-secret=${s3.secretKey}`, 'repo1-s3-region=us-east-1', 'repo1-s3-uri-style=path',
+    `repo1-storage-ca-file=${caFile}`, `repo1-path=${repoPath}`, `lock-path=${join(dir, 'pgbackrest-lock')}`, `log-path=${join(dir, 'pgbackrest-log')}`,
+    'log-level-console=warn',
+  ];
+}
+
+/** The daemon's archiver alone (bench/wal-archiver-host.ts), as the service user: what `pgim run` serves. */
+export async function startArchiverHost(systems: SystemContext, runtimeDir: string, pgdata: string, logFile: string): Promise<{ stop: () => Promise<void> }> {
+  const host = join(dirname(fileURLToPath(import.meta.url)), '..', 'wal-archiver-host.js');
+  const child = systems.processes.spawn('pgim wal archiver', process.execPath, [host, runtimeDir, pgdata], { asServiceUser: true, logFile, captureStdout: true });
+  for (let i = 0; i < 600 && !child.stdout.includes('ready'); i++) {
+    if (!child.running) throw new Error(`the WAL archiver host exited; see ${logFile}`);
+    await sleep(50);
+  }
+  if (!child.stdout.includes('ready')) throw new Error(`the WAL archiver host did not start; see ${logFile}`);
+  return { stop: () => child.terminate(5_000).then(() => undefined) };
+}
 
 /** One way of archiving, as an archive_command on the same PostgreSQL. */
 interface Archiver {
@@ -81,7 +105,9 @@ export const archiveBenchmark: Benchmark = {
   title: 'WAL archiving to S3 under pgbench: lag and throughput',
   measures:
     'One PostgreSQL 15 (pg_ctl), archive_mode = on, and a local S3 server (versitygw over TLS); only archive_command ' +
-    'changes between the archivers: pgim `wal-archive` with wal.maxParallel 1 and 4, plain `barman-cloud-wal-archive` ' +
+    "changes between the archivers: pgim `wal-archive` handing segments to the daemon's archiver (its own S3 upload, " +
+    "byte for byte Barman's objects) with wal.maxParallel 1 and 4, the same without a daemon (the upload in the " +
+    'archive_command process), plain `barman-cloud-wal-archive` ' +
     "per segment (CNPG's path with maxParallel 1), and pgBackRest 2.45 `archive-push` with archive-async and " +
     'process-max 4. Throughput: with archiving held back (`/bin/false`), 16 completed segments (8 with --quick), then ' +
     'the archiver is set and the time until none is ready gives segments/s (x16 MiB = the highest WAL rate it sustains). ' +
@@ -103,8 +129,9 @@ export const archiveBenchmark: Benchmark = {
       await writeFile(envFile, `export AWS_ACCESS_KEY_ID='${s3.accessKey}' AWS_SECRET_ACCESS_KEY='${s3.secretKey}' AWS_CA_BUNDLE='${caFile}'\n`, { mode: 0o600 });
       await handFileToServiceUser(envFile);
       const archivers: Archiver[] = [];
-      for (const maxParallel of [1, 4]) {
-        const runtime = join(dir, `pgim-${maxParallel}`);
+      const hosts: { stop: () => Promise<void> }[] = [];
+      for (const [maxParallel, daemon] of [[1, true], [4, true], [4, false]] as const) {
+        const runtime = join(dir, `pgim-${maxParallel}${daemon ? '' : '-nodaemon'}`);
         await serviceDirectory(runtime, 0o700);
         await serviceDirectory(archivePaths(runtime).dir, 0o700);
         await serviceDirectory(archivePaths(runtime).spool, 0o700);
@@ -112,7 +139,7 @@ export const archiveBenchmark: Benchmark = {
           JSON.stringify({
             apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', metadata: { name: 'b17' },
             spec: { backup: { barmanObjectStore: {
-              destinationPath: s3.destination(`pgim-${maxParallel}`), endpointURL: s3.endpointURL,
+              destinationPath: s3.destination(`pgim-${maxParallel}${daemon ? '' : '-nodaemon'}`), endpointURL: s3.endpointURL,
               s3Credentials: { accessKeyId: { name: 'x', key: 'x' }, secretAccessKey: { name: 'x', key: 'x' } },
               wal: { maxParallel },
             } } },
@@ -125,21 +152,21 @@ export const archiveBenchmark: Benchmark = {
         };
         await writeFile(archivePaths(runtime).settings, JSON.stringify(settings), { mode: 0o600 });
         await handFileToServiceUser(archivePaths(runtime).settings);
-        archivers.push({ label: `pgim (maxParallel ${maxParallel})`, command: `${process.execPath} ${pgimEntry} wal-archive --runtime-dir ${runtime} %p` });
+        if (daemon) hosts.push(await startArchiverHost(context.systems, runtime, floor.pgdata, join(dir, `archiver-${maxParallel}.log`)));
+        archivers.push({
+          label: `pgim (maxParallel ${maxParallel}${daemon ? '' : ', no daemon'})`,
+          command: `${process.execPath} ${pgimEntry} wal-archive --runtime-dir ${runtime} %p`,
+        });
       }
       archivers.push({
         label: 'barman-cloud-wal-archive per segment',
         command: `. ${envFile} && barman-cloud-wal-archive --endpoint-url ${s3.endpointURL} --cloud-provider aws-s3 ${s3.destination('barman')} b17 %p`,
       });
       const pgbackrestConf = join(dir, 'pgbackrest.conf');
-      const url = new URL(s3.endpointURL);
       await writeFile(
         pgbackrestConf,
         [
-          '[global]', 'repo1-type=s3', `repo1-s3-bucket=${s3.bucket}`, 'repo1-s3-endpoint=localhost', `repo1-storage-port=${url.port}`,
-          `repo1-s3-key=${s3.accessKey}`, `repo1-s3-key-secret=${s3.secretKey}`, 'repo1-s3-region=us-east-1', 'repo1-s3-uri-style=path',
-          `repo1-storage-ca-file=${caFile}`, 'repo1-path=/pgbackrest', 'archive-async=y', `spool-path=${join(dir, 'pgbackrest-spool')}`,
-          'process-max=4', `lock-path=${join(dir, 'pgbackrest-lock')}`, `log-path=${join(dir, 'pgbackrest-log')}`, 'log-level-console=warn',
+          ...pgbackrestS3Global(s3, caFile, '/pgbackrest', dir), 'archive-async=y', `spool-path=${join(dir, 'pgbackrest-spool')}`, 'process-max=4',
           'compress-type=gz', 'compress-level=6', '', '[b17]', `pg1-path=${floor.pgdata}`, `pg1-port=${floor.login.port}`,
           `pg1-socket-path=${join(floor.pgdata, '..', 'run')}`, '',
         ].join('\n'),
@@ -187,6 +214,7 @@ export const archiveBenchmark: Benchmark = {
         recorder.add(archiver.label, 'pgbench TPS during archiving', run, bench.tps, 'tx/s', { detail: true });
         context.log(`    ${archiver.label}: ${perSecond.toFixed(2)} segments/s, ${lags.length} segments under load, p99 ${lags.length > 0 ? percentile(lags, 99).toFixed(0) : '-'} ms`);
       });
+      for (const host of hosts) await host.stop();
     } finally {
       await floor.destroy();
       await s3.stop();

@@ -34,7 +34,7 @@ export class PgimSystem implements DatabaseSystem {
   /** The Prometheus exporter (`/metrics` on the metrics port). */
   readonly metricsUrl: string;
   private readonly dir: string;
-  private readonly paths: PgimPaths;
+  readonly paths: PgimPaths;
   private daemon: TrackedProcess | undefined;
   /** What cluster.yaml says; `changeParameter` rewrites it with one value changed. */
   private manifest: TestClusterOptions;

@@ -4,16 +4,23 @@ import type { Cluster } from '../cluster/schema.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import { ensureDirectory, writeFileAtomic } from '../fs/atomic.js';
 import { resolveStoreCredentials, type StoreCredentials } from './credentials.js';
+import { parseScheduledBackup, type ScheduledBackup } from './scheduled-backups.js';
 import { archivePaths, type ArchiveSettings } from './settings.js';
 
 /** The backup part of the desired state: the configuration and the credentials read from its Secrets. */
 export interface BackupState {
   readonly credentials: StoreCredentials | undefined;
+  /** Files mode's ScheduledBackup manifests (scheduled-backups.ts); empty in Kubernetes mode. */
+  readonly scheduled: readonly ScheduledBackup[];
 }
 
 export async function loadBackupState(controlPlane: ControlPlane, cluster: Cluster): Promise<BackupState> {
   const store = cluster.backup.barmanObjectStore;
-  return { credentials: store === undefined ? undefined : await resolveStoreCredentials(controlPlane, store) };
+  const manifests = (await controlPlane.readScheduledBackups?.()) ?? [];
+  return {
+    credentials: store === undefined ? undefined : await resolveStoreCredentials(controlPlane, store),
+    scheduled: manifests.map(({ source, text }) => parseScheduledBackup(text, source, cluster.name)),
+  };
 }
 
 /** The environment of every barman-cloud child: the credentials, and AWS_CA_BUNDLE when `endpointCA` is set. */

@@ -182,11 +182,13 @@ export class BackupService {
     const started = Date.now();
     const connection = { host: this.deps.connection.socketDir, port: this.deps.connection.port, user: 'postgres' };
     const result = await runTool('barman-cloud-backup', backupArgs(store, run.backupName, connection), { ...this.env(), TMPDIR: this.deps.tmpDir });
+    let catalog: CatalogEntry[] | undefined;
     if (result.code !== 0) {
       run.phase = 'failed';
       run.error = result.code === 3 ? 'invalid arguments for barman-cloud-backup. Ensure that the additionalCommandArgs field is correctly populated' : toolError('barman-cloud-backup', result);
     } else {
-      const entry = (await this.listCatalog(store)).find((e) => e.backupName === run.backupName);
+      catalog = await this.listCatalog(store);
+      const entry = catalog.find((e) => e.backupName === run.backupName);
       if (entry === undefined) {
         run.phase = 'failed';
         run.error = `barman-cloud-backup succeeded but the catalog does not list ${run.backupName}`;
@@ -199,11 +201,11 @@ export class BackupService {
       { backupName: run.backupName, backupId: run.backupId, phase: run.phase, elapsedMs: Date.now() - started, ...(run.error === undefined ? {} : { error: run.error }) },
       run.phase === 'completed' ? 'base backup completed' : 'base backup failed',
     );
-    return this.finish(run, store);
+    return this.finish(run, store, catalog);
   }
 
   /** Records the outcome (status, condition, times), then CNPG's maintenance: retention and the catalog. */
-  private async finish(run: BackupRun, store: BarmanObjectStore): Promise<BackupRun> {
+  private async finish(run: BackupRun, store: BarmanObjectStore, catalog?: CatalogEntry[]): Promise<BackupRun> {
     // CNPG leaves a backup whose WAL archiving does not work in `walArchivingFailing`; any other problem is `failed`.
     if (run.phase === 'running') run.phase = 'failed';
     if (run.phase !== 'completed') this.status.lastFailedBackup = new Date().toISOString();
@@ -215,15 +217,20 @@ export class BackupService {
     await this.deps.controlPlane
       .reportStatus({ conditions: [condition], ...(run.phase === 'completed' ? {} : { lastFailedBackup: this.status.lastFailedBackup }) })
       .catch(() => undefined);
-    await this.maintenance(store).catch((err: unknown) => {
+    await this.maintenance(store, catalog).catch((err: unknown) => {
       this.deps.logger.warn({ error: errorMessage(err) }, 'backup maintenance failed');
     });
     return run;
   }
 
-  /** CNPG's backupMaintenance: retention, then the catalog's recoverability times. */
-  async maintenance(store: BarmanObjectStore): Promise<CatalogEntry[]> {
+  /**
+   * CNPG's backupMaintenance: retention, then the catalog's recoverability times. `listed`: the catalog as just
+   * listed after a backup; without a retention policy nothing changed it since, so it is not listed again (one
+   * Python start less per backup).
+   */
+  async maintenance(store: BarmanObjectStore, listed?: CatalogEntry[]): Promise<CatalogEntry[]> {
     const policy = this.deps.desired().cluster.backup.retentionPolicy;
+    if (policy === undefined && listed !== undefined) return this.applyCatalog(listed);
     if (policy !== undefined) {
       const result = await runTool('barman-cloud-backup-delete', backupDeleteArgs(store, barmanRetentionPolicy(policy)), this.env());
       if (result.code !== 0) this.deps.logger.warn({ error: toolError('barman-cloud-backup-delete', result) }, 'Retention policy failed');
@@ -234,7 +241,11 @@ export class BackupService {
 
   async refreshCatalog(store: BarmanObjectStore | undefined = this.store): Promise<CatalogEntry[]> {
     if (store === undefined) return [];
-    const catalog = await this.listCatalog(store);
+    return this.applyCatalog(await this.listCatalog(store));
+  }
+
+  /** The recoverability times and backup count from a catalog listing, into the status. */
+  private async applyCatalog(catalog: CatalogEntry[]): Promise<CatalogEntry[]> {
     this.lastCatalog = catalog;
     const times = recoverabilityTimes(catalog);
     this.status.firstRecoverabilityPoint = times.firstRecoverabilityPoint?.toISOString();

@@ -36,6 +36,8 @@ export interface ArchivePaths {
   readonly spool: string;
   /** Where the endpoint CA lands (CNPG's `backup-barman-ca.crt`). */
   readonly endpointCA: string;
+  /** The daemon's archiver socket (wal-archiver.ts), 0600. */
+  readonly socket: string;
 }
 
 export function archivePaths(runtimeDir: string): ArchivePaths {
@@ -46,6 +48,7 @@ export function archivePaths(runtimeDir: string): ArchivePaths {
     result: join(dir, 'result.json'),
     spool: join(runtimeDir, 'wal-archive-spool'),
     endpointCA: join(runtimeDir, 'certificates', 'backup-barman-ca.crt'),
+    socket: join(dir, 'archiver.sock'),
   };
 }
 

@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { basename, join, resolve } from 'node:path';
 import { checkWalArchiveArgs, walArchiveArgs } from './barman.js';
 import { archivePaths, checkEmptyWalArchiveFlag, readArchiveSettings, type ArchivePaths, type ArchiveResult, type ArchiveSettings } from './settings.js';
 import { runTool, toolError } from './tools.js';
+import type { ArchiveReply } from './wal-archiver.js';
+import { nativeWalArchiveUnsupported } from './wal-object.js';
 
 /**
  * `pgim wal-archive <%p>`: PostgreSQL's archive_command (CNPG's `manager wal-archive`, `archiver.go`). Runs once
@@ -69,10 +72,50 @@ async function touch(path: string): Promise<void> {
   await handle.close();
 }
 
-async function archiveOne(settings: ArchiveSettings, pgdata: string, walPath: string): Promise<string | undefined> {
-  if (settings.store === undefined) return undefined;
-  const result = await runTool('barman-cloud-wal-archive', walArchiveArgs(settings.store, walPath), settings.env, { cwd: pgdata });
-  return result.code === 0 ? undefined : `unexpected failure invoking barman-cloud-wal-archive: ${toolError('barman-cloud-wal-archive', result)}`;
+type ArchiveOne = (walPath: string) => Promise<string | undefined>;
+
+/** barman-cloud-wal-archive for one file: the path for stores pgim cannot write byte for byte itself. */
+function barmanArchiver(settings: ArchiveSettings, pgdata: string): ArchiveOne {
+  return async (walPath) => {
+    if (settings.store === undefined) return undefined;
+    const result = await runTool('barman-cloud-wal-archive', walArchiveArgs(settings.store, walPath), settings.env, { cwd: pgdata });
+    return result.code === 0 ? undefined : `unexpected failure invoking barman-cloud-wal-archive: ${toolError('barman-cloud-wal-archive', result)}`;
+  };
+}
+
+/**
+ * Hands the segment to the running daemon (wal-archiver.ts). Undefined when no daemon listens (not started,
+ * restarting): the caller then uploads in this process.
+ */
+function askDaemon(socketPath: string, walPath: string, force: boolean): Promise<ArchiveReply | undefined> {
+  return new Promise((resolvePromise) => {
+    let answered = false;
+    let reply = '';
+    const socket = connect(socketPath);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => {
+      answered = true;
+      socket.write(`${JSON.stringify({ walPath, force })}\n`);
+    });
+    socket.on('data', (chunk: string) => {
+      reply += chunk;
+    });
+    socket.on('error', (err) => {
+      socket.destroy();
+      resolvePromise(answered ? { error: `the pgim daemon's archiver failed: ${err.message}` } : undefined);
+    });
+    socket.on('close', () => {
+      if (!answered) {
+        resolvePromise(undefined);
+        return;
+      }
+      try {
+        resolvePromise(JSON.parse(reply) as ArchiveReply);
+      } catch {
+        resolvePromise({ error: 'the pgim daemon closed the archiver connection without an answer' });
+      }
+    });
+  });
 }
 
 /**
@@ -107,10 +150,35 @@ export async function archiveWal(options: WalArchiveOptions): Promise<string> {
     }
   }
 
+  // pgim's own upload when it writes exactly what Barman would: through the daemon (warm client, read-ahead),
+  // else in this process. Otherwise barman-cloud-wal-archive, one process per segment.
+  let archiveOne: ArchiveOne;
+  let uploaderClose = (): void => undefined;
+  if (nativeWalArchiveUnsupported(settings.store) === undefined) {
+    const reply = await askDaemon(paths.socket, resolve(options.pgdata, options.walPath), options.force === true);
+    if (reply !== undefined && reply.delegate !== true) {
+      if (reply.error === undefined || reply.error === '') await rm(flag, { force: true });
+      return reply.error ?? '';
+    }
+    const { createWalUploader } = await import('./s3-wal-uploader.js');
+    const uploader = await createWalUploader(settings.store, settings.env);
+    uploaderClose = () => { uploader.close(); };
+    archiveOne = async (path) => {
+      try {
+        await uploader.upload(resolve(options.pgdata, path));
+        return undefined;
+      } catch (err) {
+        return `WAL upload failed: ${basename(path)}: ${(err as Error).message}`;
+      }
+    };
+  } else {
+    archiveOne = barmanArchiver(settings, options.pgdata);
+  }
+
   const extras = await gatherReadyWalFiles(options.pgdata, walName, settings.store.wal.maxParallel - 1);
   if (extras.length > 0) await mkdir(paths.spool, { recursive: true, mode: 0o700 });
   const started = Date.now();
-  const [first, ...rest] = await Promise.all([options.walPath, ...extras].map((path) => archiveOne(settings, options.pgdata, path)));
+  const [first, ...rest] = await Promise.all([options.walPath, ...extras].map((path) => archiveOne(path))).finally(uploaderClose);
   await Promise.all(
     rest.map(async (error, i) => {
       const extra = basename(extras[i] ?? '');

@@ -6,7 +6,7 @@ import { parseDocument } from 'yaml';
 import { isObjectName } from '../cluster/names.js';
 import type { Cluster } from '../cluster/schema.js';
 import { parseClusterManifest } from '../cluster/parse.js';
-import { ConfigError } from '../errors/index.js';
+import { ConfigError, errorMessage } from '../errors/index.js';
 import { decodeManifest } from '../cluster/utf8.js';
 import { writeFileAtomic } from '../fs/atomic.js';
 import { ConfinedReadError, isValidObjectKey, permissionDenied, readConfined } from '../fs/confined.js';
@@ -108,6 +108,28 @@ export class FilesControlPlane implements ControlPlane {
 
   readConfigMap(name: string): Promise<ObjectData | undefined> {
     return this.readObject('configmaps', 'configmap', name);
+  }
+
+  async readScheduledBackups(): Promise<{ source: string; text: string }[]> {
+    const folder = join(this.dir, 'scheduledbackups');
+    let entries: string[];
+    try {
+      entries = await readdir(folder);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw new ConfigError(folder, '', errorMessage(err));
+    }
+    const out: { source: string; text: string }[] = [];
+    for (const entry of entries.filter((e) => /\.ya?ml$/.test(e) && !e.startsWith('.')).sort()) {
+      const source = join(folder, entry);
+      try {
+        out.push({ source, text: decodeManifest(await readConfined(folder, entry, maxObjectBytes), source) });
+      } catch (err) {
+        if (err instanceof ConfinedReadError) throw new ConfigError(source, '', err.message);
+        throw err;
+      }
+    }
+    return out;
   }
 
   private async readObject(folder: string, kind: string, name: string): Promise<ObjectData | undefined> {

@@ -121,6 +121,11 @@ export interface ControlPlane {
   /** Undefined when the Secret does not exist; throws ConfigError when it exists but cannot be used. */
   readSecret(name: string, options?: ReadOptions): Promise<ObjectData | undefined>;
   readConfigMap(name: string, options?: ReadOptions): Promise<ObjectData | undefined>;
+  /**
+   * Files mode only: the ScheduledBackup manifests of `<config-dir>/scheduledbackups/` (source and text). In
+   * Kubernetes mode CNPG's operator schedules backups, so this is absent.
+   */
+  readScheduledBackups?(): Promise<{ source: string; text: string }[]>;
   /** Calls `onChange` (debounced) whenever the desired state may have changed. Returns a stop function. */
   watch(onChange: () => void): () => void;
   reportStatus(report: InstanceStatusReport): Promise<void>;

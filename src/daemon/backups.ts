@@ -2,6 +2,9 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { BackupObjectReconciler } from '../backup/backup-objects.js';
 import { BackupService } from '../backup/service.js';
+import { BackupScheduler } from '../backup/scheduled-backups.js';
+import { WalArchiver } from '../backup/wal-archiver.js';
+import { errorMessage } from '../errors/index.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import type { DesiredState } from '../desired/state.js';
 import type { InstanceState } from '../instance/state.js';
@@ -40,11 +43,24 @@ export function startBackups(deps: {
     desired: () => ({ cluster: reconciler.desired.cluster, ...reconciler.desired.topology }),
     logger,
   });
+  // archive_command's fast path; without it `pgim wal-archive` uploads in its own process (slower, same objects).
+  const archiver = new WalArchiver({ runtimeDir: deps.desired.layout.root, pgdata: deps.options.pgdata, logger: logger.child({ component: 'wal-archiver' }) });
+  archiver.start().catch((err: unknown) => {
+    logger.warn({ error: errorMessage(err) }, 'the WAL archiver socket is not available; archive_command uploads in its own process');
+  });
+  const scheduler = new BackupScheduler({
+    desired: () => ({ scheduled: reconciler.desired.backup.scheduled, clusterTarget: reconciler.desired.cluster.backup.target, ...reconciler.desired.topology }),
+    service,
+    logger: logger.child({ component: 'scheduled-backups' }),
+  });
   service.start();
   objects.start();
+  scheduler.start();
   return {
     service,
     stop: () => {
+      scheduler.stop();
+      archiver.stop();
       service.stop();
       objects.stop();
     },

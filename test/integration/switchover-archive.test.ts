@@ -1,9 +1,11 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { restoreNewestWithBarman } from '../../test-kit/barman-restore.js';
 import { startLocalCluster, type ClusterInstance, type LocalCluster } from '../support/cluster.js';
-import { eventually } from '../../test-kit/env.js';
+import { eventually, handToPostgres } from '../../test-kit/env.js';
 import { pgimEntry, query } from '../../test-kit/pgim.js';
 import { archivedWalNames, backupSpec, requireBackupParts, S3Server, writeBackupSecret } from '../../test-kit/s3.js';
 
@@ -40,6 +42,34 @@ describe('switchover during WAL archiving leaves no gap (2 instances, Barman Clo
     for (const step of cleanup.reverse()) await step().catch(() => undefined);
   });
 
+  it('takes a files-mode ScheduledBackup on schedule on the streaming replica (target: prefer-standby)', async () => {
+    const replica = byName('itest-2');
+    // A schedule 25 s ahead (seconds first, UTC), written as a CNPG ScheduledBackup manifest into the config folder.
+    const at = new Date(Date.now() + 25_000);
+    const schedule = `${at.getUTCSeconds()} ${at.getUTCMinutes()} ${at.getUTCHours()} * * *`;
+    const folder = join(cluster.configDir, 'scheduledbackups');
+    await mkdir(folder, { recursive: true });
+    const manifest = { apiVersion: 'postgresql.cnpg.io/v1', kind: 'ScheduledBackup', metadata: { name: 'on-standby' }, spec: { schedule, target: 'prefer-standby', method: 'barmanObjectStore', cluster: { name: 'itest' } } };
+    await writeFile(join(folder, '.on-standby.yaml.new'), stringify(manifest));
+    await handToPostgres(folder);
+    await rename(join(folder, '.on-standby.yaml.new'), join(folder, 'on-standby.yaml'));
+    try {
+      const status = await eventually(async () => {
+        const doc = (await (await fetch(`${replica.pgim?.statusUrl ?? ''}/pg/status`)).json()) as { isPrimary?: boolean; backup?: { lastBackup?: { backupName: string; phase: string; instanceID: { podName: string }; error?: string } } };
+        const last = doc.backup?.lastBackup;
+        if (last?.phase === 'failed') throw new Error(`the scheduled backup failed: ${last.error ?? ''}`);
+        return last?.phase === 'completed' ? doc : undefined;
+      }, 300_000, 'the scheduled backup completed on itest-2');
+      assert.equal(status.isPrimary, false, 'taken on the replica');
+      assert.match(status.backup?.lastBackup?.backupName ?? '', /^on-standby-\d{14}$/);
+      assert.equal(status.backup?.lastBackup?.instanceID.podName, 'itest-2');
+      assert.ok(replica.pgim?.lines.some((l) => l.includes('taking a scheduled backup')), "the replica's log says so");
+      assert.ok(!byName('itest-1').pgim?.lines.some((l) => l.includes('taking a scheduled backup')), 'the primary took none');
+    } finally {
+      await rm(join(folder, 'on-standby.yaml'), { force: true });
+    }
+  });
+
   it('archives both timelines completely: a backup from before restores the rows written after', async () => {
     const first = byName('itest-1');
     const second = byName('itest-2');
@@ -56,7 +86,9 @@ describe('switchover during WAL archiving leaves no gap (2 instances, Barman Clo
     }, 60_000, 'the replica caught up');
     execFileSync(process.execPath, [pgimEntry, 'switchover', '--config-dir', cluster.configDir, '--to', 'itest-2'], { encoding: 'utf8' });
     await eventually(async () => ((await su(second, 'SELECT pg_is_in_recovery() AS r').catch(() => undefined))?.[0]?.r === false ? true : undefined), 120_000, 'itest-2 promoted');
-    await app(second, "INSERT INTO ledger SELECT g, 'new primary' FROM generate_series(1, 700) g");
+    // Once under load 28 the new primary's first session was terminated ("administrator command") right after the
+    // promotion; the write is retried on a new session (the archive's continuity is what this test is about).
+    await eventually(async () => (await app(second, "INSERT INTO ledger SELECT g, 'new primary' FROM generate_series(1, 700) g").then(() => true, () => undefined)), 60_000, 'the write on the new primary');
     const last = String((await su(second, 'SELECT pg_walfile_name(pg_switch_wal()) AS w'))[0]?.w);
     await eventually(async () => ((await archivedWalNames(s3, path, 'itest')).includes(last) ? true : undefined), 300_000, `${last} archived`);
     const names = await archivedWalNames(s3, path, 'itest');

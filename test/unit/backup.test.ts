@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { pino } from 'pino';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -9,6 +10,8 @@ import { resolveStoreCredentials } from '../../src/backup/credentials.js';
 import { archiveCommand } from '../../src/backup/runtime.js';
 import { archivingCondition, defaultBackupName } from '../../src/backup/service.js';
 import { gatherReadyWalFiles } from '../../src/backup/wal-archive.js';
+import { BackupScheduler, cronFor, parseScheduledBackup, scheduledBackupName } from '../../src/backup/scheduled-backups.js';
+import { hashDir, nativeWalArchiveUnsupported, pythonPathJoin, tagging, walObjectKey } from '../../src/backup/wal-object.js';
 import { parseClusterManifest } from '../../src/cluster/parse.js';
 import { FilesControlPlane } from '../../src/controlplane/files.js';
 import { ConfigError } from '../../src/errors/index.js';
@@ -171,5 +174,90 @@ describe('archiving and backup helpers', () => {
     assert.equal(fields.phase, 'completed');
     assert.equal(fields.error, null);
     assert.ok(typeof fields.reconciliationTerminatedAt === 'string');
+  });
+});
+
+describe("WAL object layout (barman-cloud-wal-archive 3.4's keys and tags)", () => {
+  const s = { destinationPath: 's3://bucket/some/path', serverName: 'pg', tags: { b: 'x y', a: '1+2' }, historyTags: {} };
+  it('puts segments under <path>/<server>/wals/<timeline+log>/ and history files under wals/', () => {
+    assert.equal(walObjectKey(s, '000000010000000A000000FF'), 'some/path/pg/wals/000000010000000A/000000010000000A000000FF');
+    assert.equal(walObjectKey(s, '000000020000000000000003.partial'), 'some/path/pg/wals/0000000200000000/000000020000000000000003.partial');
+    assert.equal(walObjectKey(s, '000000010000000000000001.00000028.backup'), 'some/path/pg/wals/0000000100000000/000000010000000000000001.00000028.backup');
+    assert.equal(walObjectKey(s, '00000002.history'), 'some/path/pg/wals/00000002.history');
+    // Python's os.path.join: no path, or a path ending in '/', adds no separator of its own.
+    assert.equal(walObjectKey({ ...s, destinationPath: 's3://bucket' }, '00000002.history'), 'pg/wals/00000002.history');
+    assert.equal(walObjectKey({ ...s, destinationPath: 's3://bucket/p/' }, '00000002.history'), 'p/pg/wals/00000002.history');
+    // Lowercase hex names are Barman's too; hash_dir prints them uppercase.
+    assert.equal(hashDir('00000001000000ab000000ff'), '00000001000000AB');
+    assert.throws(() => walObjectKey(s, 'notawal'), /invalid name for a WAL file/);
+    assert.equal(pythonPathJoin('a', '/b', 'c'), '/b/c');
+  });
+  it("encodes tags as Python's urlencode, and uses historyTags for history files when set", () => {
+    assert.equal(tagging(s, '000000010000000A000000FF'), 'a=1%2B2&b=x+y');
+    assert.equal(tagging(s, '00000002.history'), 'a=1%2B2&b=x+y', 'an empty historyTags falls back to tags');
+    assert.equal(tagging({ ...s, historyTags: { k: 'a/b:c@d~e' } }, '00000002.history'), 'k=a%2Fb%3Ac%40d~e');
+    assert.equal(tagging({ ...s, tags: {} }, '000000010000000A000000FF'), undefined);
+  });
+  it('writes WAL itself only when the bytes can be Barman\'s (no compression, no extra Barman arguments)', () => {
+    const parsed = parseClusterManifest(manifest({ barmanObjectStore: store }), 'f.yaml').backup.barmanObjectStore!;
+    assert.equal(nativeWalArchiveUnsupported(parsed), undefined);
+    assert.match(nativeWalArchiveUnsupported({ ...parsed, wal: { ...parsed.wal, compression: 'gzip' } }) ?? '', /wal\.compression/);
+    assert.match(nativeWalArchiveUnsupported({ ...parsed, wal: { ...parsed.wal, archiveAdditionalCommandArgs: ['--read-timeout=60'] } }) ?? '', /archiveAdditionalCommandArgs/);
+  });
+});
+
+describe('files-mode ScheduledBackup (CNPG manifests, croner)', () => {
+  const manifestText = (spec: Record<string, unknown>, name = 'nightly'): string =>
+    stringify({ apiVersion: 'postgresql.cnpg.io/v1', kind: 'ScheduledBackup', metadata: { name }, spec: { cluster: { name: 'pg' }, ...spec } });
+  const refusal = (spec: Record<string, unknown>): string => {
+    try {
+      parseScheduledBackup(manifestText(spec), 'sb.yaml', 'pg');
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      return err.message;
+    }
+    return '';
+  };
+
+  it("reads CNPG's fields with their defaults", () => {
+    assert.deepEqual(parseScheduledBackup(manifestText({ schedule: '0 0 3 * * *' }), 'sb.yaml', 'pg'), {
+      name: 'nightly', source: 'sb.yaml', schedule: '0 0 3 * * *', immediate: false, suspend: false, target: undefined,
+    });
+    const full = parseScheduledBackup(manifestText({ schedule: '@daily', immediate: true, suspend: true, target: 'primary', method: 'barmanObjectStore', backupOwnerReference: 'self', online: true }), 'sb.yaml', 'pg');
+    assert.equal(full.immediate && full.suspend && full.target === 'primary', true);
+  });
+
+  it('refuses what files mode cannot honour, naming the field', () => {
+    assert.match(refusal({ schedule: '0 3 * * *' }), /spec\.schedule.*6 fields/);
+    assert.match(refusal({ schedule: '@every 1h' }), /spec\.schedule/);
+    assert.match(refusal({ schedule: '0 0 25 * * *' }), /spec\.schedule/);
+    assert.match(refusal({ schedule: '0 0 3 * * *', method: 'volumeSnapshot' }), /spec\.method.*not implemented/);
+    assert.match(refusal({ schedule: '0 0 3 * * *', method: 'plugin' }), /spec\.method/);
+    assert.match(refusal({ schedule: '0 0 3 * * *', online: false }), /spec\.online/);
+    assert.match(refusal({ schedule: '0 0 3 * * *', pluginConfiguration: { name: 'x' } }), /spec\.pluginConfiguration/);
+    assert.match(refusal({ schedule: '0 0 3 * * *', onlineConfiguration: { immediateCheckpoint: true } }), /spec\.onlineConfiguration/);
+    assert.match(refusal({ schedule: '0 0 3 * * *', cluster: { name: 'other' } }), /spec\.cluster\.name.*"other"/);
+    assert.match(refusal({ schedule: '0 0 3 * * *', unknownField: 1 }), /spec/);
+  });
+
+  it('schedules with seconds first, in UTC, and names backups <name>-<YYYYMMDDhhmmss>', () => {
+    const cron = cronFor('30 15 3 * * *');
+    assert.equal(cron.nextRun(new Date('2026-12-05T01:00:00Z'))?.toISOString(), '2026-12-05T03:15:30.000Z');
+    cron.stop();
+    assert.equal(scheduledBackupName('nightly', new Date('2026-12-05T03:15:30.123Z')), 'nightly-20261205031530');
+  });
+
+  it('takes the backup only on the instance the target elects (prefer-standby: the first replica by name)', async () => {
+    const taken: string[] = [];
+    const service = { store: {} as never, takeBackup: (name: string) => { taken.push(name); return Promise.resolve({ phase: 'completed' } as never); } };
+    const scheduled = parseScheduledBackup(manifestText({ schedule: '0 0 3 * * *' }), 'sb.yaml', 'pg');
+    const topology = { scheduled: [scheduled], clusterTarget: 'prefer-standby', primary: 'pg-1', instances: ['pg-1', 'pg-2', 'pg-3'] };
+    const silent = pino({ level: 'silent' });
+    const now = (): Date => new Date('2026-12-05T03:00:00Z');
+    assert.equal(await new BackupScheduler({ desired: () => ({ ...topology, self: 'pg-1' }), service, logger: silent, now }).tick(scheduled, 'schedule'), undefined);
+    assert.equal(await new BackupScheduler({ desired: () => ({ ...topology, self: 'pg-2' }), service, logger: silent, now }).tick(scheduled, 'schedule'), 'nightly-20261205030000');
+    const onPrimary = { ...scheduled, target: 'primary' as const };
+    assert.equal(await new BackupScheduler({ desired: () => ({ ...topology, self: 'pg-1' }), service, logger: silent, now }).tick(onPrimary, 'schedule'), 'nightly-20261205030000');
+    assert.deepEqual(taken, ['nightly-20261205030000', 'nightly-20261205030000']);
   });
 });

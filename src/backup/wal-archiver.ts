@@ -1,0 +1,231 @@
+import { chmod, open, rename, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { basename, isAbsolute, join } from 'node:path';
+import type { Logger } from 'pino';
+import { errorMessage } from '../errors/index.js';
+import { ensureDirectory } from '../fs/atomic.js';
+import { gatherReadyWalFiles } from './wal-archive.js';
+import { createWalUploader, type WalUploader } from './s3-wal-uploader.js';
+import { archivePaths, readArchiveSettings, type ArchiveSettings } from './settings.js';
+import { nativeWalArchiveUnsupported } from './wal-object.js';
+
+/**
+ * The daemon's side of `pgim wal-archive`: a local socket (0600, in the 0700 runtime folder) on which the
+ * archive_command hands over one segment and waits for the answer. The daemon keeps one S3 client with warm
+ * connections, and while PostgreSQL asks for segment N it already uploads the next `maxParallel - 1` ready ones
+ * (CNPG's parallel archiving), so the next asks are answered at once.
+ *
+ * Protocol: one JSON line each way. Request `{"walPath": abs, "force": bool}`; reply `{"error": ""}` (archived),
+ * `{"error": "..."}` (failed; PostgreSQL keeps the segment and asks again) or `{"delegate": true}` (this store
+ * needs barman-cloud-wal-archive: the caller runs it).
+ */
+
+export interface ArchiveRequest {
+  readonly walPath: string;
+  readonly force?: boolean;
+}
+
+export interface ArchiveReply {
+  readonly error?: string;
+  readonly delegate?: boolean;
+}
+
+/** A read-ahead upload not yet asked for; forgotten after this long (PostgreSQL took another path). */
+const readAheadTtlMs = 10 * 60_000;
+
+interface ReadAhead {
+  done: Promise<string | undefined>;
+  at: number;
+  /** PostgreSQL's own call for it came (it renames the status file itself). */
+  asked: boolean;
+  /** In the store, not yet marked done. */
+  uploaded: boolean;
+}
+
+export class WalArchiver {
+  private server: Server | undefined;
+  private uploader: { key: string; uploader: Promise<WalUploader> } | undefined;
+  /** Uploads started ahead of PostgreSQL's ask, by segment name. */
+  private readonly ahead = new Map<string, ReadAhead>();
+
+  /** Segments PostgreSQL is asking for right now (served directly, never read ahead). */
+  private readonly asking = new Set<string>();
+  /** Requests answered, and how many of them by a read-ahead upload (tests and the bench read them). */
+  readonly stats = { requests: 0, readAhead: 0, markedDone: 0 };
+
+  constructor(private readonly deps: { runtimeDir: string; pgdata: string; logger: Logger }) {}
+
+  async start(): Promise<void> {
+    const paths = archivePaths(this.deps.runtimeDir);
+    await ensureDirectory(paths.dir, 0o700);
+    await rm(paths.socket, { force: true });
+    const server = createServer((socket) => { this.serve(socket); });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(paths.socket, () => { resolve(); });
+    });
+    await chmod(paths.socket, 0o600);
+    server.unref();
+    this.server = server;
+  }
+
+  stop(): void {
+    this.server?.close();
+    this.server = undefined;
+    void this.uploader?.uploader
+      .then((u) => {
+        u.close();
+      })
+      .catch(() => undefined);
+    this.uploader = undefined;
+  }
+
+  private serve(socket: Socket): void {
+    let buffered = '';
+    socket.setEncoding('utf8');
+    socket.on('error', () => socket.destroy());
+    socket.on('data', (chunk: string) => {
+      buffered += chunk;
+      if (buffered.length > 8192) return void socket.destroy();
+      const newline = buffered.indexOf('\n');
+      if (newline < 0) return;
+      socket.removeAllListeners('data');
+      let request: ArchiveRequest;
+      try {
+        request = JSON.parse(buffered.slice(0, newline)) as ArchiveRequest;
+        if (typeof request.walPath !== 'string' || !isAbsolute(request.walPath)) throw new Error('walPath must be absolute');
+      } catch (err) {
+        return void socket.end(`${JSON.stringify({ error: `bad request: ${errorMessage(err)}` })}\n`);
+      }
+      void this.archive(request).then((reply) => socket.end(`${JSON.stringify(reply)}\n`));
+    });
+  }
+
+  private uploaderFor(settings: ArchiveSettings & { store: NonNullable<ArchiveSettings['store']> }): Promise<WalUploader> {
+    const key = JSON.stringify([settings.store, settings.env]);
+    if (this.uploader?.key !== key) {
+      const previous = this.uploader?.uploader;
+      void previous
+        ?.then((u) => {
+          u.close();
+        })
+        .catch(() => undefined);
+      this.ahead.clear();
+      this.uploader = { key, uploader: createWalUploader(settings.store, settings.env) };
+    }
+    return this.uploader.uploader;
+  }
+
+  /** Archives one segment (settings re-read each time: credentials rotate, switchovers move the archiver). */
+  async archive(request: ArchiveRequest): Promise<ArchiveReply> {
+    let settings: ArchiveSettings;
+    try {
+      settings = await readArchiveSettings(archivePaths(this.deps.runtimeDir));
+    } catch (err) {
+      return { error: `failed to get the archive settings: ${errorMessage(err)}` };
+    }
+    const store = settings.store;
+    if (store === undefined) return { error: '' };
+    if (!settings.archiver && request.force !== true) return { error: 'switchover in progress, refusing archiving' };
+    if (nativeWalArchiveUnsupported(store) !== undefined) return { delegate: true };
+    const uploader = this.uploaderFor({ ...settings, store });
+    const walName = basename(request.walPath);
+    const upload = async (path: string): Promise<string | undefined> => {
+      try {
+        await (await uploader).upload(path);
+        return undefined;
+      } catch (err) {
+        return `${basename(path)}: ${errorMessage(err)}`;
+      }
+    };
+
+    // Read-ahead: the next ready segments start uploading now (not for forced files: partial or former primary).
+    this.asking.add(walName);
+    try {
+      if (request.force !== true) await this.fill(store.wal.maxParallel - 1, upload);
+      return await this.serveAsked(walName, request.walPath, upload);
+    } finally {
+      this.asking.delete(walName);
+    }
+  }
+
+  private async serveAsked(walName: string, walPath: string, upload: (path: string) => Promise<string | undefined>): Promise<ArchiveReply> {
+    const early = this.ahead.get(walName);
+    if (early !== undefined) early.asked = true;
+    this.ahead.delete(walName);
+    this.stats.requests++;
+    if (early !== undefined) this.stats.readAhead++;
+    const started = Date.now();
+    let error = early === undefined ? await upload(walPath) : await early.done;
+    // A read-ahead that failed is retried once now, the way PostgreSQL would.
+    if (error !== undefined && early !== undefined) error = await upload(walPath);
+    if (error === undefined) {
+      this.deps.logger.debug({ walName, elapsedMs: Date.now() - started, readAhead: early !== undefined }, 'Archived WAL file');
+      await this.markUploadedDone();
+    }
+    return { error: error === undefined ? '' : `WAL upload failed: ${error}` };
+  }
+
+  /**
+   * Keeps up to `slots` read-ahead uploads running over the ready segments (oldest first), refilled as each ends.
+   * What they uploaded is marked done by `markUploadedDone`, while PostgreSQL waits for an answer.
+   */
+  private async fill(slots: number, upload: (path: string) => Promise<string | undefined>): Promise<void> {
+    if (slots <= 0) return;
+    const now = Date.now();
+    for (const [name, entry] of this.ahead) if (now - entry.at > readAheadTtlMs) this.ahead.delete(name);
+    const running = [...this.ahead.values()].filter((e) => !e.uploaded).length;
+    const free = slots - running;
+    if (free <= 0) return;
+    const ready = await gatherReadyWalFiles(this.deps.pgdata, '', slots + this.ahead.size + this.asking.size);
+    let started = 0;
+    for (const relative of ready) {
+      if (started >= free) break;
+      const name = basename(relative);
+      if (this.ahead.has(name) || this.asking.has(name)) continue;
+      const entry: ReadAhead = { done: Promise.resolve(undefined), at: now, asked: false, uploaded: false };
+      entry.done = upload(join(this.deps.pgdata, relative)).then(async (error) => {
+        entry.uploaded = error === undefined;
+        if (error === undefined && (await this.stillArchiving())) void this.fill(slots, upload);
+        return error;
+      });
+      this.ahead.set(name, entry);
+      started++;
+    }
+  }
+
+  /**
+   * Marks the segments uploaded ahead done (`.ready` -> `.done`, as PostgreSQL's archiver does after a successful
+   * archive_command), so PostgreSQL starts no archive_command process for them: its archiver (15+) re-checks the
+   * `.ready` file before each call precisely so that an archive_command may mark later files done. Called only
+   * while PostgreSQL waits for this request's answer, so it never races PostgreSQL's own rename.
+   */
+  private async markUploadedDone(): Promise<void> {
+    for (const [name, entry] of this.ahead) {
+      if (!entry.uploaded || entry.asked) continue;
+      this.ahead.delete(name);
+      await this.markDone(name).catch((err: unknown) => {
+        this.deps.logger.debug({ walName: name, error: errorMessage(err) }, 'could not mark a WAL file done; PostgreSQL will ask for it');
+      });
+    }
+  }
+
+  /** The refill goes on only while this instance archives to the same store (no switchover, no new settings). */
+  private async stillArchiving(): Promise<boolean> {
+    const settings = await readArchiveSettings(archivePaths(this.deps.runtimeDir)).catch(() => undefined);
+    return settings?.store !== undefined && settings.archiver && JSON.stringify([settings.store, settings.env]) === this.uploader?.key;
+  }
+
+  /** PostgreSQL's pgarch_archiveDone: a durable rename of the status file. */
+  private async markDone(name: string): Promise<void> {
+    const dir = join(this.deps.pgdata, 'pg_wal', 'archive_status');
+    await rename(join(dir, `${name}.ready`), join(dir, `${name}.done`));
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    this.stats.markedDone++;
+  }
+}
