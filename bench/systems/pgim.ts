@@ -46,8 +46,8 @@ export class PgimSystem implements DatabaseSystem {
     this.pgdata = this.paths.pgdata;
     this.logFile = join(this.dir, 'pgim.log');
     const base = `http://127.0.0.1:${ports.statusPort}`;
-    this.endpoints = { readiness: `${base}/readyz`, statusDocument: `${base}/pg/status` };
     this.metricsUrl = `http://127.0.0.1:${ports.metricsPort}/metrics`;
+    this.endpoints = { readiness: `${base}/readyz`, statusDocument: `${base}/pg/status`, metrics: this.metricsUrl };
     this.manifest = { name: clusterName, smartShutdownTimeout: settings.smartShutdownTimeout, stopDelay: 30, parameters: { ...clusterParameters, ...settings.parameters } };
     context.processes.trackDataDirectory(this.pgdata);
   }
