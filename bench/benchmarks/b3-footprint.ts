@@ -54,5 +54,9 @@ function scrapeEvery(intervalMs: number, urls: readonly string[]): { stop(): voi
   };
   scrape();
   const timer = setInterval(scrape, intervalMs);
-  return { stop: () => clearInterval(timer) };
+  return {
+    stop: () => {
+      clearInterval(timer);
+    },
+  };
 }

@@ -7,7 +7,7 @@ import { parse } from 'yaml';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import type { MonitoringSpec } from '../../src/cluster/observability.js';
-import type { InstanceState } from '../../src/instance/state.js';
+import { InstanceState } from '../../src/instance/state.js';
 import { idleTtls, MetricsCache, queryTimeoutMs } from '../../src/metrics/cache.js';
 import type { Collector } from '../../src/metrics/collector.js';
 import { alwaysQueriesYaml, defaultQueriesYaml } from '../../src/metrics/default-queries.js';
@@ -207,7 +207,7 @@ describe('metrics: the query cache runs its schedule only while someone scrapes'
     const cache = new MetricsCache(
       {
         collector,
-        state: { accepting: true, phase: 'running' } as InstanceState,
+        state: Object.assign(new InstanceState('demo', 'demo-1'), { accepting: true, phase: 'running' }),
         monitoring: () => ({ queriesTtlSeconds: 0.01, customQueries: [] }) as unknown as MonitoringSpec,
         loadQueries: () => Promise.resolve({ queries: [], errors: [] }),
         logger: pino({ level: 'silent' }),
@@ -233,5 +233,9 @@ describe('metrics: the query cache runs its schedule only while someone scrapes'
 });
 
 async function eventually(check: () => boolean, what: string): Promise<void> {
-  for (const deadline = Date.now() + 10_000; !check(); await sleep(5)) if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+  const deadline = Date.now() + 10_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await sleep(5);
+  }
 }
