@@ -23,6 +23,7 @@ export function pid1ReapingUnavailable(): string | undefined {
 export class Reaper {
   private timer: NodeJS.Timeout | undefined;
   private scanning = false;
+  private rescan = false;
   reaped = 0;
 
   constructor(private readonly logger: Logger) {}
@@ -42,8 +43,9 @@ export class Reaper {
       }
     }
     process.on('SIGCHLD', this.onSignal);
-    // SIGCHLD can coalesce; a slow sweep catches whatever a burst left behind.
-    this.timer = setInterval(this.onSignal, 5000);
+    // Every SIGCHLD triggers a scan that reaps every zombie there is, and one arriving mid-scan triggers another, so
+    // coalesced signals lose nothing; this slow sweep is only a safety net (it was every 5 s: idle CPU for nothing).
+    this.timer = setInterval(this.onSignal, 60_000);
     this.timer.unref();
   }
 
@@ -58,17 +60,25 @@ export class Reaper {
 
   async scan(): Promise<void> {
     const native = nativeCalls();
-    if (native instanceof Error || this.scanning) return;
+    if (native instanceof Error) return;
+    if (this.scanning) {
+      // A SIGCHLD during a scan may be for a child the scan already passed: look once more when it ends.
+      this.rescan = true;
+      return;
+    }
     this.scanning = true;
     try {
-      for (const zombie of await zombieChildren()) {
-        if (isTrackedChild(zombie.pid)) continue;
-        const result = native.reap(zombie.pid);
-        if (result) {
-          this.reaped++;
-          this.logger.debug({ pid: zombie.pid, comm: zombie.comm, code: result.code, signal: result.signal }, 'reaped an orphan');
+      do {
+        this.rescan = false;
+        for (const zombie of await zombieChildren()) {
+          if (isTrackedChild(zombie.pid)) continue;
+          const result = native.reap(zombie.pid);
+          if (result) {
+            this.reaped++;
+            this.logger.debug({ pid: zombie.pid, comm: zombie.comm, code: result.code, signal: result.signal }, 'reaped an orphan');
+          }
         }
-      }
+      } while (this.rescan);
     } finally {
       this.scanning = false;
     }
