@@ -17,7 +17,9 @@ export const pgimEntry = join(dirname(fileURLToPath(import.meta.url)), '..', 'cm
  * (thread pool sizes) as the container and the npm bin do.
  */
 export const pgimLaunch: { env: Record<string, string>; nodeArgs: string[] } = (() => {
-  const words = (readFileSync(pgimEntry, 'utf8').split('\n', 1)[0] ?? '').replace(/^#!\S*env(\s+-S)?\s+/, '').split(/\s+/);
+  const words = (readFileSync(pgimEntry, 'utf8').split('\n', 1)[0] ?? '').split(' ').filter((word) => word !== '');
+  words.shift(); // #!/usr/bin/env
+  if (words[0] === '-S') words.shift();
   const env: Record<string, string> = {};
   for (let word = words.shift(); word !== undefined && word !== 'node'; word = words.shift()) {
     const [name, value] = word.split('=', 2);

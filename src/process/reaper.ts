@@ -23,7 +23,8 @@ export function pid1ReapingUnavailable(): string | undefined {
 export class Reaper {
   private timer: NodeJS.Timeout | undefined;
   private scanning = false;
-  private rescan = false;
+  /** Scan requests so far: one that arrives mid-scan makes the scan run once more. */
+  private requests = 0;
   reaped = 0;
 
   constructor(private readonly logger: Logger) {}
@@ -61,15 +62,14 @@ export class Reaper {
   async scan(): Promise<void> {
     const native = nativeCalls();
     if (native instanceof Error) return;
-    if (this.scanning) {
-      // A SIGCHLD during a scan may be for a child the scan already passed: look once more when it ends.
-      this.rescan = true;
-      return;
-    }
+    // A SIGCHLD during a scan may be for a child the scan already passed: the running scan looks once more.
+    this.requests++;
+    if (this.scanning) return;
     this.scanning = true;
     try {
+      let handled: number;
       do {
-        this.rescan = false;
+        handled = this.requests;
         for (const zombie of await zombieChildren()) {
           if (isTrackedChild(zombie.pid)) continue;
           const result = native.reap(zombie.pid);
@@ -78,7 +78,7 @@ export class Reaper {
             this.logger.debug({ pid: zombie.pid, comm: zombie.comm, code: result.code, signal: result.signal }, 'reaped an orphan');
           }
         }
-      } while (this.rescan);
+      } while (this.requests !== handled);
     } finally {
       this.scanning = false;
     }
