@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { backupSchema, resolveBackup, type BackupConfiguration } from './backup.js';
+import { certificatesSchema, resolveCertificateSecrets, type CertificateSecrets } from './certificates.js';
 import { refuseUnsupportedFields } from './field-support.js';
+import { managedSchema, resolveManagedRoles, type ManagedRole } from './managed-roles.js';
+import { ldapSchema, resolveLdap, type LdapConfiguration } from './ldap.js';
 import { isDnsLabel, isObjectName } from './names.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
 
@@ -50,6 +53,7 @@ export const clusterManifestSchema = z
             parameters: z.record(z.string(), z.string({ error: 'must be a string (quote the value in YAML)' })).default({}),
             pg_hba: z.array(z.string({ error: 'must be a string' })).default([]),
             pg_ident: z.array(z.string({ error: 'must be a string' })).default([]),
+            ldap: ldapSchema.optional(),
           })
           .loose()
           .default({ parameters: {}, pg_hba: [], pg_ident: [] }),
@@ -63,6 +67,8 @@ export const clusterManifestSchema = z
         monitoring: monitoringSchema.optional(),
         probes: probesSchema.optional(),
         backup: backupSchema.optional(),
+        managed: managedSchema.optional(),
+        certificates: certificatesSchema.optional(),
       })
       .loose(),
     status: z
@@ -70,7 +76,12 @@ export const clusterManifestSchema = z
         targetPrimary: z.string().optional(),
         currentPrimary: z.string().optional(),
         operatorCertificateFingerprint: z.string().optional(),
-        certificates: z.object({ serverTLSSecret: z.string().optional() }).loose().optional(),
+        certificates: certificatesSchema.optional(),
+        managedRolesStatus: z
+          .object({ passwordStatus: z.record(z.string(), z.object({ transactionID: z.number().optional(), resourceVersion: z.string().optional() }).loose()).optional() })
+          .loose()
+          .optional(),
+        poolerIntegrations: z.object({ pgBouncerIntegration: z.object({ secrets: z.array(z.string()).optional() }).loose().optional() }).loose().optional(),
       })
       .loose()
       .optional(),
@@ -88,6 +99,10 @@ export interface Cluster {
   readonly parameters: Readonly<Record<string, string>>;
   readonly pgHba: readonly string[];
   readonly pgIdent: readonly string[];
+  /** spec.postgresql.ldap, when it asks for LDAP authentication (a pg_hba rule before the default one). */
+  readonly ldap: LdapConfiguration | undefined;
+  /** spec.certificates (else status.certificates, else CNPG's defaults): the Secrets the TLS material comes from. */
+  readonly certificates: CertificateSecrets;
   readonly bootstrap: {
     readonly database: string;
     readonly owner: string;
@@ -106,6 +121,12 @@ export interface Cluster {
   readonly observability: ObservabilitySpec;
   /** spec.backup: the object store WAL and base backups go to, retention, the backup target. */
   readonly backup: BackupConfiguration;
+  /** spec.managed.roles, checked as CNPG's webhook does. */
+  readonly managedRoles: readonly ManagedRole[];
+  /** status.managedRolesStatus.passwordStatus: which Secret version and transaction each managed role last got. */
+  readonly managedRolesPasswordStatus: Readonly<Record<string, { transactionID: number; resourceVersion: string }>>;
+  /** status.poolerIntegrations.pgBouncerIntegration.secrets: CNPG's operator lists the PgBouncer Poolers it integrates. */
+  readonly pgBouncerIntegrationSecrets: readonly string[];
   /** Fields pgim does not implement that the `pgim.io/ignoreUnsupportedFields` annotation accepts ignoring. */
   readonly ignoredFields: readonly string[];
 }
@@ -123,6 +144,8 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     parameters: spec.postgresql.parameters,
     pgHba: spec.postgresql.pg_hba,
     pgIdent: spec.postgresql.pg_ident,
+    ldap: resolveLdap(spec.postgresql.ldap),
+    certificates: resolveCertificateSecrets(spec.certificates, status?.certificates, metadata.name),
     bootstrap: {
       database,
       owner: spec.bootstrap?.initdb?.owner ?? database,
@@ -138,6 +161,11 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     currentPrimary: status?.currentPrimary,
     observability: resolveObservability(manifest, metadata.name),
     backup: resolveBackup(spec.backup, metadata.name),
+    managedRoles: resolveManagedRoles(spec.managed, spec.bootstrap?.initdb?.owner ?? database, source),
+    managedRolesPasswordStatus: Object.fromEntries(
+      Object.entries(status?.managedRolesStatus?.passwordStatus ?? {}).map(([role, state]) => [role, { transactionID: state.transactionID ?? 0, resourceVersion: state.resourceVersion ?? '' }]),
+    ),
+    pgBouncerIntegrationSecrets: status?.poolerIntegrations?.pgBouncerIntegration?.secrets ?? [],
     ignoredFields,
   };
 }

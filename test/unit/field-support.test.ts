@@ -131,16 +131,16 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
     const spec = {
       backup: { volumeSnapshot: { className: 'snap' } },
       externalClusters: [{ name: 'origin' }],
-      managed: { roles: [{ name: 'alice' }] },
+      plugins: [{ name: 'barman-cloud.cloudnative-pg.io' }],
       tablespaces: [{ name: 't', storage: { size: '1Gi' } }],
-      postgresql: { synchronous: { method: 'any', number: 1 }, ldap: { server: 'ldap' }, parameters: { work_mem: '8MB' } },
+      postgresql: { synchronous: { method: 'any', number: 1 }, parameters: { work_mem: '8MB' } },
     };
     const err = refusal(spec);
     assert.equal(err.field, 'spec.backup.volumeSnapshot');
-    assert.match(err.message, /^cluster\.yaml: spec\.backup\.volumeSnapshot: is not implemented by pgim: .*list it in the annotation pgim\.io\/ignoreUnsupportedFields; also refused: spec\.externalClusters, spec\.managed\.roles, spec\.tablespaces, spec\.postgresql\.synchronous, spec\.postgresql\.ldap$/);
-    const all = ignoring('spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.managed.roles', 'spec.tablespaces', 'spec.postgresql.synchronous', 'spec.postgresql.ldap');
+    assert.match(err.message, /^cluster\.yaml: spec\.backup\.volumeSnapshot: is not implemented by pgim: .*list it in the annotation pgim\.io\/ignoreUnsupportedFields; also refused: spec\.externalClusters, spec\.plugins, spec\.tablespaces, spec\.postgresql\.synchronous$/);
+    const all = ignoring('spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.plugins', 'spec.tablespaces', 'spec.postgresql.synchronous');
     assert.deepEqual(refuseUnsupportedFields(spec, all, 'cluster.yaml'), [
-      'spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.managed.roles', 'spec.tablespaces', 'spec.postgresql.synchronous', 'spec.postgresql.ldap',
+      'spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.plugins', 'spec.tablespaces', 'spec.postgresql.synchronous',
     ]);
     assert.equal(refusal(spec, ignoring('spec.backup.volumeSnapshot')).field, 'spec.externalClusters', 'only the fields listed are ignored');
   });
