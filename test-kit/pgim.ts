@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -9,6 +10,28 @@ import { writeConfigDir } from './config.js';
 import { eventually, freePort, handToPostgres, makeTempDir } from './env.js';
 
 export const pgimEntry = join(dirname(fileURLToPath(import.meta.url)), '..', 'cmd', 'pgim.js');
+
+/**
+ * How the shipped `pgim` command starts Node: its shebang line (`#!/usr/bin/env -S NAME=value node --flag`, see
+ * cmd/pgim.ts) read back, so tests and benchmarks that spawn `node pgim.js` run it with the same environment and flags
+ * (thread pool sizes) as the container and the npm bin do.
+ */
+export const pgimLaunch: { env: Record<string, string>; nodeArgs: string[] } = (() => {
+  const words = (readFileSync(pgimEntry, 'utf8').split('\n', 1)[0] ?? '').split(' ').filter((word) => word !== '');
+  words.shift(); // #!/usr/bin/env
+  if (words[0] === '-S') words.shift();
+  const env: Record<string, string> = {};
+  for (let word = words.shift(); word !== undefined && word !== 'node'; word = words.shift()) {
+    const [name, value] = word.split('=', 2);
+    if (name !== undefined && value !== undefined) env[name] = value;
+  }
+  return { env, nodeArgs: words };
+})();
+
+/** `node [flags] pgim.js <args>` as the shipped command runs it. */
+export function pgimNodeArgs(args: readonly string[]): string[] {
+  return [...pgimLaunch.nodeArgs, pgimEntry, ...args];
+}
 
 export interface PgimPaths {
   configDir: string;
@@ -52,8 +75,8 @@ export class PgimProcess {
     extraArgs: string[] = [],
     env: NodeJS.ProcessEnv = {},
   ) {
-    this.child = spawn(process.execPath, [pgimEntry, command, ...pgimArgs(paths, ports), ...extraArgs], {
-      env: { ...process.env, PGIM_LOG_LEVEL: 'debug', ...env },
+    this.child = spawn(process.execPath, pgimNodeArgs([command, ...pgimArgs(paths, ports), ...extraArgs]), {
+      env: { ...process.env, ...pgimLaunch.env, PGIM_LOG_LEVEL: 'debug', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     for (const stream of [this.child.stdout, this.child.stderr]) {

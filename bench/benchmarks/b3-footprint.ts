@@ -1,6 +1,7 @@
 import { sleep } from '../env.js';
 import type { Footprint } from '../footprint.js';
-import { footprintOf, withRunningDaemons } from './daemons.js';
+import { httpStatus } from '../http-load.js';
+import { footprintOf, withRunningDaemons, type RunningDaemon } from './daemons.js';
 import type { Benchmark } from './types.js';
 
 export const footprintBenchmark: Benchmark = {
@@ -9,11 +10,20 @@ export const footprintBenchmark: Benchmark = {
   measures:
     "The manager's own process (pgim's node, Patroni's python; the floor is a bare Node http server) after an idle " +
     'settling window: VmRSS, Pss from /proc/PID/smaps_rollup, threads, and CPU time used during each following idle ' +
-    'window. All systems idle at the same time; each run is one more window. PostgreSQL itself is not counted.',
+    'window, with one metrics scrape every 30 s (pgim :9187/metrics, Patroni /metrics; what Prometheus does). All ' +
+    'systems idle at the same time; each run is one more window. PostgreSQL itself is not counted.',
   async run(context, recorder) {
     const windowMs = context.quick ? 2_000 : 60_000;
     context.note(`B3: ${windowMs / 1000} s settling, then ${context.runs} consecutive idle windows of ${windowMs / 1000} s; CPU is per window.`);
     await withRunningDaemons(context, async (daemons) => {
+      const scrapes = scrapeEvery(scrapeIntervalMs, daemons.flatMap((daemon) => (daemon.endpoints.metrics === undefined ? [] : [daemon.endpoints.metrics])));
+      try {
+        await measure(daemons);
+      } finally {
+        scrapes.stop();
+      }
+    });
+    async function measure(daemons: RunningDaemon[]): Promise<void> {
       context.log(`  settling for ${windowMs / 1000} s`);
       await sleep(windowMs);
       for (let index = 1; index <= context.runs; index += 1) {
@@ -31,6 +41,22 @@ export const footprintBenchmark: Benchmark = {
           recorder.add(daemon.label, `CPU per ${windowMs / 1000} s idle`, run, cpuMs, 'ms');
         }
       }
-    });
+    }
   },
 };
+
+const scrapeIntervalMs = 30_000;
+
+/** One GET of each URL now and every `intervalMs`, as a Prometheus server would scrape; failures are ignored here. */
+function scrapeEvery(intervalMs: number, urls: readonly string[]): { stop(): void } {
+  const scrape = (): void => {
+    for (const url of urls) void httpStatus(url, 5_000);
+  };
+  scrape();
+  const timer = setInterval(scrape, intervalMs);
+  return {
+    stop: () => {
+      clearInterval(timer);
+    },
+  };
+}

@@ -110,7 +110,7 @@ export class PatroniSystem implements DatabaseSystem {
     this.login = { port: pgPort, user: 'postgres', password: superuserPassword, database: 'postgres' };
     const base = `http://127.0.0.1:${restPort}`;
     this.restUrl = base;
-    this.endpoints = { readiness: `${base}/health`, statusDocument: `${base}/patroni` };
+    this.endpoints = { readiness: `${base}/health`, statusDocument: `${base}/patroni`, metrics: `${base}/metrics` };
     context.processes.trackDataDirectory(this.pgdata);
   }
 

@@ -2,7 +2,7 @@ import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeConfigDir } from '../../test-kit/config.js';
 import { handToPostgres, postgresUser } from '../../test-kit/env.js';
-import { pgimArgs, pgimEntry, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
+import { pgimArgs, pgimEntry, pgimLaunch, pgimNodeArgs, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 import { freePort, isRoot, removeTempDir, sleep } from '../env.js';
 import { clusterParameters } from '../pg.js';
 import { livePostmasterPid, logTail, signalPid, waitGone, type TrackedProcess } from '../proc.js';
@@ -84,8 +84,8 @@ export class PgimCluster extends MemberCluster<PgimMember> implements Replicated
     member.daemon = this.context.processes.spawn(
       `pgim ${name}`,
       process.execPath,
-      [pgimEntry, 'run', ...pgimArgs(member.paths, member.ports), '--pod-name', name, ...(isRoot ? ['--user', postgresUser] : [])],
-      { logFile: member.logFile, env: { PGIM_LOG_LEVEL: 'info' } },
+      pgimNodeArgs(['run', ...pgimArgs(member.paths, member.ports), '--pod-name', name, ...(isRoot ? ['--user', postgresUser] : [])]),
+      { logFile: member.logFile, env: { ...pgimLaunch.env, PGIM_LOG_LEVEL: 'info' } },
     );
   }
 

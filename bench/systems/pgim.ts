@@ -2,7 +2,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../../test-kit/config.js';
 import { handToPostgres, postgresUser } from '../../test-kit/env.js';
-import { pgimArgs, pgimEntry, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
+import { pgimArgs, pgimLaunch, pgimNodeArgs, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 import { freePort, isRoot, removeTempDir } from '../env.js';
 import { clusterParameters, type Login } from '../pg.js';
 import type { TrackedProcess } from '../proc.js';
@@ -46,8 +46,8 @@ export class PgimSystem implements DatabaseSystem {
     this.pgdata = this.paths.pgdata;
     this.logFile = join(this.dir, 'pgim.log');
     const base = `http://127.0.0.1:${ports.statusPort}`;
-    this.endpoints = { readiness: `${base}/readyz`, statusDocument: `${base}/pg/status` };
     this.metricsUrl = `http://127.0.0.1:${ports.metricsPort}/metrics`;
+    this.endpoints = { readiness: `${base}/readyz`, statusDocument: `${base}/pg/status`, metrics: this.metricsUrl };
     this.manifest = { name: clusterName, smartShutdownTimeout: settings.smartShutdownTimeout, stopDelay: 30, parameters: { ...clusterParameters, ...settings.parameters } };
     context.processes.trackDataDirectory(this.pgdata);
   }
@@ -67,7 +67,7 @@ export class PgimSystem implements DatabaseSystem {
   }
 
   private args(command: 'run' | 'init'): string[] {
-    return [pgimEntry, command, ...pgimArgs(this.paths, this.ports), ...(isRoot ? ['--user', postgresUser] : [])];
+    return pgimNodeArgs([command, ...pgimArgs(this.paths, this.ports), ...(isRoot ? ['--user', postgresUser] : [])]);
   }
 
   async initialise(): Promise<void> {
@@ -77,7 +77,7 @@ export class PgimSystem implements DatabaseSystem {
   start(): Promise<StartedCommand> {
     if (this.daemon?.running === true) throw new Error(`${this.label} is already running`);
     // pgim drops to postgres by itself, so it starts as the harness's user, like a container's PID 1 would.
-    this.daemon = this.context.processes.spawn('pgim', process.execPath, this.args('run'), { logFile: this.logFile, env: { PGIM_LOG_LEVEL: 'info' } });
+    this.daemon = this.context.processes.spawn('pgim', process.execPath, this.args('run'), { logFile: this.logFile, env: { ...pgimLaunch.env, PGIM_LOG_LEVEL: 'info' } });
     return Promise.resolve({});
   }
 

@@ -24,6 +24,8 @@ export interface StatusEndpoints {
   readiness: string;
   /** A JSON status document that queries PostgreSQL: pgim `/pg/status`, Patroni `/patroni`. */
   statusDocument: string;
+  /** Prometheus metrics, scraped every 30 s during the idle footprint windows (B3): pgim :9187, Patroni `/metrics`. */
+  metrics?: string;
 }
 
 /**

@@ -60,6 +60,11 @@ export class ManagedObjects {
     const cluster = this.cluster;
     if (cluster === undefined || !state.accepting) return;
     const poolers = new Set([...cluster.pgBouncerIntegrationSecrets, ...integratedPoolers(await controlPlane.listPoolers(), cluster.name)]);
+    // Nothing to manage: no session at all (this runs every 10 s; an idle pgim opens none).
+    if (poolers.size === 0 && cluster.managedRoles.length === 0) {
+      state.managedRolesStatus = undefined;
+      return;
+    }
     await withLocalClient(connection, async (client) => {
       const { rows } = await client.query<{ standby: boolean }>('SELECT pg_catalog.pg_is_in_recovery() AS standby');
       if (rows[0]?.standby !== false) {

@@ -7,8 +7,10 @@ import type { LoadedQueries } from './custom-queries.js';
 
 /**
  * Runs the SQL on a schedule and keeps the result; a scrape only reads it (beyond CNPG, its #4962: there every scrape
- * re-runs every query, so N scrapers cost N collections). With `metricsQueriesTTL: 0` there is no schedule and a
- * scrape collects, coalesced: concurrent scrapes share one collection.
+ * re-runs every query, so N scrapers cost N collections). The schedule runs only while someone scrapes: after
+ * `idleTtls` TTLs without a scrape it stops (an unscraped pgim runs no monitoring SQL), and the next scrape collects
+ * at once and starts it again. With `metricsQueriesTTL: 0` there is no schedule and a scrape collects, coalesced:
+ * concurrent scrapes share one collection.
  */
 export interface MetricsCacheOptions {
   readonly collector: Collector;
@@ -27,16 +29,27 @@ export function queryTimeoutMs(ttlSeconds: number): number {
 /** How soon to look again while PostgreSQL does not accept connections yet. */
 const notReadyRetryMs = 1000;
 
+/** TTLs without a scrape after which the schedule stops (Prometheus scrapes at least every TTL when it matters). */
+export const idleTtls = 3;
+
 export class MetricsCache {
   private text = '';
   private queries: LoadedQueries = { queries: [], errors: [] };
   private signature = '';
   private timer: NodeJS.Timeout | undefined;
+  private scheduled = false;
   private stopped = false;
+  private lastScrapeMs: number;
+  private collectedAtMs = -Infinity;
   private readonly collectOnce: () => Promise<void>;
 
-  constructor(private readonly options: MetricsCacheOptions) {
+  constructor(
+    private readonly options: MetricsCacheOptions,
+    private readonly now: () => number = Date.now,
+  ) {
     this.collectOnce = coalesced(() => this.collect(), 0);
+    // Start-up counts as a scrape: the cache is primed and kept for a first scraper that comes soon.
+    this.lastScrapeMs = now();
   }
 
   private get ttlSeconds(): number {
@@ -67,25 +80,40 @@ export class MetricsCache {
     }
   }
 
-  /** What a scrape serves: the last collected query families (collecting first only when the cache is off). */
+  /** What a scrape serves: the last collected query families (collecting first when the cache is off or stale). */
   async snapshot(): Promise<string> {
-    if (this.ttlSeconds <= 0) await this.collectOnce();
+    this.lastScrapeMs = this.now();
+    const ttlMs = this.ttlSeconds * 1000;
+    if (ttlMs <= 0) {
+      await this.collectOnce();
+    } else if (!this.scheduled && !this.stopped) {
+      // The schedule had stopped for want of scrapers: collect now if the result is stale, and run it again.
+      if (this.now() - this.collectedAtMs >= ttlMs) await this.collectOnce();
+      this.schedule(Math.max(0, this.collectedAtMs + ttlMs - this.now()));
+    }
     return this.text;
   }
 
   stop(): void {
     this.stopped = true;
+    this.scheduled = false;
     clearTimeout(this.timer);
   }
 
   private schedule(delayMs: number): void {
     clearTimeout(this.timer);
+    this.scheduled = false;
     if (this.stopped || this.ttlSeconds <= 0) return;
+    this.scheduled = true;
     this.timer = setTimeout(() => {
-      const started = Date.now();
+      const started = this.now();
+      if (started - this.lastScrapeMs > idleTtls * this.ttlSeconds * 1000) {
+        this.scheduled = false;
+        return;
+      }
       void this.collectOnce().then(() => {
         // Fixed rate: the next run starts one TTL after this one started, so each query runs once per TTL.
-        const next = this.options.state.accepting ? started + this.ttlSeconds * 1000 - Date.now() : notReadyRetryMs;
+        const next = this.options.state.accepting ? started + this.ttlSeconds * 1000 - this.now() : notReadyRetryMs;
         this.schedule(Math.max(0, next));
       });
     }, delayMs);
@@ -97,5 +125,6 @@ export class MetricsCache {
     // Mid-restart or stopping: a connection attempt would only fail (or delay a smart shutdown); keep the last values.
     if (!state.accepting || state.phase === 'stopping' || state.phase === 'restarting') return;
     this.text = await this.options.collector.collect(this.queries.queries, queryTimeoutMs(this.ttlSeconds));
+    this.collectedAtMs = this.now();
   }
 }

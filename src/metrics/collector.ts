@@ -89,6 +89,9 @@ const walStatsHelp: Readonly<Record<WalStat, string>> = {
 const syncStandbyPattern = /(ANY|FIRST) ([0-9]+) \(.*\)/;
 const walFilePattern = /^[0-9A-F]{24}/;
 
+/** nodejs_eventloop_lag_* sampling period. */
+const eventLoopSampleMs = 1000;
+
 export class Collector {
   readonly registry = new Registry();
   private pingOk = false;
@@ -110,7 +113,9 @@ export class Collector {
   constructor(private readonly options: CollectorOptions) {
     const registers = [this.registry];
     const { state } = options;
-    collectDefaultMetrics({ register: this.registry });
+    // The event-loop delay histogram samples on a libuv timer at this resolution: prom-client's 10 ms default woke
+    // pgim 100 times a second, most of its idle CPU; once a second still shows any stall a scrape could see.
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: eventLoopSampleMs });
     // prom-client's deprecated duplicates of nodejs_active_{handles,requests,resources}: gauges named like counters,
     // which Prometheus' linter rejects; the unsuffixed families carry the same numbers.
     for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {

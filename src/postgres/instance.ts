@@ -1,6 +1,7 @@
 import { access, chmod, copyFile, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import type pg from 'pg';
 import type { Cluster } from '../cluster/schema.js';
 import type { Credentials } from '../credentials/index.js';
 import { ensureDirectory, removeStaleTempFiles, writeFileAtomic } from '../fs/atomic.js';
@@ -16,6 +17,7 @@ import { runPostInitScripts, type PostInitScripts } from './post-init.js';
 import { unsupportedByServer } from '../cluster/initdb.js';
 import { ConfigError } from '../errors/index.js';
 import { connectLocal, withLocalClient, type LocalConnection } from './sql.js';
+import { HeldSession } from './held-session.js';
 import { queryStatus, type PostgresReportedStatus } from './status-queries.js';
 import { checkDataDirectoryAccess, checkDataDirectoryVersion, checkPortFree, serverMajorVersion, UnusableDataDirectoryError } from './start-checks.js';
 import { runTool } from './tools.js';
@@ -82,6 +84,7 @@ export class PostgresInstance {
   readonly connection: LocalConnection;
   private readonly env: NodeJS.ProcessEnv;
   private readonly bootstrapMarker: BootstrapMarker;
+  private readonly held: HeldSession;
   private rewindRunning = false;
   private walSegmentBytes: number | undefined;
   private serverMajor: string | undefined;
@@ -94,6 +97,17 @@ export class PostgresInstance {
     env.PGPASSFILE = options.passfile;
     this.env = env;
     this.bootstrapMarker = new BootstrapMarker(options.pgdata, options.runtimeDir);
+    this.held = new HeldSession(this.connection);
+  }
+
+  /** A short read-only probe on pgim's held session (see HeldSession). */
+  withHeldSession<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    return this.held.run(fn);
+  }
+
+  /** Closes the held session before postgres stops, so a smart shutdown does not wait for it. */
+  releaseHeldSession(): Promise<void> {
+    return this.held.release();
   }
 
   get pgdata(): string {
@@ -274,7 +288,7 @@ export class PostgresInstance {
   /** A running replica's WAL receiver and timeline; undefined when this is not a replica. */
   async replicaState(): Promise<{ streaming: boolean; timeline: number } | undefined> {
     if (!(await this.isStandby())) return undefined;
-    return withLocalClient(this.connection, async (client) => {
+    return this.withHeldSession(async (client) => {
       const { rows } = await client.query<{ streaming: boolean; timeline: number }>(
         "SELECT EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') AS streaming, (SELECT timeline_id FROM pg_control_checkpoint()) AS timeline",
       );
@@ -284,7 +298,7 @@ export class PostgresInstance {
   }
 
   async isInRecovery(): Promise<boolean> {
-    return withLocalClient(this.connection, async (client) => {
+    return this.withHeldSession(async (client) => {
       const { rows } = await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
       return rows[0]?.r === true;
     });
@@ -428,6 +442,7 @@ export class PostgresInstance {
   }
 
   spawn(settings?: Readonly<Record<string, string>>): Promise<Postmaster> {
+    this.held.resume();
     return Postmaster.spawn({
       binDir: this.binDir,
       pgdata: this.pgdata,
@@ -540,7 +555,7 @@ export class PostgresInstance {
   }
 
   status(clusterName: string): Promise<PostgresReportedStatus> {
-    return withLocalClient(this.connection, (client) => queryStatus(client, clusterName));
+    return this.withHeldSession((client) => queryStatus(client, clusterName));
   }
 
 

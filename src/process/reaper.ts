@@ -23,6 +23,8 @@ export function pid1ReapingUnavailable(): string | undefined {
 export class Reaper {
   private timer: NodeJS.Timeout | undefined;
   private scanning = false;
+  /** Scan requests so far: one that arrives mid-scan makes the scan run once more. */
+  private requests = 0;
   reaped = 0;
 
   constructor(private readonly logger: Logger) {}
@@ -42,8 +44,9 @@ export class Reaper {
       }
     }
     process.on('SIGCHLD', this.onSignal);
-    // SIGCHLD can coalesce; a slow sweep catches whatever a burst left behind.
-    this.timer = setInterval(this.onSignal, 5000);
+    // Every SIGCHLD triggers a scan that reaps every zombie there is, and one arriving mid-scan triggers another, so
+    // coalesced signals lose nothing; this slow sweep is only a safety net (it was every 5 s: idle CPU for nothing).
+    this.timer = setInterval(this.onSignal, 60_000);
     this.timer.unref();
   }
 
@@ -58,17 +61,24 @@ export class Reaper {
 
   async scan(): Promise<void> {
     const native = nativeCalls();
-    if (native instanceof Error || this.scanning) return;
+    if (native instanceof Error) return;
+    // A SIGCHLD during a scan may be for a child the scan already passed: the running scan looks once more.
+    this.requests++;
+    if (this.scanning) return;
     this.scanning = true;
     try {
-      for (const zombie of await zombieChildren()) {
-        if (isTrackedChild(zombie.pid)) continue;
-        const result = native.reap(zombie.pid);
-        if (result) {
-          this.reaped++;
-          this.logger.debug({ pid: zombie.pid, comm: zombie.comm, code: result.code, signal: result.signal }, 'reaped an orphan');
+      let handled: number;
+      do {
+        handled = this.requests;
+        for (const zombie of await zombieChildren()) {
+          if (isTrackedChild(zombie.pid)) continue;
+          const result = native.reap(zombie.pid);
+          if (result) {
+            this.reaped++;
+            this.logger.debug({ pid: zombie.pid, comm: zombie.comm, code: result.code, signal: result.signal }, 'reaped an orphan');
+          }
         }
-      }
+      } while (this.requests !== handled);
     } finally {
       this.scanning = false;
     }

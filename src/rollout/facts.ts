@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { PostgresInstance } from '../postgres/instance.js';
-import { pgDriver, withLocalClient } from '../postgres/sql.js';
+import { pgDriver } from '../postgres/sql.js';
 import type { Address } from '../replication/topology.js';
 import { replicationSsl } from '../replication/wait-primary.js';
 import type { CertificatePaths } from '../tls/files.js';
@@ -68,7 +68,7 @@ export function parseControlFileSettings(raw: string): Values {
 
 /** This instance's facts; the control file is read (a pg_controldata run) only on a replica that needs it. */
 export async function readLocalFacts(instance: PostgresInstance): Promise<Omit<LocalFacts, 'role' | 'strategy' | 'instances'> & { inRecovery: boolean }> {
-  const { settings, inRecovery, replayPaused, postmasterStartMs } = await withLocalClient(instance.connection, async (client) => {
+  const { settings, inRecovery, replayPaused, postmasterStartMs } = await instance.withHeldSession(async (client) => {
     const { rows } = await client.query<{ in_recovery: boolean; paused: boolean; started: string }>(
       "SELECT pg_is_in_recovery() AS in_recovery, pg_is_in_recovery() AND pg_get_wal_replay_pause_state() = 'paused' AS paused, (extract(epoch FROM pg_postmaster_start_time()) * 1000)::text AS started",
     );

@@ -18,6 +18,8 @@ export interface SupervisedInstance {
   waitAccepting(postmaster: SupervisedPostmaster, signal?: AbortSignal): Promise<void>;
   isStandby(): Promise<boolean>;
   checkpoint(timeoutMs: number): Promise<void>;
+  /** Closes pgim's own held session, so a smart shutdown does not wait for it. */
+  releaseHeldSession(): Promise<void>;
 }
 
 export interface SupervisorOptions {
@@ -114,13 +116,14 @@ export class Supervisor implements PostgresControl {
     if (mode !== undefined) logger.warn({ reason, mode }, 'Termination signal repeated: escalating shutdown');
   }
 
-  restart(reason: string, options: { plan?: ShutdownPlan; beforeStart?: () => Promise<void> } = {}): Promise<void> {
+  async restart(reason: string, options: { plan?: ShutdownPlan; beforeStart?: () => Promise<void> } = {}): Promise<void> {
     const postmaster = this.current;
-    if (postmaster?.running !== true || this.isStopping() || this.hooks === undefined) return Promise.resolve();
+    if (postmaster?.running !== true || this.isStopping() || this.hooks === undefined) return;
     this.plannedRestart = { reason, ...(options.beforeStart === undefined ? {} : { beforeStart: options.beforeStart }) };
     this.options.state.phase = 'restarting';
-    void postmaster.stop(options.plan ?? this.hooks.shutdownPlan());
-    return Promise.resolve();
+    const plan = options.plan ?? this.hooks.shutdownPlan();
+    await this.options.instance.releaseHeldSession();
+    void postmaster.stop(plan);
   }
 
   demote(plan: ShutdownPlan, beforeStart: () => Promise<void>): Promise<void> {
@@ -135,7 +138,7 @@ export class Supervisor implements PostgresControl {
       const postmaster = this.current;
       if (postmaster?.running === true) {
         this.plannedRestart = { reason: 'fenced' };
-        void postmaster.stop(plan);
+        void this.options.instance.releaseHeldSession().then(() => postmaster.stop(plan));
       }
     } else {
       this.unfenced?.();
@@ -268,6 +271,7 @@ export class Supervisor implements PostgresControl {
         logger.warn({ error: errorMessage(err) }, 'checkpoint before shutdown failed');
       });
     }
+    await instance.releaseHeldSession();
     const exit = await postmaster.stop(plan);
     state.postmasterSpawned = false;
     state.accepting = false;

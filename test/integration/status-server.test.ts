@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { writeClusterYaml, writeConfigDir, type TestClusterOptions } from '../../test-kit/config.js';
 import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir, sleep } from '../../test-kit/env.js';
-import { killPostmaster, pgimEntry, PgimProcess, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
+import { killPostmaster, pgimEntry, PgimProcess, query, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 
 const run = promisify(execFile);
 
@@ -225,6 +225,24 @@ describe('status server over TLS 1.3: probes, /pg/status, operator pin, rotation
     const json = await run(process.execPath, [pgimEntry, 'status', '--url', url, '--cacert', ca.certFile, '--json'], { encoding: 'utf8' });
     assert.equal((JSON.parse(json.stdout) as { isPrimary: boolean }).isPrimary, true);
     await assert.rejects(run(process.execPath, [pgimEntry, 'status', '--url', url], { encoding: 'utf8' }), /cannot reach/, 'an unknown CA is refused');
+  });
+
+  it('serves /pg/status from one held session, and after a postmaster restart from a new one at the first request', async () => {
+    const pgimSessions = async (): Promise<number[]> =>
+      (await query<{ pid: number }>(ports.pgPort, 'app', secrets.appPassword, "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgim'")).map((r) => r.pid);
+    const status = async (): Promise<number> => {
+      await sleep(300); // past the 250 ms status cache, so each request queries PostgreSQL
+      return (await get(ports.statusPort, '/pg/status', operator)).status;
+    };
+    assert.equal(await status(), 200);
+    const before = await pgimSessions();
+    for (let i = 0; i < 4; i++) assert.equal(await status(), 200);
+    const after = await pgimSessions();
+    assert.ok(after.some((pid) => before.includes(pid)), `one pgim session outlives the requests (before ${before.join(',')}, after ${after.join(',')})`);
+
+    await killPostmaster(paths.pgdata);
+    await eventually(async () => ((await get(ports.statusPort, '/readyz').catch(() => ({ status: 0 }))).status === 200 ? true : undefined), 60_000, 'readyz after the restart');
+    assert.equal((await get(ports.statusPort, '/pg/status', operator)).status, 200, 'the first request after the restart is answered');
   });
 });
 

@@ -4,7 +4,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { parse } from 'yaml';
-import { queryTimeoutMs } from '../../src/metrics/cache.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import type { MonitoringSpec } from '../../src/cluster/observability.js';
+import { InstanceState } from '../../src/instance/state.js';
+import { idleTtls, MetricsCache, queryTimeoutMs } from '../../src/metrics/cache.js';
+import type { Collector } from '../../src/metrics/collector.js';
 import { alwaysQueriesYaml, defaultQueriesYaml } from '../../src/metrics/default-queries.js';
 import { renderFamily, type Family } from '../../src/metrics/exposition.js';
 import { globMatch, isPattern, parseVersionRange, postgresSemver } from '../../src/metrics/matching.js';
@@ -193,3 +198,44 @@ describe('metrics and probes: Cluster value syntaxes', () => {
     assert.equal(queryTimeoutMs(0), 5000);
   });
 });
+
+describe('metrics: the query cache runs its schedule only while someone scrapes', () => {
+  it('stops collecting after idleTtls TTLs without a scrape; the next scrape collects at once and restarts it', async () => {
+    let clock = 1_000_000;
+    let collections = 0;
+    const collector = { collect: () => Promise.resolve(`# collection ${++collections}\n`), setConfigErrors: () => undefined } as unknown as Collector;
+    const cache = new MetricsCache(
+      {
+        collector,
+        state: Object.assign(new InstanceState('demo', 'demo-1'), { accepting: true, phase: 'running' }),
+        monitoring: () => ({ queriesTtlSeconds: 0.01, customQueries: [] }) as unknown as MonitoringSpec,
+        loadQueries: () => Promise.resolve({ queries: [], errors: [] }),
+        logger: pino({ level: 'silent' }),
+      },
+      () => clock,
+    );
+    try {
+      await cache.start();
+      await eventually(() => collections >= 2, 'the schedule runs at first (start-up counts as a scrape)');
+      clock += idleTtls * 10 + 1; // nobody scraped for more than idleTtls TTLs
+      await sleep(100); // the next tick sees it and stops
+      const stoppedAt = collections;
+      await sleep(100);
+      assert.equal(collections, stoppedAt, 'no SQL while nobody scrapes');
+
+      clock += 1;
+      assert.equal(await cache.snapshot(), `# collection ${stoppedAt + 1}\n`, 'a scrape after the pause collects first');
+      await eventually(() => collections > stoppedAt + 2, 'the schedule runs again while scrapes come');
+    } finally {
+      cache.stop();
+    }
+  });
+});
+
+async function eventually(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await sleep(5);
+  }
+}

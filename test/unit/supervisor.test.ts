@@ -77,6 +77,11 @@ class FakeInstance implements SupervisedInstance {
     return Promise.resolve();
   }
 
+  releaseHeldSession(): Promise<void> {
+    this.events.push('release session');
+    return Promise.resolve();
+  }
+
   get latest(): FakePostmaster {
     return this.postmasters[this.postmasters.length - 1]!;
   }
@@ -124,7 +129,7 @@ describe('Supervisor loop (fake postmaster)', () => {
     assert.equal(state.phase, 'running');
     s.stop('SIGTERM');
     assert.equal(await done, 0);
-    assert.deepEqual(instance.events, ['spawn 1000', 'checkpoint', 'stop 1000 smart=180 fast=1800']);
+    assert.deepEqual(instance.events, ['spawn 1000', 'checkpoint', 'release session', 'stop 1000 smart=180 fast=1800']);
     assert.equal(state.phase, 'stopped');
     assert.equal(s.stopSignal.aborted, true);
   });
@@ -160,7 +165,7 @@ describe('Supervisor loop (fake postmaster)', () => {
       },
     });
     await until(() => instance.postmasters.length === 2, 'the second start');
-    assert.deepEqual(instance.events.slice(0, 4), ['spawn 1000', 'stop 1000 smart=0 fast=3600', 'rewind', 'spawn 1001']);
+    assert.deepEqual(instance.events.slice(0, 5), ['spawn 1000', 'release session', 'stop 1000 smart=0 fast=3600', 'rewind', 'spawn 1001']);
     assert.equal(state.restartCount, 0);
     s.stop('SIGTERM');
     await done;
