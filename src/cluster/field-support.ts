@@ -35,6 +35,9 @@ export const ignoreUnsupportedFieldsAnnotation = 'pgim.io/ignoreUnsupportedField
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isEmptyList = (v: unknown): boolean => Array.isArray(v) && v.length === 0;
 const isDisabled = (v: unknown): boolean => isRecord(v) && v.enabled === false;
+/** `spec.externalClusters` entries pgim can use: an object store to restore from, nothing else. */
+const objectStoreSourcesOnly = (v: unknown): boolean =>
+  Array.isArray(v) && v.every((entry) => isRecord(entry) && Object.keys(entry).every((key) => key === 'name' || key === 'barmanObjectStore'));
 const is =
   (...values: unknown[]) =>
   (v: unknown): boolean =>
@@ -87,7 +90,14 @@ export const clusterFieldSupport: readonly FieldSupport[] = [
   { path: 'spec.bootstrap.initdb.postInitTemplateSQLRefs', support: 'refused', why: 'post-init SQL is not implemented' },
   { path: 'spec.bootstrap.initdb.import', support: 'refused', why: 'importing databases from another cluster is not implemented: pgim would create an empty database', neverIgnored: true },
   { path: 'spec.bootstrap.pg_basebackup', support: 'refused', why: 'cloning another cluster is not implemented: pgim would initdb an empty database', neverIgnored: true },
-  { path: 'spec.bootstrap.recovery', support: 'refused', why: 'recovery from a backup is not implemented: pgim would initdb an empty database', neverIgnored: true },
+  { path: 'spec.bootstrap.recovery', support: 'implemented', why: 'split below' },
+  { path: 'spec.bootstrap.recovery.source', support: 'implemented', why: 'restores the backup and WAL of an externalClusters entry with barmanObjectStore (src/backup/restore.ts)' },
+  { path: 'spec.bootstrap.recovery.backup', support: 'implemented', why: "restores a Backup object's backup (its status names the store and the backup id)" },
+  { path: 'spec.bootstrap.recovery.recoveryTarget', support: 'implemented', why: 'point-in-time recovery: targetTime, targetLSN, targetXID, targetName, targetImmediate, exclusive, targetTLI, backupID' },
+  { path: 'spec.bootstrap.recovery.database', support: 'implemented', why: 'the application database' },
+  { path: 'spec.bootstrap.recovery.owner', support: 'implemented', why: 'its owner' },
+  { path: 'spec.bootstrap.recovery.secret', support: 'implemented', why: "the owner's credentials, applied after the restore" },
+  { path: 'spec.bootstrap.recovery.volumeSnapshots', support: 'refused', why: 'recovery from volume snapshots is not implemented: pgim would initdb an empty database', neverIgnored: true },
   { path: 'spec.certificates', support: 'implemented', why: 'split below' },
   ...['clientCASecret', 'replicationTLSSecret', 'serverCASecret', 'serverTLSSecret'].map(
     (name): FieldSupport => ({ path: `spec.certificates.${name}`, support: 'refused', why: "user-provided certificate Secrets are not implemented: pgim reads CNPG's default Secrets (<cluster>-server, -ca, -replication)" }),
@@ -100,7 +110,7 @@ export const clusterFieldSupport: readonly FieldSupport[] = [
   { path: 'spec.envFrom', support: 'operator', why: podTemplate },
   { path: 'spec.ephemeralVolumeSource', support: 'operator', why: storage },
   { path: 'spec.ephemeralVolumesSizeLimit', support: 'operator', why: storage },
-  { path: 'spec.externalClusters', support: 'refused', why: 'connections to other clusters are not implemented', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.externalClusters', support: 'implemented', why: 'recovery sources: an entry with name and barmanObjectStore; connections to other clusters (connectionParameters, password, sslCert, sslKey, sslRootCert) and plugins are not implemented', accepts: objectStoreSourcesOnly, accepted: 'entries with name and barmanObjectStore only' },
   { path: 'spec.failoverDelay', support: 'operator', why: 'the operator decides when to fail over' },
   { path: 'spec.imageCatalogRef', support: 'operator', why: 'the operator chooses the image' },
   { path: 'spec.imageName', support: 'operator', why: 'the operator chooses the image' },

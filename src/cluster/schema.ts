@@ -1,6 +1,8 @@
 import { z } from 'zod';
+import { ConfigError } from '../errors/index.js';
 import { backupSchema, resolveBackup, type BackupConfiguration } from './backup.js';
 import { refuseUnsupportedFields } from './field-support.js';
+import { externalClusterSchema, recoverySchema, resolveRecovery, type RecoveryConfiguration } from './recovery.js';
 import { isDnsLabel, isObjectName } from './names.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
 
@@ -53,7 +55,8 @@ export const clusterManifestSchema = z
           })
           .loose()
           .default({ parameters: {}, pg_hba: [], pg_ident: [] }),
-        bootstrap: z.object({ initdb: initdb.optional() }).loose().optional(),
+        bootstrap: z.object({ initdb: initdb.optional(), recovery: recoverySchema.optional() }).loose().optional(),
+        externalClusters: z.array(externalClusterSchema).optional(),
         enableSuperuserAccess: z.boolean().default(false),
         superuserSecret: secretRef.optional(),
         smartShutdownTimeout: seconds.default(180),
@@ -93,6 +96,8 @@ export interface Cluster {
     readonly owner: string;
     /** Secret holding the owner's `username` and `password`. */
     readonly secretName: string;
+    /** spec.bootstrap.recovery: restore a backup instead of initdb (src/backup/restore.ts). */
+    readonly recovery: RecoveryConfiguration | undefined;
   };
   readonly enableSuperuserAccess: boolean;
   readonly superuserSecretName: string;
@@ -114,7 +119,13 @@ export interface Cluster {
 export function resolveCluster(manifest: ClusterManifest, source: string): Cluster {
   const { metadata, spec, status } = manifest;
   const ignoredFields = refuseUnsupportedFields(spec, metadata.annotations ?? {}, source);
-  const database = spec.bootstrap?.initdb?.database ?? 'app';
+  if (spec.bootstrap?.initdb !== undefined && spec.bootstrap.recovery !== undefined) {
+    throw new ConfigError(source, 'spec.bootstrap', 'sets both initdb and recovery: only one bootstrap method is allowed');
+  }
+  // CNPG's recovery bootstrap names the application database, owner and Secret as initdb does.
+  const app = spec.bootstrap?.initdb ?? spec.bootstrap?.recovery;
+  const database = app?.database ?? 'app';
+  const backup = resolveBackup(spec.backup, metadata.name);
   return {
     name: metadata.name,
     namespace: metadata.namespace,
@@ -125,8 +136,9 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     pgIdent: spec.postgresql.pg_ident,
     bootstrap: {
       database,
-      owner: spec.bootstrap?.initdb?.owner ?? database,
-      secretName: spec.bootstrap?.initdb?.secret?.name ?? `${metadata.name}-app`,
+      owner: app?.owner ?? database,
+      secretName: app?.secret?.name ?? `${metadata.name}-app`,
+      recovery: resolveRecovery(spec.bootstrap?.recovery, spec.externalClusters, backup, source),
     },
     enableSuperuserAccess: spec.enableSuperuserAccess,
     superuserSecretName: spec.superuserSecret?.name ?? `${metadata.name}-superuser`,
@@ -137,7 +149,7 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     targetPrimary: status?.targetPrimary,
     currentPrimary: status?.currentPrimary,
     observability: resolveObservability(manifest, metadata.name),
-    backup: resolveBackup(spec.backup, metadata.name),
+    backup,
     ignoredFields,
   };
 }

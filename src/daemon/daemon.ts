@@ -19,6 +19,7 @@ import { goArch, nodeName, packageVersion } from './manager-info.js';
 import { prepareFilesystem } from './prepare.js';
 import { startBackups } from './backups.js';
 import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
+import { bootstrapOrRestore } from './bootstrap.js';
 import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, httpBindAddress, load, openInstance } from './startup.js';
 
 /**
@@ -197,8 +198,9 @@ export class Daemon {
     const { desired, instance, state, logger, controlPlane, supervisor, reconciler } = step;
     state.phase = 'bootstrapping';
     if (desired.topology.isPrimary) {
-      logger.info({ pgdata: this.options.pgdata }, 'PGDATA is empty: bootstrapping a new cluster');
-      await instance.bootstrap(desired.cluster, desired.credentials, desired.rendered, supervisor.stopSignal);
+      const restoring = desired.cluster.bootstrap.recovery !== undefined;
+      logger.info({ pgdata: this.options.pgdata }, restoring ? 'PGDATA is empty: restoring a backup (spec.bootstrap.recovery)' : 'PGDATA is empty: bootstrapping a new cluster');
+      await bootstrapOrRestore(desired, instance, logger, supervisor.stopSignal);
       reconciler.markCredentialsApplied();
       await controlPlane.reportStatus({ currentPrimary: state.podName, currentPrimaryTimestamp: new Date().toISOString() });
     } else {

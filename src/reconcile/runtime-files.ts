@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { writeArchiveSettings } from '../backup/runtime.js';
+import { writeRestoreSettings } from '../backup/restore-runtime.js';
 import type { DesiredState } from '../desired/state.js';
 import { writeFileAtomic } from '../fs/atomic.js';
 import { renderPgpass } from '../render/pgpass.js';
@@ -14,6 +15,7 @@ export async function writeRuntimeFiles(desired: DesiredState, logger: Logger): 
   // PostgreSQL itself calls archive_command only while it is a primary (archive_mode = on), so a former primary
   // still archives what it wrote before its demotion: no segment is left out across a switchover.
   await writeArchiveSettings({ runtimeDir: desired.layout.root, cluster: desired.cluster, podName: desired.topology.self, archiver: true, backup: desired.backup });
+  await writeRestoreSettings({ runtimeDir: desired.layout.root, cluster: desired.cluster, isPrimary: desired.topology.isPrimary, backup: desired.backup });
   if (!desired.tls) return;
   if (await writeTlsMaterial(desired.layout.certificatesDir, desired.tls)) {
     logger.info({ certificates: desired.tls.facts.map(({ secret, facts }) => ({ secret, serial: facts.serial })) }, 'TLS material written');

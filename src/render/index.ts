@@ -22,7 +22,7 @@ export interface RenderInput {
   /** TLS material is present: where it is written, and its fingerprint (a rotation changes the render hash). */
   tls?: { certificatesDirectory: string; fingerprint: string };
   /** This instance is a replica: how it reaches the primary. */
-  replication?: { primaryConninfo: string; slotName: string };
+  replication?: { primaryConninfo: string; slotName: string; restoreCommand?: string | undefined };
   /** pgim's `wal-archive` command line: archive_mode on with it as archive_command. */
   archiveCommand?: string;
 }

@@ -112,14 +112,14 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
   });
 
   it('never accepts a bootstrap from a backup or another cluster, not even with the annotation', () => {
-    for (const [field, value] of [
-      ['recovery', { backup: { name: 'b1' } }],
-      ['pg_basebackup', { source: 'origin' }],
+    for (const [field, value, path] of [
+      ['recovery', { volumeSnapshots: { storage: { name: 'snap', kind: 'VolumeSnapshot' } } }, 'spec.bootstrap.recovery.volumeSnapshots'],
+      ['pg_basebackup', { source: 'origin' }, 'spec.bootstrap.pg_basebackup'],
     ] as const) {
       const err = refusal({ bootstrap: { [field]: value } }, ignoring('spec.backup.volumeSnapshot'));
-      assert.equal(err.field, `spec.bootstrap.${field}`);
+      assert.equal(err.field, path);
       assert.match(err.message, /no annotation accepts ignoring it/);
-      const listed = refusal({ bootstrap: { [field]: value } }, ignoring(`spec.bootstrap.${field}`));
+      const listed = refusal({ bootstrap: { [field]: value } }, ignoring(path));
       assert.equal(listed.field, `metadata.annotations.${ignoreUnsupportedFieldsAnnotation}`);
       assert.match(listed.message, /which pgim never ignores/);
     }
@@ -130,7 +130,7 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
   it('refuses what pgim does not implement, naming each field, and accepts it when the annotation lists it', () => {
     const spec = {
       backup: { volumeSnapshot: { className: 'snap' } },
-      externalClusters: [{ name: 'origin' }],
+      externalClusters: [{ name: 'origin', connectionParameters: { host: 'origin-rw' } }],
       managed: { roles: [{ name: 'alice' }] },
       tablespaces: [{ name: 't', storage: { size: '1Gi' } }],
       postgresql: { synchronous: { method: 'any', number: 1 }, ldap: { server: 'ldap' }, parameters: { work_mem: '8MB' } },
@@ -172,8 +172,13 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
     }
   });
 
-  it('a manifest with bootstrap.recovery does not parse (files mode), naming the field', () => {
+  it('a bootstrap.recovery whose source is not among externalClusters does not parse, naming the field', () => {
     const text = 'apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  bootstrap:\n    recovery:\n      source: origin\n';
-    assert.throws(() => parseClusterManifest(text, 'f.yaml'), (err: unknown) => err instanceof ConfigError && err.field === 'spec.bootstrap.recovery');
+    assert.throws(() => parseClusterManifest(text, 'f.yaml'), (err: unknown) => err instanceof ConfigError && err.field === 'spec.bootstrap.recovery.source');
+  });
+
+  it('accepts externalClusters entries with name and barmanObjectStore only', () => {
+    assert.deepEqual(unsupportedFields({ externalClusters: [{ name: 'origin', barmanObjectStore: { destinationPath: 's3://b/p' } }] }), []);
+    assert.equal(refusal({ externalClusters: [{ name: 'origin', password: { name: 's', key: 'k' } }] }).field, 'spec.externalClusters');
   });
 });
