@@ -5,6 +5,7 @@ import { passwordRotationBenchmark } from './b12-password.js';
 import { probeUnderLoadBenchmark } from './b15-probe-load.js';
 import { logPipeBenchmark } from './b16-log-pipe.js';
 import { archiveBenchmark } from './b17-archive.js';
+import { restoreBenchmark } from './b19-restore.js';
 import { timelineBenchmark } from './b13-timelines.js';
 import { bootstrapBenchmark } from './b14-bootstrap.js';
 import { shutdownBenchmark } from './b2-shutdown.js';
@@ -34,4 +35,5 @@ export const benchmarks: readonly Benchmark[] = [
   probeUnderLoadBenchmark,
   logPipeBenchmark,
   archiveBenchmark,
+  restoreBenchmark,
 ];
