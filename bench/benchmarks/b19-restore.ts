@@ -1,4 +1,4 @@
-import { appendFile, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { handFileToServiceUser, freePort, pgBinDir, serviceDirectory, sleep } from '../env.js';
@@ -164,7 +164,11 @@ export const restoreBenchmark: Benchmark = {
             const exit = await context.systems.processes.run('pgim restore', process.execPath, [
               pgimEntry, 'restore', '--config-dir', pgimConfig, '--pgdata', pgdata, '--runtime-dir', join(target, 'runtime'), '--pg-port', String(await freePort()),
             ], { logFile: join(target, 'pgim.log') }, 3_700_000);
-            if (exit.code !== 0) throw new Error(`pgim restore failed (exit ${String(exit.code)}); see ${join(target, 'pgim.log')}`);
+            if (exit.code !== 0) {
+              const kept = join(context.systems.workDir, '..', `b19-pgim-restore-${Date.now()}.log`);
+              await copyFile(join(target, 'pgim.log'), kept).catch(() => undefined);
+              throw new Error(`pgim restore failed (exit ${String(exit.code)}); its log: ${kept}`);
+            }
             restoredRows = -1;
           },
         },

@@ -272,7 +272,8 @@ export async function restoreFromBackup(options: {
       credentials: desired.credentials,
       rendered: desired.rendered,
       recoverySettings: recoverySettings(recovery.target, restoreCommand(runtimeDir, options.executable)),
-      createApplicationDatabase: false,
+      // A source that is not a CNPG cluster may lack the owner and database: created, as CNPG does when recovery names them.
+      createApplicationDatabase: true,
       signal,
       progress: (replay) => {
         progress.report(

@@ -27,7 +27,7 @@ describe('a replica falls back to the archive when streaming cannot serve it (2 
     requireBackupParts(this);
     s3 = await S3Server.start();
     cleanup.push(() => s3.stop());
-    cluster = await startLocalCluster(2, { enableSuperuserAccess: true, smartShutdownTimeout: 1, stopDelay: 20, spec: backupSpec(s3, path, { wal: { maxParallel: 2 } }) }, secrets, async (configDir) => {
+    cluster = await startLocalCluster(2, { enableSuperuserAccess: true, smartShutdownTimeout: 1, stopDelay: 20, parameters: { wal_keep_size: '0' }, spec: backupSpec(s3, path, { wal: { maxParallel: 2 } }) }, secrets, async (configDir) => {
       await writeBackupSecret(configDir, s3);
     });
     cleanup.push(() => cluster.stop());
@@ -43,10 +43,13 @@ describe('a replica falls back to the archive when streaming cannot serve it (2 
     await app(primary, 'CREATE TABLE ledger (id int, era text)');
     await app(primary, "INSERT INTO ledger SELECT g, 'before' FROM generate_series(1, 100) g");
     await eventually(async () => ((await count(replica)) === 100 ? true : undefined), 120_000, 'the replica streams');
-    const needed = String((await su(replica, 'SELECT pg_walfile_name(pg_last_wal_replay_lsn()) AS w'))[0]?.w);
+    // pg_walfile_name() is refused during recovery: the primary names the segment of the replica's position.
+    const replayed = String((await su(replica, 'SELECT pg_last_wal_replay_lsn()::text AS l'))[0]?.l);
+    const needed = String((await su(primary, `SELECT pg_walfile_name('${replayed}'::pg_lsn) AS w`))[0]?.w);
     await replica.pgim?.stop();
 
-    // The primary forgets the replica: its slot goes (pgim recreates it, reserving from now), checkpoints recycle the rest.
+    // The primary forgets the replica: its slot goes (pgim recreates it, reserving from now), checkpoints recycle the
+    // rest (wal_keep_size 0 instead of CNPG's 512MB, so a few segments suffice).
     await su(primary, "SELECT pg_drop_replication_slot('_cnpg_itest_2')");
     for (let i = 0; i < 4; i++) {
       await app(primary, `INSERT INTO ledger SELECT g, 'away ${i}' FROM generate_series(1, 1000) g`);
@@ -67,6 +70,8 @@ describe('a replica falls back to the archive when streaming cannot serve it (2 
     // And it streams again: a row written now arrives without a segment switch.
     await eventually(async () => ((await su(replica, 'SELECT status FROM pg_stat_wal_receiver').catch(() => undefined))?.[0]?.status === 'streaming' ? true : undefined), 300_000, 'streaming again');
     await app(primary, "INSERT INTO ledger VALUES (0, 'streamed')");
-    await eventually(async () => ((await count(replica)) === 4101 ? true : undefined), 120_000, 'the new row streamed');
+    await eventually(async () => ((await count(replica)) === 4101 ? true : undefined), 300_000, 'the new row streamed').catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\n${back.lines.slice(-60).join('\n')}`);
+    });
   });
 });

@@ -19,7 +19,7 @@ describe('Cluster manifest parsing', () => {
   it('applies CNPG defaults', () => {
     const c = parseClusterManifest(minimal, 'f.yaml');
     assert.equal(c.name, 'pg');
-    assert.deepEqual(c.bootstrap, { database: 'app', owner: 'app', secretName: 'pg-app' });
+    assert.deepEqual(c.bootstrap, { database: 'app', owner: 'app', secretName: 'pg-app', recovery: undefined });
     assert.equal(c.superuserSecretName, 'pg-superuser');
     assert.equal(c.enableSuperuserAccess, false);
     assert.equal(c.smartShutdownTimeoutSeconds, 180);
@@ -34,7 +34,7 @@ describe('Cluster manifest parsing', () => {
       `${minimal}  bootstrap:\n    initdb:\n      database: shop\n      secret:\n        name: shop-creds\n`,
       'f.yaml',
     );
-    assert.deepEqual(c.bootstrap, { database: 'shop', owner: 'shop', secretName: 'shop-creds' });
+    assert.deepEqual(c.bootstrap, { database: 'shop', owner: 'shop', secretName: 'shop-creds', recovery: undefined });
   });
 
   it('tolerates unknown fields (a full CNPG manifest)', () => {
