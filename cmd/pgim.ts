@@ -37,7 +37,7 @@ interface FlagSpec {
 
 const commands: Record<string, { summary: string; flags: Record<string, FlagSpec> }> = {
   run: { summary: 'bootstrap if needed, then run and supervise PostgreSQL', flags: instanceFlags },
-  init: { summary: 'initdb and bootstrap an empty PGDATA, then exit', flags: instanceFlags },
+  init: { summary: 'initdb and bootstrap an empty PGDATA (or clone an external cluster), then exit', flags: instanceFlags },
   join: { summary: 'clone the primary into an empty PGDATA (pg_basebackup over TLS), then exit', flags: instanceFlags },
   restore: { summary: 'restore spec.bootstrap.recovery (a backup and its WAL) into an empty PGDATA, then exit', flags: instanceFlags },
   switchover: {

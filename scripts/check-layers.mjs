@@ -21,7 +21,7 @@ export const layers = [
   ['backup'], // spec.backup: wal-archive, base backups, retention, Backup objects (Barman Cloud as children)
   ['desired'], // the desired state: read, validated, rendered, published once per change
   ['supervisor', 'metrics', 'webserver'], // when postgres runs; :9187; :8000
-  ['role', 'rollout'], // promote, demote, rewind, rejoin, the primary Lease, HA slots; restarts for pending settings
+  ['role', 'rollout', 'managed'], // managed roles and the pooler's role (spec.managed, Poolers); promote, demote, rewind, rejoin, the primary Lease, HA slots; restarts for pending settings
   ['reconcile'], // the loop that applies a changed desired state
   ['daemon'], // wires the pieces for run / init / join / render
 ];

@@ -35,9 +35,7 @@ export const ignoreUnsupportedFieldsAnnotation = 'pgim.io/ignoreUnsupportedField
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isEmptyList = (v: unknown): boolean => Array.isArray(v) && v.length === 0;
 const isDisabled = (v: unknown): boolean => isRecord(v) && v.enabled === false;
-/** `spec.externalClusters` entries pgim can use: an object store to restore from, nothing else. */
-const objectStoreSourcesOnly = (v: unknown): boolean =>
-  Array.isArray(v) && v.every((entry) => isRecord(entry) && Object.keys(entry).every((key) => key === 'name' || key === 'barmanObjectStore'));
+const hasNoPlugin = (v: unknown): boolean => Array.isArray(v) && v.every((entry) => !isRecord(entry) || entry.plugin === undefined);
 const is =
   (...values: unknown[]) =>
   (v: unknown): boolean =>
@@ -89,7 +87,7 @@ export const clusterFieldSupport: readonly FieldSupport[] = [
   { path: 'spec.bootstrap.initdb.postInitTemplateSQL', support: 'refused', why: 'post-init SQL is not implemented', accepts: isEmptyList, accepted: '[]' },
   { path: 'spec.bootstrap.initdb.postInitTemplateSQLRefs', support: 'refused', why: 'post-init SQL is not implemented' },
   { path: 'spec.bootstrap.initdb.import', support: 'refused', why: 'importing databases from another cluster is not implemented: pgim would create an empty database', neverIgnored: true },
-  { path: 'spec.bootstrap.pg_basebackup', support: 'refused', why: 'cloning another cluster is not implemented: pgim would initdb an empty database', neverIgnored: true },
+  { path: 'spec.bootstrap.pg_basebackup', support: 'implemented', why: 'an empty PGDATA is cloned from an externalClusters entry with pg_basebackup, then promoted (src/daemon/clone.ts)' },
   { path: 'spec.bootstrap.recovery', support: 'implemented', why: 'split below' },
   { path: 'spec.bootstrap.recovery.source', support: 'implemented', why: 'restores the backup and WAL of an externalClusters entry with barmanObjectStore (src/backup/restore.ts)' },
   { path: 'spec.bootstrap.recovery.backup', support: 'implemented', why: "restores a Backup object's backup (its status names the store and the backup id)" },
@@ -99,9 +97,10 @@ export const clusterFieldSupport: readonly FieldSupport[] = [
   { path: 'spec.bootstrap.recovery.secret', support: 'implemented', why: "the owner's credentials, applied after the restore" },
   { path: 'spec.bootstrap.recovery.volumeSnapshots', support: 'refused', why: 'recovery from volume snapshots is not implemented: pgim would initdb an empty database', neverIgnored: true },
   { path: 'spec.certificates', support: 'implemented', why: 'split below' },
-  ...['clientCASecret', 'replicationTLSSecret', 'serverCASecret', 'serverTLSSecret'].map(
-    (name): FieldSupport => ({ path: `spec.certificates.${name}`, support: 'refused', why: "user-provided certificate Secrets are not implemented: pgim reads CNPG's default Secrets (<cluster>-server, -ca, -replication)" }),
-  ),
+  { path: 'spec.certificates.clientCASecret', support: 'implemented', why: 'its ca.crt is ssl_ca_file: client and replica certificates are verified against it' },
+  { path: 'spec.certificates.replicationTLSSecret', support: 'implemented', why: "streaming_replica's client certificate (tls.crt, tls.key), checked against the client CA" },
+  { path: 'spec.certificates.serverCASecret', support: 'implemented', why: "its ca.crt is the replicas' sslrootcert: they verify the primary against it" },
+  { path: 'spec.certificates.serverTLSSecret', support: 'implemented', why: 'ssl_cert_file and ssl_key_file (tls.crt, tls.key), checked against the server CA' },
   { path: 'spec.certificates.serverAltDNSNames', support: 'operator', why: 'the operator puts them into the server certificate it issues' },
   { path: 'spec.description', support: 'operator', why: 'a description for people' },
   { path: 'spec.enablePDB', support: 'operator', why: 'the operator creates the PodDisruptionBudget' },
@@ -110,7 +109,7 @@ export const clusterFieldSupport: readonly FieldSupport[] = [
   { path: 'spec.envFrom', support: 'operator', why: podTemplate },
   { path: 'spec.ephemeralVolumeSource', support: 'operator', why: storage },
   { path: 'spec.ephemeralVolumesSizeLimit', support: 'operator', why: storage },
-  { path: 'spec.externalClusters', support: 'implemented', why: 'recovery sources: an entry with name and barmanObjectStore; connections to other clusters (connectionParameters, password, sslCert, sslKey, sslRootCert) and plugins are not implemented', accepts: objectStoreSourcesOnly, accepted: 'entries with name and barmanObjectStore only' },
+  { path: 'spec.externalClusters', support: 'implemented', why: 'the servers bootstrap.pg_basebackup clones and a replica cluster follows (CNPG-I plugins refused)', accepts: hasNoPlugin, accepted: 'entries without plugin' },
   { path: 'spec.failoverDelay', support: 'operator', why: 'the operator decides when to fail over' },
   { path: 'spec.imageCatalogRef', support: 'operator', why: 'the operator chooses the image' },
   { path: 'spec.imageName', support: 'operator', why: 'the operator chooses the image' },
@@ -121,7 +120,7 @@ export const clusterFieldSupport: readonly FieldSupport[] = [
   { path: 'spec.livenessProbeTimeout', support: 'operator', why: "the liveness probe's settings in the pod spec" },
   { path: 'spec.logLevel', support: 'operator', why: 'the operator passes it as --log-level' },
   { path: 'spec.managed', support: 'implemented', why: 'split below' },
-  { path: 'spec.managed.roles', support: 'refused', why: 'declarative role management is not implemented: the roles would not be created', accepts: isEmptyList, accepted: '[]' },
+  { path: 'spec.managed.roles', support: 'implemented', why: 'roles created, altered and dropped on the primary as CNPG does, passwords as SCRAM verifiers, status in managedRolesStatus' },
   { path: 'spec.managed.services', support: 'operator', why: 'the operator creates the Services' },
   { path: 'spec.maxSyncReplicas', support: 'refused', why: 'synchronous replication is not implemented', accepts: is(0), accepted: '0' },
   { path: 'spec.minSyncReplicas', support: 'refused', why: 'synchronous replication is not implemented', accepts: is(0), accepted: '0' },
@@ -146,7 +145,7 @@ export const clusterFieldSupport: readonly FieldSupport[] = [
   { path: 'spec.postgresql.pg_ident', support: 'implemented', why: 'rendered into pg_ident.conf' },
   { path: 'spec.postgresql.enableAlterSystem', support: 'refused', why: 'ALTER SYSTEM stays as PostgreSQL 15 has it', accepts: is(false), accepted: 'false' },
   { path: 'spec.postgresql.extensions', support: 'refused', why: 'extension image volumes are not implemented', accepts: isEmptyList, accepted: '[]' },
-  { path: 'spec.postgresql.ldap', support: 'refused', why: 'LDAP authentication rules are not implemented: the pg_hba rules would be missing' },
+  { path: 'spec.postgresql.ldap', support: 'implemented', why: "CNPG's LDAP pg_hba rule, the bind password read from its Secret" },
   { path: 'spec.postgresql.promotionTimeout', support: 'refused', why: 'pgim waits for a promotion without a configurable limit' },
   { path: 'spec.postgresql.shared_preload_libraries', support: 'refused', why: 'managed shared_preload_libraries are not implemented', accepts: isEmptyList, accepted: '[]' },
   { path: 'spec.postgresql.syncReplicaElectionConstraint', support: 'refused', why: 'synchronous replication is not implemented', accepts: isDisabled, accepted: '{enabled: false}' },
@@ -168,7 +167,7 @@ export const clusterFieldSupport: readonly FieldSupport[] = [
   ...probeTimings('spec.probes.liveness'),
   { path: 'spec.probes.liveness.isolationCheck', support: 'refused', why: "the liveness probe's isolation check (the primary asks the API server and its replicas) is not implemented", accepts: isDisabled, accepted: '{enabled: false}' },
   { path: 'spec.projectedVolumeTemplate', support: 'operator', why: storage },
-  { path: 'spec.replica', support: 'refused', why: 'replica clusters are not implemented: pgim would run an independent primary', accepts: isDisabled, accepted: '{enabled: false}', neverIgnored: true },
+  { path: 'spec.replica', support: 'implemented', why: 'replica clusters: the designated primary streams from the source, promotion by enabled: false or primary == self (promotionToken and minApplyDelay refused by the schema)' },
   { path: 'spec.replicationSlots', support: 'implemented', why: 'split below' },
   { path: 'spec.replicationSlots.highAvailability', support: 'implemented', why: 'split below' },
   { path: 'spec.replicationSlots.highAvailability.enabled', support: 'implemented', why: 'the primary keeps an HA slot per replica', accepts: is(true), accepted: 'true' },

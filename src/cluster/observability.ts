@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { isReplicaCluster } from './external-clusters.js';
+import { certificatesSchema, resolveCertificateSecrets } from './certificates.js';
 import { isObjectName } from './names.js';
 import { parseGoDuration, parseQuantity } from './units.js';
 
@@ -19,7 +21,7 @@ export interface ObservabilitySpec {
 
 /** The Cluster fields behind CNPG's cluster-level `cnpg_collector_*` gauges. */
 export interface ClusterMetricFacts {
-  /** `spec.replica.enabled`: a replica cluster (`cnpg_collector_replica_mode`). */
+  /** CNPG's `IsReplica` (`spec.replica.enabled`, or `primary` naming another cluster): `cnpg_collector_replica_mode`. */
   readonly replicaMode: boolean;
   readonly minSyncReplicas: number;
   readonly maxSyncReplicas: number;
@@ -98,11 +100,11 @@ export const probesSchema = z.object({ startup: probe.optional(), readiness: pro
 
 export const observabilityManifestSchema = z
   .object({
-    spec: z.object({ monitoring: monitoringSchema.optional(), probes: probesSchema.optional() }).loose(),
+    spec: z.object({ monitoring: monitoringSchema.optional(), probes: probesSchema.optional(), certificates: certificatesSchema.optional() }).loose(),
     status: z
       .object({
         operatorCertificateFingerprint: z.string().optional(),
-        certificates: z.object({ serverTLSSecret: z.string().optional() }).loose().optional(),
+        certificates: certificatesSchema.optional(),
       })
       .loose()
       .optional(),
@@ -116,7 +118,7 @@ const clusterFactsSchema = z
   .object({
     spec: z
       .object({
-        replica: lenient(z.object({ enabled: lenient(z.boolean()) }).loose()),
+        replica: lenient(z.object({ enabled: lenient(z.boolean()), source: z.string().catch(''), primary: lenient(z.string()), self: lenient(z.string()) }).loose()),
         minSyncReplicas: lenient(z.number().int().min(0)),
         maxSyncReplicas: lenient(z.number().int().min(0)),
       })
@@ -137,12 +139,12 @@ const clusterFactsSchema = z
   })
   .loose();
 
-function clusterFacts(manifest: unknown): ClusterMetricFacts {
+function clusterFacts(manifest: unknown, name: string): ClusterMetricFacts {
   const parsed = clusterFactsSchema.safeParse(manifest);
   const spec = parsed.success ? parsed.data.spec : {};
   const status = parsed.success ? parsed.data.status : undefined;
   return {
-    replicaMode: spec.replica?.enabled === true,
+    replicaMode: isReplicaCluster(spec.replica, name),
     minSyncReplicas: spec.minSyncReplicas ?? 0,
     maxSyncReplicas: spec.maxSyncReplicas ?? 0,
     phase: status?.phase,
@@ -180,7 +182,7 @@ export function resolveObservability(manifest: ObservabilityManifest, clusterNam
     },
     probes: { startup: resolveProbe(probes?.startup), readiness: resolveProbe(probes?.readiness) },
     operatorCertificateFingerprint: fingerprint === '' ? undefined : fingerprint,
-    serverTlsSecretName: status?.certificates?.serverTLSSecret ?? `${clusterName}-server`,
-    clusterFacts: clusterFacts(manifest),
+    serverTlsSecretName: resolveCertificateSecrets(manifest.spec.certificates, status?.certificates, clusterName).serverTLS,
+    clusterFacts: clusterFacts(manifest, clusterName),
   };
 }

@@ -33,15 +33,12 @@ export const recoverySchema = z
   })
   .loose();
 
-export const externalClusterSchema = z
-  .object({
-    name: z.string().min(1, 'must not be empty'),
-    barmanObjectStore: barmanObjectStoreSchema.optional(),
-  })
-  .loose();
-
 export type RecoveryManifest = z.infer<typeof recoverySchema>;
-export type ExternalClusterManifest = z.infer<typeof externalClusterSchema>;
+/** An `externalClusters[]` entry as the schema leaves it (its barmanObjectStore is parsed here). */
+export interface ExternalClusterManifest {
+  readonly name: string;
+  readonly barmanObjectStore?: unknown;
+}
 
 /** Where the base backup and the WAL come from. */
 export type RecoveryOrigin =
@@ -169,8 +166,14 @@ export function resolveRecovery(
   if (external.barmanObjectStore === undefined) {
     throw new ConfigError(source, storeField, `is required: pgim restores "${sourceName}" from its object store`);
   }
+  const parsed = barmanObjectStoreSchema.safeParse(external.barmanObjectStore);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const at = (issue?.path ?? []).map(String).join('.');
+    throw new ConfigError(source, at === '' ? storeField : `${storeField}.${at}`, issue?.message ?? 'is invalid');
+  }
   // CNPG's ExternalCluster.GetServerName: the store's serverName, else the entry's name.
-  const store = resolveStore(external.barmanObjectStore, external.name);
+  const store = resolveStore(parsed.data, external.name);
   const own = backup.barmanObjectStore;
   if (own !== undefined && own.destinationPath.replace(/\/+$/, '') === store.destinationPath.replace(/\/+$/, '') && own.serverName === store.serverName) {
     throw new ConfigError(

@@ -1,8 +1,12 @@
 import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
 import { backupSchema, resolveBackup, type BackupConfiguration } from './backup.js';
+import { certificatesSchema, resolveCertificateSecrets, type CertificateSecrets } from './certificates.js';
+import { cloneSource, externalClusterSchema, replicaSchema, resolveExternalSources, type ExternalSources } from './external-clusters.js';
 import { refuseUnsupportedFields } from './field-support.js';
-import { externalClusterSchema, recoverySchema, resolveRecovery, type RecoveryConfiguration } from './recovery.js';
+import { recoverySchema, resolveRecovery, type RecoveryConfiguration } from './recovery.js';
+import { managedSchema, resolveManagedRoles, type ManagedRole } from './managed-roles.js';
+import { ldapSchema, resolveLdap, type LdapConfiguration } from './ldap.js';
 import { isDnsLabel, isObjectName } from './names.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
 
@@ -52,11 +56,13 @@ export const clusterManifestSchema = z
             parameters: z.record(z.string(), z.string({ error: 'must be a string (quote the value in YAML)' })).default({}),
             pg_hba: z.array(z.string({ error: 'must be a string' })).default([]),
             pg_ident: z.array(z.string({ error: 'must be a string' })).default([]),
+            ldap: ldapSchema.optional(),
           })
           .loose()
           .default({ parameters: {}, pg_hba: [], pg_ident: [] }),
-        bootstrap: z.object({ initdb: initdb.optional(), recovery: recoverySchema.optional() }).loose().optional(),
+        bootstrap: z.object({ initdb: initdb.optional(), pg_basebackup: initdb.extend({ source: cloneSource }).optional(), recovery: recoverySchema.optional() }).loose().optional(),
         externalClusters: z.array(externalClusterSchema).optional(),
+        replica: replicaSchema.optional(),
         enableSuperuserAccess: z.boolean().default(false),
         superuserSecret: secretRef.optional(),
         smartShutdownTimeout: seconds.default(180),
@@ -66,6 +72,8 @@ export const clusterManifestSchema = z
         monitoring: monitoringSchema.optional(),
         probes: probesSchema.optional(),
         backup: backupSchema.optional(),
+        managed: managedSchema.optional(),
+        certificates: certificatesSchema.optional(),
       })
       .loose(),
     status: z
@@ -73,7 +81,12 @@ export const clusterManifestSchema = z
         targetPrimary: z.string().optional(),
         currentPrimary: z.string().optional(),
         operatorCertificateFingerprint: z.string().optional(),
-        certificates: z.object({ serverTLSSecret: z.string().optional() }).loose().optional(),
+        certificates: certificatesSchema.optional(),
+        managedRolesStatus: z
+          .object({ passwordStatus: z.record(z.string(), z.object({ transactionID: z.number().optional(), resourceVersion: z.string().optional() }).loose()).optional() })
+          .loose()
+          .optional(),
+        poolerIntegrations: z.object({ pgBouncerIntegration: z.object({ secrets: z.array(z.string()).optional() }).loose().optional() }).loose().optional(),
       })
       .loose()
       .optional(),
@@ -91,6 +104,10 @@ export interface Cluster {
   readonly parameters: Readonly<Record<string, string>>;
   readonly pgHba: readonly string[];
   readonly pgIdent: readonly string[];
+  /** spec.postgresql.ldap, when it asks for LDAP authentication (a pg_hba rule before the default one). */
+  readonly ldap: LdapConfiguration | undefined;
+  /** spec.certificates (else status.certificates, else CNPG's defaults): the Secrets the TLS material comes from. */
+  readonly certificates: CertificateSecrets;
   readonly bootstrap: {
     readonly database: string;
     readonly owner: string;
@@ -111,6 +128,14 @@ export interface Cluster {
   readonly observability: ObservabilitySpec;
   /** spec.backup: the object store WAL and base backups go to, retention, the backup target. */
   readonly backup: BackupConfiguration;
+  /** spec.managed.roles, checked as CNPG's webhook does. */
+  readonly managedRoles: readonly ManagedRole[];
+  /** status.managedRolesStatus.passwordStatus: which Secret version and transaction each managed role last got. */
+  readonly managedRolesPasswordStatus: Readonly<Record<string, { transactionID: number; resourceVersion: string }>>;
+  /** status.poolerIntegrations.pgBouncerIntegration.secrets: CNPG's operator lists the PgBouncer Poolers it integrates. */
+  readonly pgBouncerIntegrationSecrets: readonly string[];
+  /** spec.externalClusters, the clone source of bootstrap.pg_basebackup, spec.replica (a replica cluster). */
+  readonly external: ExternalSources;
   /** Fields pgim does not implement that the `pgim.io/ignoreUnsupportedFields` annotation accepts ignoring. */
   readonly ignoredFields: readonly string[];
 }
@@ -122,9 +147,10 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
   if (spec.bootstrap?.initdb !== undefined && spec.bootstrap.recovery !== undefined) {
     throw new ConfigError(source, 'spec.bootstrap', 'sets both initdb and recovery: only one bootstrap method is allowed');
   }
-  // CNPG's recovery bootstrap names the application database, owner and Secret as initdb does.
-  const app = spec.bootstrap?.initdb ?? spec.bootstrap?.recovery;
-  const database = app?.database ?? 'app';
+  // pg_basebackup's and recovery's application database, owner and Secret are the ones pgim creates or sets after
+  // the clone or the restore.
+  const appSpec = spec.bootstrap?.initdb ?? spec.bootstrap?.pg_basebackup ?? spec.bootstrap?.recovery;
+  const database = appSpec?.database ?? 'app';
   const backup = resolveBackup(spec.backup, metadata.name);
   return {
     name: metadata.name,
@@ -134,10 +160,12 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     parameters: spec.postgresql.parameters,
     pgHba: spec.postgresql.pg_hba,
     pgIdent: spec.postgresql.pg_ident,
+    ldap: resolveLdap(spec.postgresql.ldap),
+    certificates: resolveCertificateSecrets(spec.certificates, status?.certificates, metadata.name),
     bootstrap: {
       database,
-      owner: app?.owner ?? database,
-      secretName: app?.secret?.name ?? `${metadata.name}-app`,
+      owner: appSpec?.owner ?? database,
+      secretName: appSpec?.secret?.name ?? `${metadata.name}-app`,
       recovery: resolveRecovery(spec.bootstrap?.recovery, spec.externalClusters, backup, source),
     },
     enableSuperuserAccess: spec.enableSuperuserAccess,
@@ -150,6 +178,12 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     currentPrimary: status?.currentPrimary,
     observability: resolveObservability(manifest, metadata.name),
     backup,
+    managedRoles: resolveManagedRoles(spec.managed, spec.bootstrap?.initdb?.owner ?? database, source),
+    managedRolesPasswordStatus: Object.fromEntries(
+      Object.entries(status?.managedRolesStatus?.passwordStatus ?? {}).map(([role, state]) => [role, { transactionID: state.transactionID ?? 0, resourceVersion: state.resourceVersion ?? '' }]),
+    ),
+    pgBouncerIntegrationSecrets: status?.poolerIntegrations?.pgBouncerIntegration?.secrets ?? [],
+    external: resolveExternalSources(spec, metadata.name, source),
     ignoredFields,
   };
 }

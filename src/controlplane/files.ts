@@ -1,5 +1,5 @@
 import { watch as watchFs, type FSWatcher } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -10,7 +10,8 @@ import { ConfigError } from '../errors/index.js';
 import { decodeManifest } from '../cluster/utf8.js';
 import { writeFileAtomic } from '../fs/atomic.js';
 import { ConfinedReadError, isValidObjectKey, permissionDenied, readConfined } from '../fs/confined.js';
-import type { BackupObject, ControlPlane, ObjectData } from './types.js';
+import { z } from 'zod';
+import { withObjectVersion, type BackupObject, type ControlPlane, type ObjectData, type PoolerObject } from './types.js';
 
 const watchDebounceMs = 150;
 /**
@@ -100,8 +101,9 @@ export class FilesControlPlane implements ControlPlane {
   }
 
   /** ReadOptions change nothing here: a folder pgim cannot read is an error whether the object is optional or not. */
-  readSecret(name: string): Promise<ObjectData | undefined> {
-    return this.readObject('secrets', 'secret', name);
+  async readSecret(name: string): Promise<ObjectData | undefined> {
+    const data = await this.readObject('secrets', 'secret', name);
+    return data === undefined ? undefined : withObjectVersion(data, contentVersion(data));
   }
 
   readConfigMap(name: string): Promise<ObjectData | undefined> {
@@ -221,4 +223,45 @@ export class FilesControlPlane implements ControlPlane {
   deleteBackup(): Promise<void> {
     return Promise.resolve();
   }
+
+  /** `poolers/<name>.yaml`: Pooler manifests, as `kubectl apply` would take them. */
+  async listPoolers(): Promise<PoolerObject[]> {
+    const folder = join(this.dir, 'poolers');
+    let entries: string[];
+    try {
+      entries = (await readdir(folder)).filter((f) => /\.ya?ml$/.test(f)).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const poolers: PoolerObject[] = [];
+    for (const entry of entries) {
+      const file = join(folder, entry);
+      const manifest = poolerManifest.safeParse(parseDocument(decodeManifest(await readConfined(folder, entry, maxObjectBytes), file)).toJS({ maxAliasCount: 100 }));
+      if (!manifest.success) {
+        const issue = manifest.error.issues[0];
+        throw new ConfigError(file, issue?.path.join('.') ?? '', issue?.message ?? 'is not a Pooler manifest');
+      }
+      const { metadata, spec } = manifest.data;
+      poolers.push({ name: metadata.name, spec: { cluster: spec.cluster, ...(spec.pgbouncer === undefined ? {} : { pgbouncer: spec.pgbouncer }) } });
+    }
+    return poolers;
+  }
+}
+
+const poolerManifest = z.object({
+  apiVersion: z.literal('postgresql.cnpg.io/v1', { error: 'must be postgresql.cnpg.io/v1' }),
+  kind: z.literal('Pooler', { error: 'must be Pooler' }),
+  metadata: z.object({ name: z.string().refine(isObjectName, 'must be a Kubernetes object name') }).loose(),
+  spec: z.object({ cluster: z.object({ name: z.string() }).loose(), pgbouncer: z.object({ authQuerySecret: z.unknown().optional() }).loose().optional() }).loose(),
+});
+
+/** Keyed with a per-process random key: a version changes with the content and cannot be used to guess it. */
+const versionKey = randomBytes(32);
+
+/** A files-mode Secret's version (Kubernetes has resourceVersion): a keyed digest of its keys and values. */
+function contentVersion(data: ObjectData): string {
+  const mac = createHmac('sha256', versionKey);
+  for (const [key, value] of [...data].sort(([a], [b]) => (a < b ? -1 : 1))) mac.update(`${key}\0${value.length}\0`).update(value);
+  return mac.digest('hex').slice(0, 16);
 }

@@ -3,7 +3,8 @@ import type { KubernetesOptions } from '../options/index.js';
 import { FilesControlPlane } from './files.js';
 import type { ControlPlane } from './types.js';
 
-export type { BackupObject, ClusterCondition, ControlPlane, InstanceStatusReport, ObjectData, ReadOptions } from './types.js';
+export type { BackupObject, ClusterCondition, ControlPlane, InstanceStatusReport, ManagedRolesStatus, ObjectData, PoolerObject, ReadOptions } from './types.js';
+export { objectVersion } from './types.js';
 export { phases, PrimaryLeaseError } from './types.js';
 
 export interface ControlPlaneOptions {

@@ -15,7 +15,7 @@ import { getNamedObject, NamedObjectWatch } from './kubernetes/object-watch.js';
 import { configMapData, objectContentFingerprint, secretData } from './kubernetes/objects.js';
 import { actionFields, backups, clusters, collectionPath, configMaps, isRecord, objectPath, secrets, type KubeObject, type ResourceType } from './kubernetes/resources.js';
 import { fieldManager, StatusReporter } from './kubernetes/status.js';
-import type { BackupObject, ControlPlane, InstanceStatusReport, ObjectData, ReadOptions } from './types.js';
+import type { BackupObject, ControlPlane, InstanceStatusReport, ObjectData, PoolerObject, ReadOptions } from './types.js';
 
 /** A fresh GET of every followed object this often, whatever the watches say. */
 const resyncMs = 60_000;
@@ -232,6 +232,15 @@ export class KubernetesControlPlane implements ControlPlane {
     } catch (err) {
       if (!isApiStatus(err, 404)) throw err;
     }
+  }
+
+  /**
+   * None read here: as in CloudNativePG, the operator lists the Cluster's Poolers and writes the ones the instance
+   * must serve into `status.poolerIntegrations`, which the Cluster brings. The instance's Role has no namespace-wide
+   * list of anything.
+   */
+  listPoolers(): Promise<PoolerObject[]> {
+    return Promise.resolve([]);
   }
 
   /** A GET that records what the reconciler consumed; a failure schedules a retry (the change must not be lost). */

@@ -1,7 +1,27 @@
 import type { Cluster } from '../cluster/schema.js';
+import type { ManagedRolesStatus } from '../instance/state.js';
+
+export type { ManagedRolesStatus } from '../instance/state.js';
 
 /** A Secret's or ConfigMap's data: key -> raw bytes, as Kubernetes stores them. */
 export type ObjectData = ReadonlyMap<string, Buffer>;
+
+const objectVersions = new WeakMap<ObjectData, string>();
+
+/** Records which version of its object `data` is (the Secret's resourceVersion, or a keyed digest in files mode). */
+export function withObjectVersion(data: ObjectData, version: string): ObjectData {
+  objectVersions.set(data, version);
+  return data;
+}
+
+/**
+ * The version of the object `data` was read from: it changes whenever the object does, and tells nothing about its
+ * content (a password Secret's version is shown in status).
+ */
+export function objectVersion(data: ObjectData): string {
+  return objectVersions.get(data) ?? '';
+}
+
 
 export interface ReadOptions {
   /**
@@ -42,6 +62,8 @@ export interface InstanceStatusReport {
   readonly firstRecoverabilityPoint?: string;
   readonly lastSuccessfulBackup?: string;
   readonly lastFailedBackup?: string;
+  /** Replaces `status.managedRolesStatus` as a whole (keys it no longer has are removed). */
+  readonly managedRolesStatus?: ManagedRolesStatus;
 }
 
 /** A `postgresql.cnpg.io/v1` Backup object, as far as an instance reads it. */
@@ -50,6 +72,15 @@ export interface BackupObject {
   readonly creationTimestamp: string;
   readonly spec: { readonly cluster?: { readonly name?: string }; readonly method?: string; readonly target?: string };
   readonly status: Readonly<Record<string, unknown>>;
+}
+
+/** A `postgresql.cnpg.io/v1` Pooler, as far as an instance reads it. */
+export interface PoolerObject {
+  readonly name: string;
+  readonly spec: {
+    readonly cluster?: { readonly name?: string };
+    readonly pgbouncer?: { readonly authQuerySecret?: unknown };
+  };
 }
 
 /**
@@ -100,4 +131,9 @@ export interface ControlPlane {
   /** Merge-patches a Backup's status subresource. */
   patchBackupStatus(name: string, status: Record<string, unknown>): Promise<void>;
   deleteBackup(name: string): Promise<void>;
+  /**
+   * Files mode: the Pooler manifests of the config folder (`poolers/*.yaml`); throws ConfigError naming a file that
+   * is not one. Kubernetes mode: none (CNPG's operator lists them and writes `status.poolerIntegrations`).
+   */
+  listPoolers(): Promise<PoolerObject[]>;
 }

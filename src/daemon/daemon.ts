@@ -20,6 +20,7 @@ import { prepareFilesystem } from './prepare.js';
 import { startBackups } from './backups.js';
 import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
 import { bootstrapOrRestore } from './bootstrap.js';
+import { cloneExternalCluster, cloneSource, refuseDemotionAtStart } from './clone.js';
 import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, httpBindAddress, load, openInstance } from './startup.js';
 
 /**
@@ -143,6 +144,7 @@ export class Daemon {
       // Certificates first: a bootstrap starts postgres with ssl on, and a replica joins with its client certificate.
       await reconciler.writeRuntimeFiles();
       const dataDirectory = await instance.inspectDataDirectory();
+      if (dataDirectory !== 'empty') await refuseDemotionAtStart(instance, desired);
       const formerPrimary = dataDirectory !== 'empty' && !desired.topology.isPrimary && !(await instance.isStandby());
       // A bootstrap, a clone or a rewind takes long: the probes must answer all along.
       if (dataDirectory === 'empty' || formerPrimary) await startServers();
@@ -185,7 +187,10 @@ export class Daemon {
     }
   }
 
-  /** An empty PGDATA: the target primary bootstraps a new cluster, a replica clones the primary. */
+  /**
+   * An empty PGDATA: the target primary bootstraps a new cluster (initdb), or clones an external cluster
+   * (`bootstrap.pg_basebackup`, a replica cluster's designated primary); a replica clones the primary.
+   */
   private async createDataDirectory(step: {
     desired: DesiredState;
     instance: PostgresInstance;
@@ -197,7 +202,11 @@ export class Daemon {
   }): Promise<void> {
     const { desired, instance, state, logger, controlPlane, supervisor, reconciler } = step;
     state.phase = 'bootstrapping';
-    if (desired.topology.isPrimary) {
+    if (cloneSource(desired) !== undefined) {
+      await cloneExternalCluster(instance, desired, logger, supervisor.stopSignal);
+      if (desired.replicaSource === undefined) reconciler.markCredentialsApplied();
+      await controlPlane.reportStatus({ currentPrimary: state.podName, currentPrimaryTimestamp: new Date().toISOString() });
+    } else if (desired.topology.isPrimary) {
       const restoring = desired.cluster.bootstrap.recovery !== undefined;
       logger.info({ pgdata: this.options.pgdata }, restoring ? 'PGDATA is empty: restoring a backup (spec.bootstrap.recovery)' : 'PGDATA is empty: bootstrapping a new cluster');
       await bootstrapOrRestore(desired, instance, logger, supervisor.stopSignal);

@@ -14,6 +14,7 @@ import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
 import { Daemon } from './daemon.js';
 import { bootstrapOrRestore } from './bootstrap.js';
 import { prepareFilesystem } from './prepare.js';
+import { cloneExternalCluster, cloneSource } from './clone.js';
 import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, load, openInstance, refuseUnlessPostgresAccepts } from './startup.js';
 
 /** For one-shot commands: SIGTERM or SIGINT aborts the running tool (initdb, pg_basebackup), which cleans up. */
@@ -61,24 +62,37 @@ async function oneShot(options: InstanceOptions, body: (context: OneShot) => Pro
   }
 }
 
-/** `pgim init`: bootstrap an empty PGDATA and exit. A PGDATA that already holds a cluster is left as it is. */
+/**
+ * `pgim init`: bootstrap an empty PGDATA and exit (initdb, or a clone of an external cluster for
+ * `bootstrap.pg_basebackup` and a replica cluster, CNPG's `instance pgbasebackup`). A PGDATA that already holds a
+ * cluster is left as it is.
+ */
 export function initCommand(options: InstanceOptions): Promise<number> {
   return oneShot(options, async ({ desired, instance, logger, signal }) => {
     if ((await instance.inspectDataDirectory()) === 'initialized') {
       logger.info({ pgdata: options.pgdata }, 'PGDATA already holds a cluster; nothing to initialise');
       return ExitCode.ok;
     }
-    logger.info({ pgdata: options.pgdata }, 'bootstrapping a new cluster');
+    const clone = cloneSource(desired) !== undefined;
+    const { external } = desired.cluster;
+    if (!clone && (external.clone ?? external.replica) !== undefined) {
+      // Never an initdb for a manifest that asks for a clone: another instance is the one that clones.
+      throw new Error(`${desired.topology.self} is not the target primary: it does not clone the external cluster (use pgim join)`);
+    }
+    if (!clone) logger.info({ pgdata: options.pgdata }, 'bootstrapping a new cluster');
     // Certificates first, as in `run`: with TLS Secrets the bootstrap's own start already has ssl on.
     await writeRuntimeFiles(desired, logger);
     const logPipe = new LogPipe(desired.layout.logDir, logger);
     await logPipe.start();
     try {
-      await bootstrapOrRestore(desired, instance, logger, signal);
+      if (clone) {
+        await cloneExternalCluster(instance, desired, logger, signal);
+        await instance.writeConfiguration(desired.rendered);
+      } else await bootstrapOrRestore(desired, instance, logger, signal);
     } finally {
       logPipe.stop();
     }
-    logger.info('bootstrap complete');
+    logger.info(clone ? 'clone complete' : 'bootstrap complete');
     return ExitCode.ok;
   });
 }

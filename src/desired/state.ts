@@ -3,10 +3,12 @@ import { restoreCommand } from '../backup/restore-runtime.js';
 import type { Cluster } from '../cluster/schema.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import { resolveCredentials, type Credentials } from '../credentials/index.js';
+import { readLdapBindPassword } from '../credentials/ldap.js';
 import type { InstanceOptions, RuntimeLayout } from '../options/index.js';
 import { podNameFor, runtimeLayout } from '../options/index.js';
 import { ConfigError } from '../errors/index.js';
-import { replicationConninfo } from '../replication/conninfo.js';
+import { conninfoValue, replicationConninfo } from '../replication/conninfo.js';
+import { loadExternalConnection, type ExternalConnection } from '../replication/external.js';
 import { haSlotName, resolveTopology, type Topology } from '../replication/topology.js';
 import { certificatePaths } from '../tls/files.js';
 import { loadTlsMaterial, type TlsMaterial } from '../tls/material.js';
@@ -27,6 +29,8 @@ export interface DesiredState {
   topology: Topology;
   /** spec.backup's credentials, read from their Secrets. */
   backup: BackupState;
+  /** A replica cluster's designated primary (this instance): how it reaches `spec.replica.source`. */
+  replicaSource: ExternalConnection | undefined;
 }
 
 /**
@@ -38,9 +42,12 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
   const credentials = await resolveCredentials(controlPlane, cluster);
   const osUser = isRoot() ? lookupUser(options.user).name : currentOsUserName();
   const layout = runtimeLayout(options.runtimeDir);
-  const tls = await loadTlsMaterial(controlPlane, cluster.name);
+  const tls = await loadTlsMaterial(controlPlane, cluster.certificates);
   const topology = await resolveTopology(cluster, podNameFor(options, cluster.name), controlPlane);
   const backup = await loadBackupState(controlPlane, cluster);
+  const replica = cluster.external.replica;
+  const replicaSource = replica !== undefined && topology.isPrimary ? await loadExternalConnection(controlPlane, replica.source, layout.root) : undefined;
+  const ldapBindPassword = await readLdapBindPassword(controlPlane, cluster);
   const rendered = renderConfiguration({
     cluster,
     source: controlPlane.clusterSource,
@@ -50,20 +57,32 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
     socketDirectory: layout.socketDir,
     logDirectory: layout.logDir,
     ...(tls === undefined ? {} : { tls: { certificatesDirectory: layout.certificatesDir, fingerprint: tls.fingerprint } }),
-    ...(topology.isPrimary
-      ? {}
-      : {
-          replication: {
-            ...replicaSettings(topology, tls, layout, controlPlane.clusterSource),
-            ...(cluster.backup.barmanObjectStore === undefined ? {} : { restoreCommand: restoreCommand(layout.root) }),
-          },
-        }),
+    ...(replicaSource !== undefined
+      ? { replication: designatedPrimarySettings(replicaSource, topology.self) }
+      : topology.isPrimary
+        ? {}
+        : {
+            replication: {
+              ...replicaSettings(topology, tls, layout, controlPlane.clusterSource),
+              ...(cluster.backup.barmanObjectStore === undefined ? {} : { restoreCommand: restoreCommand(layout.root) }),
+            },
+          }),
     // Archiving only with an object store: CNPG turns archive_mode on for every cluster, but without a store each
     // segment would cost a process start for nothing. Adding a store later needs a restart (done in place when
     // primaryUpdateStrategy is unsupervised).
     ...(cluster.backup.barmanObjectStore === undefined ? {} : { archiveCommand: archiveCommand(layout.root) }),
+    ...(ldapBindPassword === undefined ? {} : { ldapBindPassword }),
   });
-  return { controlPlane, cluster, credentials, rendered, layout, osUser, port: options.pgPort, tls, topology, backup };
+  return { controlPlane, cluster, credentials, rendered, layout, osUser, port: options.pgPort, tls, topology, backup, replicaSource };
+}
+
+/**
+ * A replica cluster's designated primary streams from the source cluster with the externalClusters entry's
+ * conninfo (no slot there, CNPG's UpdateReplicaConfiguration), named after itself unless the entry names it.
+ */
+function designatedPrimarySettings(source: ExternalConnection, self: string): { primaryConninfo: string; slotName: undefined } {
+  const named = /(^|\s)application_name=/.test(source.conninfo);
+  return { primaryConninfo: named ? source.conninfo : `${source.conninfo} application_name=${conninfoValue(self)}`, slotName: undefined };
 }
 
 /** How a replica reaches its primary: by certificate, verify-full when the primary's name is in its certificate. */

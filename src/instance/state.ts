@@ -10,6 +10,13 @@ export interface PostmasterInfo {
   startTicks: string | undefined;
 }
 
+/** CNPG's ManagedRoles status (`status.managedRolesStatus`), as the primary reports it. */
+export interface ManagedRolesStatus {
+  readonly byStatus?: Readonly<Record<string, readonly string[]>>;
+  readonly cannotReconcile?: Readonly<Record<string, readonly string[]>>;
+  readonly passwordStatus?: Readonly<Record<string, { readonly transactionID?: number; readonly resourceVersion?: string }>>;
+}
+
 /**
  * The one place that holds what pgim knows about its instance. The supervisor writes it; the status and metrics
  * servers only read it, so a probe never drives anything.
@@ -37,6 +44,8 @@ export class InstanceState {
   securityWarnings: readonly { kind: string; field: string; message: string }[] = [];
   /** The TLS certificates in use, for expiry metrics and status. */
   certificates: { secret: string; notAfter: Date; serial: string }[] = [];
+  /** spec.managed.roles as last reconciled on this primary; undefined when no role is managed here. */
+  managedRolesStatus: ManagedRolesStatus | undefined;
 
   constructor(
     readonly clusterName: string,

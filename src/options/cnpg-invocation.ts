@@ -42,6 +42,7 @@ const jobSuffixes: Readonly<Record<string, readonly string[]>> = {
   init: ['-initdb', '-import'],
   restore: ['-full-recovery'],
   join: ['-join'],
+  pgbasebackup: ['-pgbasebackup'],
 };
 
 /** The initdb options CNPG's operator generates (pkg/specs/jobs.go buildInitDBFlags); anything else is refused. */
@@ -132,6 +133,11 @@ const flagSets: Readonly<Record<string, Readonly<Record<string, FlagDef>>>> = {
     ...instanceIdentity,
     'pg-wal': { takesValue: true },
   },
+  /** CNPG's `instance pgbasebackup` (bootstrap.pg_basebackup): pgim's `init`, which clones such a manifest. */
+  pgbasebackup: {
+    ...instanceIdentity,
+    'pg-wal': { takesValue: true },
+  },
   status: {},
 };
 
@@ -147,7 +153,6 @@ const globalFlags: Readonly<Record<string, FlagDef>> = {
 /** CNPG subcommands pgim does not implement yet, and what they would do. */
 const notYet: Readonly<Record<string, string>> = {
   restoresnapshot: 'recovery from a volume snapshot',
-  pgbasebackup: 'bootstrap from another cluster with pg_basebackup (bootstrap.pg_basebackup)',
   upgrade: 'a major upgrade with pg_upgrade',
 };
 
@@ -249,7 +254,7 @@ export function translateCnpgInvocation(argv: readonly string[], env: Readonly<R
     }
   }
 
-  const args: string[] = [sub];
+  const args: string[] = [sub === 'pgbasebackup' ? 'init' : sub];
   const pgdata = value('pg-data');
   if (pgdata !== undefined) args.push('--pgdata', pgdata);
   let podName = value('pod-name') ?? nonEmpty(env.POD_NAME);

@@ -193,7 +193,7 @@ export class PostgresInstance {
    * A replica's first start: `pg_basebackup` from the primary over TLS with the streaming_replica certificate (no
    * password), WAL streamed alongside, progress in the log. PGDATA must be empty.
    */
-  async basebackup(conninfo: string, signal?: AbortSignal): Promise<void> {
+  async basebackup(conninfo: string, signal?: AbortSignal, keepMarker = false): Promise<void> {
     await ensureDirectory(this.pgdata, 0o700);
     await this.bootstrapMarker.set();
     const result = await runTool(
@@ -205,7 +205,20 @@ export class PostgresInstance {
     if (result.exitCode !== 0) {
       throw new Error(`pg_basebackup failed (${result.signal === undefined ? `exit code ${String(result.exitCode)}` : result.signal})`);
     }
+    if (!keepMarker) await this.bootstrapMarker.clear();
+  }
+
+  /** The end of a bootstrap that took more than basebackup() (a clone promoted into a new cluster). */
+  async bootstrapDone(): Promise<void> {
     await this.bootstrapMarker.clear();
+  }
+
+  /** Whether this standby streams without a replication slot (a replica cluster's designated primary does). */
+  async streamsWithoutSlot(): Promise<boolean> {
+    return withLocalClient(this.connection, async (client) => {
+      const { rows } = await client.query<{ none: boolean }>("SELECT current_setting('primary_slot_name') = '' AS none");
+      return rows[0]?.none === true;
+    });
   }
 
   /** A running replica's WAL receiver and timeline; undefined when this is not a replica. */
@@ -236,7 +249,8 @@ export class PostgresInstance {
     const { logger } = this.options;
     return withLocalClient(this.connection, async (client) => {
       const deadline = Date.now() + walReceiverTimeoutMs;
-      for (;;) {
+      // 0: no wait (a replica cluster's designated primary forks from a source that keeps running).
+      while (walReceiverTimeoutMs > 0) {
         // Not `count(*) = 0`: the startup process keeps restarting a receiver that is not streaming.
         const { rows } = await client.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_wal_receiver WHERE status = 'streaming'");
         if (rows[0]?.n === '0') break;

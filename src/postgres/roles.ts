@@ -4,20 +4,29 @@ import { scramSha256Verifier } from './scram.js';
 import { quoteIdent, quoteLiteral } from './sql.js';
 
 /**
- * Sets a role's password from a verifier computed here, with statement logging off for this transaction only, so
- * neither the cleartext nor the verifier reaches PostgreSQL's log (even with `log_statement = 'all'`).
+ * Runs statements in one transaction with statement logging off for it, so a password or verifier in them never
+ * reaches PostgreSQL's log, even with `log_statement = 'all'` (CNPG's `ExecWithSuppressedLogging`).
  */
-export async function setRolePassword(client: pg.Client, role: string, password: string | null): Promise<void> {
-  const literal = password === null ? 'NULL' : quoteLiteral(scramSha256Verifier(password));
+export async function execWithSuppressedLogging(client: pg.Client, statements: readonly string[]): Promise<void> {
   await client.query('BEGIN');
   try {
     await client.query("SET LOCAL log_statement = 'none'");
     await client.query("SET LOCAL log_min_error_statement = 'panic'");
     await client.query("SET LOCAL log_min_duration_statement = '-1'");
-    await client.query(`ALTER ROLE ${quoteIdent(role)} WITH PASSWORD ${literal}`);
+    for (const statement of statements) await client.query(statement);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Sets a role's password from a verifier computed here, so the cleartext never reaches the server. */
+export async function setRolePassword(client: pg.Client, role: string, password: string | null): Promise<void> {
+  const literal = password === null ? 'NULL' : quoteLiteral(scramSha256Verifier(password));
+  try {
+    await execWithSuppressedLogging(client, [`ALTER ROLE ${quoteIdent(role)} WITH PASSWORD ${literal}`]);
+  } catch (err) {
     // pg's error carries no statement text, but drop everything but the message to be sure nothing echoes back.
     throw new Error(`could not set the password of role ${role}: ${(err as Error).message}`);
   }

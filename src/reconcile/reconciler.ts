@@ -10,6 +10,7 @@ import { ensureSystemRoles } from '../postgres/roles.js';
 import { withLocalClient } from '../postgres/sql.js';
 import { RoleTransitions } from '../role/transitions.js';
 import { RestartCoordinator } from '../rollout/coordinator.js';
+import { ManagedObjects } from '../managed/service.js';
 import { warnIgnoredFields } from '../cluster/field-support.js';
 import type { PostgresControl } from '../supervisor/supervisor.js';
 import { CredentialsApplier } from './credentials.js';
@@ -23,7 +24,7 @@ export interface ReconcilerOptions {
   /** Restarts postgres in place when a setting needs it; promotes, demotes, fences. */
   control: PostgresControl;
   /** Where the phase is reported; the primary Lease. */
-  controlPlane: Pick<ControlPlane, 'reportStatus' | 'acquirePrimaryLease' | 'releasePrimaryLease'>;
+  controlPlane: Pick<ControlPlane, 'reportStatus' | 'acquirePrimaryLease' | 'releasePrimaryLease' | 'readSecret' | 'listPoolers'>;
 }
 
 const reloadConfirmTimeoutMs = 10_000;
@@ -33,15 +34,24 @@ const reloadConfirmTimeoutMs = 10_000;
  * while it runs becomes one more pass. A render that fails validation, or that PostgreSQL refuses once written, is
  * reported and rolled back: the instance keeps its last good configuration.
  */
+/** What CNPG's `kubectl cnpg reload` writes on the Cluster (a timestamp): reload, re-reading every Secret. */
+export const reloadAnnotation = 'cnpg.io/reloadedAt';
+
+function reloadRequestedAt(cluster: { readonly annotations: Readonly<Record<string, string>> }): string | undefined {
+  return cluster.annotations[reloadAnnotation];
+}
+
 export class Reconciler {
   private current: DesiredState;
   /** The latest desired state the source published (or why it could not build one); each pass works from it. */
   private latest: DesiredUpdate;
-  private readonly credentials = new CredentialsApplier();
+  private credentials = new CredentialsApplier();
   /** Promote, demote, rewind, the Lease and the HA slots; a Lease refusal asks this reconciler for another pass. */
   readonly roles: RoleTransitions;
   /** Restarts for pending settings in CNPG's order (replicas first); checked after each reload and on its own timer. */
   readonly restarts: RestartCoordinator;
+  /** spec.managed.roles and the pooler integration, on the primary (each pass, each fresh postmaster, a timer). */
+  private readonly managed: ManagedObjects;
 
   constructor(
     private readonly options: ReconcilerOptions,
@@ -59,6 +69,7 @@ export class Reconciler {
       restartInPlace: (reason) => control.restart(reason),
       reportPhase: (phase, phaseReason) => this.reportPhase(phase, phaseReason),
     });
+    this.managed = new ManagedObjects({ connection: instance.connection, controlPlane, state, logger });
   }
 
   /** A new desired state (or a failure to build one) from the DesiredStateSource: one pass applies it. */
@@ -75,6 +86,7 @@ export class Reconciler {
   close(): void {
     this.roles.close();
     this.restarts.stop();
+    this.managed.stop();
   }
 
   markCredentialsApplied(): void {
@@ -97,6 +109,8 @@ export class Reconciler {
 
   /** Work for each fresh postmaster on a primary: system roles, then any password not yet applied. */
   async onPostgresAccepting(isPrimary: boolean): Promise<void> {
+    // A replica cluster's designated primary: read-only, but the slots of its own (cascading) replicas live there.
+    if (!isPrimary && this.current.replicaSource !== undefined) await this.roles.reconcileSlots(this.current);
     if (!isPrimary) return;
     const { instance, logger } = this.options;
     await withLocalClient(instance.connection, async (client) => {
@@ -105,6 +119,7 @@ export class Reconciler {
       if (rotated.length > 0) logger.info({ roles: rotated }, 'passwords applied');
     });
     await this.roles.reconcileSlots(this.current);
+    await this.managed.reconcile(this.current.cluster);
     if (!this.options.state.restartPending && this.options.state.configurationError === undefined) await this.reportPhase(phases.healthy, '');
     // Last: the API may be slow or away, and roles and slots must not wait for it.
     if (this.current.topology.isPrimary) await this.roles.keepPrimaryLease(this.current.topology.self);
@@ -136,6 +151,13 @@ export class Reconciler {
       return;
     }
     reportSecurityWarnings(desired.rendered.securityWarnings, logger, state);
+    const reloadRequested = reloadRequestedAt(desired.cluster) !== reloadRequestedAt(this.current.cluster);
+    if (reloadRequested) {
+      // `kubectl cnpg reload`: every Secret and certificate was just read again; every password is set again and
+      // PostgreSQL reloads (it re-reads its certificate files on SIGHUP) even when no file changed.
+      logger.info({ reloadedAt: reloadRequestedAt(desired.cluster) }, `reload requested (${reloadAnnotation})`);
+      this.credentials = new CredentialsApplier();
+    }
     if (desired.cluster.ignoredFields.join() !== this.current.cluster.ignoredFields.join()) warnIgnoredFields(desired.cluster.ignoredFields, logger);
     const role = await this.roles.apply(desired);
     if (role === 'demoting') {
@@ -149,7 +171,7 @@ export class Reconciler {
     const write = await instance.writeConfiguration(desired.rendered);
     if (write.changed.length > 0) logger.info({ files: write.changed, configHash: desired.rendered.configHash }, 'configuration written');
 
-    if (state.accepting && write.changed.length > 0) {
+    if (state.accepting && (write.changed.length > 0 || reloadRequested)) {
       const errors = await instance.fileErrors();
       if (errors.length > 0) {
         await instance.restoreConfiguration(write);
@@ -176,6 +198,7 @@ export class Reconciler {
         if (rotated.length > 0) logger.info({ roles: rotated }, 'passwords applied');
       });
       await this.roles.reconcileSlots(desired);
+      await this.managed.reconcile(desired.cluster);
     }
     if (!state.restartPending) await this.reportPhase(phases.healthy, '');
   }

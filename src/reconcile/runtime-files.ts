@@ -5,6 +5,7 @@ import type { DesiredState } from '../desired/state.js';
 import { writeFileAtomic } from '../fs/atomic.js';
 import { renderPgpass } from '../render/pgpass.js';
 import { writeTlsMaterial } from '../tls/files.js';
+import { removeExternalFiles, writeExternalFiles } from '../replication/external.js';
 
 const warnDays = 30;
 
@@ -16,6 +17,12 @@ export async function writeRuntimeFiles(desired: DesiredState, logger: Logger): 
   // still archives what it wrote before its demotion: no segment is left out across a switchover.
   await writeArchiveSettings({ runtimeDir: desired.layout.root, cluster: desired.cluster, podName: desired.topology.self, archiver: true, backup: desired.backup });
   await writeRestoreSettings({ runtimeDir: desired.layout.root, cluster: desired.cluster, isPrimary: desired.topology.isPrimary, backup: desired.backup });
+  if (desired.replicaSource === undefined) {
+    // Not (or no longer, once promoted) a designated primary: no other cluster's key stays behind.
+    await removeExternalFiles(desired.layout.root);
+  } else if (await writeExternalFiles(desired.replicaSource)) {
+    logger.info({ source: desired.replicaSource.name }, 'replica cluster source credentials written');
+  }
   if (!desired.tls) return;
   if (await writeTlsMaterial(desired.layout.certificatesDir, desired.tls)) {
     logger.info({ certificates: desired.tls.facts.map(({ secret, facts }) => ({ secret, serial: facts.serial })) }, 'TLS material written');

@@ -1,5 +1,5 @@
 /** libpq conninfo value quoting: single quotes, with `\` and `'` backslash-escaped. */
-function quote(value: string): string {
+export function conninfoValue(value: string): string {
   return /^[A-Za-z0-9_./:-]+$/.test(value) ? value : `'${value.replace(/[\\']/g, (c) => `\\${c}`)}'`;
 }
 
@@ -30,5 +30,5 @@ export function replicationConninfo(c: ReplicationConnection): string {
     ['tcp_user_timeout', '5000'],
     ...Object.entries(c.extra ?? {}),
   ];
-  return pairs.map(([k, v]) => `${k}=${quote(v)}`).join(' ');
+  return pairs.map(([k, v]) => `${k}=${conninfoValue(v)}`).join(' ');
 }

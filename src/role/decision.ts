@@ -15,6 +15,8 @@ export interface RoleFacts {
   readonly lease: 'not asked' | 'held' | 'refused';
   /** This replica did not stream while its primary runs on a later timeline: its history forked (DivergenceWatch). */
   readonly forked: boolean;
+  /** The target of a replica cluster (`spec.replica`): its designated primary, which stays in recovery. */
+  readonly designatedPrimary?: boolean;
 }
 
 export type RoleAction =
@@ -32,6 +34,8 @@ export type RoleAction =
   | 'keep lease'
   /** A replica that is not the target: free a Lease it may have taken for a promotion that did not happen. */
   | 'release lease'
+  /** The designated primary of a replica cluster runs as a primary: demoting it is not implemented; nothing changes. */
+  | 'refuse demotion'
   /** postgres does not accept connections: nothing to change now. */
   | 'none';
 
@@ -48,8 +52,10 @@ export function decideRole(facts: RoleFacts): RoleDecision {
   return { fence: facts.fenced, action: roleAction(facts) };
 }
 
-function roleAction({ isTarget, inRecovery, lease, forked }: RoleFacts): RoleAction {
+function roleAction({ isTarget, inRecovery, lease, forked, designatedPrimary }: RoleFacts): RoleAction {
   if (inRecovery === undefined) return 'none';
+  // A replica cluster's designated primary follows the source cluster: the target, and in recovery all along.
+  if (isTarget && designatedPrimary === true) return inRecovery ? 'keep lease' : 'refuse demotion';
   if (isTarget && inRecovery) return lease === 'not asked' ? 'acquire lease' : lease === 'held' ? 'promote' : 'wait for lease';
   if (!isTarget && !inRecovery) return 'demote';
   if (isTarget) return 'keep lease';

@@ -76,6 +76,7 @@ export class RoleTransitions {
       fenced: isFenced(desired.cluster.annotations, topology.self),
       lease: 'not asked',
       forked: false,
+      designatedPrimary: desired.replicaSource !== undefined,
     };
     const decision = decideRole(facts);
     control.fence(decision.fence, roleChangePlan(desired));
@@ -84,8 +85,11 @@ export class RoleTransitions {
     switch (action) {
       case 'promote': {
         state.phase = 'promoting';
-        logger.info({ target: topology.self }, 'this instance is the target primary: promoting');
-        const timeline = await instance.promote(walReceiverStopTimeoutMs);
+        // A replica cluster's designated primary (no slot: it streamed from another cluster, which keeps running)
+        // promotes at once; its history forks from the source's onto a new timeline.
+        const designated = await instance.streamsWithoutSlot();
+        logger.info({ target: topology.self, replicaClusterPromotion: designated }, designated ? 'the replica cluster is no longer a replica: its designated primary promotes' : 'this instance is the target primary: promoting');
+        const timeline = await instance.promote(designated ? 0 : walReceiverStopTimeoutMs);
         state.phase = 'running';
         logger.info({ timeline }, 'promoted');
         // The slots first: the former primary and the other replicas connect with primary_slot_name right away.
@@ -105,7 +109,16 @@ export class RoleTransitions {
         return 'demoting';
       case 'keep lease':
         await this.keepPrimaryLease(topology.self);
+        // A designated primary keeps the HA slots its own replicas cascade from.
+        if (desired.replicaSource !== undefined) await this.reconcileSlots(desired);
         return 'none';
+      case 'refuse demotion': {
+        const message = 'spec.replica asks this running primary to follow another cluster: demoting a primary into a replica cluster is not implemented by pgim (CNPG demotes with a demotion token); it keeps running as a primary with its last good configuration';
+        if (state.lastError !== message) logger.error({ field: 'spec.replica' }, message);
+        state.lastError = message;
+        await this.options.controlPlane.reportStatus({ phase: phases.invalid, phaseReason: message });
+        return 'waiting';
+      }
       case 'release lease':
         // A replica that is not (or no longer) the target must not keep a Lease it took for a promotion that did
         // not happen: the new target would wait for it to run out.
@@ -176,7 +189,7 @@ export class RoleTransitions {
     await this.options.controlPlane.releasePrimaryLease(desired.topology.self);
     const primary = desired.topology.addresses.get(desired.topology.primary);
     if (!desired.tls || !primary) throw new Error('a replica needs the TLS Secrets and the primary address');
-    await waitForPrimary(primary, certificatePaths(desired.layout.certificatesDir), signal);
+    await waitForPrimary(primary, certificatePaths(desired.layout.certificatesDir), signal, undefined, desired.cluster.external.replica !== undefined);
     await instance.rewind(primaryConninfo(desired.topology, desired.tls, desired.layout, `${desired.topology.self}-rewind`), signal);
     await instance.writeConfiguration(desired.rendered);
     logger.info({ primary: desired.topology.primary }, 'rewound onto the new primary; starting as its replica');

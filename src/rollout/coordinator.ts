@@ -5,7 +5,7 @@ import { errorMessage } from '../errors/index.js';
 import type { InstanceState } from '../instance/state.js';
 import type { PostgresInstance } from '../postgres/instance.js';
 import { certificatePaths } from '../tls/files.js';
-import { decideRestart, type ReplicaReport, type RestartDecision } from './decision.js';
+import { decideRestart, parseRestartedAt, restartAnnotation, restartRequested, type ReplicaReport, type RestartDecision } from './decision.js';
 import { askReplica, readLocalFacts } from './facts.js';
 
 /** How long a primary waits for its replicas to apply settings that need a restart before it restarts anyway. */
@@ -85,8 +85,10 @@ export class RestartCoordinator {
     if (!state.accepting || state.phase !== 'running') return false;
     const facts = await readLocalFacts(instance);
     const role = facts.inRecovery ? 'replica' : 'primary';
+    const restartRequestedAtMs = parseRestartedAt(desired.cluster.annotations[restartAnnotation]);
+    const asked = restartRequested(facts.postmasterStartMs, restartRequestedAtMs);
     // Replicas are asked only when this primary has something pending.
-    const replicas = role === 'primary' && facts.pending.length > 0 && desired.cluster.instances > 1
+    const replicas = role === 'primary' && (facts.pending.length > 0 || asked) && desired.cluster.instances > 1
       ? await Promise.all(desired.topology.instances.filter((name) => name !== desired.topology.self).map((name) => (this.options.askReplica ?? defaultAskReplica)(name, desired)))
       : [];
     const decision = decideRestart({
@@ -98,13 +100,14 @@ export class RestartCoordinator {
       waitingSinceMs: this.waitingSinceMs,
       nowMs: this.now(),
       replicaTimeoutMs: replicaRestartTimeoutMs,
+      restartRequestedAtMs,
     });
-    state.restartPending = facts.pending.length > 0;
+    state.restartPending = facts.pending.length > 0 || asked;
     this.waitingSinceMs = decision.action === 'wait' && !decision.forUser && role === 'primary' ? (this.waitingSinceMs ?? this.now()) : undefined;
     this.reportReplay(decision);
     state.restartWaitingFor = decision.action === 'wait' ? decision.waitingFor : undefined;
     if (decision.action === 'restart') {
-      logger.info({ settings: facts.pending, role }, `restarting postgres in place: ${decision.reason}`);
+      logger.info({ settings: facts.pending, role, ...(asked ? { restartedAt: desired.cluster.annotations[restartAnnotation] } : {}) }, `restarting postgres in place: ${decision.reason}`);
       this.lastReport = '';
       if (role === 'primary') await this.options.reportPhase(phases.applying, decision.phaseReason);
       await this.options.restartInPlace(decision.reason);

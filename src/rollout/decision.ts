@@ -34,6 +34,8 @@ export interface LocalFacts {
   readonly controlFile: Values | undefined;
   /** A replica: replay is paused (`pg_get_wal_replay_pause_state() = 'paused'`). */
   readonly replayPaused: boolean;
+  /** When this postmaster started (`pg_postmaster_start_time()`, ms). */
+  readonly postmasterStartMs?: number | undefined;
 }
 
 /** What a primary learns from one replica. */
@@ -43,6 +45,8 @@ export interface ReplicaReport {
   readonly running: Values | undefined;
   readonly pending: readonly string[];
   readonly error?: string;
+  /** When its postmaster started (ms). */
+  readonly postmasterStartMs?: number;
 }
 
 export interface RestartInput extends LocalFacts {
@@ -53,6 +57,23 @@ export interface RestartInput extends LocalFacts {
   readonly nowMs: number;
   /** How long a primary waits for its replicas before it restarts anyway. */
   readonly replicaTimeoutMs: number;
+  /** `kubectl.kubernetes.io/restartedAt` on the Cluster (ms): every postmaster started before it restarts. */
+  readonly restartRequestedAtMs?: number | undefined;
+}
+
+/** What `kubectl cnpg restart` writes on the Cluster (an RFC 3339 time): restart every instance, replicas first. */
+export const restartAnnotation = 'kubectl.kubernetes.io/restartedAt';
+
+/** A postmaster that started before the restart the Cluster asks for must restart. */
+export function restartRequested(postmasterStartMs: number | undefined, requestedAtMs: number | undefined): boolean {
+  return requestedAtMs !== undefined && postmasterStartMs !== undefined && postmasterStartMs < requestedAtMs;
+}
+
+/** The annotation's time, or undefined when it is absent or not a time (then nothing is asked). */
+export function parseRestartedAt(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? undefined : ms;
 }
 
 /** CloudNativePG's phase reasons where it has one. */
@@ -107,6 +128,7 @@ function decideReplica(input: RestartInput): RestartDecision {
 /** Whether a replica reports every raised hot-standby value and nothing pending. */
 function replicaApplied(input: RestartInput, replica: ReplicaReport): string | undefined {
   if (replica.running === undefined) return `${replica.name} (${replica.error ?? 'not reachable'})`;
+  if (restartRequested(replica.postmasterStartMs, input.restartRequestedAtMs)) return `${replica.name} (not restarted since ${restartAnnotation})`;
   if (replica.pending.length > 0) return `${replica.name} (pending: ${list(replica.pending)})`;
   const raised = hotStandbySettings.filter((name) => input.pending.includes(name));
   const below = compare(replica.running, raised, (name) => input.next[name], true);
@@ -133,6 +155,11 @@ function decidePrimary(input: RestartInput): RestartDecision {
   return { action: 'wait', waitingFor: `the replicas to restart first for ${list(input.pending)}: ${list(waiting)}`, forUser: false };
 }
 
+/**
+ * A restart the Cluster asks for (`kubectl.kubernetes.io/restartedAt`) counts as one more setting pending a restart:
+ * the same order (replicas first, the primary once they restarted), the same `supervised` wait.
+ */
 export function decideRestart(input: RestartInput): RestartDecision {
-  return input.role === 'primary' ? decidePrimary(input) : decideReplica(input);
+  const asked = restartRequested(input.postmasterStartMs, input.restartRequestedAtMs) ? { ...input, pending: [...input.pending, restartAnnotation] } : input;
+  return asked.role === 'primary' ? decidePrimary(asked) : decideReplica(asked);
 }

@@ -68,15 +68,16 @@ export function parseControlFileSettings(raw: string): Values {
 
 /** This instance's facts; the control file is read (a pg_controldata run) only on a replica that needs it. */
 export async function readLocalFacts(instance: PostgresInstance): Promise<Omit<LocalFacts, 'role' | 'strategy' | 'instances'> & { inRecovery: boolean }> {
-  const { settings, inRecovery, replayPaused } = await withLocalClient(instance.connection, async (client) => {
-    const { rows } = await client.query<{ in_recovery: boolean; paused: boolean }>(
-      "SELECT pg_is_in_recovery() AS in_recovery, pg_is_in_recovery() AND pg_get_wal_replay_pause_state() = 'paused' AS paused",
+  const { settings, inRecovery, replayPaused, postmasterStartMs } = await withLocalClient(instance.connection, async (client) => {
+    const { rows } = await client.query<{ in_recovery: boolean; paused: boolean; started: string }>(
+      "SELECT pg_is_in_recovery() AS in_recovery, pg_is_in_recovery() AND pg_get_wal_replay_pause_state() = 'paused' AS paused, (extract(epoch FROM pg_postmaster_start_time()) * 1000)::text AS started",
     );
-    return { settings: await readSettings(client), inRecovery: rows[0]?.in_recovery ?? false, replayPaused: rows[0]?.paused ?? false };
+    const postmasterStartMs = Number(rows[0]?.started);
+    return { settings: await readSettings(client), inRecovery: rows[0]?.in_recovery ?? false, replayPaused: rows[0]?.paused ?? false, postmasterStartMs };
   });
   const needsControlFile = inRecovery && (replayPaused || settings.pending.some((name) => (hotStandbySettings as readonly string[]).includes(name)));
   const control = needsControlFile ? await instance.controlData() : undefined;
-  return { ...settings, controlFile: control === undefined ? undefined : parseControlFileSettings(control.raw), replayPaused, inRecovery };
+  return { ...settings, controlFile: control === undefined ? undefined : parseControlFileSettings(control.raw), replayPaused, inRecovery, postmasterStartMs };
 }
 
 /** Asks a replica, as streaming_replica with the replication certificate, what it runs with and what is pending. */
@@ -86,15 +87,18 @@ export async function askReplica(name: string, address: Address, certificates: C
   client.on('error', () => undefined);
   try {
     await client.connect();
-    const { rows } = await client.query<{ in_recovery: boolean }>('SELECT pg_is_in_recovery() AS in_recovery');
+    const { rows } = await client.query<{ in_recovery: boolean; started: string }>(
+      'SELECT pg_is_in_recovery() AS in_recovery, (extract(epoch FROM pg_postmaster_start_time()) * 1000)::text AS started',
+    );
     if (rows[0]?.in_recovery !== true) return { name, running: undefined, pending: [], error: 'not in recovery' };
+    const postmasterStartMs = Number(rows[0].started);
     // pg_settings only (pg_file_settings is for superusers): what it runs with and what waits for a restart.
     const result = await client.query<SettingRow>('SELECT name, setting, pending_restart FROM pg_catalog.pg_settings WHERE pending_restart OR name = ANY($1)', [hotStandbySettings]);
     const settings = {
       pending: result.rows.filter((row) => row.pending_restart && counts(row.name)).map((row) => row.name),
       running: hotStandbyValues(result.rows.map((row) => ({ name: row.name, value: row.setting }))),
     };
-    return { name, running: settings.running, pending: settings.pending };
+    return { name, running: settings.running, pending: settings.pending, postmasterStartMs };
   } catch (err) {
     return { name, running: undefined, pending: [], error: err instanceof Error ? err.message : String(err) };
   } finally {

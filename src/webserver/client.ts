@@ -1,6 +1,7 @@
 import type { BackupStatus } from '../backup/service.js';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
+import type { ManagedRolesStatus } from '../instance/state.js';
 import type { StatusDocument } from './document.js';
 
 export interface StatusResponse {
@@ -95,6 +96,15 @@ function backupRows(backup: BackupStatus | undefined): [string, string][] {
   return rows;
 }
 
+/** spec.managed.roles: the roles per status, and why a role cannot be reconciled. */
+function managedRoleRows(status: ManagedRolesStatus | undefined): [string, string][] {
+  if (status === undefined) return [];
+  const rows: [string, string][] = [];
+  for (const [name, roles] of Object.entries(status.byStatus ?? {})) rows.push([`Roles ${name}`, roles.join(', ')]);
+  for (const [role, reasons] of Object.entries(status.cannotReconcile ?? {})) rows.push([`Role ${role}`, `cannot reconcile: ${reasons.join('; ')}`]);
+  return rows;
+}
+
 /** A readable summary of `/pg/status` for people; `--json` prints the raw document instead. */
 export function formatStatus(doc: NonNullable<StatusResponse['document']>): string {
   const role = doc.isPrimary === undefined ? 'unknown' : doc.isPrimary ? 'primary' : 'replica';
@@ -124,6 +134,7 @@ export function formatStatus(doc: NonNullable<StatusResponse['document']>): stri
     ['pgim version', doc.instanceManagerVersion ?? '-'],
   );
   rows.push(...backupRows(doc.backup));
+  rows.push(...managedRoleRows(doc.managedRolesStatus));
   if (doc.configurationError !== undefined) rows.push(['Configuration error', doc.configurationError]);
   for (const warning of doc.securityWarnings ?? []) rows.push(['Security warning', `${warning.field}: ${warning.message}`]);
   if (doc.lastError !== undefined) rows.push(['Last error', doc.lastError]);

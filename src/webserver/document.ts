@@ -1,4 +1,4 @@
-import type { InstanceState } from '../instance/state.js';
+import type { InstanceState, ManagedRolesStatus } from '../instance/state.js';
 import type { PostgresReportedStatus } from '../postgres/status-queries.js';
 
 /** Facts about the pgim binary, computed once at start. */
@@ -43,6 +43,8 @@ export type StatusDocument = Partial<PostgresReportedStatus> & {
   replayPausedReason?: string;
   /** Accepted settings that weaken transport or authentication security: `{kind, field, message}` each. */
   securityWarnings: { kind: string; field: string; message: string }[];
+  /** pgim: spec.managed.roles on this primary, as in the Cluster's `status.managedRolesStatus`. */
+  managedRolesStatus?: ManagedRolesStatus;
   /** WAL files waiting for the archiver (`*.ready` in `pg_wal/archive_status`). */
   readyWalFiles?: number;
   /** While pgim restarts or stops PostgreSQL on purpose, a failed query is reported here instead of as a 500 (CNPG). */
@@ -93,6 +95,7 @@ export function buildStatusDocument(
   if (state.configurationError !== undefined) doc.configurationError = state.configurationError;
   if (state.restartWaitingFor !== undefined) doc.pendingRestartWaitingFor = state.restartWaitingFor;
   if (state.replayPausedReason !== undefined) doc.replayPausedReason = state.replayPausedReason;
+  if (state.managedRolesStatus !== undefined) doc.managedRolesStatus = state.managedRolesStatus;
   if (extras.readyWalFiles !== undefined) doc.readyWalFiles = extras.readyWalFiles;
   if (extras.mightBeUnavailableMaskedError !== undefined) doc.mightBeUnavailableMaskedError = extras.mightBeUnavailableMaskedError;
   return doc;

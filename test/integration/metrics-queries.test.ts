@@ -254,6 +254,40 @@ describe('metrics: CNPG queries, scheduled collection, Prometheus (real PostgreS
     assert.equal(pgim.pid, pid);
   });
 
+  it('reads queries from Secrets (customQueriesSecret) like ConfigMaps: loading, errors, metrics, live changes (issue 19, item 4)', async () => {
+    const writeSecret = async (name: string, text: string): Promise<void> => {
+      await mkdir(join(paths.configDir, 'secrets', name), { recursive: true });
+      await writeFile(join(paths.configDir, 'secrets', name, 'queries'), text);
+      await handToPostgres(join(paths.configDir, 'secrets'));
+    };
+    const query = (name: string, value: number): string => `${name}:\n  query: SELECT ${value} AS answer\n  metrics:\n    - answer: {usage: GAUGE, description: "from a Secret"}\n`;
+    await writeSecret('secret-queries', query('from_secret', 7) + query('shadowed', 2));
+    await writeSecret('broken-secret', 'pg_x:\n  query: [unclosed\n');
+    await writeConfigMap('shadow', query('shadowed', 1));
+    cluster = {
+      ...cluster,
+      spec: {
+        monitoring: {
+          disableDefaultQueries: true,
+          metricsQueriesTTL: '2s',
+          customQueriesConfigMap: [{ name: 'shadow', key: 'queries' }],
+          customQueriesSecret: [{ name: 'secret-queries', key: 'queries' }, { name: 'broken-secret', key: 'queries' }, { name: 'absent-secret', key: 'queries' }],
+        },
+      },
+    };
+    await writeClusterYaml(paths.configDir, cluster);
+    const text = await eventually(async () => {
+      const t = await scrape();
+      return value(t, 'cnpg_from_secret_answer') === 7 ? t : undefined;
+    }, 15_000, 'the query from the Secret');
+    assert.equal(value(text, 'cnpg_shadowed_answer'), 2, 'a Secret query replaces a ConfigMap query of the same name (CNPG order)');
+    assert.equal(value(text, 'pgim_metrics_config_errors', { source: 'secret broken-secret/queries' }), 1, 'bad YAML in a Secret is reported, not fatal');
+    assert.equal(value(text, 'pgim_metrics_config_errors', { source: 'secret absent-secret/queries' }), 1, 'a missing Secret is reported');
+    assert.equal(value(text, 'pgim_metrics_config_errors', { source: 'secret secret-queries/queries' }), 0);
+    await writeSecret('secret-queries', query('from_secret', 8));
+    await eventually(async () => (value(await scrape(), 'cnpg_from_secret_answer') === 8 ? true : undefined), 15_000, 'the changed Secret');
+  });
+
   it('passes `promtool check metrics` (only CNPG-named query families may break the naming lint)', async function () {
     if (!prometheusTools()) {
       if (process.env.CI === 'true') throw new Error('promtool is missing under CI: install the Debian package prometheus');

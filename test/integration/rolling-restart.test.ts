@@ -134,6 +134,24 @@ describe('settings that need a restart reach every instance in CNPG order (3 ins
     }
   });
 
+  it('kubectl.kubernetes.io/restartedAt (kubectl cnpg restart): every instance restarts in place once, replicas first (issue 19, item 7)', async function () {
+    this.timeout(300_000);
+    const pids = await Promise.all(cluster.instances.map(async (i) => (await status(i)).postmasterPid));
+    const from = lineCounts();
+    await apply({ annotations: { 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() } });
+    await eventually(async () => {
+      const now = await Promise.all(cluster.instances.map(async (i) => status(i).catch(() => undefined)));
+      return now.every((s, n) => s !== undefined && s.postmasterPid !== pids[n] && s.isPodReady) ? true : undefined;
+    }, 180_000, 'every postmaster restarted and ready');
+    const [primaryAt, ...replicaAts] = restartTimes(from);
+    for (const at of replicaAts) assert.ok(at <= primaryAt!, `each replica restarted before the primary:\n${restartLog()}`);
+    // Once per annotation: the new postmasters started after it, so later checks (every 5 s) leave them alone.
+    const restarted = await Promise.all(cluster.instances.map(async (i) => (await status(i)).postmasterPid));
+    await sleep(12_000);
+    assert.deepEqual(await Promise.all(cluster.instances.map(async (i) => (await status(i)).postmasterPid)), restarted);
+    for (const i of cluster.instances) assert.equal((await status(i)).pendingRestart, false, `${i.name} has nothing pending`);
+  });
+
   it('supervised: nothing restarts and /pg/status says what waits; a replica paused for insufficient settings is not ready, says why, and resumes after its restart', async function () {
     this.timeout(300_000);
     const pids = await Promise.all(cluster.instances.map(async (i) => (await status(i)).postmasterPid));

@@ -64,13 +64,13 @@ describe('unsupported Cluster fields: refused with exit 3, never an initdb for a
       await pgim.waitReady();
       const workMem = async (): Promise<string> => (await query<{ v: string }>(ports.pgPort, 'app', 'app-pw', "SELECT current_setting('work_mem') AS v"))[0]?.v ?? '';
       const status = async (): Promise<{ configurationError?: string }> => (await fetch(`${pgim.statusUrl}/pg/status`)).json() as Promise<{ configurationError?: string }>;
-      cluster = { parameters: { work_mem: '9MB' }, spec: { managed: { roles: [{ name: 'alice', login: true }] } } };
+      cluster = { parameters: { work_mem: '9MB' }, spec: { plugins: [{ name: 'barman-cloud.cloudnative-pg.io' }] } };
       await writeClusterYaml(paths.configDir, cluster);
       const error = await eventually(async () => (await status()).configurationError, 15_000, 'a configuration error');
-      assert.match(error, /spec\.managed\.roles: is not implemented by pgim/);
+      assert.match(error, /spec\.plugins: is not implemented by pgim/);
       assert.equal(await workMem(), '5MB', 'the last good configuration stays');
       assert.ok((await fetch(`${pgim.statusUrl}/readyz`)).ok, 'still serving');
-      await writeClusterYaml(paths.configDir, { ...cluster, annotations: { [ignoreAnnotation]: '["spec.managed.roles"]' } });
+      await writeClusterYaml(paths.configDir, { ...cluster, annotations: { [ignoreAnnotation]: '["spec.plugins"]' } });
       await eventually(async () => ((await workMem()) === '9MB' ? true : undefined), 15_000, 'work_mem = 9MB once the annotation accepts it');
       // The pass that applied it clears the error once it has also decided about restarts.
       await eventually(async () => ((await status()).configurationError === undefined ? true : undefined), 15_000, 'the configuration error to clear');

@@ -32,18 +32,19 @@ export async function startLocalCluster(
   /** Adds to the config folder before anything starts (e.g. another Secret). */
   prepare: (configDir: string) => Promise<void> = () => Promise.resolve(),
 ): Promise<LocalCluster> {
+  const clusterName = options.name ?? 'itest';
   const base = await makeTempDir('cluster');
   const configDir = join(base, 'config');
   await writeConfigDir(configDir, { ...options, spec: { instances: size, ...options.spec } }, secrets);
-  await mkdir(join(configDir, 'configmaps', 'itest-hosts'), { recursive: true });
+  await mkdir(join(configDir, 'configmaps', `${clusterName}-hosts`), { recursive: true });
   const instances: ClusterInstance[] = [];
   for (let n = 1; n <= size; n++) {
-    const name = `itest-${n}`;
+    const name = `${clusterName}-${n}`;
     const ports = { pgPort: await freePort(), statusPort: await freePort(), metricsPort: await freePort() };
     instances.push({ name, ports, paths: { configDir, pgdata: join(base, `pgdata-${n}`), runtimeDir: join(base, `runtime-${n}`) } });
-    await writeFile(join(configDir, 'configmaps', 'itest-hosts', name), `127.0.0.1:${ports.pgPort}`);
+    await writeFile(join(configDir, 'configmaps', `${clusterName}-hosts`, name), `127.0.0.1:${ports.pgPort}`);
   }
-  const certs = (out: string, cluster = 'itest'): string =>
+  const certs = (out: string, cluster = clusterName): string =>
     execFileSync(process.execPath, [pgimEntry, 'certs', '--cluster', cluster, '--instances', String(size), '--out', out], { encoding: 'utf8' });
   certs(join(configDir, 'secrets'));
   await prepare(configDir);

@@ -34,6 +34,10 @@ describe("CNPG's cluster-level metric facts, Go architecture names, backup slot 
     const odd = { spec: { replica: 'yes', minSyncReplicas: 'two' }, status: { topology: { successfullyExtracted: false, nodesUsed: 2 } } } as unknown as ObservabilityManifest;
     const lenient = resolveObservability(odd, 'demo').clusterFacts;
     assert.equal(lenient.replicaMode, false);
+    // CNPG's IsReplica: the primary/self form counts too.
+    const distributed = (replica: Record<string, string>): boolean => resolveObservability({ spec: { replica } }, 'demo').clusterFacts.replicaMode;
+    assert.equal(distributed({ source: 'east', primary: 'east' }), true);
+    assert.equal(distributed({ source: 'east', primary: 'demo' }), false);
     assert.equal(lenient.minSyncReplicas, 0);
     assert.equal(lenient.nodesUsed, -1, 'not extracted: unknown');
   });

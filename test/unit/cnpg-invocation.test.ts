@@ -44,10 +44,14 @@ describe("CloudNativePG's command lines mapped onto pgim's (src/options/cnpg-inv
     assert.equal(translateCnpgInvocation(['instance', 'restore', '--pg-wal', '/w'], podEnv).kind, 'not-implemented');
   });
 
+  it('instance pgbasebackup is pgim init (which clones a bootstrap.pg_basebackup manifest); the Job suffix goes', () => {
+    const t = pgim(translateCnpgInvocation(['instance', 'pgbasebackup', '--pg-data', '/var/lib/postgresql/data/pgdata'], { ...podEnv, POD_NAME: 'demo-1-pgbasebackup' }));
+    assert.deepEqual(t.argv, ['init', '--pgdata', '/var/lib/postgresql/data/pgdata', '--pod-name', 'demo-1']);
+  });
+
   it('refuses with exit 3 (not implemented yet, naming it) what pgim cannot do, never something else', () => {
     const cases: [string[], Record<string, string>, RegExp][] = [
       [['instance', 'restoresnapshot', '--immediate'], podEnv, /restoresnapshot/],
-      [['instance', 'pgbasebackup'], podEnv, /pgbasebackup/],
       [['instance', 'run', '--pprof-server'], podEnv, /--pprof-server/],
       [['instance', 'init', '--pg-wal', '/var/lib/postgresql/wal/pg_wal'], podEnv, /--pg-wal is not implemented yet/],
       [['instance', 'init', '--post-init-sql', "'CREATE EXTENSION x'"], podEnv, /--post-init-sql is not implemented yet \(bootstrap\.initdb\.postInitSQL\)/],

@@ -111,11 +111,8 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
     assert.deepEqual(unsupportedFields(spec), []);
   });
 
-  it('never accepts a bootstrap from a backup or another cluster, not even with the annotation', () => {
-    for (const [field, value, path] of [
-      ['recovery', { volumeSnapshots: { storage: { name: 'snap', kind: 'VolumeSnapshot' } } }, 'spec.bootstrap.recovery.volumeSnapshots'],
-      ['pg_basebackup', { source: 'origin' }, 'spec.bootstrap.pg_basebackup'],
-    ] as const) {
+  it('never accepts a bootstrap from a volume snapshot, not even with the annotation', () => {
+    for (const [field, value, path] of [['recovery', { volumeSnapshots: { storage: { name: 'snap', kind: 'VolumeSnapshot' } } }, 'spec.bootstrap.recovery.volumeSnapshots']] as const) {
       const err = refusal({ bootstrap: { [field]: value } }, ignoring('spec.backup.volumeSnapshot'));
       assert.equal(err.field, path);
       assert.match(err.message, /no annotation accepts ignoring it/);
@@ -123,24 +120,23 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
       assert.equal(listed.field, `metadata.annotations.${ignoreUnsupportedFieldsAnnotation}`);
       assert.match(listed.message, /which pgim never ignores/);
     }
-    assert.equal(refusal({ replica: { enabled: true, source: 'origin' } }, ignoring('spec.backup.volumeSnapshot')).field, 'spec.replica');
     assert.equal(refusal({ bootstrap: { initdb: { import: { type: 'microservice' } } } }).field, 'spec.bootstrap.initdb.import');
   });
 
   it('refuses what pgim does not implement, naming each field, and accepts it when the annotation lists it', () => {
     const spec = {
       backup: { volumeSnapshot: { className: 'snap' } },
-      externalClusters: [{ name: 'origin', connectionParameters: { host: 'origin-rw' } }],
-      managed: { roles: [{ name: 'alice' }] },
+      externalClusters: [{ name: 'origin', plugin: { name: 'barman-cloud.cloudnative-pg.io' } }],
+      plugins: [{ name: 'barman-cloud.cloudnative-pg.io' }],
       tablespaces: [{ name: 't', storage: { size: '1Gi' } }],
-      postgresql: { synchronous: { method: 'any', number: 1 }, ldap: { server: 'ldap' }, parameters: { work_mem: '8MB' } },
+      postgresql: { synchronous: { method: 'any', number: 1 }, parameters: { work_mem: '8MB' } },
     };
     const err = refusal(spec);
     assert.equal(err.field, 'spec.backup.volumeSnapshot');
-    assert.match(err.message, /^cluster\.yaml: spec\.backup\.volumeSnapshot: is not implemented by pgim: .*list it in the annotation pgim\.io\/ignoreUnsupportedFields; also refused: spec\.externalClusters, spec\.managed\.roles, spec\.tablespaces, spec\.postgresql\.synchronous, spec\.postgresql\.ldap$/);
-    const all = ignoring('spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.managed.roles', 'spec.tablespaces', 'spec.postgresql.synchronous', 'spec.postgresql.ldap');
+    assert.match(err.message, /^cluster\.yaml: spec\.backup\.volumeSnapshot: is not implemented by pgim: .*list it in the annotation pgim\.io\/ignoreUnsupportedFields; also refused: spec\.externalClusters, spec\.plugins, spec\.tablespaces, spec\.postgresql\.synchronous$/);
+    const all = ignoring('spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.plugins', 'spec.tablespaces', 'spec.postgresql.synchronous');
     assert.deepEqual(refuseUnsupportedFields(spec, all, 'cluster.yaml'), [
-      'spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.managed.roles', 'spec.tablespaces', 'spec.postgresql.synchronous', 'spec.postgresql.ldap',
+      'spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.plugins', 'spec.tablespaces', 'spec.postgresql.synchronous',
     ]);
     assert.equal(refusal(spec, ignoring('spec.backup.volumeSnapshot')).field, 'spec.externalClusters', 'only the fields listed are ignored');
   });
@@ -151,6 +147,12 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
     assert.equal(refusal({ bootstrap: { initdb: { encoding: 'LATIN1' } } }).field, 'spec.bootstrap.initdb.encoding');
     assert.equal(refusal({ minSyncReplicas: 1 }).field, 'spec.minSyncReplicas');
     assert.deepEqual(unsupportedFields({ primaryUpdateMethod: 'restart', minSyncReplicas: 0, replica: { enabled: false }, backup: null }), []);
+  });
+
+  it('accepts a clone of another cluster and a replica cluster (externalClusters without a CNPG-I plugin)', () => {
+    const origin = { name: 'origin', connectionParameters: { host: 'origin-rw', user: 'streaming_replica' }, sslKey: { name: 'k', key: 'tls.key' }, sslCert: { name: 'k', key: 'tls.crt' } };
+    assert.deepEqual(unsupportedFields({ bootstrap: { pg_basebackup: { source: 'origin' } }, replica: { enabled: true, source: 'origin' }, externalClusters: [origin] }), []);
+    assert.deepEqual(unsupportedFields({ replica: { primary: 'a', self: 'b', source: 'origin' }, externalClusters: [origin, { name: 'store', barmanObjectStore: { destinationPath: 's3://b/' } }] }), []);
   });
 
   it('refuses a field unknown to CNPG (a typo) where the table splits an object', () => {
@@ -177,8 +179,7 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
     assert.throws(() => parseClusterManifest(text, 'f.yaml'), (err: unknown) => err instanceof ConfigError && err.field === 'spec.bootstrap.recovery.source');
   });
 
-  it('accepts externalClusters entries with name and barmanObjectStore only', () => {
+  it('accepts externalClusters entries with a barmanObjectStore (recovery sources)', () => {
     assert.deepEqual(unsupportedFields({ externalClusters: [{ name: 'origin', barmanObjectStore: { destinationPath: 's3://b/p' } }] }), []);
-    assert.equal(refusal({ externalClusters: [{ name: 'origin', password: { name: 's', key: 'k' } }] }).field, 'spec.externalClusters');
   });
 });

@@ -90,3 +90,28 @@ describe('restart decision (who restarts when for pending settings, CNPG order)'
     assert.deepEqual(parseControlFileSettings(raw), { max_connections: 60, max_prepared_transactions: 0, max_locks_per_transaction: 64, max_wal_senders: 10, max_worker_processes: 8 });
   });
 });
+
+describe('restart decision: kubectl.kubernetes.io/restartedAt (kubectl cnpg restart)', () => {
+  const asked = { restartRequestedAtMs: 500_000 };
+  const started = (ms: number) => ({ postmasterStartMs: ms });
+
+  it('a postmaster started before the annotation restarts; one started after it does not (once per annotation)', () => {
+    assert.equal(decide({ ...asked, ...started(400_000), role: 'replica' }).action, 'restart');
+    assert.deepEqual(decide({ ...asked, ...started(600_000), role: 'replica' }), { action: 'none' });
+    assert.deepEqual(decide({ ...started(400_000), role: 'replica' }), { action: 'none' }, 'no annotation');
+  });
+
+  it('replicas first: the primary waits until every replica restarted since the annotation', () => {
+    const restarted = { ...replica('pg-2', 50), postmasterStartMs: 600_000 };
+    const old = { ...replica('pg-3', 50), postmasterStartMs: 400_000 };
+    const waiting = decide({ ...asked, ...started(400_000), replicas: [restarted, old] });
+    assert.ok(waiting.action === 'wait' && waiting.waitingFor.endsWith('pg-3 (not restarted since kubectl.kubernetes.io/restartedAt)'), JSON.stringify(waiting));
+    assert.equal(decide({ ...asked, ...started(400_000), replicas: [restarted, { ...old, postmasterStartMs: 650_000 }] }).action, 'restart');
+    assert.equal(decide({ ...asked, ...started(400_000), instances: 1 }).action, 'restart');
+  });
+
+  it('supervised: waits for the user, as for pending settings', () => {
+    const d = decide({ ...asked, ...started(400_000), strategy: 'supervised', role: 'replica' });
+    assert.ok(d.action === 'wait' && d.forUser && d.waitingFor.includes('kubectl.kubernetes.io/restartedAt'));
+  });
+});

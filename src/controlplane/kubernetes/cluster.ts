@@ -34,6 +34,8 @@ export function clusterFingerprint(object: KubeObject | undefined): string {
       targetPrimary: status.targetPrimary,
       secretsResourceVersion: status.secretsResourceVersion,
       configMapResourceVersion: status.configMapResourceVersion,
+      // CNPG's operator lists the Poolers there: a new one needs the pooler integration.
+      poolerIntegrations: status.poolerIntegrations,
     },
   });
 }

@@ -1,7 +1,7 @@
 import { ConfigError } from '../../errors/index.js';
 import { isValidObjectKey } from '../../fs/confined.js';
 import { maxObjectBytes } from '../files.js';
-import type { ObjectData } from '../types.js';
+import { withObjectVersion, type ObjectData } from '../types.js';
 import { fingerprint } from './fingerprint.js';
 import { isRecord, type KubeObject } from './resources.js';
 
@@ -31,10 +31,11 @@ function objectData(entries: [string, Buffer][], source: string): ObjectData {
 
 /** A Secret's `data` is base64 on the wire; the bytes are exactly what was stored. */
 export function secretData(object: KubeObject, source: string): ObjectData {
-  return objectData(
+  const data = objectData(
     stringEntries(object.data, source, 'data').map(([key, value]) => [key, Buffer.from(value, 'base64')]),
     source,
   );
+  return withObjectVersion(data, object.metadata?.resourceVersion ?? '');
 }
 
 /** A ConfigMap has UTF-8 `data` and base64 `binaryData`; a volume shows both as files, and so does this. */

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../../errors/index.js';
-import type { ClusterCondition, InstanceStatusReport } from '../types.js';
+import type { ClusterCondition, InstanceStatusReport, ManagedRolesStatus } from '../types.js';
 import { Backoff } from '../../async/backoff.js';
 import { sleep } from '../../async/sleep.js';
 import { ApiError, isApiStatus, type KubeClient } from './client.js';
@@ -92,6 +92,8 @@ export class StatusReporter {
   private wantedPrimary: { podName: string; timestamp: string } | undefined;
   /** Backup conditions and times not yet written (the latest per key wins). */
   private wantedBackup: { conditions: Map<string, ClusterCondition>; fields: Record<string, string> } = { conditions: new Map(), fields: {} };
+  /** status.managedRolesStatus not yet written (the latest wins). */
+  private wantedManagedRoles: ManagedRolesStatus | undefined;
   private queue: Promise<void> = Promise.resolve();
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly backoff = new Backoff(1000, 60_000);
@@ -106,6 +108,7 @@ export class StatusReporter {
       const value = report[key];
       if (value !== undefined) this.wantedBackup.fields[key] = value;
     }
+    if (report.managedRolesStatus !== undefined) this.wantedManagedRoles = report.managedRolesStatus;
     if (report.currentPrimary !== undefined) {
       this.wantedPrimary = { podName: report.currentPrimary, timestamp: report.currentPrimaryTimestamp ?? new Date().toISOString() };
     }
@@ -156,6 +159,7 @@ export class StatusReporter {
       }
       if (wanted !== undefined) this.writtenPhase = wanted;
       await this.writeBackupStatus();
+      await this.writeManagedRolesStatus();
       this.backoff.reset();
     } catch (err) {
       const delay = this.backoff.next();
@@ -229,6 +233,22 @@ export class StatusReporter {
     }
   }
 
+  /**
+   * status.managedRolesStatus replaced as a whole, as CNPG's MergeFrom patch does: a merge patch alone would keep the
+   * map keys the new status no longer has (a role that left `pending-reconciliation`), so they are sent as null.
+   */
+  private async writeManagedRolesStatus(): Promise<void> {
+    const wanted = this.wantedManagedRoles;
+    if (wanted === undefined) return;
+    const { client, namespace, clusterName } = this.options;
+    await patchStatusWithLock(client, namespace, clusterName, (cluster) => {
+      const status = isRecord(cluster.status) ? cluster.status : {};
+      const patch = replacingPatch(status.managedRolesStatus, wanted);
+      return patch === undefined ? undefined : { managedRolesStatus: patch };
+    });
+    if (this.wantedManagedRoles === wanted) this.wantedManagedRoles = undefined;
+  }
+
   private async claimPrimary(podName: string, timestamp: string): Promise<void> {
     const { client, namespace, clusterName, logger } = this.options;
     const patched = await patchStatusWithLock(client, namespace, clusterName, (cluster) => {
@@ -247,6 +267,22 @@ export class StatusReporter {
     });
     if (patched) logger.info({ currentPrimary: podName }, 'reported this instance as the current primary');
   }
+}
+
+/**
+ * The JSON merge patch that turns `current` into `wanted` (objects recursively, keys `wanted` lacks set to null,
+ * anything else replaced), or undefined when they are equal already.
+ */
+export function replacingPatch(current: unknown, wanted: unknown): unknown {
+  if (!isRecord(wanted)) return JSON.stringify(current) === JSON.stringify(wanted) ? undefined : wanted;
+  if (!isRecord(current)) return Object.keys(wanted).length === 0 ? undefined : wanted;
+  const patch: Record<string, unknown> = {};
+  for (const key of Object.keys(current)) if (!(key in wanted)) patch[key] = null;
+  for (const [key, value] of Object.entries(wanted)) {
+    const child = replacingPatch(current[key], value);
+    if (child !== undefined) patch[key] = child;
+  }
+  return Object.keys(patch).length === 0 ? undefined : patch;
 }
 
 function samePhase(a: PhaseReport, b: PhaseReport | undefined): boolean {
