@@ -42,6 +42,7 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
   run: { summary: 'bootstrap if needed, then run and supervise PostgreSQL', flags: instanceFlags },
   init: { summary: 'initdb and bootstrap an empty PGDATA (or clone an external cluster), then exit', flags: instanceFlags },
   join: { summary: 'clone the primary into an empty PGDATA (pg_basebackup over TLS), then exit', flags: instanceFlags },
+  restore: { summary: 'restore spec.bootstrap.recovery (a backup and its WAL) into an empty PGDATA, then exit', flags: instanceFlags },
   switchover: {
     summary: 'files mode: make another instance the primary (writes status.targetPrimary)',
     flags: {
@@ -69,6 +70,15 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
       pgdata: { type: 'string', help: 'PostgreSQL data directory (default: the working directory, where PostgreSQL runs it)' },
       'runtime-dir': { type: 'string', env: 'PGIM_RUNTIME_DIR', help: 'pgim\'s runtime dir (default /controller)' },
       'pg-data': { type: 'string', help: "CloudNativePG's name for --pgdata" },
+      'log-destination': { type: 'string', help: 'accepted for CloudNativePG compatibility; logs go to stderr' },
+      'pod-name': { type: 'string', env: 'POD_NAME', help: 'accepted for CloudNativePG compatibility' },
+    },
+  },
+  'wal-restore': {
+    summary: "PostgreSQL's restore_command: fetch one WAL file from the object store (CNPG's wal-restore)",
+    flags: {
+      'runtime-dir': { type: 'string', env: 'PGIM_RUNTIME_DIR', help: 'pgim\'s runtime dir (default /controller)' },
+      'pg-data': { type: 'string', help: 'accepted for CloudNativePG compatibility (PostgreSQL runs the command in PGDATA)' },
       'log-destination': { type: 'string', help: 'accepted for CloudNativePG compatibility; logs go to stderr' },
       'pod-name': { type: 'string', env: 'POD_NAME', help: 'accepted for CloudNativePG compatibility' },
     },
@@ -117,7 +127,7 @@ function usage(command?: string): string {
 type Values = Record<string, string | boolean | undefined>;
 
 /** Commands that take positional arguments, and how many. */
-const positionalCounts: Readonly<Record<string, number>> = { 'wal-archive': 1 };
+const positionalCounts: Readonly<Record<string, number>> = { 'wal-archive': 1, 'wal-restore': 2 };
 
 function parse(command: string, argv: string[]): Values {
   const spec = commands[command];
@@ -297,7 +307,7 @@ async function instanceStatus(): Promise<number> {
   return ExitCode.ok;
 }
 
-/** `instance run|init|join|status|...`, `wal-restore`: CNPG's command lines (src/options/cnpg-invocation.ts). */
+/** `instance run|init|join|restore|status|...`: CNPG's command lines (src/options/cnpg-invocation.ts). */
 async function cnpgCommand(argv: string[]): Promise<number> {
   const translation = translateCnpgInvocation(argv, process.env);
   const what = argv.slice(0, argv[0] === 'instance' ? 2 : 1).join(' ');
@@ -324,6 +334,7 @@ async function cnpgCommand(argv: string[]): Promise<number> {
       const daemon = await import('../src/daemon/run.js');
       if (command === 'init') return daemon.initCommand(options);
       if (command === 'join') return daemon.joinCommand(options);
+      if (command === 'restore') return daemon.restoreCommand(options);
       return daemon.runCommand(options);
     }
   }
@@ -331,7 +342,7 @@ async function cnpgCommand(argv: string[]): Promise<number> {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === 'instance' || command === 'wal-restore') return cnpgCommand(argv);
+  if (command === 'instance') return cnpgCommand(argv);
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(`${usage()}\n`);
     return command === undefined ? ExitCode.usage : ExitCode.ok;
@@ -363,6 +374,13 @@ async function main(argv: string[]): Promise<number> {
           pgdata: optional(values, 'pgdata') ?? optional(values, 'pg-data') ?? process.cwd(),
           runtimeDir: optional(values, 'runtime-dir') ?? '/controller',
         });
+      }
+      case 'restore':
+        return await (await daemon()).restoreCommand(instanceOptions(values));
+      case 'wal-restore': {
+        // Loaded alone: this runs once per WAL segment during a recovery and must start fast.
+        const { walRestoreCommand } = await import('../src/backup/wal-restore.js');
+        return await walRestoreCommand({ walName: String(values.arg0), destination: String(values.arg1), runtimeDir: optional(values, 'runtime-dir') ?? '/controller' });
       }
       case 'backup': {
         const { backupCommand } = await import('../src/backup/cli.js');

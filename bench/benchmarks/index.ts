@@ -6,6 +6,7 @@ import { probeUnderLoadBenchmark } from './b15-probe-load.js';
 import { logPipeBenchmark } from './b16-log-pipe.js';
 import { archiveBenchmark } from './b17-archive.js';
 import { baseBackupBenchmark } from './b18-base-backup.js';
+import { restoreBenchmark } from './b19-restore.js';
 import { timelineBenchmark } from './b13-timelines.js';
 import { bootstrapBenchmark } from './b14-bootstrap.js';
 import { shutdownBenchmark } from './b2-shutdown.js';
@@ -36,4 +37,5 @@ export const benchmarks: readonly Benchmark[] = [
   logPipeBenchmark,
   archiveBenchmark,
   baseBackupBenchmark,
+  restoreBenchmark,
 ];

@@ -36,8 +36,7 @@ async function readKey(controlPlane: ControlPlane, ref: SecretKeyRef, field: str
 }
 
 /** Reads the Secrets `spec.backup.barmanObjectStore` names. Errors name the Secret and key, never a value. */
-export async function resolveStoreCredentials(controlPlane: ControlPlane, store: BarmanObjectStore): Promise<StoreCredentials> {
-  const field = 'spec.backup.barmanObjectStore';
+export async function resolveStoreCredentials(controlPlane: ControlPlane, store: BarmanObjectStore, field = 'spec.backup.barmanObjectStore'): Promise<StoreCredentials> {
   const env: Record<string, string> = {};
   const s3 = store.s3Credentials;
   if (!s3.inheritFromIAMRole) {

@@ -31,7 +31,7 @@ export function storeEnvironment(runtimeDir: string, backup: BackupState): Recor
 }
 
 /** A word for /bin/sh, quoted only when it needs it. */
-function shellWord(word: string): string {
+export function shellWord(word: string): string {
   return /^[A-Za-z0-9_./=:@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 

@@ -24,7 +24,7 @@ export function runTool(
   name: string,
   args: readonly string[],
   env: Readonly<Record<string, string>>,
-  options: { cwd?: string; signal?: AbortSignal; maxOutputBytes?: number } = {},
+  options: { cwd?: string; signal?: AbortSignal | undefined; maxOutputBytes?: number } = {},
 ): Promise<ToolResult> {
   const limit = options.maxOutputBytes ?? 4 * 1024 * 1024;
   return new Promise((resolve, reject) => {

@@ -132,26 +132,28 @@ export function resolveBackup(manifest: BackupManifest | undefined, clusterName:
   return {
     retentionPolicy: manifest?.retentionPolicy,
     target: manifest?.target ?? 'prefer-standby',
-    barmanObjectStore:
-      store === undefined
-        ? undefined
-        : {
-            destinationPath: store.destinationPath,
-            endpointURL: store.endpointURL,
-            endpointCA: store.endpointCA,
-            serverName: store.serverName ?? clusterName,
-            s3Credentials: {
-              accessKeyId: store.s3Credentials?.accessKeyId,
-              secretAccessKey: store.s3Credentials?.secretAccessKey,
-              region: store.s3Credentials?.region,
-              sessionToken: store.s3Credentials?.sessionToken,
-              inheritFromIAMRole: store.s3Credentials?.inheritFromIAMRole === true,
-            },
-            wal: { ...store.wal, compression: store.wal.compression, encryption: store.wal.encryption },
-            data: { ...store.data, compression: store.data.compression, encryption: store.data.encryption, jobs: store.data.jobs },
-            tags: store.tags,
-            historyTags: store.historyTags,
-          },
+    barmanObjectStore: store === undefined ? undefined : resolveStore(store, clusterName),
+  };
+}
+
+/** An object store with every default resolved; `serverName` defaults to `defaultServerName`. */
+export function resolveStore(store: BarmanObjectStoreManifest, defaultServerName: string): BarmanObjectStore {
+  return {
+    destinationPath: store.destinationPath,
+    endpointURL: store.endpointURL,
+    endpointCA: store.endpointCA,
+    serverName: store.serverName ?? defaultServerName,
+    s3Credentials: {
+      accessKeyId: store.s3Credentials?.accessKeyId,
+      secretAccessKey: store.s3Credentials?.secretAccessKey,
+      region: store.s3Credentials?.region,
+      sessionToken: store.s3Credentials?.sessionToken,
+      inheritFromIAMRole: store.s3Credentials?.inheritFromIAMRole === true,
+    },
+    wal: { ...store.wal, compression: store.wal.compression, encryption: store.wal.encryption },
+    data: { ...store.data, compression: store.data.compression, encryption: store.data.encryption, jobs: store.data.jobs },
+    tags: store.tags,
+    historyTags: store.historyTags,
   };
 }
 

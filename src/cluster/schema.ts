@@ -1,8 +1,10 @@
 import { z } from 'zod';
+import { ConfigError } from '../errors/index.js';
 import { backupSchema, resolveBackup, type BackupConfiguration } from './backup.js';
 import { certificatesSchema, resolveCertificateSecrets, type CertificateSecrets } from './certificates.js';
 import { cloneSource, externalClusterSchema, replicaSchema, resolveExternalSources, type ExternalSources } from './external-clusters.js';
 import { refuseUnsupportedFields } from './field-support.js';
+import { recoverySchema, resolveRecovery, type RecoveryConfiguration } from './recovery.js';
 import { managedSchema, resolveManagedRoles, type ManagedRole } from './managed-roles.js';
 import { checkLocaleProviders, initdbOptionsShape, resolveInitdb, type InitdbSpec } from './initdb.js';
 import { ldapSchema, resolveLdap, type LdapConfiguration } from './ldap.js';
@@ -62,7 +64,7 @@ export const clusterManifestSchema = z
           })
           .loose()
           .default({ parameters: {}, pg_hba: [], pg_ident: [] }),
-        bootstrap: z.object({ initdb: initdb.optional(), pg_basebackup: initdb.extend({ source: cloneSource }).optional() }).loose().optional(),
+        bootstrap: z.object({ initdb: initdb.optional(), pg_basebackup: initdb.extend({ source: cloneSource }).optional(), recovery: recoverySchema.optional() }).loose().optional(),
         externalClusters: z.array(externalClusterSchema).optional(),
         replica: replicaSchema.optional(),
         enableSuperuserAccess: z.boolean().default(false),
@@ -118,6 +120,8 @@ export interface Cluster {
     readonly secretName: string;
     /** initdb's options and the post-init SQL (bootstrap.initdb). */
     readonly initdb: InitdbSpec;
+    /** spec.bootstrap.recovery: restore a backup instead of initdb (src/backup/restore.ts). */
+    readonly recovery: RecoveryConfiguration | undefined;
   };
   readonly enableSuperuserAccess: boolean;
   readonly superuserSecretName: string;
@@ -149,9 +153,14 @@ export interface Cluster {
 export function resolveCluster(manifest: ClusterManifest, source: string): Cluster {
   const { metadata, spec, status } = manifest;
   const ignoredFields = refuseUnsupportedFields(spec, metadata.annotations ?? {}, source);
-  // pg_basebackup's application database, owner and Secret are the ones pgim creates or sets after the clone.
-  const appSpec = spec.bootstrap?.initdb ?? spec.bootstrap?.pg_basebackup;
+  if (spec.bootstrap?.initdb !== undefined && spec.bootstrap.recovery !== undefined) {
+    throw new ConfigError(source, 'spec.bootstrap', 'sets both initdb and recovery: only one bootstrap method is allowed');
+  }
+  // pg_basebackup's and recovery's application database, owner and Secret are the ones pgim creates or sets after
+  // the clone or the restore.
+  const appSpec = spec.bootstrap?.initdb ?? spec.bootstrap?.pg_basebackup ?? spec.bootstrap?.recovery;
   const database = appSpec?.database ?? 'app';
+  const backup = resolveBackup(spec.backup, metadata.name);
   return {
     name: metadata.name,
     namespace: metadata.namespace,
@@ -167,6 +176,7 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
       owner: appSpec?.owner ?? database,
       secretName: appSpec?.secret?.name ?? `${metadata.name}-app`,
       initdb: resolveInitdb(spec.bootstrap?.initdb),
+      recovery: resolveRecovery(spec.bootstrap?.recovery, spec.externalClusters, backup, source),
     },
     enableSuperuserAccess: spec.enableSuperuserAccess,
     superuserSecretName: spec.superuserSecret?.name ?? `${metadata.name}-superuser`,
@@ -177,7 +187,7 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     targetPrimary: status?.targetPrimary,
     currentPrimary: status?.currentPrimary,
     observability: resolveObservability(manifest, metadata.name),
-    backup: resolveBackup(spec.backup, metadata.name),
+    backup,
     managedRoles: resolveManagedRoles(spec.managed, spec.bootstrap?.initdb?.owner ?? database, source),
     managedRolesPasswordStatus: Object.fromEntries(
       Object.entries(status?.managedRolesStatus?.passwordStatus ?? {}).map(([role, state]) => [role, { transactionID: state.transactionID ?? 0, resourceVersion: state.resourceVersion ?? '' }]),

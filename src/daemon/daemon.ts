@@ -20,6 +20,7 @@ import { executableHash, goArch, nodeName, packageVersion } from './manager-info
 import { prepareFilesystem } from './prepare.js';
 import { startBackups } from './backups.js';
 import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
+import { bootstrapOrRestore } from './bootstrap.js';
 import { cloneExternalCluster, cloneSource, refuseDemotionAtStart } from './clone.js';
 import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, httpBindAddress, load, openInstance } from './startup.js';
 
@@ -209,9 +210,10 @@ export class Daemon {
       if (desired.replicaSource === undefined) reconciler.markCredentialsApplied();
       await controlPlane.reportStatus({ currentPrimary: state.podName, currentPrimaryTimestamp: new Date().toISOString() });
     } else if (desired.topology.isPrimary) {
-      logger.info({ pgdata: this.options.pgdata }, 'PGDATA is empty: bootstrapping a new cluster');
+      const restoring = desired.cluster.bootstrap.recovery !== undefined;
+      logger.info({ pgdata: this.options.pgdata }, restoring ? 'PGDATA is empty: restoring a backup (spec.bootstrap.recovery)' : 'PGDATA is empty: bootstrapping a new cluster');
       const scripts = await readPostInitScripts(desired.cluster, controlPlane, this.options.postInitRefsFolders);
-      await instance.bootstrap(desired.cluster, desired.credentials, desired.rendered, scripts, supervisor.stopSignal);
+      await bootstrapOrRestore(desired, instance, logger, scripts, supervisor.stopSignal);
       reconciler.markCredentialsApplied();
       await controlPlane.reportStatus({ currentPrimary: state.podName, currentPrimaryTimestamp: new Date().toISOString() });
     } else {

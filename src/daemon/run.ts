@@ -1,6 +1,6 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ExitCode } from '../errors/index.js';
+import { ConfigError, ExitCode } from '../errors/index.js';
 import { ensureDirectory, writeFileAtomic } from '../fs/atomic.js';
 import { LogPipe } from '../log/pipe.js';
 import type { InstanceOptions } from '../options/index.js';
@@ -12,10 +12,12 @@ import type { DesiredState } from '../desired/state.js';
 import { writeRuntimeFiles } from '../reconcile/runtime-files.js';
 import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
 import { Daemon } from './daemon.js';
+import { bootstrapOrRestore } from './bootstrap.js';
 import { prepareFilesystem } from './prepare.js';
 import { cloneExternalCluster, cloneSource } from './clone.js';
 import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, load, openInstance, refuseUnlessPostgresAccepts, type Loaded } from './startup.js';
 import { readPostInitScripts } from '../desired/post-init-sql.js';
+import { noPostInitScripts } from '../postgres/post-init.js';
 
 /** For one-shot commands: SIGTERM or SIGINT aborts the running tool (initdb, pg_basebackup), which cleans up. */
 function abortOnTermination(): { signal: AbortSignal; dispose: () => void } {
@@ -44,12 +46,14 @@ interface OneShot {
  * The frame of the one-shot commands (init, join): load and validate, prepare the filesystem (dropping root),
  * confirm the desired state, run `body`; SIGTERM/SIGINT abort the tool it runs; failures become exit codes.
  */
-async function oneShot(options: InstanceOptions, body: (context: OneShot) => Promise<number>): Promise<number> {
+async function oneShot(options: InstanceOptions, body: (context: OneShot) => Promise<number>, refuse?: (desired: DesiredState) => void): Promise<number> {
   const loaded = await load(options);
   if (typeof loaded === 'number') return loaded;
   const { logger } = loaded;
   const abort = abortOnTermination();
   try {
+    // Before anything is written.
+    refuse?.(loaded.desired);
     const droppedRoot = await prepareFilesystem(options, loaded.desired.layout, loaded.desired.cluster.tablespaces);
     const instance = openInstance(options, loaded.desired, logger);
     const desired = await confirmDesiredState(options, loaded, instance, droppedRoot);
@@ -88,13 +92,40 @@ export function initCommand(options: InstanceOptions): Promise<number> {
       if (clone) {
         await cloneExternalCluster(instance, desired, logger, signal);
         await instance.writeConfiguration(desired.rendered);
-      } else await instance.bootstrap(desired.cluster, desired.credentials, desired.rendered, scripts, signal);
+      } else await bootstrapOrRestore(desired, instance, logger, scripts, signal);
     } finally {
       logPipe.stop();
     }
     logger.info(clone ? 'clone complete' : 'bootstrap complete');
     return ExitCode.ok;
   });
+}
+
+/**
+ * `pgim restore` (CNPG's `instance restore`): restore spec.bootstrap.recovery into an empty PGDATA, then exit.
+ * A manifest without spec.bootstrap.recovery is refused: this command never initdb's.
+ */
+export function restoreCommand(options: InstanceOptions): Promise<number> {
+  const refuse = (desired: DesiredState): void => {
+    if (desired.cluster.bootstrap.recovery === undefined) {
+      throw new ConfigError(desired.controlPlane.clusterSource, 'spec.bootstrap.recovery', 'is required by pgim restore (it restores a backup; pgim init creates an empty cluster)');
+    }
+  };
+  return oneShot(options, async ({ desired, instance, logger, signal }) => {
+    if ((await instance.inspectDataDirectory()) === 'initialized') {
+      logger.info({ pgdata: options.pgdata }, 'PGDATA already holds a cluster; nothing to restore');
+      return ExitCode.ok;
+    }
+    await writeRuntimeFiles(desired, logger);
+    const logPipe = new LogPipe(desired.layout.logDir, logger);
+    await logPipe.start();
+    try {
+      await bootstrapOrRestore(desired, instance, logger, noPostInitScripts, signal);
+    } finally {
+      logPipe.stop();
+    }
+    return ExitCode.ok;
+  }, refuse);
 }
 
 /** `pgim run`: the long-lived supervisor, normally PID 1 of the container. */

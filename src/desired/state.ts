@@ -1,4 +1,5 @@
 import { archiveCommand, loadBackupState, type BackupState } from '../backup/runtime.js';
+import { restoreCommand } from '../backup/restore-runtime.js';
 import type { Cluster } from '../cluster/schema.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import { resolveCredentials, type Credentials } from '../credentials/index.js';
@@ -60,7 +61,12 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
       ? { replication: designatedPrimarySettings(replicaSource, topology.self) }
       : topology.isPrimary
         ? {}
-        : { replication: replicaSettings(topology, tls, layout, controlPlane.clusterSource) }),
+        : {
+            replication: {
+              ...replicaSettings(topology, tls, layout, controlPlane.clusterSource),
+              ...(cluster.backup.barmanObjectStore === undefined ? {} : { restoreCommand: restoreCommand(layout.root) }),
+            },
+          }),
     // Archiving only with an object store: CNPG turns archive_mode on for every cluster, but without a store each
     // segment would cost a process start for nothing. Adding a store later needs a restart (done in place when
     // primaryUpdateStrategy is unsupervised).

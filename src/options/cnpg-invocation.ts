@@ -45,6 +45,7 @@ const logLevels: Readonly<Record<string, string>> = { error: 'error', warning: '
  */
 const jobSuffixes: Readonly<Record<string, readonly string[]>> = {
   init: ['-initdb', '-import'],
+  restore: ['-full-recovery'],
   join: ['-join'],
   pgbasebackup: ['-pgbasebackup'],
 };
@@ -129,6 +130,10 @@ const flagSets: Readonly<Record<string, Readonly<Record<string, FlagDef>>>> = {
     'pg-wal': { takesValue: true },
     'parent-node': { takesValue: true },
   },
+  restore: {
+    ...instanceIdentity,
+    'pg-wal': { takesValue: true },
+  },
   /** CNPG's `instance pgbasebackup` (bootstrap.pg_basebackup): pgim's `init`, which clones such a manifest. */
   pgbasebackup: {
     ...instanceIdentity,
@@ -148,7 +153,6 @@ const globalFlags: Readonly<Record<string, FlagDef>> = {
 
 /** CNPG subcommands pgim does not implement yet, and what they would do. */
 const notYet: Readonly<Record<string, string>> = {
-  restore: 'recovery from a backup (bootstrap.recovery)',
   restoresnapshot: 'recovery from a volume snapshot',
   upgrade: 'a major upgrade with pg_upgrade',
 };
@@ -177,15 +181,12 @@ function parseFlags(args: readonly string[], defs: Readonly<Record<string, FlagD
 }
 
 /**
- * Maps `instance <sub> [flags]`, `wal-archive ...` and `wal-restore ...` (argv after the program name) with CNPG's
+ * Maps `instance <sub> [flags]` (argv after the program name) with CNPG's
  * environment onto a pgim invocation, or says why not.
  */
 export function translateCnpgInvocation(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): CnpgTranslation {
   const [top, sub, ...rest] = argv;
-  // `wal-archive` is pgim's own command with CNPG's flags (cmd/pgim.ts, src/backup/wal-archive.ts).
-  if (top === 'wal-restore') {
-    return notImplemented(`"${top}" is not implemented yet: pgim restores no WAL from the object store (bootstrap.recovery is refused too)`);
-  }
+  // `wal-archive` and `wal-restore` are pgim's own commands with CNPG's flags (cmd/pgim.ts, src/backup/).
   if (top !== 'instance') return usage(`not a CloudNativePG invocation: ${String(top)}`);
   if (sub === undefined) return usage('instance: a subcommand is required (run, init, join, status)');
   const what = notYet[sub];

@@ -1,4 +1,4 @@
-import { access, chmod, copyFile, readFile, readdir } from 'node:fs/promises';
+import { access, chmod, copyFile, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type pg from 'pg';
@@ -519,6 +519,100 @@ export class PostgresInstance {
     } finally {
       await postmaster.stop({ smartSeconds: 0, fastSeconds: 60 });
     }
+  }
+
+  /**
+   * A restore's first step: `fill` writes PGDATA (barman-cloud-restore) under the bootstrap marker, so an interrupted
+   * restore is never taken for a cluster.
+   */
+  async fillDataDirectory(fill: () => Promise<void>): Promise<void> {
+    await ensureDirectory(this.pgdata, 0o700);
+    await this.bootstrapMarker.set();
+    await fill();
+  }
+
+  /**
+   * After a failed restore: PGDATA emptied when it holds no valid control file, else moved aside (never deleted);
+   * the marker cleared. Returns where a moved cluster went.
+   */
+  async discardFailedBootstrap(): Promise<string | undefined> {
+    let movedTo: string | undefined;
+    const entries = await readdir(this.pgdata).catch(() => [] as string[]);
+    if (entries.length > 0) {
+      if ((await this.controlData()) === undefined) await emptyDirectory(this.pgdata);
+      else movedTo = await moveAside(this.pgdata);
+    }
+    await this.bootstrapMarker.clear();
+    return movedTo;
+  }
+
+  /**
+   * A restored PGDATA's replay: a socket-only start with `recoverySettings` (restore_command, recovery targets) and
+   * recovery.signal, until PostgreSQL promotes at its target onto a new timeline; then, as a bootstrap does, the
+   * owner, database, system roles and every password of this cluster; then a fast stop. `progress` is called every
+   * few seconds with the replay position while PostgreSQL replays.
+   */
+  async recoverAndBootstrap(options: {
+    cluster: Cluster;
+    credentials: Credentials;
+    rendered: RenderedConfiguration;
+    recoverySettings: Readonly<Record<string, string>>;
+    createApplicationDatabase: boolean;
+    signal?: AbortSignal | undefined;
+    progress?: (replay: { lsn: string | null; time: string | null }) => void;
+  }): Promise<{ timeline: number | undefined }> {
+    await writeFileAtomic(join(this.pgdata, checkEmptyWalArchiveFlag), '', 0o600);
+    await this.writeConfiguration(options.rendered);
+    await rm(join(this.pgdata, 'standby.signal'), { force: true });
+    await writeFileAtomic(join(this.pgdata, 'recovery.signal'), '', 0o600);
+    const postmaster = await this.spawn({ ...(await this.enforcedParameters(options.rendered)), ...options.recoverySettings, listen_addresses: '' });
+    try {
+      for (;;) {
+        if (!postmaster.running) {
+          throw new Error('postgres stopped before the recovery finished (its log above says why: e.g. the recovery target is after the end of the archived WAL, or a WAL segment is missing)');
+        }
+        options.signal?.throwIfAborted();
+        const state = await withLocalClient(this.connection, async (client) => {
+          const result = await client.query<{ recovery: boolean; lsn: string | null; time: string | null }>(
+            'SELECT pg_is_in_recovery() AS recovery, pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp()::text AS time',
+          );
+          return result.rows[0];
+        }).catch(() => undefined);
+        if (state?.recovery === false) break;
+        if (state !== undefined) options.progress?.({ lsn: state.lsn, time: state.time });
+        await sleep(state === undefined ? 200 : 1000);
+      }
+      await withLocalClient(this.connection, async (client) => {
+        if (options.createApplicationDatabase) await ensureApplicationDatabase(client, options.cluster.bootstrap.owner, options.cluster.bootstrap.database);
+        await ensureSystemRoles(client);
+        await applyCredentials(client, options.credentials);
+        // The first segment of the new timeline ends now: archived (and a backup possible) right after the start.
+        await client.query('CHECKPOINT');
+      });
+    } finally {
+      await postmaster.stop({ smartSeconds: 0, fastSeconds: 60 });
+    }
+    await this.bootstrapMarker.clear();
+    return { timeline: (await this.controlData())?.timeline };
+  }
+
+  /**
+   * A standby must run with max_connections and its kin at least as high as the primary that wrote the WAL
+   * (PostgreSQL stops the replay otherwise): the higher of the rendered value and the control file's (CNPG's
+   * enforced parameters).
+   */
+  private async enforcedParameters(rendered: RenderedConfiguration): Promise<Record<string, string>> {
+    const raw = (await this.controlData())?.raw ?? '';
+    const names = ['max_connections', 'max_worker_processes', 'max_wal_senders', 'max_prepared_transactions', 'max_locks_per_transaction'];
+    const labels: Record<string, string> = { max_prepared_transactions: 'max_prepared_xacts', max_locks_per_transaction: 'max_locks_per_xact' };
+    const out: Record<string, string> = {};
+    for (const name of names) {
+      const line = raw.split('\n').find((l) => l.startsWith(`${labels[name] ?? name} setting:`));
+      const fromControl = Number(line?.split(':')[1]?.trim());
+      const configured = Number(/^(\w+)\s*=\s*'?(\d+)/m.exec(rendered.customConf.split('\n').find((l) => l.startsWith(`${name} `)) ?? '')?.[2]);
+      if (Number.isFinite(fromControl) && !(configured >= fromControl)) out[name] = String(fromControl);
+    }
+    return out;
   }
 
   /**

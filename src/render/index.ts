@@ -23,7 +23,7 @@ export interface RenderInput {
   /** TLS material is present: where it is written, and its fingerprint (a rotation changes the render hash). */
   tls?: { certificatesDirectory: string; fingerprint: string };
   /** This instance is a replica: how it reaches the primary. */
-  replication?: { primaryConninfo: string; slotName: string | undefined };
+  replication?: { primaryConninfo: string; slotName: string | undefined; restoreCommand?: string | undefined };
   /** pgim's `wal-archive` command line: archive_mode on with it as archive_command. */
   archiveCommand?: string;
   /** The LDAP bind password from its Secret, when `spec.postgresql.ldap` asks for LDAP authentication. */

@@ -343,7 +343,7 @@ describe('CloudNativePG conformance: CNPG v1.30.0 Go code against pgim (pod and 
     assert.ok(await capture('replica', replicas[0], (d) => d.isPrimary === false && d.isWalReceiverActive === true));
   });
 
-  it("`instance status` prints the document kubectl-cnpg parses; what pgim cannot do exits 3 naming it, and writes nothing", async () => {
+  it("`instance status` prints the document kubectl-cnpg parses; what pgim cannot do exits 3 naming it, and writes nothing; wal-restore answers 'not there'", async () => {
     const [primary] = instances as [Instance];
     const run = invocations['run-1'];
     assert.ok(run);
@@ -365,8 +365,7 @@ describe('CloudNativePG conformance: CNPG v1.30.0 Go code against pgim (pod and 
       });
     const fresh = join(base, 'pgdata-refused');
     for (const [argv, message] of [
-      [['instance', 'restore'], /not implemented yet: "instance restore"/],
-      [['wal-restore', '000000010000000000000001', 'pg_wal/RECOVERYXLOG'], /not implemented yet: "wal-restore"/],
+      [['instance', 'restore'], /spec\.bootstrap\.recovery: is required by pgim restore/],
       [['instance', 'init', '--initdb-flags', '', '--app-db-name', 'other', '--app-user', 'app'], /--app-db-name other, the Cluster says app/],
     ] as const) {
       const result = await attempt([...argv], { PGDATA: fresh, POD_NAME: `${cluster}-9-initdb` });
@@ -374,6 +373,10 @@ describe('CloudNativePG conformance: CNPG v1.30.0 Go code against pgim (pod and 
       assert.match(result.stderr, message);
     }
     assert.equal(existsSync(fresh), false, 'a refused invocation writes nothing');
+    // CNPG's restore_command line: without an object store every file is "not there" (exit 1, never fatal to PostgreSQL).
+    const walRestore = await attempt(['wal-restore', '--log-destination', '/controller/log/postgres.json', '000000010000000000000001', join(base, 'RECOVERYXLOG')]);
+    assert.equal(walRestore.code, 1, walRestore.stderr);
+    assert.equal(existsSync(join(base, 'RECOVERYXLOG')), false);
   });
 
   it("CNPG's remote instance client: every endpoint the operator calls on :8000, over TLS with the operator certificate", async () => {

@@ -9,7 +9,7 @@ describe('Cluster manifest parsing', () => {
   it('applies CNPG defaults', () => {
     const c = parseClusterManifest(minimal, 'f.yaml');
     assert.equal(c.name, 'pg');
-    assert.deepEqual({ ...c.bootstrap, initdb: undefined }, { database: 'app', owner: 'app', secretName: 'pg-app', initdb: undefined });
+    assert.deepEqual({ ...c.bootstrap, initdb: undefined }, { database: 'app', owner: 'app', secretName: 'pg-app', initdb: undefined, recovery: undefined });
     assert.equal(c.superuserSecretName, 'pg-superuser');
     assert.equal(c.enableSuperuserAccess, false);
     assert.equal(c.smartShutdownTimeoutSeconds, 180);
@@ -24,7 +24,7 @@ describe('Cluster manifest parsing', () => {
       `${minimal}  bootstrap:\n    initdb:\n      database: shop\n      secret:\n        name: shop-creds\n`,
       'f.yaml',
     );
-    assert.deepEqual({ ...c.bootstrap, initdb: undefined }, { database: 'shop', owner: 'shop', secretName: 'shop-creds', initdb: undefined });
+    assert.deepEqual({ ...c.bootstrap, initdb: undefined }, { database: 'shop', owner: 'shop', secretName: 'shop-creds', initdb: undefined, recovery: undefined });
   });
 
   it('tolerates unknown fields (a full CNPG manifest)', () => {

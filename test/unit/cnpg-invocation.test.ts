@@ -50,6 +50,12 @@ describe("CloudNativePG's command lines mapped onto pgim's (src/options/cnpg-inv
     assert.equal(t.expectations.parentNode, 'demo-rw');
   });
 
+  it('instance restore: the Job POD_NAME (<instance>-full-recovery) names the instance; pgim restore runs', () => {
+    const t = pgim(translateCnpgInvocation(['instance', 'restore', '--pg-data', '/var/lib/postgresql/data/pgdata'], { ...podEnv, POD_NAME: 'demo-1-full-recovery' }));
+    assert.deepEqual(t.argv, ['restore', '--pgdata', '/var/lib/postgresql/data/pgdata', '--pod-name', 'demo-1']);
+    assert.equal(translateCnpgInvocation(['instance', 'restore', '--pg-wal', '/w'], podEnv).kind, 'not-implemented');
+  });
+
   it('instance pgbasebackup is pgim init (which clones a bootstrap.pg_basebackup manifest); the Job suffix goes', () => {
     const t = pgim(translateCnpgInvocation(['instance', 'pgbasebackup', '--pg-data', '/var/lib/postgresql/data/pgdata'], { ...podEnv, POD_NAME: 'demo-1-pgbasebackup' }));
     assert.deepEqual(t.argv, ['init', '--pgdata', '/var/lib/postgresql/data/pgdata', '--pod-name', 'demo-1']);
@@ -57,9 +63,7 @@ describe("CloudNativePG's command lines mapped onto pgim's (src/options/cnpg-inv
 
   it('refuses with exit 3 (not implemented yet, naming it) what pgim cannot do, never something else', () => {
     const cases: [string[], Record<string, string>, RegExp][] = [
-      [['instance', 'restore'], podEnv, /"instance restore" is not implemented yet: recovery from a backup/],
       [['instance', 'restoresnapshot', '--immediate'], podEnv, /restoresnapshot/],
-      [['wal-restore', '000000010000000000000001', 'pg_wal/RECOVERYXLOG'], podEnv, /"wal-restore" is not implemented yet/],
       [['instance', 'run', '--pprof-server'], podEnv, /--pprof-server/],
       [['instance', 'init', '--pg-wal', '/var/lib/postgresql/wal/pg_wal'], podEnv, /--pg-wal is not implemented yet/],
       [['instance', 'init', '--initdb-flags', '--auth=trust'], podEnv, /"--auth=trust" is not an initdb option pgim passes on/],

@@ -53,7 +53,7 @@ describe('externalClusters, bootstrap.pg_basebackup and spec.replica', () => {
     const c = parseClusterManifest(manifest({ externalClusters: [origin], bootstrap: { pg_basebackup: { source: 'origin', database: 'shop' } }, replica: { enabled: true, source: 'origin' } }), 'f.yaml');
     assert.equal(c.external.clone?.name, 'origin');
     assert.equal(c.external.replica?.source.field, 'spec.externalClusters[0]');
-    assert.deepEqual({ ...c.bootstrap, initdb: undefined }, { database: 'shop', owner: 'shop', secretName: 'pg-app', initdb: undefined });
+    assert.deepEqual({ ...c.bootstrap, initdb: undefined }, { database: 'shop', owner: 'shop', secretName: 'pg-app', initdb: undefined, recovery: undefined });
     const promoted = parseClusterManifest(manifest({ externalClusters: [origin], replica: { enabled: false, source: 'origin' } }), 'f.yaml');
     assert.equal(promoted.external.replica, undefined);
   });

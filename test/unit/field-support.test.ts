@@ -111,12 +111,12 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
     assert.deepEqual(unsupportedFields(spec), []);
   });
 
-  it('never accepts a bootstrap from a backup, not even with the annotation', () => {
-    for (const [field, value] of [['recovery', { backup: { name: 'b1' } }]] as const) {
+  it('never accepts a bootstrap from a volume snapshot, not even with the annotation', () => {
+    for (const [field, value, path] of [['recovery', { volumeSnapshots: { storage: { name: 'snap', kind: 'VolumeSnapshot' } } }, 'spec.bootstrap.recovery.volumeSnapshots']] as const) {
       const err = refusal({ bootstrap: { [field]: value } }, ignoring('spec.backup.volumeSnapshot'));
-      assert.equal(err.field, `spec.bootstrap.${field}`);
+      assert.equal(err.field, path);
       assert.match(err.message, /no annotation accepts ignoring it/);
-      const listed = refusal({ bootstrap: { [field]: value } }, ignoring(`spec.bootstrap.${field}`));
+      const listed = refusal({ bootstrap: { [field]: value } }, ignoring(path));
       assert.equal(listed.field, `metadata.annotations.${ignoreUnsupportedFieldsAnnotation}`);
       assert.match(listed.message, /which pgim never ignores/);
     }
@@ -173,8 +173,12 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
     }
   });
 
-  it('a manifest with bootstrap.recovery does not parse (files mode), naming the field', () => {
+  it('a bootstrap.recovery whose source is not among externalClusters does not parse, naming the field', () => {
     const text = 'apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  bootstrap:\n    recovery:\n      source: origin\n';
-    assert.throws(() => parseClusterManifest(text, 'f.yaml'), (err: unknown) => err instanceof ConfigError && err.field === 'spec.bootstrap.recovery');
+    assert.throws(() => parseClusterManifest(text, 'f.yaml'), (err: unknown) => err instanceof ConfigError && err.field === 'spec.bootstrap.recovery.source');
+  });
+
+  it('accepts externalClusters entries with a barmanObjectStore (recovery sources)', () => {
+    assert.deepEqual(unsupportedFields({ externalClusters: [{ name: 'origin', barmanObjectStore: { destinationPath: 's3://b/p' } }] }), []);
   });
 });
