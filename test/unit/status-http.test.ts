@@ -188,21 +188,19 @@ describe('status server: hardened HTTP (in process, loopback)', function () {
     }
     await (await fetch(`${srv.url}/healthz`)).text();
     await sleep(100);
-    const latencies: number[] = [];
     await Promise.all(Array.from({ length: 32 }, async () => {
-      const t = performance.now();
       const res = await fetch(`${srv.url}/healthz`);
       await res.text();
-      latencies.push(performance.now() - t);
       assert.equal(res.status, 200);
     }));
-    // Nobody waits for the silent clients (they are cut only at the 1 s header timeout). Latency figures for the
-    // 100 ms goal come from the out-of-process measurement; here client and server share one event loop.
-    assert.ok(Math.max(...latencies) < hardening.headersTimeoutMs / 2, `slowest request ${Math.max(...latencies).toFixed(1)} ms`);
-    const deadline = Date.now() + 5000;
+    const cutBeforeServed = closedAt.length;
+    // Nobody waits for the silent clients: every request is answered before the first of them is cut (at the header
+    // timeout); a server that queued behind them would answer only after the cut. Ordering, not a latency bound: the
+    // latency figures come from the out-of-process benchmark.
+    assert.equal(cutBeforeServed, 0, `${cutBeforeServed} silent clients were cut before the 32 requests were answered`);
+    const deadline = Date.now() + 10_000;
     while (closedAt.length < slow.length && Date.now() < deadline) await sleep(50);
     assert.equal(closedAt.length, slow.length, 'every half-sent request was cut');
-    assert.ok(Math.max(...closedAt) < hardening.headersTimeoutMs + 1500, `cut after ${Math.max(...closedAt)} ms`);
   });
 
   it('keeps connections alive between requests', async () => {
