@@ -23,6 +23,8 @@ export interface ClusterMetricFacts {
   readonly replicaMode: boolean;
   readonly minSyncReplicas: number;
   readonly maxSyncReplicas: number;
+  /** `spec.postgresql.synchronous.number` (CNPG's expected synchronous replicas), when set. */
+  readonly synchronousNumber?: number;
   /** `status.phase` and `status.currentPrimary` (`cnpg_collector_manual_switchover_required`). */
   readonly phase: string | undefined;
   readonly currentPrimary: string | undefined;
@@ -119,6 +121,7 @@ const clusterFactsSchema = z
         replica: lenient(z.object({ enabled: lenient(z.boolean()) }).loose()),
         minSyncReplicas: lenient(z.number().int().min(0)),
         maxSyncReplicas: lenient(z.number().int().min(0)),
+        postgresql: lenient(z.object({ synchronous: lenient(z.object({ number: lenient(z.number().int()) }).loose()) }).loose()),
       })
       .loose()
       .catch({}),
@@ -145,6 +148,7 @@ function clusterFacts(manifest: unknown): ClusterMetricFacts {
     replicaMode: spec.replica?.enabled === true,
     minSyncReplicas: spec.minSyncReplicas ?? 0,
     maxSyncReplicas: spec.maxSyncReplicas ?? 0,
+    ...(spec.postgresql?.synchronous?.number === undefined ? {} : { synchronousNumber: spec.postgresql.synchronous.number }),
     phase: status?.phase,
     currentPrimary: status?.currentPrimary,
     nodesUsed: status?.topology?.successfullyExtracted === true ? (status.topology.nodesUsed ?? -1) : -1,

@@ -3,6 +3,7 @@ import { backupSchema, resolveBackup, type BackupConfiguration } from './backup.
 import { refuseUnsupportedFields } from './field-support.js';
 import { isDnsLabel, isObjectName } from './names.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
+import { resolveSynchronous, synchronousSchema, syncReplicasSchema, type SynchronousReplication } from './synchronous.js';
 
 /**
  * The fields of a `postgresql.cnpg.io/v1` Cluster that pgim reads, with CloudNativePG's defaults. The other fields
@@ -50,6 +51,7 @@ export const clusterManifestSchema = z
             parameters: z.record(z.string(), z.string({ error: 'must be a string (quote the value in YAML)' })).default({}),
             pg_hba: z.array(z.string({ error: 'must be a string' })).default([]),
             pg_ident: z.array(z.string({ error: 'must be a string' })).default([]),
+            synchronous: synchronousSchema.optional(),
           })
           .loose()
           .default({ parameters: {}, pg_hba: [], pg_ident: [] }),
@@ -63,6 +65,8 @@ export const clusterManifestSchema = z
         monitoring: monitoringSchema.optional(),
         probes: probesSchema.optional(),
         backup: backupSchema.optional(),
+        minSyncReplicas: syncReplicasSchema.optional(),
+        maxSyncReplicas: syncReplicasSchema.optional(),
       })
       .loose(),
     status: z
@@ -106,6 +110,8 @@ export interface Cluster {
   readonly observability: ObservabilitySpec;
   /** spec.backup: the object store WAL and base backups go to, retention, the backup target. */
   readonly backup: BackupConfiguration;
+  /** spec.postgresql.synchronous or the legacy min/maxSyncReplicas; undefined: asynchronous standbys. */
+  readonly synchronous: SynchronousReplication;
   /** Fields pgim does not implement that the `pgim.io/ignoreUnsupportedFields` annotation accepts ignoring. */
   readonly ignoredFields: readonly string[];
 }
@@ -138,6 +144,10 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     currentPrimary: status?.currentPrimary,
     observability: resolveObservability(manifest, metadata.name),
     backup: resolveBackup(spec.backup, metadata.name),
+    synchronous: resolveSynchronous(
+      { instances: spec.instances, synchronous: spec.postgresql.synchronous, minSyncReplicas: spec.minSyncReplicas, maxSyncReplicas: spec.maxSyncReplicas },
+      source,
+    ),
     ignoredFields,
   };
 }

@@ -19,6 +19,7 @@ import { goArch, nodeName, packageVersion } from './manager-info.js';
 import { prepareFilesystem } from './prepare.js';
 import { startBackups } from './backups.js';
 import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
+import { watchStreamingStandbys } from '../replication/standby-watch.js';
 import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, httpBindAddress, load, openInstance } from './startup.js';
 
 /**
@@ -155,6 +156,17 @@ export class Daemon {
       await instance.writeConfiguration(desired.rendered);
       source.subscribe((update) => {
         reconciler.update(update);
+      });
+      // synchronous_standby_names follows the standbys that stream from the primary.
+      const standbys = watchStreamingStandbys({
+        connection: instance.connection,
+        active: () => state.accepting && reconciler.desired.topology.isPrimary && reconciler.desired.cluster.synchronous !== undefined,
+        onChange: (names) => {
+          source.observeStreamingStandbys(names);
+        },
+      });
+      this.onDispose(() => {
+        standbys.stop();
       });
       source.start();
       const supervised = supervisor.run({

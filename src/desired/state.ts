@@ -7,6 +7,7 @@ import { podNameFor, runtimeLayout } from '../options/index.js';
 import { ConfigError } from '../errors/index.js';
 import { replicationConninfo } from '../replication/conninfo.js';
 import { haSlotName, resolveTopology, type Topology } from '../replication/topology.js';
+import { formatSynchronousStandbyNames, synchronousStandbyNamesConfig, type StandbyNamesConfig } from '../replication/synchronous.js';
 import { certificatePaths } from '../tls/files.js';
 import { loadTlsMaterial, type TlsMaterial } from '../tls/material.js';
 import { certificateCovers } from '../tls/validate.js';
@@ -26,13 +27,18 @@ export interface DesiredState {
   topology: Topology;
   /** spec.backup's credentials, read from their Secrets. */
   backup: BackupState;
+  /** The rendered `synchronous_standby_names` (undefined: asynchronous standbys). */
+  synchronous: StandbyNamesConfig | undefined;
+  /** The standbys this primary saw streaming when it rendered (empty on a replica). */
+  streamingStandbys: readonly string[];
 }
 
 /**
  * Reads the Cluster (unless the caller just read it) and its Secrets and renders every file, all in memory. Any
- * ConfigError surfaces here, before a folder is created or a byte written.
+ * ConfigError surfaces here, before a folder is created or a byte written. `streaming`: the standbys a primary sees
+ * streaming (they order, and under `dataDurability: preferred` make, `synchronous_standby_names`).
  */
-export async function loadDesiredState(options: InstanceOptions, controlPlane: ControlPlane, read?: Cluster): Promise<DesiredState> {
+export async function loadDesiredState(options: InstanceOptions, controlPlane: ControlPlane, read?: Cluster, streaming: readonly string[] = []): Promise<DesiredState> {
   const cluster = read ?? (await controlPlane.readCluster());
   const credentials = await resolveCredentials(controlPlane, cluster);
   const osUser = isRoot() ? lookupUser(options.user).name : currentOsUserName();
@@ -40,6 +46,13 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
   const tls = await loadTlsMaterial(controlPlane, cluster.name);
   const topology = await resolveTopology(cluster, podNameFor(options, cluster.name), controlPlane);
   const backup = await loadBackupState(controlPlane, cluster);
+  // Every instance renders it (a replica as its primary would), so a promoted replica already waits for its standbys.
+  const synchronous = synchronousStandbyNamesConfig(cluster.synchronous, {
+    clusterName: cluster.name,
+    primary: topology.primary,
+    instances: topology.instances,
+    streaming: topology.isPrimary ? streaming : [],
+  });
   const rendered = renderConfiguration({
     cluster,
     source: controlPlane.clusterSource,
@@ -54,8 +67,9 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
     // segment would cost a process start for nothing. Adding a store later needs a restart (done in place when
     // primaryUpdateStrategy is unsupervised).
     ...(cluster.backup.barmanObjectStore === undefined ? {} : { archiveCommand: archiveCommand(layout.root) }),
+    synchronousStandbyNames: formatSynchronousStandbyNames(synchronous),
   });
-  return { controlPlane, cluster, credentials, rendered, layout, osUser, port: options.pgPort, tls, topology, backup };
+  return { controlPlane, cluster, credentials, rendered, layout, osUser, port: options.pgPort, tls, topology, backup, synchronous, streamingStandbys: topology.isPrimary ? streaming : [] };
 }
 
 /** How a replica reaches its primary: by certificate, verify-full when the primary's name is in its certificate. */

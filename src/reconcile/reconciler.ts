@@ -12,6 +12,7 @@ import { RoleTransitions } from '../role/transitions.js';
 import { RestartCoordinator } from '../rollout/coordinator.js';
 import { warnIgnoredFields } from '../cluster/field-support.js';
 import type { PostgresControl } from '../supervisor/supervisor.js';
+import { synchronousCondition } from '../replication/synchronous.js';
 import { CredentialsApplier } from './credentials.js';
 import { writeRuntimeFiles } from './runtime-files.js';
 import { reportSecurityWarnings } from './security-warnings.js';
@@ -38,6 +39,8 @@ export class Reconciler {
   /** The latest desired state the source published (or why it could not build one); each pass works from it. */
   private latest: DesiredUpdate;
   private readonly credentials = new CredentialsApplier();
+  /** The last SynchronousReplication condition reported (JSON), so an unchanged one is not written again. */
+  private reportedSynchronous = '';
   /** Promote, demote, rewind, the Lease and the HA slots; a Lease refusal asks this reconciler for another pass. */
   readonly roles: RoleTransitions;
   /** Restarts for pending settings in CNPG's order (replicas first); checked after each reload and on its own timer. */
@@ -176,7 +179,18 @@ export class Reconciler {
         if (rotated.length > 0) logger.info({ roles: rotated }, 'passwords applied');
       });
       await this.roles.reconcileSlots(desired);
+      await this.reportSynchronous(desired);
     }
     if (!state.restartPending) await this.reportPhase(phases.healthy, '');
+  }
+
+  /** The primary shows the synchronous set in the Cluster status (a condition), once per change. */
+  private async reportSynchronous(desired: DesiredState): Promise<void> {
+    if (desired.cluster.synchronous === undefined && this.reportedSynchronous === '') return;
+    const condition = synchronousCondition(desired.synchronous, desired.streamingStandbys);
+    const text = JSON.stringify(condition);
+    if (text === this.reportedSynchronous) return;
+    this.reportedSynchronous = text;
+    await this.options.controlPlane.reportStatus({ conditions: [condition] });
   }
 }

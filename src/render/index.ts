@@ -25,6 +25,8 @@ export interface RenderInput {
   replication?: { primaryConninfo: string; slotName: string };
   /** pgim's `wal-archive` command line: archive_mode on with it as archive_command. */
   archiveCommand?: string;
+  /** The value of `synchronous_standby_names` (replication/synchronous.ts); absent or '' leaves it unset. */
+  synchronousStandbyNames?: string;
 }
 
 /** Everything pgim writes into PGDATA, as bytes-to-be. Pure: the same input gives the same output. */
@@ -93,6 +95,7 @@ export function renderConfiguration(input: RenderInput): RenderedConfiguration {
     logDirectory: input.logDirectory,
     ...(input.tls === undefined ? {} : { certificatesDirectory: input.tls.certificatesDirectory }),
     ...(input.archiveCommand === undefined ? {} : { archiveCommand: input.archiveCommand }),
+    ...(input.synchronousStandbyNames ? { synchronousStandbyNames: input.synchronousStandbyNames } : {}),
     companions: [overrideConf, pgHba, pgIdent, input.tls?.fingerprint ?? ''],
   });
   return {

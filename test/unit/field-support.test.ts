@@ -133,14 +133,14 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
       externalClusters: [{ name: 'origin' }],
       managed: { roles: [{ name: 'alice' }] },
       tablespaces: [{ name: 't', storage: { size: '1Gi' } }],
-      postgresql: { synchronous: { method: 'any', number: 1 }, ldap: { server: 'ldap' }, parameters: { work_mem: '8MB' } },
+      postgresql: { synchronous: { method: 'any', number: 1, failoverQuorum: true }, ldap: { server: 'ldap' }, parameters: { work_mem: '8MB' } },
     };
     const err = refusal(spec);
     assert.equal(err.field, 'spec.backup.volumeSnapshot');
-    assert.match(err.message, /^cluster\.yaml: spec\.backup\.volumeSnapshot: is not implemented by pgim: .*list it in the annotation pgim\.io\/ignoreUnsupportedFields; also refused: spec\.externalClusters, spec\.managed\.roles, spec\.tablespaces, spec\.postgresql\.synchronous, spec\.postgresql\.ldap$/);
-    const all = ignoring('spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.managed.roles', 'spec.tablespaces', 'spec.postgresql.synchronous', 'spec.postgresql.ldap');
+    assert.match(err.message, /^cluster\.yaml: spec\.backup\.volumeSnapshot: is not implemented by pgim: .*list it in the annotation pgim\.io\/ignoreUnsupportedFields; also refused: spec\.externalClusters, spec\.managed\.roles, spec\.tablespaces, spec\.postgresql\.synchronous\.failoverQuorum, spec\.postgresql\.ldap$/);
+    const all = ignoring('spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.managed.roles', 'spec.tablespaces', 'spec.postgresql.synchronous.failoverQuorum', 'spec.postgresql.ldap');
     assert.deepEqual(refuseUnsupportedFields(spec, all, 'cluster.yaml'), [
-      'spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.managed.roles', 'spec.tablespaces', 'spec.postgresql.synchronous', 'spec.postgresql.ldap',
+      'spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.managed.roles', 'spec.tablespaces', 'spec.postgresql.synchronous.failoverQuorum', 'spec.postgresql.ldap',
     ]);
     assert.equal(refusal(spec, ignoring('spec.backup.volumeSnapshot')).field, 'spec.externalClusters', 'only the fields listed are ignored');
   });
@@ -149,7 +149,7 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
     assert.equal(refusal({ primaryUpdateMethod: 'switchover' }).field, 'spec.primaryUpdateMethod');
     assert.equal(refusal({ replicationSlots: { highAvailability: { enabled: false } } }).field, 'spec.replicationSlots.highAvailability.enabled');
     assert.equal(refusal({ bootstrap: { initdb: { encoding: 'LATIN1' } } }).field, 'spec.bootstrap.initdb.encoding');
-    assert.equal(refusal({ minSyncReplicas: 1 }).field, 'spec.minSyncReplicas');
+    assert.equal(refusal({ postgresql: { syncReplicaElectionConstraint: { enabled: true } } }).field, 'spec.postgresql.syncReplicaElectionConstraint');
     assert.deepEqual(unsupportedFields({ primaryUpdateMethod: 'restart', minSyncReplicas: 0, replica: { enabled: false }, backup: null }), []);
   });
 
