@@ -16,9 +16,9 @@ export async function startAckedWriter(connect: () => Promise<pg.Client>, table:
   const client = await connect();
   client.on('error', () => undefined);
   const acked: number[] = [];
-  let stopping = false;
+  const stopping = { now: false };
   const finished = (async () => {
-    for (let id = firstId; !stopping; id++) {
+    for (let id = firstId; !stopping.now; id++) {
       try {
         await client.query(`INSERT INTO ${table} (id) VALUES ($1)`, [id]);
       } catch {
@@ -32,7 +32,7 @@ export async function startAckedWriter(connect: () => Promise<pg.Client>, table:
     acked,
     finished,
     stop: async () => {
-      stopping = true;
+      stopping.now = true;
       await finished;
     },
   };

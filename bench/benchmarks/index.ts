@@ -13,6 +13,7 @@ import { statusEndpointBenchmark } from './b4-status.js';
 import { scrapeBenchmark } from './b5-scrape.js';
 import { crashBenchmark } from './b6-crash.js';
 import { switchoverBenchmark } from './b8-switchover.js';
+import { synchronousFailoverBenchmark, synchronousTpsBenchmark } from './b20-synchronous.js';
 import { daemonKillBenchmark } from './b9-daemon-kill.js';
 import type { Benchmark } from './types.js';
 
@@ -34,4 +35,6 @@ export const benchmarks: readonly Benchmark[] = [
   probeUnderLoadBenchmark,
   logPipeBenchmark,
   archiveBenchmark,
+  synchronousTpsBenchmark,
+  synchronousFailoverBenchmark,
 ];

@@ -32,7 +32,10 @@ describe('synchronous replication and zero-loss failover (3 instances, ANY 1, re
   const elect = (failover: boolean): Promise<{ code: number; out: string }> =>
     run(process.execPath, [pgimEntry, 'switchover', '--config-dir', cluster.configDir, ...(failover ? ['--failover'] : [])], { encoding: 'utf8' }).then(
       (r) => ({ code: 0, out: r.stdout }),
-      (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: err.code ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` }),
+      (err: unknown) => {
+        const failed = err as { code?: number; stdout?: string; stderr?: string };
+        return { code: failed.code ?? -1, out: `${failed.stdout ?? ''}${failed.stderr ?? ''}` };
+      },
     );
   const electedTarget = (out: string): string => /targetPrimary: \S+ -> (\S+)/.exec(out)?.[1] ?? '';
   const waitWritable = (i: ClusterInstance): Promise<true> =>
@@ -98,7 +101,7 @@ describe('synchronous replication and zero-loss failover (3 instances, ANY 1, re
   });
 
   after(async () => {
-    await cluster?.stop();
+    await cluster.stop();
   });
 
   it('renders synchronous_standby_names, follows standbys leaving and returning by reload, reports sync state', async () => {
@@ -137,14 +140,18 @@ describe('synchronous replication and zero-loss failover (3 instances, ANY 1, re
     this.timeout(600_000);
     const primary = await primaryNow();
     const standbys = othersThan(primary.name);
-    await editSynchronous((doc) => doc.setIn(['spec', 'postgresql', 'synchronous', 'dataDurability'], 'preferred'));
+    await editSynchronous((doc) => {
+      doc.setIn(['spec', 'postgresql', 'synchronous', 'dataDurability'], 'preferred');
+    });
     await waitSyncNames(primary, `ANY 1 (${standbys.map((s) => `"${s.name}"`).join(',')})`);
     for (const s of standbys) await s.pgim!.stop();
     // The list shrinks to nothing: commits go through with both standbys gone.
     await waitSyncNames(primary, '');
     await query(primary.ports.pgPort, 'app', secrets.appPassword, `INSERT INTO acked VALUES (${nextId++})`);
 
-    await editSynchronous((doc) => doc.setIn(['spec', 'postgresql', 'synchronous', 'dataDurability'], 'required'));
+    await editSynchronous((doc) => {
+      doc.setIn(['spec', 'postgresql', 'synchronous', 'dataDurability'], 'required');
+    });
     await waitSyncNames(primary, requiredList(primary, []));
     const client = await appClient(primary);
     const blockedId = nextId++;
@@ -240,7 +247,9 @@ describe('synchronous replication and zero-loss failover (3 instances, ANY 1, re
     assert.equal(lostTotal, 0, `acknowledged rows lost under synchronous replication: ${results.join('; ')}`);
     if (asyncRounds === 0) return;
     // The contrast, reported and not asserted: without synchronous replication a failover may lose commits.
-    await editSynchronous((doc) => doc.deleteIn(['spec', 'postgresql', 'synchronous']));
+    await editSynchronous((doc) => {
+      doc.deleteIn(['spec', 'postgresql', 'synchronous']);
+    });
     await waitSyncNames(await primaryNow(), '');
     const asyncResults: string[] = [];
     let asyncLost = 0;
@@ -250,7 +259,9 @@ describe('synchronous replication and zero-loss failover (3 instances, ANY 1, re
       asyncResults.push(`${r.from}->${r.to} acked ${r.acked} lost ${r.lost} writable ${r.writableMs} ms`);
     }
     console.log(`      asynchronous, ${asyncRounds} rounds (${asyncLost} acknowledged rows lost in all):\n        ${asyncResults.join('\n        ')}`);
-    await editSynchronous((doc) => doc.setIn(['spec', 'postgresql', 'synchronous'], { method: 'any', number: 1, dataDurability: 'required' }));
+    await editSynchronous((doc) => {
+      doc.setIn(['spec', 'postgresql', 'synchronous'], { method: 'any', number: 1, dataDurability: 'required' });
+    });
     const primary = await primaryNow();
     await waitSyncNames(primary, requiredList(primary, othersThan(primary.name)));
   });
@@ -270,7 +281,7 @@ describe('synchronous replication and zero-loss failover (3 instances, ANY 1, re
     const refused = await elect(true);
     assert.notEqual(refused.code, 0, refused.out);
     assert.match(refused.out, /refusing to fail over: with ANY 1 over 2 standbys, every acknowledged commit is sure to be on one of 2 answering replicas \(N - k \+ 1\), and 1 answered/);
-    assert.match(refused.out, new RegExp(`${synchronous.name} \\(unreachable`));
+    assert.ok(refused.out.includes(`${synchronous.name} (unreachable`), refused.out);
     assert.deepEqual(await targetPrimaryInYaml(), before, 'cluster.yaml unchanged');
     assert.equal(await inRecovery(lagging), true, `${lagging.name} was not promoted`);
 
