@@ -3,22 +3,17 @@ import { lostOn, startAckedWriter } from '../../test-kit/acked-writer.js';
 import { sleep } from '../env.js';
 import { connect, pollUntil, queryOnce, waitStreaming, waitWritable, type Login } from '../pg.js';
 import { pgbenchInit, pgbenchRun } from '../pgbench.js';
-import { logTail } from '../proc.js';
 import { PatroniCluster } from '../systems/patroni-cluster.js';
 import { PgimCluster } from '../systems/pgim-cluster.js';
 import { memberNamed, type ReplicatedCluster } from '../systems/replicated.js';
+import { othersThan, probeTable, startCluster as startSwitchoverCluster, withLogs } from './b8-switchover.js';
 import { describe, interleave, since } from './common.js';
 import type { BenchContext, Benchmark, RunInfo } from './types.js';
 
 /** CNPG's quorum of one of the two standbys, commits waiting for their flush (synchronous_commit on). */
 const quorumOneOfTwo = { method: 'any', number: 1, dataDurability: 'required' };
-const probeTable = 'bench_sync_probe';
 const ackedTable = 'bench_sync_acked';
 const streamingTimeoutMs = 180_000;
-
-function othersThan(cluster: ReplicatedCluster, ...names: string[]): ReplicatedCluster['members'] {
-  return cluster.members.filter((m) => !names.includes(m.name));
-}
 
 async function syncStandbyNames(login: Login): Promise<string> {
   return (await queryOnce<{ v: string }>(login, "SELECT current_setting('synchronous_standby_names') AS v"))[0]?.v ?? '';
@@ -29,20 +24,11 @@ function waitSyncMode(primary: Login, synchronous: boolean): Promise<number> {
   return pollUntil(`synchronous_standby_names ${synchronous ? 'set' : 'empty'} on port ${primary.port}`, async () => ((await syncStandbyNames(primary)) !== '') === synchronous, 60_000);
 }
 
-async function withLogs(cluster: ReplicatedCluster, err: unknown): Promise<Error> {
-  const tails = await Promise.all(cluster.logFiles.map((file) => logTail(file, 8)));
-  return new Error(`${cluster.label}: ${describe(err)}${tails.join('')}`);
-}
-
+/** B8's cluster start (its probe table for the writability polls), plus the table of acknowledged ids. */
 async function startCluster(context: BenchContext, cluster: ReplicatedCluster): Promise<string> {
-  context.log(`  starting the ${cluster.label} cluster (3 instances)`);
-  await cluster.start();
-  const [first] = cluster.members;
-  if (first === undefined) throw new Error(`${cluster.label} has no members`);
-  await waitStreaming(first.login, othersThan(cluster, first.name), streamingTimeoutMs);
-  await queryOnce(first.login, `CREATE TABLE IF NOT EXISTS ${probeTable} (at timestamptz DEFAULT clock_timestamp())`);
-  await queryOnce(first.login, `CREATE TABLE IF NOT EXISTS ${ackedTable} (id bigint PRIMARY KEY)`);
-  return first.name;
+  const primary = await startSwitchoverCluster(context, cluster);
+  await queryOnce(memberNamed(cluster, primary).login, `CREATE TABLE IF NOT EXISTS ${ackedTable} (id bigint PRIMARY KEY)`);
+  return primary;
 }
 
 /** Synchronous replication on or off, and until the primary applied it. */
