@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build, run and test pgim: the PostgreSQL 15 server (Debian
 # package, without Debian's auto-created cluster), Barman Cloud (barman-cli-cloud, python3-boto3) and the npm packages; with PGIM_TEST_TOOLS=1 (scripts/test.sh) also
-# the test tools: Prometheus, podman and podman-compose. Safe to run again: it skips what is there. Debian packages
+# the test tools: Prometheus, podman, podman-compose, pgBackRest and OpenLDAP (slapd). Safe to run again: it skips what is there. Debian packages
 # are installed waiting for the package lock (scripts/lib/debian.sh); one that cannot be installed ends the run.
 set -euo pipefail
 
@@ -74,6 +74,12 @@ fi
 # pgBackRest is the peer the backup benchmarks (B17, B18) compare with; only the test and bench runs need it.
 if [ "${PGIM_TEST_TOOLS:-0}" = 1 ] && [ "$(id -u)" -eq 0 ] && ! command -v pgbackrest >/dev/null 2>&1; then
   need_packages pgbackrest
+fi
+
+# OpenLDAP's slapd and ldap-utils: the LDAP authentication tests (spec.postgresql.ldap) run a real directory on
+# 127.0.0.1 with their own temp configuration (the package's own slapd service is not used).
+if [ "${PGIM_TEST_TOOLS:-0}" = 1 ] && [ "$(id -u)" -eq 0 ] && ! { [ -x /usr/sbin/slapd ] && command -v ldapwhoami >/dev/null 2>&1; }; then
+  need_packages slapd ldap-utils
 fi
 
 cd "$repo"

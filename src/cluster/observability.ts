@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { certificatesSchema, resolveCertificateSecrets } from './certificates.js';
 import { isObjectName } from './names.js';
 import { parseGoDuration, parseQuantity } from './units.js';
 
@@ -100,11 +101,11 @@ export const probesSchema = z.object({ startup: probe.optional(), readiness: pro
 
 export const observabilityManifestSchema = z
   .object({
-    spec: z.object({ monitoring: monitoringSchema.optional(), probes: probesSchema.optional() }).loose(),
+    spec: z.object({ monitoring: monitoringSchema.optional(), probes: probesSchema.optional(), certificates: certificatesSchema.optional() }).loose(),
     status: z
       .object({
         operatorCertificateFingerprint: z.string().optional(),
-        certificates: z.object({ serverTLSSecret: z.string().optional() }).loose().optional(),
+        certificates: certificatesSchema.optional(),
       })
       .loose()
       .optional(),
@@ -184,7 +185,7 @@ export function resolveObservability(manifest: ObservabilityManifest, clusterNam
     },
     probes: { startup: resolveProbe(probes?.startup), readiness: resolveProbe(probes?.readiness) },
     operatorCertificateFingerprint: fingerprint === '' ? undefined : fingerprint,
-    serverTlsSecretName: status?.certificates?.serverTLSSecret ?? `${clusterName}-server`,
+    serverTlsSecretName: resolveCertificateSecrets(manifest.spec.certificates, status?.certificates, clusterName).serverTLS,
     clusterFacts: clusterFacts(manifest),
   };
 }

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { backupSchema, resolveBackup, type BackupConfiguration } from './backup.js';
+import { certificatesSchema, resolveCertificateSecrets, type CertificateSecrets } from './certificates.js';
 import { refuseUnsupportedFields } from './field-support.js';
+import { ldapSchema, resolveLdap, type LdapConfiguration } from './ldap.js';
 import { isDnsLabel, isObjectName } from './names.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
 import { resolveSynchronous, synchronousSchema, syncReplicasSchema, type SynchronousReplication } from './synchronous.js';
@@ -52,6 +54,7 @@ export const clusterManifestSchema = z
             pg_hba: z.array(z.string({ error: 'must be a string' })).default([]),
             pg_ident: z.array(z.string({ error: 'must be a string' })).default([]),
             synchronous: synchronousSchema.optional(),
+            ldap: ldapSchema.optional(),
           })
           .loose()
           .default({ parameters: {}, pg_hba: [], pg_ident: [] }),
@@ -67,6 +70,7 @@ export const clusterManifestSchema = z
         backup: backupSchema.optional(),
         minSyncReplicas: syncReplicasSchema.optional(),
         maxSyncReplicas: syncReplicasSchema.optional(),
+        certificates: certificatesSchema.optional(),
       })
       .loose(),
     status: z
@@ -74,7 +78,7 @@ export const clusterManifestSchema = z
         targetPrimary: z.string().optional(),
         currentPrimary: z.string().optional(),
         operatorCertificateFingerprint: z.string().optional(),
-        certificates: z.object({ serverTLSSecret: z.string().optional() }).loose().optional(),
+        certificates: certificatesSchema.optional(),
       })
       .loose()
       .optional(),
@@ -92,6 +96,10 @@ export interface Cluster {
   readonly parameters: Readonly<Record<string, string>>;
   readonly pgHba: readonly string[];
   readonly pgIdent: readonly string[];
+  /** spec.postgresql.ldap, when it asks for LDAP authentication (a pg_hba rule before the default one). */
+  readonly ldap: LdapConfiguration | undefined;
+  /** spec.certificates (else status.certificates, else CNPG's defaults): the Secrets the TLS material comes from. */
+  readonly certificates: CertificateSecrets;
   readonly bootstrap: {
     readonly database: string;
     readonly owner: string;
@@ -129,6 +137,8 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     parameters: spec.postgresql.parameters,
     pgHba: spec.postgresql.pg_hba,
     pgIdent: spec.postgresql.pg_ident,
+    ldap: resolveLdap(spec.postgresql.ldap),
+    certificates: resolveCertificateSecrets(spec.certificates, status?.certificates, metadata.name),
     bootstrap: {
       database,
       owner: spec.bootstrap?.initdb?.owner ?? database,

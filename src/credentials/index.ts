@@ -16,7 +16,8 @@ export interface Credentials {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-function textKey(data: ObjectData, source: string, key: string): string {
+/** A Secret key as one line of UTF-8 text, not empty. Errors name the Secret and key, never the value. */
+export function textKey(data: ObjectData, source: string, key: string): string {
   const bytes = data.get(key);
   if (bytes === undefined) throw new ConfigError(source, key, 'key is missing');
   let text: string;

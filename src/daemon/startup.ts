@@ -28,7 +28,9 @@ export async function cloneWhenPrimaryAnswers(instance: PostgresInstance, desire
   const conninfo = joinConninfo(desired);
   const primary = desired.topology.addresses.get(desired.topology.primary) ?? { host: desired.topology.primary, port: 5432 };
   logger.info({ pgdata: instance.pgdata, primary: desired.topology.primary }, 'PGDATA is empty: waiting for the primary to answer, then cloning it (pg_basebackup)');
-  await waitForPrimary(primary, certificatePaths(desired.layout.certificatesDir), signal);
+  await waitForPrimary(primary, certificatePaths(desired.layout.certificatesDir), signal, (problem) => {
+    logger.warn({ primary: desired.topology.primary, problem }, `the primary does not answer yet: ${problem}`);
+  });
   await instance.basebackup(conninfo, signal);
 }
 

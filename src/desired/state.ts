@@ -2,6 +2,7 @@ import { archiveCommand, loadBackupState, type BackupState } from '../backup/run
 import type { Cluster } from '../cluster/schema.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import { resolveCredentials, type Credentials } from '../credentials/index.js';
+import { readLdapBindPassword } from '../credentials/ldap.js';
 import type { InstanceOptions, RuntimeLayout } from '../options/index.js';
 import { podNameFor, runtimeLayout } from '../options/index.js';
 import { ConfigError } from '../errors/index.js';
@@ -43,7 +44,7 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
   const credentials = await resolveCredentials(controlPlane, cluster);
   const osUser = isRoot() ? lookupUser(options.user).name : currentOsUserName();
   const layout = runtimeLayout(options.runtimeDir);
-  const tls = await loadTlsMaterial(controlPlane, cluster.name);
+  const tls = await loadTlsMaterial(controlPlane, cluster.certificates);
   const topology = await resolveTopology(cluster, podNameFor(options, cluster.name), controlPlane);
   const backup = await loadBackupState(controlPlane, cluster);
   // Every instance renders it (a replica as its primary would), so a promoted replica already waits for its standbys.
@@ -53,6 +54,7 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
     instances: topology.instances,
     streaming: topology.isPrimary ? streaming : [],
   });
+  const ldapBindPassword = await readLdapBindPassword(controlPlane, cluster);
   const rendered = renderConfiguration({
     cluster,
     source: controlPlane.clusterSource,
@@ -68,6 +70,7 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
     // primaryUpdateStrategy is unsupervised).
     ...(cluster.backup.barmanObjectStore === undefined ? {} : { archiveCommand: archiveCommand(layout.root) }),
     synchronousStandbyNames: formatSynchronousStandbyNames(synchronous),
+    ...(ldapBindPassword === undefined ? {} : { ldapBindPassword }),
   });
   return { controlPlane, cluster, credentials, rendered, layout, osUser, port: options.pgPort, tls, topology, backup, synchronous, streamingStandbys: topology.isPrimary ? streaming : [] };
 }

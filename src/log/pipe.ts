@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { nativeCalls } from '../process/native.js';
 import { CsvToJsonLines } from './csvlog-bytes.js';
 import { formatCsvRecord } from './csvlog.js';
+import { redactHbaSecrets, redactJsonLines, redactRecordJson } from './redact.js';
 import { namedLogger, recordWriter, type RecordWriter } from './logger.js';
 
 /** mkfifo(3) through the addon, or coreutils' mkfifo where the addon is not built. */
@@ -75,7 +76,7 @@ export class LogPipe {
     });
     this.read(this.rawPath, (socket) => {
       createInterface({ input: socket, crlfDelay: Infinity }).on('line', (line) => {
-        this.rawLogger.info({ source: this.rawPath }, line);
+        this.rawLogger.info({ source: this.rawPath }, redactHbaSecrets(line));
       });
     });
   }
@@ -108,13 +109,13 @@ export class LogPipe {
     const ts = new Date().toISOString();
     converter.push(chunk, Buffer.from(`${this.records.prefix('postgres', ts)}{`), {
       lines: (bytes) => {
-        this.records.writeBytes(bytes);
+        this.records.writeBytes(redactJsonLines(bytes));
       },
       slow: (record) => {
         if (record.length === 0) return;
         const formatted = formatCsvRecord(record.toString('utf8'));
-        if (formatted.kind === 'record') this.records.write(this.records.line(formatted.logger, ts, formatted.recordJson));
-        else this.rawLogger.info({ source: this.csvPath }, formatted.text);
+        if (formatted.kind === 'record') this.records.write(this.records.line(formatted.logger, ts, redactRecordJson(formatted.recordJson)));
+        else this.rawLogger.info({ source: this.csvPath }, redactHbaSecrets(formatted.text));
       },
     });
   }

@@ -1,8 +1,9 @@
 /**
- * pg_hba.conf after CNPG's template: fixed rules, then the user's, then the default password rule. Beyond CNPG
- * (its issue #10371): `defaultRule: false` leaves the default rule out, so a CIDR allow-list is really one.
+ * pg_hba.conf after CNPG's template: fixed rules, then the user's, then the LDAP rule (`spec.postgresql.ldap`), then
+ * the default password rule. Beyond CNPG (its issue #10371): `defaultRule: false` leaves the default rule out, so a
+ * CIDR allow-list is really one.
  */
-export function renderPgHba(userRules: readonly string[], defaultRule = true, defaultMethod = 'scram-sha-256'): string {
+export function renderPgHba(userRules: readonly string[], defaultRule = true, defaultMethod = 'scram-sha-256', ldapRule?: string): string {
   const defaults = defaultRule
     ? `host all all all ${defaultMethod}\n`
     : '# default rule disabled: connections matching no rule above are rejected\n';
@@ -25,7 +26,7 @@ hostssl all cnpg_pooler_pgbouncer all cert map=cnpg_pooler_pgbouncer
 #
 
 ${userRules.map((rule) => `${rule}\n`).join('')}
-
+${ldapRule === undefined ? '' : `\n#\n# LDAP CONFIGURATION (optional)\n#\n${ldapRule}\n`}
 #
 # DEFAULT RULES
 #

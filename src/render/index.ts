@@ -3,6 +3,7 @@ import { ConfigError } from '../errors/index.js';
 import { renderCustomConf } from './custom-conf.js';
 import { renderPgHba, renderPgIdent } from './hba.js';
 import { checkHbaLine, checkIdentLine } from './hba-rules.js';
+import { renderLdapRule } from './ldap.js';
 import { validateUserParameters } from './parameters.js';
 import { checkTransportParameters, hbaTrustWarning, identMapsEveryoneToSuperuser, identSuperuserWarning, type SecurityWarning } from './security-warnings.js';
 import { renderOverrideConf } from './override-conf.js';
@@ -27,6 +28,8 @@ export interface RenderInput {
   archiveCommand?: string;
   /** The value of `synchronous_standby_names` (replication/synchronous.ts); absent or '' leaves it unset. */
   synchronousStandbyNames?: string;
+  /** The LDAP bind password from its Secret, when `spec.postgresql.ldap` asks for LDAP authentication. */
+  ldapBindPassword?: string;
 }
 
 /** Everything pgim writes into PGDATA, as bytes-to-be. Pure: the same input gives the same output. */
@@ -84,7 +87,8 @@ export function renderConfiguration(input: RenderInput): RenderedConfiguration {
   const userParameters = validateUserParameters(cluster.parameters, source);
   warnings.push(...checkTransportParameters(userParameters, source));
   const overrideConf = renderOverrideConf(input.replication);
-  const pgHba = renderPgHba(cluster.pgHba, defaultRule);
+  const ldapRule = cluster.ldap === undefined ? undefined : renderLdapRule(cluster.ldap, input.ldapBindPassword ?? '');
+  const pgHba = renderPgHba(cluster.pgHba, defaultRule, undefined, ldapRule);
   const pgIdent = renderPgIdent(input.osUser, cluster.pgIdent);
   const custom = renderCustomConf({
     clusterName: cluster.name,

@@ -19,9 +19,9 @@ export async function replicationSsl(paths: CertificatePaths): Promise<Ssl> {
 
 /**
  * Asks `address`, as streaming_replica with its certificate (the way this instance's WAL receiver connects), for
- * its timeline when it is a primary: undefined while it is unreachable or in recovery.
+ * its timeline when it is a primary: undefined while it is unreachable or in recovery (with why, when it failed).
  */
-async function askPrimaryTimeline(address: Address, ssl: Ssl): Promise<number | undefined> {
+async function askPrimaryTimeline(address: Address, ssl: Ssl): Promise<{ timeline: number | undefined; problem?: string }> {
   const { Client } = await pgDriver();
   const client = new Client({ host: address.host, port: address.port, user: 'streaming_replica', database: 'postgres', ssl, connectionTimeoutMillis: 2000 });
   client.on('error', () => undefined);
@@ -32,24 +32,31 @@ async function askPrimaryTimeline(address: Address, ssl: Ssl): Promise<number | 
     );
     const wal = rows[0]?.wal;
     // A WAL file name starts with the timeline, 8 hex digits.
-    return typeof wal === 'string' ? parseInt(wal.slice(0, 8), 16) : undefined;
-  } catch {
-    return undefined;
+    return typeof wal === 'string' ? { timeline: parseInt(wal.slice(0, 8), 16) } : { timeline: undefined, problem: 'in recovery' };
+  } catch (err) {
+    return { timeline: undefined, problem: err instanceof Error ? err.message : String(err) };
   } finally {
     await client.end().catch(() => undefined);
   }
 }
 
 export async function primaryTimeline(address: Address, paths: CertificatePaths): Promise<number | undefined> {
-  return askPrimaryTimeline(address, await replicationSsl(paths));
+  return (await askPrimaryTimeline(address, await replicationSsl(paths))).timeline;
 }
 
-/** Waits until `address` answers as a primary (not in recovery); polls every 50 ms; rejects on abort. */
-export async function waitForPrimary(address: Address, paths: CertificatePaths, signal?: AbortSignal): Promise<void> {
+/**
+ * Waits until `address` answers as a primary (not in recovery); polls every 50 ms; rejects on abort. `onProblem`
+ * hears why it does not answer yet, each time the reason changes (a refused certificate, a refused connection).
+ */
+export async function waitForPrimary(address: Address, paths: CertificatePaths, signal?: AbortSignal, onProblem?: (problem: string) => void): Promise<void> {
   const ssl = await replicationSsl(paths);
+  let last: string | undefined;
   for (;;) {
     signal?.throwIfAborted();
-    if ((await askPrimaryTimeline(address, ssl)) !== undefined) return;
+    const { timeline, problem } = await askPrimaryTimeline(address, ssl);
+    if (timeline !== undefined) return;
+    if (problem !== undefined && problem !== last) onProblem?.(problem);
+    last = problem;
     await sleep(50);
   }
 }

@@ -29,8 +29,8 @@ export async function writeTlsMaterial(dir: string, material: TlsMaterial): Prom
   const results = await Promise.all([
     writeFileAtomic(paths.serverCert, material.serverCert, 0o600),
     writeFileAtomic(paths.serverKey, material.serverKey, 0o600),
-    writeFileAtomic(paths.clientCa, material.caCert, 0o600),
-    writeFileAtomic(paths.serverCa, material.caCert, 0o600),
+    writeFileAtomic(paths.clientCa, material.clientCaCert, 0o600),
+    writeFileAtomic(paths.serverCa, material.serverCaCert, 0o600),
     writeFileAtomic(paths.replicationCert, material.replicationCert, 0o600),
     writeFileAtomic(paths.replicationKey, material.replicationKey, 0o600),
   ]);

@@ -13,17 +13,12 @@ export interface CertificateFacts {
 /** Throws a message naming what is wrong with a certificate/key pair, never printing key material. */
 export function checkCertificatePair(certPem: string, keyPem: string, caPem: string, now = new Date()): CertificateFacts {
   let cert: X509Certificate;
-  let ca: X509Certificate;
   try {
     cert = new X509Certificate(certPem);
   } catch {
     throw new Error('certificate is not valid PEM');
   }
-  try {
-    ca = new X509Certificate(caPem);
-  } catch {
-    throw new Error('CA certificate is not valid PEM');
-  }
+  const cas = caCertificates(caPem);
   let key;
   try {
     key = createPrivateKey(keyPem);
@@ -31,7 +26,9 @@ export function checkCertificatePair(certPem: string, keyPem: string, caPem: str
     throw new Error('private key is not valid PEM');
   }
   if (!cert.checkPrivateKey(key)) throw new Error('private key does not match the certificate');
-  if (!cert.verify(ca.publicKey) || !cert.checkIssued(ca)) throw new Error(`certificate is not issued by the CA (${ca.subject})`);
+  if (!cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey))) {
+    throw new Error(`certificate is not issued by the CA (${cas.map((ca) => ca.subject).join(' or ')})`);
+  }
   const notBefore = new Date(cert.validFrom);
   const notAfter = new Date(cert.validTo);
   if (now < notBefore) throw new Error(`certificate is not valid before ${notBefore.toISOString()}`);
@@ -46,21 +43,38 @@ export function checkCertificatePair(certPem: string, keyPem: string, caPem: str
   };
 }
 
+/**
+ * The certificates of a `ca.crt`: one CA, or a bundle of several (the old and the new CA while a CA rotates, as
+ * PostgreSQL's ssl_ca_file and libpq's sslrootcert both accept). Throws when a block does not parse or is no CA.
+ */
+function caCertificates(caPem: string): X509Certificate[] {
+  const blocks = caPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new Error('CA certificate is not valid PEM');
+  return blocks.map((block) => {
+    let ca: X509Certificate;
+    try {
+      ca = new X509Certificate(block);
+    } catch {
+      throw new Error('CA certificate is not valid PEM');
+    }
+    if (!ca.ca) throw new Error('is not a CA certificate (basicConstraints CA:FALSE)');
+    return ca;
+  });
+}
+
+/** The facts of a `ca.crt` (of its first CA; the fingerprint covers every CA of a bundle). */
 export function checkCaCertificate(caPem: string): CertificateFacts {
-  let ca: X509Certificate;
-  try {
-    ca = new X509Certificate(caPem);
-  } catch {
-    throw new Error('CA certificate is not valid PEM');
-  }
-  if (!ca.ca) throw new Error('is not a CA certificate (basicConstraints CA:FALSE)');
+  const cas = caCertificates(caPem);
+  const ca = cas[0] as X509Certificate;
+  const fingerprint = createHash('sha256');
+  for (const each of cas) fingerprint.update(each.raw);
   return {
     subject: ca.subject,
     commonName: /^CN=(.*)$/m.exec(ca.subject)?.[1] ?? '',
     serial: ca.serialNumber,
     notBefore: new Date(ca.validFrom),
     notAfter: new Date(ca.validTo),
-    fingerprint: createHash('sha256').update(ca.raw).digest('hex'),
+    fingerprint: fingerprint.digest('hex'),
   };
 }
 

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeConfigDir } from '../../test-kit/config.js';
 import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir } from '../../test-kit/env.js';
@@ -11,6 +11,7 @@ describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function
   this.timeout(300_000);
   const marker = `S3NTINEL-${Math.random().toString(36).slice(2, 12)}`;
   const secrets = { appPassword: `${marker}-app`, superuserPassword: `${marker}-su` };
+  const ldapBindPassword = `${marker}-ldap "bind"`;
   let base: string;
   let paths: PgimPaths;
   let ports: PgimPorts;
@@ -39,9 +40,19 @@ describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function
         s3Credentials: { accessKeyId: { name: 'backup-creds', key: 'ID' }, secretAccessKey: { name: 'backup-creds', key: 'KEY' } },
       },
     };
-    await writeConfigDir(paths.configDir, { enableSuperuserAccess: true, smartShutdownTimeout: 1, parameters: { log_statement: 'all' }, spec: { backup } }, secrets);
+    // LDAP authentication with a sentinel bind password (the directory is never reached: a port nothing listens
+    // on); app and postgres keep their passwords over 127.0.0.1 through a user rule above the LDAP rule.
+    const ldap = {
+      server: '127.0.0.1',
+      port: await freePort(),
+      bindSearchAuth: { baseDN: 'dc=example,dc=org', bindDN: 'cn=pgbind,dc=example,dc=org', bindPassword: { name: 'ldap-bind', key: 'password' }, searchAttribute: 'uid' },
+    };
+    const postgresql = { parameters: { shared_buffers: '16MB', max_connections: '30', log_statement: 'all' }, pg_hba: ['host all app,postgres 127.0.0.1/32 scram-sha-256'], pg_ident: [], ldap };
+    await writeConfigDir(paths.configDir, { enableSuperuserAccess: true, smartShutdownTimeout: 1, spec: { backup, postgresql } }, secrets);
     await mkdir(join(paths.configDir, 'secrets', 'backup-creds'), { recursive: true });
     for (const key of ['ID', 'KEY']) await writeFile(join(paths.configDir, 'secrets', 'backup-creds', key), `${marker}-s3-${key}`);
+    await mkdir(join(paths.configDir, 'secrets', 'ldap-bind'), { recursive: true });
+    await writeFile(join(paths.configDir, 'secrets', 'ldap-bind', 'password'), ldapBindPassword);
     await handToPostgres(paths.configDir);
     pgim = new PgimProcess('run', paths, ports);
     await pgim.waitReady(120_000);
@@ -115,6 +126,9 @@ describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function
     assert.ok(sawBarman, 'Barman Cloud ran while the sweep watched');
     await eventually(() => Promise.resolve(pgim.lines.some((l) => l.includes('WAL archiving is failing')) ? true : undefined), 60_000, 'the archive failure in the log');
     await s3.resume();
+    // A login through the LDAP rule: PostgreSQL logs the matched pg_hba line (bind password included) on failure.
+    await assert.rejects(connect(ports.pgPort, 'directory-user', 'x'), /LDAP authentication failed/);
+    await pgim.waitForLog(/ldapbindpasswd=\*{8}/);
     for (const path of ['/healthz', '/readyz', '/startupz', '/pg/status', '/failsafe']) await fetchText(`${pgim.statusUrl}${path}`);
     await fetchText(`http://127.0.0.1:${ports.metricsPort}/metrics`);
     const exit = await pgim.stop();
@@ -124,8 +138,11 @@ describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function
     assert.ok(!pgim.output.includes(marker), 'pgim output and the PostgreSQL log');
     for (const body of httpBodies) assert.ok(!body.includes(marker), 'an HTTP response');
     for (const name of ['postgresql.conf', 'custom.conf', 'override.conf', 'pg_hba.conf', 'pg_ident.conf']) {
-      assert.ok(!(await readFile(join(paths.pgdata, name), 'utf8')).includes(marker), name);
+      // pg_hba.conf is where the LDAP bind password must be (PostgreSQL reads it from nowhere else), 0600.
+      const text = (await readFile(join(paths.pgdata, name), 'utf8')).replace(`ldapbindpasswd="${ldapBindPassword.replaceAll('"', '""')}"`, '');
+      assert.ok(!text.includes(marker), name);
     }
+    assert.equal((await stat(join(paths.pgdata, 'pg_hba.conf'))).mode & 0o777, 0o600);
     for (const name of await readdir(join(paths.pgdata, 'log')).catch(() => [])) {
       assert.ok(!(await readFile(join(paths.pgdata, 'log', name), 'utf8')).includes(marker), `PGDATA/log/${name}`);
     }

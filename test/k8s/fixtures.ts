@@ -115,12 +115,12 @@ export async function patchClusterStatus(server: TestApiServer, namespace: strin
   ).body as Json;
 }
 
-/** Creates the Secret, or replaces its data (`kubectl apply` of a changed Secret). */
-export async function putSecret(server: TestApiServer, namespace: string, name: string, data: Record<string, string>): Promise<void> {
+/** Creates the Secret, or replaces its data (`kubectl apply` of a changed Secret). `type` applies at creation. */
+export async function putSecret(server: TestApiServer, namespace: string, name: string, data: Record<string, string>, type = 'kubernetes.io/basic-auth'): Promise<void> {
   const encoded = Object.fromEntries(Object.entries(data).map(([key, value]) => [key, Buffer.from(value).toString('base64')]));
   const created = await server.request(namespacedPath(namespace, 'secrets'), {
     method: 'POST',
-    body: { apiVersion: 'v1', kind: 'Secret', metadata: { name }, type: 'kubernetes.io/basic-auth', data: encoded },
+    body: { apiVersion: 'v1', kind: 'Secret', metadata: { name }, type, data: encoded },
   });
   if (created.status !== 409) {
     ok(created, `create Secret ${name}`);

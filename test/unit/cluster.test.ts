@@ -1,19 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { parseClusterManifest } from '../../src/cluster/parse.js';
-import { ConfigError } from '../../src/errors/index.js';
+import { errorOf } from '../support/config-error.js';
 import { validateUserParameters } from '../../src/render/parameters.js';
 
 const minimal = 'apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 1\n';
-
-function errorOf(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 describe('Cluster manifest parsing', () => {
   it('applies CNPG defaults', () => {

@@ -133,14 +133,14 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
       externalClusters: [{ name: 'origin' }],
       managed: { roles: [{ name: 'alice' }] },
       tablespaces: [{ name: 't', storage: { size: '1Gi' } }],
-      postgresql: { synchronous: { method: 'any', number: 1, failoverQuorum: true }, ldap: { server: 'ldap' }, parameters: { work_mem: '8MB' } },
+      postgresql: { synchronous: { method: 'any', number: 1, failoverQuorum: true }, parameters: { work_mem: '8MB' } },
     };
     const err = refusal(spec);
     assert.equal(err.field, 'spec.backup.volumeSnapshot');
-    assert.match(err.message, /^cluster\.yaml: spec\.backup\.volumeSnapshot: is not implemented by pgim: .*list it in the annotation pgim\.io\/ignoreUnsupportedFields; also refused: spec\.externalClusters, spec\.managed\.roles, spec\.tablespaces, spec\.postgresql\.synchronous\.failoverQuorum, spec\.postgresql\.ldap$/);
-    const all = ignoring('spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.managed.roles', 'spec.tablespaces', 'spec.postgresql.synchronous.failoverQuorum', 'spec.postgresql.ldap');
+    assert.match(err.message, /^cluster\.yaml: spec\.backup\.volumeSnapshot: is not implemented by pgim: .*list it in the annotation pgim\.io\/ignoreUnsupportedFields; also refused: spec\.externalClusters, spec\.managed\.roles, spec\.tablespaces, spec\.postgresql\.synchronous\.failoverQuorum$/);
+    const all = ignoring('spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.managed.roles', 'spec.tablespaces', 'spec.postgresql.synchronous.failoverQuorum');
     assert.deepEqual(refuseUnsupportedFields(spec, all, 'cluster.yaml'), [
-      'spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.managed.roles', 'spec.tablespaces', 'spec.postgresql.synchronous.failoverQuorum', 'spec.postgresql.ldap',
+      'spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.managed.roles', 'spec.tablespaces', 'spec.postgresql.synchronous.failoverQuorum',
     ]);
     assert.equal(refusal(spec, ignoring('spec.backup.volumeSnapshot')).field, 'spec.externalClusters', 'only the fields listed are ignored');
   });
