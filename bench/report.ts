@@ -325,6 +325,28 @@ export function evaluateGoals(rows: readonly SummaryRow[]): GoalResult[] {
     measured: `pgim ${ms(b18Pgim)} vs barman-cloud-backup ${ms(b18Barman)}; pgBackRest ${ms(b18Peer)}`,
     verdict: judge(b18Pgim && b18Barman ? b18Pgim.median <= 1.1 * b18Barman.median : undefined),
   });
+  // Issue 18: synchronous replication. pgim's synchronous TPS at least Patroni's (synchronous_mode on); a failover
+  // under writes loses no acknowledged row and the new primary takes writes within 1 s of the failover request.
+  const tps = (system: string): SummaryRow | undefined => rowFor(rows, 'B20', 'pgbench -c 4 TPS', system);
+  const tpsText = (row: SummaryRow | undefined): string => (row === undefined ? '–' : formatValue(row.median, 'tx/s'));
+  goals.push({
+    benchmark: 'B20',
+    goal: "pgbench -c 4: pgim's synchronous (ANY 1 of 2) TPS at least Patroni's synchronous_mode TPS",
+    measured: `pgim sync ${tpsText(tps('pgim sync'))} (async ${tpsText(tps('pgim async'))}); Patroni sync ${tpsText(tps('patroni sync'))} (async ${tpsText(tps('patroni async'))})`,
+    verdict: judge(tps('pgim sync') && tps('patroni sync') ? tps('pgim sync')!.median >= tps('patroni sync')!.median : undefined),
+  });
+  const b21 = (metric: string, system: string): SummaryRow | undefined => rowFor(rows, 'B21', `failover under writes: ${metric}`, system);
+  const lostText = (row: SummaryRow | undefined): string => (row === undefined ? '–' : `${row.median} (max ${row.max})`);
+  const syncWritable = b21('failover asked -> new primary writable', 'pgim sync');
+  const syncLost = b21('acknowledged rows lost', 'pgim sync');
+  goals.push({
+    benchmark: 'B21',
+    goal: 'failover under writes (pgim synchronous): 0 acknowledged rows lost in every run, writable under 1 s after the failover request',
+    measured:
+      `pgim sync ${ms(syncWritable)}, lost ${lostText(syncLost)}; pgim async ${ms(b21('failover asked -> new primary writable', 'pgim async'))}, lost ${lostText(b21('acknowledged rows lost', 'pgim async'))}; ` +
+      `Patroni sync ${ms(b21('failover asked -> new primary writable', 'patroni sync'))}, lost ${lostText(b21('acknowledged rows lost', 'patroni sync'))}`,
+    verdict: judge(syncWritable && syncLost ? syncLost.max === 0 && syncWritable.median < 1000 : undefined),
+  });
   return goals;
 }
 

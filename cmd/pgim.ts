@@ -47,8 +47,8 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
     summary: 'files mode: make another instance the primary (writes status.targetPrimary)',
     flags: {
       'config-dir': { type: 'string', env: 'PGIM_CONFIG_DIR', help: 'the shared config folder' },
-      to: { type: 'string', help: 'the instance to promote' },
-      failover: { type: 'boolean', help: 'the primary is gone: accept a target that no longer streams' },
+      to: { type: 'string', help: 'the instance to promote (default: the most advanced healthy replica)' },
+      failover: { type: 'boolean', help: 'the primary is gone: accept a replica that no longer streams (synchronous: only one sure to hold every acknowledged commit)' },
     },
   },
   certs: {
@@ -253,7 +253,7 @@ async function status(values: Values): Promise<number> {
 async function switchoverCommand(values: Values): Promise<number> {
   const { switchover, SwitchoverRefused } = await import('../src/replication/switchover.js');
   try {
-    const { from, to } = await switchover(required(values, 'config-dir'), required(values, 'to'), values.failover === true);
+    const { from, to } = await switchover(required(values, 'config-dir'), typeof values.to === 'string' ? values.to : undefined, values.failover === true);
     process.stdout.write(`targetPrimary: ${from} -> ${to}\n`);
     return ExitCode.ok;
   } catch (err) {

@@ -10,7 +10,7 @@ import { awaitedLater, describe, interleave, since } from './common.js';
 import type { BenchContext, Benchmark, Recorder, RunInfo } from './types.js';
 
 /** Every successful writability poll adds a row here (created on the first primary, replicated to all). */
-const probeTable = 'bench_switchover_probe';
+export const probeTable = 'bench_switchover_probe';
 const writableTimeoutMs = 90_000;
 const streamingTimeoutMs = 180_000;
 
@@ -33,7 +33,7 @@ function nextMember(cluster: ReplicatedCluster, name: string): string {
   return next.name;
 }
 
-function othersThan(cluster: ReplicatedCluster, ...names: string[]): ClusterMember[] {
+export function othersThan(cluster: ReplicatedCluster, ...names: string[]): ClusterMember[] {
   return cluster.members.filter((m) => !names.includes(m.name));
 }
 
@@ -45,13 +45,13 @@ async function timelineLines(file: string): Promise<string> {
 }
 
 /** A failure with the ends of the managers' logs (and their timeline lines), so a stuck switchover says why. */
-async function withLogs(cluster: ReplicatedCluster, err: unknown): Promise<Error> {
+export async function withLogs(cluster: ReplicatedCluster, err: unknown): Promise<Error> {
   const tails = await Promise.all(cluster.logFiles.map(async (file) => `${await timelineLines(file)}${await logTail(file, 8)}`));
   return new Error(`${cluster.label}: ${describe(err)}${tails.join('')}`);
 }
 
 /** Brings the cluster up and waits until the first member is the primary and both others stream from it. */
-async function startCluster(context: BenchContext, cluster: ReplicatedCluster): Promise<string> {
+export async function startCluster(context: BenchContext, cluster: ReplicatedCluster): Promise<string> {
   context.log(`  starting the ${cluster.label} cluster (3 instances)`);
   await cluster.start();
   const [first] = cluster.members;

@@ -15,6 +15,7 @@ import { statusEndpointBenchmark } from './b4-status.js';
 import { scrapeBenchmark } from './b5-scrape.js';
 import { crashBenchmark } from './b6-crash.js';
 import { switchoverBenchmark } from './b8-switchover.js';
+import { synchronousFailoverBenchmark, synchronousTpsBenchmark } from './b20-synchronous.js';
 import { daemonKillBenchmark } from './b9-daemon-kill.js';
 import type { Benchmark } from './types.js';
 
@@ -38,4 +39,6 @@ export const benchmarks: readonly Benchmark[] = [
   archiveBenchmark,
   baseBackupBenchmark,
   restoreBenchmark,
+  synchronousTpsBenchmark,
+  synchronousFailoverBenchmark,
 ];

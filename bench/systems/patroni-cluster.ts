@@ -28,7 +28,7 @@ export class PatroniCluster extends MemberCluster<PatroniMember> implements Repl
     super(members);
   }
 
-  static async create(context: SystemContext): Promise<PatroniCluster> {
+  static async create(context: SystemContext, options: { synchronousMode?: boolean } = {}): Promise<PatroniCluster> {
     const { etcdHost } = context;
     if (etcdHost === undefined) throw new Error('Patroni needs etcd, which was not started');
     const scope = instanceName('patroni-cluster');
@@ -47,7 +47,7 @@ export class PatroniCluster extends MemberCluster<PatroniMember> implements Repl
       const configFile = join(home, 'patroni.yml');
       await writePrivateFile(
         configFile,
-        stringify(patroniConfig({ scope, name, pgPort, restPort, pgdata, home, socketDir, etcdHost, usePgRewind: true })),
+        stringify(patroniConfig({ scope, name, pgPort, restPort, pgdata, home, socketDir, etcdHost, usePgRewind: true, synchronousMode: options.synchronousMode === true })),
       );
       context.processes.trackDataDirectory(pgdata);
       members.push({
@@ -94,6 +94,17 @@ export class PatroniCluster extends MemberCluster<PatroniMember> implements Repl
   /** Asked of the candidate (the old leader's API is gone); Patroni answers after polling up to 20 s, maybe 503. */
   failover(_from: string, to: string): Promise<ChangeRequest> {
     return this.post(to, 'failover', { candidate: to }, true);
+  }
+
+  /** Patroni's dynamic configuration (`PATCH /config`), e.g. `{synchronous_mode: true}`; applied within loop_wait. */
+  async patchConfig(via: string, patch: Record<string, unknown>): Promise<void> {
+    const response = await fetch(`${this.member(via).restUrl}/config`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(patch),
+      signal: AbortSignal.timeout(30_000),
+    });
+    if (!response.ok) throw new Error(`Patroni PATCH /config: ${response.status} ${await response.text()}`);
   }
 
   private async post(via: string, action: 'switchover' | 'failover', body: Record<string, string>, tolerateTimeout: boolean): Promise<ChangeRequest> {

@@ -38,6 +38,8 @@ export interface PatroniMemberSettings {
   usePgRewind: boolean;
   /** Extra PostgreSQL settings on top of the shared ones. */
   parameters?: Readonly<Record<string, string>>;
+  /** Patroni's `synchronous_mode` (one synchronous standby, chosen by Patroni). */
+  synchronousMode?: boolean;
 }
 
 /** One member's patroni.yml: the reference configuration (loop_wait 10, ttl 30) on the shared parameters. */
@@ -62,6 +64,7 @@ export function patroniConfig(settings: PatroniMemberSettings): Record<string, u
         ttl: 30,
         loop_wait: 10,
         retry_timeout: 10,
+        ...(settings.synchronousMode === true ? { synchronous_mode: true } : {}),
         postgresql: { use_pg_rewind: settings.usePgRewind, use_slots: false, parameters },
       },
       initdb: patroniInitdbOptions(),

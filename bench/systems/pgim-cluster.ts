@@ -1,4 +1,5 @@
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { parseDocument } from 'yaml';
 import { join } from 'node:path';
 import { writeConfigDir } from '../../test-kit/config.js';
 import { handToPostgres, postgresUser } from '../../test-kit/env.js';
@@ -34,7 +35,7 @@ export class PgimCluster extends MemberCluster<PgimMember> implements Replicated
     this.configDir = join(dir, 'config');
   }
 
-  static async create(context: SystemContext): Promise<PgimCluster> {
+  static async create(context: SystemContext, options: { synchronous?: Record<string, unknown> } = {}): Promise<PgimCluster> {
     const dir = join(context.workDir, instanceName('pgim-cluster'));
     const configDir = join(dir, 'config');
     await mkdir(dir, { recursive: true, mode: 0o755 });
@@ -63,7 +64,11 @@ export class PgimCluster extends MemberCluster<PgimMember> implements Replicated
         smartShutdownTimeout: 1,
         stopDelay: 20,
         parameters: { ...clusterParameters },
-        spec: { instances: members.length, switchoverDelay: 20 },
+        spec: {
+          instances: members.length,
+          switchoverDelay: 20,
+          ...(options.synchronous === undefined ? {} : { postgresql: { parameters: { ...clusterParameters }, synchronous: options.synchronous } }),
+        },
       },
       secrets,
     );
@@ -136,6 +141,39 @@ export class PgimCluster extends MemberCluster<PgimMember> implements Replicated
       }
       await sleep(100);
     }
+  }
+
+  /**
+   * `pgim switchover --failover` without --to: the CLI elects the replica (synchronous: only one sure to hold every
+   * acknowledged commit). Retried for up to 15 s while it refuses right after a kill.
+   */
+  async electFailover(): Promise<{ request: ChangeRequest; to: string }> {
+    const firstIssuedAt = performance.now();
+    for (;;) {
+      const issuedAt = performance.now();
+      const output = await this.context.processes
+        .output('pgim switchover', process.execPath, [pgimEntry, 'switchover', '--config-dir', this.configDir, '--failover'], { logFile: this.commandLog }, 30_000)
+        .catch(() => undefined);
+      const returnedAt = performance.now();
+      const to = output === undefined ? undefined : /targetPrimary: \S+ -> (\S+)/.exec(output)?.[1];
+      if (to !== undefined) {
+        const written = (await stat(join(this.configDir, 'cluster.yaml'))).mtimeMs - performance.timeOrigin;
+        return { request: { issuedAt, effectiveAt: Math.min(returnedAt, Math.max(issuedAt, written)), returnedAt }, to };
+      }
+      if (returnedAt - firstIssuedAt > 15_000) throw new Error(`pgim switchover --failover refused for 15 s${await logTail(this.commandLog)}`);
+      await sleep(100);
+    }
+  }
+
+  /** Turns synchronous replication on (`spec.postgresql.synchronous`) or off (undefined) in cluster.yaml. */
+  async setSynchronous(synchronous: Record<string, unknown> | undefined): Promise<void> {
+    const file = join(this.configDir, 'cluster.yaml');
+    const doc = parseDocument(await readFile(file, 'utf8'));
+    if (synchronous === undefined) doc.deleteIn(['spec', 'postgresql', 'synchronous']);
+    else doc.setIn(['spec', 'postgresql', 'synchronous'], synchronous);
+    const mode = (await stat(file)).mode & 0o7777;
+    await writeFile(`${file}.edit`, doc.toString(), { mode });
+    await rename(`${file}.edit`, file);
   }
 
   private get commandLog(): string {

@@ -25,6 +25,8 @@ export interface ClusterMetricFacts {
   readonly replicaMode: boolean;
   readonly minSyncReplicas: number;
   readonly maxSyncReplicas: number;
+  /** `spec.postgresql.synchronous.number` (CNPG's expected synchronous replicas), when set. */
+  readonly synchronousNumber?: number;
   /** `status.phase` and `status.currentPrimary` (`cnpg_collector_manual_switchover_required`). */
   readonly phase: string | undefined;
   readonly currentPrimary: string | undefined;
@@ -121,6 +123,7 @@ const clusterFactsSchema = z
         replica: lenient(z.object({ enabled: lenient(z.boolean()), source: z.string().catch(''), primary: lenient(z.string()), self: lenient(z.string()) }).loose()),
         minSyncReplicas: lenient(z.number().int().min(0)),
         maxSyncReplicas: lenient(z.number().int().min(0)),
+        postgresql: lenient(z.object({ synchronous: lenient(z.object({ number: lenient(z.number().int()) }).loose()) }).loose()),
       })
       .loose()
       .catch({}),
@@ -147,6 +150,7 @@ function clusterFacts(manifest: unknown, name: string): ClusterMetricFacts {
     replicaMode: isReplicaCluster(spec.replica, name),
     minSyncReplicas: spec.minSyncReplicas ?? 0,
     maxSyncReplicas: spec.maxSyncReplicas ?? 0,
+    ...(spec.postgresql?.synchronous?.number === undefined ? {} : { synchronousNumber: spec.postgresql.synchronous.number }),
     phase: status?.phase,
     currentPrimary: status?.currentPrimary,
     nodesUsed: status?.topology?.successfullyExtracted === true ? (status.topology.nodesUsed ?? -1) : -1,

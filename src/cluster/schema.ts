@@ -11,6 +11,7 @@ import { ldapSchema, resolveLdap, type LdapConfiguration } from './ldap.js';
 import { isDnsLabel, isObjectName } from './names.js';
 import { resolveTablespaces, tablespacesSchema, type TablespaceSpec } from './tablespaces.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
+import { resolveSynchronous, synchronousSchema, syncReplicasSchema, type SynchronousReplication } from './synchronous.js';
 
 /**
  * The fields of a `postgresql.cnpg.io/v1` Cluster that pgim reads, with CloudNativePG's defaults. The other fields
@@ -60,6 +61,7 @@ export const clusterManifestSchema = z
             parameters: z.record(z.string(), z.string({ error: 'must be a string (quote the value in YAML)' })).default({}),
             pg_hba: z.array(z.string({ error: 'must be a string' })).default([]),
             pg_ident: z.array(z.string({ error: 'must be a string' })).default([]),
+            synchronous: synchronousSchema.optional(),
             ldap: ldapSchema.optional(),
           })
           .loose()
@@ -78,6 +80,8 @@ export const clusterManifestSchema = z
         backup: backupSchema.optional(),
         managed: managedSchema.optional(),
         tablespaces: tablespacesSchema.optional(),
+        minSyncReplicas: syncReplicasSchema.optional(),
+        maxSyncReplicas: syncReplicasSchema.optional(),
         certificates: certificatesSchema.optional(),
       })
       .loose(),
@@ -145,6 +149,8 @@ export interface Cluster {
   readonly external: ExternalSources;
   /** spec.tablespaces: created by the primary, each in its own folder. */
   readonly tablespaces: readonly TablespaceSpec[];
+  /** spec.postgresql.synchronous or the legacy min/maxSyncReplicas; undefined: asynchronous standbys. */
+  readonly synchronous: SynchronousReplication;
   /** Fields pgim does not implement that the `pgim.io/ignoreUnsupportedFields` annotation accepts ignoring. */
   readonly ignoredFields: readonly string[];
 }
@@ -195,6 +201,10 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
     pgBouncerIntegrationSecrets: status?.poolerIntegrations?.pgBouncerIntegration?.secrets ?? [],
     external: resolveExternalSources(spec, metadata.name, source),
     tablespaces: resolveTablespaces(spec.tablespaces),
+    synchronous: resolveSynchronous(
+      { instances: spec.instances, synchronous: spec.postgresql.synchronous, minSyncReplicas: spec.minSyncReplicas, maxSyncReplicas: spec.maxSyncReplicas },
+      source,
+    ),
     ignoredFields,
   };
 }

@@ -22,6 +22,7 @@ import { startBackups } from './backups.js';
 import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
 import { bootstrapOrRestore } from './bootstrap.js';
 import { cloneExternalCluster, cloneSource, refuseDemotionAtStart } from './clone.js';
+import { watchStreamingStandbys } from '../replication/standby-watch.js';
 import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, httpBindAddress, load, openInstance } from './startup.js';
 
 /**
@@ -161,6 +162,17 @@ export class Daemon {
       await instance.ensureTablespaceFolders(desired.cluster.tablespaces);
       source.subscribe((update) => {
         reconciler.update(update);
+      });
+      // synchronous_standby_names follows the standbys that stream from the primary.
+      const standbys = watchStreamingStandbys({
+        withSession: (fn) => instance.withHeldSession(fn),
+        active: () => state.accepting && reconciler.desired.topology.isPrimary && reconciler.desired.cluster.synchronous !== undefined,
+        onChange: (names) => {
+          source.observeStreamingStandbys(names);
+        },
+      });
+      this.onDispose(() => {
+        standbys.stop();
       });
       source.start();
       const supervised = supervisor.run({

@@ -21,6 +21,8 @@ export class DesiredStateSource {
   private cluster: Cluster;
   private readonly listeners = new Set<DesiredListener>();
   private stopWatching: (() => void) | undefined;
+  /** The standbys streaming from this instance when it is the primary (replication/standby-watch.ts). */
+  private streaming: readonly string[] = [];
 
   constructor(
     private readonly options: InstanceOptions,
@@ -51,6 +53,13 @@ export class DesiredStateSource {
     this.stopWatching ??= this.controlPlane.watch(() => void this.refresh());
   }
 
+  /** A primary's streaming standbys changed: render again (`synchronous_standby_names` follows them). */
+  observeStreamingStandbys(names: readonly string[]): void {
+    if (names.join('\0') === this.streaming.join('\0')) return;
+    this.streaming = [...names];
+    void this.refresh();
+  }
+
   dispose(): void {
     this.stopWatching?.();
     this.listeners.clear();
@@ -66,7 +75,7 @@ export class DesiredStateSource {
     try {
       cluster = await this.controlPlane.readCluster();
       this.cluster = cluster;
-      const desired = await loadDesiredState(this.options, this.controlPlane, cluster);
+      const desired = await loadDesiredState(this.options, this.controlPlane, cluster, this.streaming);
       this.good = desired;
       return { desired, cluster };
     } catch (error) {

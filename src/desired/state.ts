@@ -10,6 +10,7 @@ import { ConfigError } from '../errors/index.js';
 import { conninfoValue, replicationConninfo } from '../replication/conninfo.js';
 import { loadExternalConnection, type ExternalConnection } from '../replication/external.js';
 import { haSlotName, resolveTopology, type Topology } from '../replication/topology.js';
+import { formatSynchronousStandbyNames, synchronousStandbyNamesConfig, type StandbyNamesConfig } from '../replication/synchronous.js';
 import { certificatePaths } from '../tls/files.js';
 import { loadTlsMaterial, type TlsMaterial } from '../tls/material.js';
 import { certificateCovers } from '../tls/validate.js';
@@ -31,13 +32,18 @@ export interface DesiredState {
   backup: BackupState;
   /** A replica cluster's designated primary (this instance): how it reaches `spec.replica.source`. */
   replicaSource: ExternalConnection | undefined;
+  /** The rendered `synchronous_standby_names` (undefined: asynchronous standbys). */
+  synchronous: StandbyNamesConfig | undefined;
+  /** The standbys this primary saw streaming when it rendered (empty on a replica). */
+  streamingStandbys: readonly string[];
 }
 
 /**
  * Reads the Cluster (unless the caller just read it) and its Secrets and renders every file, all in memory. Any
- * ConfigError surfaces here, before a folder is created or a byte written.
+ * ConfigError surfaces here, before a folder is created or a byte written. `streaming`: the standbys a primary sees
+ * streaming (they order, and under `dataDurability: preferred` make, `synchronous_standby_names`).
  */
-export async function loadDesiredState(options: InstanceOptions, controlPlane: ControlPlane, read?: Cluster): Promise<DesiredState> {
+export async function loadDesiredState(options: InstanceOptions, controlPlane: ControlPlane, read?: Cluster, streaming: readonly string[] = []): Promise<DesiredState> {
   const cluster = read ?? (await controlPlane.readCluster());
   const credentials = await resolveCredentials(controlPlane, cluster);
   const osUser = isRoot() ? lookupUser(options.user).name : currentOsUserName();
@@ -47,6 +53,13 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
   const backup = await loadBackupState(controlPlane, cluster);
   const replica = cluster.external.replica;
   const replicaSource = replica !== undefined && topology.isPrimary ? await loadExternalConnection(controlPlane, replica.source, layout.root) : undefined;
+  // Every instance renders it (a replica as its primary would), so a promoted replica already waits for its standbys.
+  const synchronous = synchronousStandbyNamesConfig(cluster.synchronous, {
+    clusterName: cluster.name,
+    primary: topology.primary,
+    instances: topology.instances,
+    streaming: topology.isPrimary ? streaming : [],
+  });
   const ldapBindPassword = await readLdapBindPassword(controlPlane, cluster);
   const rendered = renderConfiguration({
     cluster,
@@ -71,9 +84,10 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
     // segment would cost a process start for nothing. Adding a store later needs a restart (done in place when
     // primaryUpdateStrategy is unsupervised).
     ...(cluster.backup.barmanObjectStore === undefined ? {} : { archiveCommand: archiveCommand(layout.root) }),
+    synchronousStandbyNames: formatSynchronousStandbyNames(synchronous),
     ...(ldapBindPassword === undefined ? {} : { ldapBindPassword }),
   });
-  return { controlPlane, cluster, credentials, rendered, layout, osUser, port: options.pgPort, tls, topology, backup, replicaSource };
+  return { controlPlane, cluster, credentials, rendered, layout, osUser, port: options.pgPort, tls, topology, backup, replicaSource, synchronous, streamingStandbys: topology.isPrimary ? streaming : [] };
 }
 
 /**

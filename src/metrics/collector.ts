@@ -103,6 +103,7 @@ export class Collector {
   private readonly pgWal: Gauge;
   private readonly archiveStatus: Gauge;
   private readonly syncReplicas: Gauge;
+  private readonly standbySync: Gauge;
   private readonly walStats: Map<WalStat, Gauge>;
   private readonly queryErrors: Counter;
   private readonly queryRuns: Counter;
@@ -151,6 +152,12 @@ export class Collector {
       name: 'cnpg_collector_sync_replicas',
       help: 'Number of requested synchronous replicas (synchronous_standby_names)',
       labelNames: ['value'],
+      registers,
+    });
+    this.standbySync = new Gauge({
+      name: 'pgim_replication_sync_priority',
+      help: "Each standby streaming from this primary: its sync_priority in synchronous_standby_names (0: asynchronous), labelled with its sync_state (sync, quorum, potential, async), as /pg/status' syncState and syncPriority",
+      labelNames: ['application_name', 'sync_state'],
       registers,
     });
     const cluster = (): ClusterMetricFacts => options.clusterFacts?.() ?? unknownCluster;
@@ -353,6 +360,16 @@ export class Collector {
       if (text.failed) failed = true;
       this.duration.set({ collector: 'Collect.cnpg' }, (performance.now() - queriesStarted) / 1000);
       if (!facts.in_recovery) this.collectSyncReplicas(facts.sync_names, fail);
+      this.standbySync.reset();
+      if (!facts.in_recovery) {
+        const { rows } = await (await client(this.options.defaultDatabase)).query<{ name: string; state: string; priority: number }>(
+          "SELECT COALESCE(application_name, '') AS name, COALESCE(sync_state, '') AS state, COALESCE(sync_priority, 0) AS priority FROM pg_catalog.pg_stat_replication",
+        ).catch((err: unknown) => {
+          fail('Collect.StandbySync', err);
+          return { rows: [] };
+        });
+        for (const row of rows) this.standbySync.set({ application_name: row.name, sync_state: row.state }, row.priority);
+      }
       await this.collectArchiveStatus().catch((err: unknown) => {
         fail('Collect.PgWALArchiveStats', err);
       });
@@ -434,22 +451,16 @@ export class Collector {
   }
 
   private collectSyncReplicas(names: string, fail: (collector: string, err: unknown) => void): void {
-    // CNPG's min/max come from the spec; pgim requests no synchronous standbys of its own, so "expected" is 0.
+    // CNPG's GetExpectedSyncReplicasNumber: spec.postgresql.synchronous.number, or with the legacy fields the number
+    // computed from the streaming standbys (the one pgim rendered, so the observed one).
     const facts = this.options.clusterFacts?.() ?? unknownCluster;
     this.syncReplicas.set({ value: 'min' }, facts.minSyncReplicas);
     this.syncReplicas.set({ value: 'max' }, facts.maxSyncReplicas);
-    this.syncReplicas.set({ value: 'expected' }, 0);
-    if (names === '') {
-      this.syncReplicas.set({ value: 'observed' }, 0);
-      return;
-    }
-    const match = syncStandbyPattern.exec(names);
-    if (!match) {
-      this.syncReplicas.set({ value: 'observed' }, -1);
-      fail('Collect.SynchronousStandbys', new Error(`not matching synchronous standby names regex: ${names}`));
-      return;
-    }
-    this.syncReplicas.set({ value: 'observed' }, Number(match[2]));
+    const match = names === '' ? undefined : syncStandbyPattern.exec(names);
+    const observed = names === '' ? 0 : match ? Number(match[2]) : -1;
+    this.syncReplicas.set({ value: 'expected' }, facts.synchronousNumber ?? (facts.maxSyncReplicas > 0 ? Math.max(observed, 0) : 0));
+    this.syncReplicas.set({ value: 'observed' }, observed);
+    if (observed === -1) fail('Collect.SynchronousStandbys', new Error(`not matching synchronous standby names regex: ${names}`));
   }
 
   private async collectArchiveStatus(): Promise<void> {

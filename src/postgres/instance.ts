@@ -338,6 +338,11 @@ export class PostgresInstance {
    * itself when the former primary was not shut down cleanly.
    */
   async rewind(sourceConninfo: string, signal?: AbortSignal): Promise<void> {
+    // A killed postmaster may linger as a zombie nobody reaped yet: its lock file would make pg_rewind's single-user
+    // crash recovery refuse ("lock file already exists"), and its orphaned backends still hold the shared memory.
+    const pidFile = await inspectPidFile(this.pgdata);
+    if (pidFile.kind === 'stale') await removeStaleLockFiles(this.pgdata, this.options.socketDir, this.options.port);
+    await this.waitForPreviousProcesses(15_000);
     await copyFile(join(this.pgdata, 'global', 'pg_control'), join(this.pgdata, 'global', 'pg_control.old'));
     await chmod(join(this.pgdata, 'global', 'pg_control.old'), 0o600);
     this.rewindRunning = true;

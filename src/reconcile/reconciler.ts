@@ -13,6 +13,7 @@ import { RestartCoordinator } from '../rollout/coordinator.js';
 import { ManagedObjects } from '../managed/service.js';
 import { warnIgnoredFields } from '../cluster/field-support.js';
 import type { PostgresControl } from '../supervisor/supervisor.js';
+import { synchronousCondition } from '../replication/synchronous.js';
 import { CredentialsApplier } from './credentials.js';
 import { TablespacePass } from './tablespaces.js';
 import { writeRuntimeFiles } from './runtime-files.js';
@@ -47,6 +48,8 @@ export class Reconciler {
   /** The latest desired state the source published (or why it could not build one); each pass works from it. */
   private latest: DesiredUpdate;
   private credentials = new CredentialsApplier();
+  /** The last SynchronousReplication condition reported (JSON), so an unchanged one is not written again. */
+  private reportedSynchronous = '';
   /** Promote, demote, rewind, the Lease and the HA slots; a Lease refusal asks this reconciler for another pass. */
   readonly roles: RoleTransitions;
   /** Restarts for pending settings in CNPG's order (replicas first); checked after each reload and on its own timer. */
@@ -213,8 +216,19 @@ export class Reconciler {
       });
       await this.roles.reconcileSlots(desired);
       await this.managed.reconcile(desired.cluster);
+      await this.reportSynchronous(desired);
     }
     if (state.accepting) await this.tablespaces.run(desired, !(await instance.isStandby()));
     if (!state.restartPending) await this.reportPhase(phases.healthy, '');
+  }
+
+  /** The primary shows the synchronous set in the Cluster status (a condition), once per change. */
+  private async reportSynchronous(desired: DesiredState): Promise<void> {
+    if (desired.cluster.synchronous === undefined && this.reportedSynchronous === '') return;
+    const condition = synchronousCondition(desired.synchronous, desired.streamingStandbys);
+    const text = JSON.stringify(condition);
+    if (text === this.reportedSynchronous) return;
+    this.reportedSynchronous = text;
+    await this.options.controlPlane.reportStatus({ conditions: [condition] });
   }
 }

@@ -38,6 +38,8 @@ export interface CustomConfInput {
   instanceCompanions?: readonly string[];
   /** pgim's `wal-archive` command line (archive_mode on, as CNPG); undefined leaves archiving off. */
   archiveCommand?: string;
+  /** Synchronous standbys (`ANY 1 ("a","b")`); absent: none, PostgreSQL's default. */
+  synchronousStandbyNames?: string;
 }
 
 export interface RenderedCustomConf {
@@ -65,6 +67,7 @@ function mandatoryParameters(input: CustomConfInput): Record<string, string> {
     logging_collector: 'on',
     port: String(input.port),
     restart_after_crash: 'false',
+    ...(input.synchronousStandbyNames === undefined ? {} : { synchronous_standby_names: input.synchronousStandbyNames }),
     unix_socket_directories: input.socketDirectory,
     ...(input.certificatesDirectory === undefined
       ? { ssl: 'off' }

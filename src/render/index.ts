@@ -26,6 +26,8 @@ export interface RenderInput {
   replication?: { primaryConninfo: string; slotName: string | undefined; restoreCommand?: string | undefined };
   /** pgim's `wal-archive` command line: archive_mode on with it as archive_command. */
   archiveCommand?: string;
+  /** The value of `synchronous_standby_names` (replication/synchronous.ts); absent or '' leaves it unset. */
+  synchronousStandbyNames?: string;
   /** The LDAP bind password from its Secret, when `spec.postgresql.ldap` asks for LDAP authentication. */
   ldapBindPassword?: string;
 }
@@ -98,6 +100,7 @@ export function renderConfiguration(input: RenderInput): RenderedConfiguration {
     ...(input.tls === undefined ? {} : { certificatesDirectory: input.tls.certificatesDirectory }),
     ...(input.archiveCommand === undefined ? {} : { archiveCommand: input.archiveCommand }),
     temporaryTablespaces: cluster.tablespaces.filter((t) => t.temporary).map((t) => t.name),
+    ...(input.synchronousStandbyNames ? { synchronousStandbyNames: input.synchronousStandbyNames } : {}),
     companions: [pgHba, pgIdent, input.tls?.fingerprint ?? ''],
     instanceCompanions: [overrideConf],
   });

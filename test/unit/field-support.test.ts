@@ -128,14 +128,14 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
       backup: { volumeSnapshot: { className: 'snap' } },
       externalClusters: [{ name: 'origin', plugin: { name: 'barman-cloud.cloudnative-pg.io' } }],
       plugins: [{ name: 'barman-cloud.cloudnative-pg.io' }],
-      postgresql: { synchronous: { method: 'any', number: 1 }, parameters: { work_mem: '8MB' } },
+      postgresql: { synchronous: { method: 'any', number: 1, failoverQuorum: true }, parameters: { work_mem: '8MB' } },
     };
     const err = refusal(spec);
     assert.equal(err.field, 'spec.backup.volumeSnapshot');
-    assert.match(err.message, /^cluster\.yaml: spec\.backup\.volumeSnapshot: is not implemented by pgim: .*list it in the annotation pgim\.io\/ignoreUnsupportedFields; also refused: spec\.externalClusters, spec\.plugins, spec\.postgresql\.synchronous$/);
-    const all = ignoring('spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.plugins', 'spec.postgresql.synchronous');
+    assert.match(err.message, /^cluster\.yaml: spec\.backup\.volumeSnapshot: is not implemented by pgim: .*list it in the annotation pgim\.io\/ignoreUnsupportedFields; also refused: spec\.externalClusters, spec\.plugins, spec\.postgresql\.synchronous\.failoverQuorum$/);
+    const all = ignoring('spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.plugins', 'spec.postgresql.synchronous.failoverQuorum');
     assert.deepEqual(refuseUnsupportedFields(spec, all, 'cluster.yaml'), [
-      'spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.plugins', 'spec.postgresql.synchronous',
+      'spec.backup.volumeSnapshot', 'spec.externalClusters', 'spec.plugins', 'spec.postgresql.synchronous.failoverQuorum',
     ]);
     assert.equal(refusal(spec, ignoring('spec.backup.volumeSnapshot')).field, 'spec.externalClusters', 'only the fields listed are ignored');
   });
@@ -144,7 +144,7 @@ describe('Cluster field support (against CNPG v1.30 Cluster CRD)', () => {
     assert.equal(refusal({ primaryUpdateMethod: 'switchover' }).field, 'spec.primaryUpdateMethod');
     assert.equal(refusal({ replicationSlots: { highAvailability: { enabled: false } } }).field, 'spec.replicationSlots.highAvailability.enabled');
     assert.equal(refusal({ postgresql: { enableAlterSystem: true } }).field, 'spec.postgresql.enableAlterSystem');
-    assert.equal(refusal({ minSyncReplicas: 1 }).field, 'spec.minSyncReplicas');
+    assert.equal(refusal({ postgresql: { syncReplicaElectionConstraint: { enabled: true } } }).field, 'spec.postgresql.syncReplicaElectionConstraint');
     assert.deepEqual(unsupportedFields({ primaryUpdateMethod: 'restart', minSyncReplicas: 0, replica: { enabled: false }, backup: null }), []);
   });
 
