@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { access, constants } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { makeTempDir, removeTempDir, userIds, postgresUser, isRoot } from '../../test-kit/env.js';
 import { pgimEntry } from '../../test-kit/pgim.js';
 import { isCi, locateK8sBinaries } from '../k8s/binaries.js';
@@ -94,12 +94,11 @@ export class OperatorHarness {
       const operator = await CnpgOperator.start(plane.api, { binary: operatorBinary }, join(dir, 'operator'));
       timings.operatorMs = Date.now() - t;
       const user = userIds(postgresUser);
-      const topDir = pgimEntry.split('/')[1] ?? 'work';
       const kubelet = new TestKubelet(plane.api, {
         nodeName: 'pgim-test-node',
         dir: join(dir, 'kubelet'),
         managerLauncher: `${process.execPath} ${pgimEntry}`,
-        extraHostDirs: [topDir],
+        hostTrees: [resolve(dirname(pgimEntry), '..', '..')],
         ipPrefix: `127.${randomInt(100, 250)}.${randomInt(1, 250)}`,
         user,
         // Pods share the host's network namespace here: each binds only its own pod IP (see README).

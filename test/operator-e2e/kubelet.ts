@@ -20,8 +20,8 @@ export interface KubeletOptions {
   readonly dir: string;
   /** The command that stands in for `/controller/manager` (the bootstrap-controller init container installs it). */
   readonly managerLauncher: string;
-  /** Top-level host folder(s) the launcher needs (e.g. `work` for /work/<tree>/dist/cmd/pgim.js). */
-  readonly extraHostDirs: readonly string[];
+  /** Host folders the launcher needs, bound at the same path (the source tree of /work/<tree>/dist/cmd/pgim.js). */
+  readonly hostTrees: readonly string[];
   /** Pod IPs are `<ipPrefix>.<n>`, n = 2, 3, ... (each pod its own loopback address). */
   readonly ipPrefix: string;
   /** The OS account containers run as (CNPG's runAsUser 26 / fsGroup 26 map to it). */
@@ -316,7 +316,7 @@ class PodRunner {
       const host = this.mountsByVolume.get(m.name);
       if (host === undefined) throw new Error(`container ${c.name}: volume ${m.name} is not defined`);
       const top = (m.mountPath as string).split('/')[1] ?? '';
-      if ([...systemDirs, ...this.kubelet.options.extraHostDirs].includes(top) && !existsSync(m.mountPath)) {
+      if ((systemDirs.includes(top) || this.kubelet.options.hostTrees.some((tree) => m.mountPath.startsWith(`${tree}/`))) && !existsSync(m.mountPath)) {
         throw new Error(`container ${c.name}: mount path ${m.mountPath} would be created in the host's /${top}`);
       }
       mounts.push({ hostPath: join(host, m.subPath ?? ''), containerPath: m.mountPath, readOnly: m.readOnly === true });
@@ -332,7 +332,8 @@ class PodRunner {
     const proc = await startSandbox(
       {
         rootDir: join(this.dir, 'root', c.name),
-        hostDirs: [...systemDirs, ...this.kubelet.options.extraHostDirs],
+        hostDirs: systemDirs,
+        hostTrees: this.kubelet.options.hostTrees,
         mounts,
         hostsFile: this.hostsFile,
         uid,

@@ -13,8 +13,13 @@ export interface SandboxMount {
 export interface SandboxSpec {
   /** An empty host folder: the container's root is a tmpfs mounted there, inside the container's mount namespace. */
   readonly rootDir: string;
-  /** Host top-level folders shared read-write with the container (the "image": /usr, /etc, ... and the source tree). */
+  /** Host top-level folders shared read-write with the container (the "image": /usr, /etc, ...). */
   readonly hostDirs: readonly string[];
+  /**
+   * Host folders bound at the same path after the container's private /tmp is mounted (the source tree pgim runs
+   * from: a clone under /tmp, as CI may use, would otherwise be hidden by that /tmp).
+   */
+  readonly hostTrees: readonly string[];
   readonly mounts: readonly SandboxMount[];
   readonly hostsFile: string;
   readonly uid: number;
@@ -45,6 +50,7 @@ export function sandboxScript(spec: SandboxSpec): string {
     // /var is the container's own (PGDATA is mounted under it), with /var/run a folder, never the host's /run.
     `mkdir -p ${r}/var/lib/postgresql ${r}/var/run ${r}/var/tmp ${r}/tmp ${r}/run`,
     `mount -t tmpfs -o mode=1777 pgim-test-tmp ${r}/tmp`,
+    ...spec.hostTrees.flatMap((tree) => [`mkdir -p ${r}${q(tree)}`, `mount --rbind ${q(tree)} ${r}${q(tree)}`]),
   ];
   // Parents before children (/run before /run/secrets/...).
   const mounts = [...spec.mounts].sort((a, b) => a.containerPath.split('/').length - b.containerPath.split('/').length);
