@@ -3,7 +3,7 @@ import { connectLocal, type LocalConnection } from './sql.js';
 
 /**
  * One superuser session kept open for the short periodic probes (the restart check every 5 s, the divergence watch
- * every 3 s on a replica, `/pg/status`): a new session costs a backend fork, peer authentication and node-postgres's
+ * every 3 s on a replica, the synchronous standby watch): a new session costs a backend fork, peer authentication and node-postgres's
  * start-up, most of pgim's idle CPU before; a held one costs a round trip. Any error drops it; a probe that failed on
  * a session it reused is retried once on a new one (a restarted postmaster, a terminated backend: the probes are
  * read-only, so a retry is safe). `release()` closes it before pgim stops postgres, so a

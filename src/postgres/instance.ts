@@ -654,7 +654,9 @@ export class PostgresInstance {
   }
 
   status(clusterName: string): Promise<PostgresReportedStatus> {
-    return this.withHeldSession((client) => queryStatus(client, clusterName));
+    // Not on the held session: with it, CNPG's operator saw an empty replicationInfo on a just-promoted primary
+    // (test/integration/cnpg-operator-e2e.test.ts, twice in two runs); a fresh session per (cached, coalesced) query.
+    return withLocalClient(this.connection, (client) => queryStatus(client, clusterName));
   }
 
 

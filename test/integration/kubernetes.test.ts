@@ -213,14 +213,14 @@ describe('Kubernetes mode against a real kube-apiserver (etcd + kube-apiserver, 
           await waitPhase(healthy);
         });
 
-        it('reports a field pgim does not implement (spec.tablespaces) as "Invalid configuration", keeps the last good configuration', async () => {
-          const tablespaces = [{ name: 'archive', storage: { size: '1Gi' } }];
-          await patchCluster(server, instance.namespace, clusterName, { spec: { tablespaces, postgresql: { parameters: { work_mem: '8MB' } } } });
+        it('reports a field pgim does not implement (spec.plugins) as "Invalid configuration", keeps the last good configuration', async () => {
+          const plugins = [{ name: 'barman-cloud.cloudnative-pg.io' }];
+          await patchCluster(server, instance.namespace, clusterName, { spec: { plugins, postgresql: { parameters: { work_mem: '8MB' } } } });
           const status = await waitPhase(invalid);
-          assert.ok(String(status.phaseReason).startsWith(`cluster ${instance.namespace}/${clusterName}: spec.tablespaces: is not implemented by pgim`), String(status.phaseReason));
-          assert.match(String((await pgStatus(pgim)).configurationError), /spec\.tablespaces: is not implemented by pgim/);
+          assert.ok(String(status.phaseReason).startsWith(`cluster ${instance.namespace}/${clusterName}: spec.plugins: is not implemented by pgim`), String(status.phaseReason));
+          assert.match(String((await pgStatus(pgim)).configurationError), /spec\.plugins: is not implemented by pgim/);
           assert.equal(await show(instance.ports.pgPort, appPassword, 'work_mem'), '7MB', 'still on the last good configuration');
-          await patchCluster(server, instance.namespace, clusterName, { spec: { tablespaces: null, postgresql: { parameters: { work_mem: '7MB' } } } });
+          await patchCluster(server, instance.namespace, clusterName, { spec: { plugins: null, postgresql: { parameters: { work_mem: '7MB' } } } });
           await waitPhase(healthy);
         });
 

@@ -63,7 +63,7 @@ describe('LDAP authentication (spec.postgresql.ldap) against a real OpenLDAP sla
   const waitHba = async (pattern: RegExp): Promise<void> => {
     await eventually(async () => {
       const [hba, custom, s] = await Promise.all([hbaOnDisk(), readFile(join(paths.pgdata, 'custom.conf'), 'utf8'), pgStatus()]);
-      const hash = /pgim\.config_sha256 = '([0-9a-f]+)'/.exec(custom)?.[1];
+      const hash = /pgim\.cluster_config_sha256 = '([0-9a-f]+)'/.exec(custom)?.[1];
       return pattern.test(hba) && hash !== undefined && s.loadedConfigurationHash === hash ? true : undefined;
     }, 30_000, `pg_hba.conf matching ${String(pattern)} loaded`);
   };
