@@ -109,21 +109,22 @@ describe('log pipe and the secret sentinel sweep (real PostgreSQL 15)', function
       return true;
     }, 30_000, 'back after the crash');
     await s3.pause();
-    // Archiving (failing: the store is down) runs Barman Cloud as pgim's and PostgreSQL's descendants: the
-    // credentials must not be on any command line.
+    // Archiving (failing: the store is down) runs `pgim wal-archive` (PostgreSQL's archive_command, which uploads
+    // itself or hands the segment to the daemon) as pgim's and PostgreSQL's descendant: the credentials must not be on
+    // any command line.
     await query(ports.pgPort, 'postgres', secrets.superuserPassword, 'SELECT pg_switch_wal()').catch(() => undefined);
     await query(ports.pgPort, 'postgres', secrets.superuserPassword, 'CREATE TABLE IF NOT EXISTS sweep (x int)');
     await query(ports.pgPort, 'postgres', secrets.superuserPassword, 'SELECT pg_switch_wal()');
-    let sawBarman = false;
+    let sawArchiver = false;
     const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline && !sawBarman) {
+    while (Date.now() < deadline && !sawArchiver) {
       for (const child of await descendants(pgim.pid)) {
         const cmdline = await readFile(`/proc/${child.pid}/cmdline`, 'utf8').catch(() => '');
         assert.ok(!cmdline.includes(marker), `the command line of ${child.comm}`);
-        if (cmdline.includes('barman-cloud')) sawBarman = true;
+        if (cmdline.includes('wal-archive')) sawArchiver = true;
       }
     }
-    assert.ok(sawBarman, 'Barman Cloud ran while the sweep watched');
+    assert.ok(sawArchiver, 'the archive_command ran while the sweep watched');
     await eventually(() => Promise.resolve(pgim.lines.some((l) => l.includes('WAL archiving is failing')) ? true : undefined), 60_000, 'the archive failure in the log');
     await s3.resume();
     // A login through the LDAP rule: PostgreSQL logs the matched pg_hba line (bind password included) on failure.
