@@ -29,15 +29,24 @@ describe('unsupported Cluster fields: refused with exit 3, never an initdb for a
   });
 
   for (const command of ['render', 'init', 'run'] as const) {
-    it(`pgim ${command}: a recovery manifest exits 3 naming spec.bootstrap.recovery, even with the annotation; PGDATA stays empty`, async () => {
-      for (const annotations of [undefined, { [ignoreAnnotation]: '["spec.externalClusters"]' }]) {
-        await writeConfigDir(paths.configDir, { ...recovery, ...(annotations ? { annotations } : {}) }, { appPassword: 'app-pw', superuserPassword: 'su-pw' });
+    it(`pgim ${command}: a restore pgim cannot do exits 3 naming the field, even with the annotation; PGDATA stays empty, never an initdb`, async () => {
+      const cases: [TestClusterOptions, RegExp][] = [
+        // A source without an object store: nothing to restore from.
+        [recovery, /spec\.externalClusters\[0\]\.barmanObjectStore: is required: pgim restores \\"origin\\" from its object store/],
+        // Volume snapshots, listed in the annotation: a restore is never ignored.
+        [
+          { spec: { bootstrap: { recovery: { volumeSnapshots: { storage: { name: 'snap', kind: 'VolumeSnapshot', apiGroup: 'snapshot.storage.k8s.io' } } } } }, annotations: { [ignoreAnnotation]: '["spec.bootstrap.recovery.volumeSnapshots"]' } },
+          /ignoreUnsupportedFields: lists spec\.bootstrap\.recovery\.volumeSnapshots, which pgim never ignores: recovery from volume snapshots is not implemented/,
+        ],
+      ];
+      for (const [manifest, message] of cases) {
+        await writeConfigDir(paths.configDir, manifest, { appPassword: 'app-pw', superuserPassword: 'su-pw' });
         await handToPostgres(paths.configDir);
         const pgim = new PgimProcess(command, paths, ports, command === 'render' ? ['--out', join(base, 'rendered')] : []);
         const exit = await pgim.waitExit(30_000);
         assert.equal(exit.code, 3, pgim.output);
-        assert.match(pgim.output, /spec\.bootstrap\.recovery: is not implemented by pgim: recovery from a backup is not implemented: pgim would initdb an empty database; no annotation accepts ignoring it/);
-        assert.deepEqual(await pgdataFiles(paths.pgdata), [], 'PGDATA holds nothing');
+        assert.match(pgim.output, message);
+        assert.deepEqual(await pgdataFiles(paths.pgdata), [], 'PGDATA holds nothing: no initdb ran');
         assert.deepEqual(await readdir(base).then((names) => names.filter((n) => n === 'rendered')), [], 'nothing rendered');
       }
     });
