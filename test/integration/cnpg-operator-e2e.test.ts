@@ -194,8 +194,11 @@ describe('CloudNativePG operator end to end (pods run pgim)', function () {
     });
     await waitHealthy(ns, 'three', 3, 300_000, 'three-2');
     const healthyMs = Date.now() - started;
-    const replication = ((await instanceStatus(podIP(ns, 'three-2'))).replicationInfo ?? []) as K8sObject[];
-    assert.deepEqual(replication.map((r) => [r.applicationName, r.state]).sort(), [['three-1', 'streaming'], ['three-3', 'streaming']]);
+    // Healthy does not mean both replicas stream at this instant (the former primary may still be reconnecting).
+    await waitFor('both replicas streaming from three-2', 120_000, async () => {
+      const replication = ((await instanceStatus(podIP(ns, 'three-2'))).replicationInfo ?? []) as K8sObject[];
+      return JSON.stringify(replication.map((r) => [r.applicationName, r.state]).sort()) === JSON.stringify([['three-1', 'streaming'], ['three-3', 'streaming']]);
+    });
     process.stdout.write(`      [operator-e2e] switchover: three-2 writable ${writableMs} ms after the promote; Cluster healthy again after ${healthyMs} ms\n`);
   });
 });
