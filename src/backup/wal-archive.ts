@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { basename, join, resolve } from 'node:path';
 import { checkWalArchiveArgs, walArchiveArgs } from './barman.js';
 import { archivePaths, checkEmptyWalArchiveFlag, readArchiveSettings, type ArchivePaths, type ArchiveResult, type ArchiveSettings } from './settings.js';
+import { exists, stderrLogger } from './command-side.js';
 import { runTool, toolError } from './tools.js';
 import type { ArchiveReply } from './wal-archiver.js';
 import { nativeWalArchiveUnsupported } from './wal-object.js';
@@ -23,20 +24,7 @@ export interface WalArchiveOptions {
   readonly force?: boolean;
 }
 
-/** One JSON line on stderr, in pgim's log shape; the logging collector hands it to pgim's log pipe. */
-function log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
-  const levels = { info: 30, warn: 40, error: 50 };
-  process.stderr.write(`${JSON.stringify({ level: levels[level], time: Date.now(), logger: 'wal-archive', msg, ...fields })}\n`);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const log = stderrLogger('wal-archive');
 
 async function writeResult(paths: ArchivePaths, result: ArchiveResult): Promise<void> {
   const tmp = `${paths.result}.${randomBytes(4).toString('hex')}`;

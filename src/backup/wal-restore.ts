@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BarmanObjectStore } from '../cluster/backup.js';
 import { cloudArgs } from './barman.js';
+import { exists, stderrLogger } from './command-side.js';
 import { runTool } from './tools.js';
 
 /**
@@ -87,19 +88,7 @@ export function segmentsToFetch(walName: string, count: number, segmentBytes = 1
   return out;
 }
 
-function log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
-  const levels = { debug: 20, info: 30, warn: 40, error: 50 };
-  process.stderr.write(`${JSON.stringify({ level: levels[level], time: Date.now(), logger: 'wal-restore', msg, ...fields })}\n`);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const log = stderrLogger('wal-restore');
 
 /** Moves a spooled segment into place; the spool may be on another filesystem than pg_wal. */
 async function moveOut(from: string, to: string): Promise<void> {
