@@ -14,6 +14,7 @@ import { z } from 'zod';
 import { withObjectVersion, type BackupObject, type ControlPlane, type ObjectData, type PoolerObject } from './types.js';
 
 const watchDebounceMs = 150;
+const renameDebounceMs = 10;
 /**
  * The safety net behind inotify, for filesystems that do not report changes (network mounts). Slow on purpose:
  * a poll every second was most of an idle pgim's CPU time.
@@ -170,10 +171,13 @@ export class FilesControlPlane implements ControlPlane {
     let last: string | undefined;
     let stopped = false;
     const watchers = new Map<string, FSWatcher>();
-    const schedule = (): void => {
+    const schedule = (event?: string, file?: string | Buffer | null): void => {
       clearTimeout(timer);
-      // A burst of writes (an editor, a `..data` swap) becomes one change.
-      timer = setTimeout(() => void check(), watchDebounceMs);
+      // A burst of writes (an editor, a `..data` swap) becomes one change. A cluster.yaml renamed into place (what
+      // `pgim switchover` and `sed -i` do) is complete at once, and a failover waits for it: checked after 10 ms
+      // only. An editor that creates the file and then writes it restarts the wait with that write ('change').
+      const renamedIntoPlace = event === 'rename' && file === 'cluster.yaml';
+      timer = setTimeout(() => void check(), renamedIntoPlace ? renameDebounceMs : watchDebounceMs);
     };
     const rearm = (folders: readonly string[]): void => {
       for (const [folder, watcher] of watchers) {
@@ -204,7 +208,9 @@ export class FilesControlPlane implements ControlPlane {
       last = scan.fingerprint;
     };
     void check();
-    const poll = setInterval(schedule, this.pollMs);
+    const poll = setInterval(() => {
+      schedule();
+    }, this.pollMs);
     poll.unref();
     return () => {
       stopped = true;
