@@ -177,7 +177,7 @@ export class FilesControlPlane implements ControlPlane {
       // `pgim switchover` and `sed -i` do) is complete at once, and a failover waits for it: checked after 10 ms
       // only. An editor that creates the file and then writes it restarts the wait with that write ('change').
       const renamedIntoPlace = event === 'rename' && file === 'cluster.yaml';
-      timer = setTimeout(() => void check(), renamedIntoPlace ? renameDebounceMs : watchDebounceMs);
+      timer = setTimeout(() => void check(renamedIntoPlace), renamedIntoPlace ? renameDebounceMs : watchDebounceMs);
     };
     const rearm = (folders: readonly string[]): void => {
       for (const [folder, watcher] of watchers) {
@@ -200,14 +200,18 @@ export class FilesControlPlane implements ControlPlane {
         }
       }
     };
-    const check = async (): Promise<void> => {
+    const check = async (clusterRenamed = false): Promise<void> => {
+      // A cluster.yaml renamed into place is a change: reported before the scan of the whole folder (which re-arms the
+      // watches and records the new fingerprint, so it is not reported twice).
+      const known = clusterRenamed && last !== undefined && (await stat(this.clusterSource).then((info) => info.isFile(), () => false));
+      if (known && !stopped) onChange();
       const scan = await scanFolder(this.dir).catch(() => undefined);
       if (stopped || scan === undefined) return;
       rearm(scan.folders);
-      if (last !== undefined && scan.fingerprint !== last) onChange();
+      if (!known && last !== undefined && scan.fingerprint !== last) onChange();
       last = scan.fingerprint;
     };
-    void check();
+    void check(false);
     const poll = setInterval(() => {
       schedule();
     }, this.pollMs);
