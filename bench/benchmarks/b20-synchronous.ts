@@ -182,7 +182,7 @@ async function failoverUnderLoad(cluster: ReplicatedCluster, from: string, synch
     steps.push(
       ...[
         { what: 'target: promotion started', at: await first(to, 'this instance is the target primary: promoting') },
-        { what: 'target: pg_promote returned', at: await first(to, 'pg_promote returned') },
+        { what: 'target: out of recovery (promotion done)', at: await first(to, 'out of recovery: read-write') },
         { what: 'target: promoted (log)', at: await first(to, 'promoted') },
         { what: 'other standby: configuration reloaded', at: await first(third?.name, 'configuration reloaded') },
         { what: 'other standby streaming from the new primary', at: await thirdStreaming },

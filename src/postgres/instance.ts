@@ -265,7 +265,8 @@ export class PostgresInstance {
 
   /** Whether this standby streams without a replication slot (a replica cluster's designated primary does). */
   async streamsWithoutSlot(): Promise<boolean> {
-    return withLocalClient(this.connection, async (client) => {
+    // On the held session: asked right before a promotion, which should not wait for one more backend to start.
+    return this.withHeldSession(async (client) => {
       const { rows } = await client.query<{ none: boolean }>("SELECT current_setting('primary_slot_name') = '' AS none");
       return rows[0]?.none === true;
     });
@@ -335,10 +336,10 @@ export class PostgresInstance {
 
   /**
    * Promotes this replica (CNPG `handlePromotion`): wait until the WAL receiver has stopped, so everything the old
-   * primary sent before its clean shutdown is replayed; the HA slots `haSlots` (created while still a replica, as
-   * physical slots can be, so the other replicas find theirs the moment they connect); promote and wait for the end of recovery, polled every 10 ms (pg_promote's own
-   * wait looks every 100 ms); CHECKPOINT; end the client sessions opened while it was a read-only replica. Returns
-   * the new timeline.
+   * primary sent before its clean shutdown is replayed; create the HA slots `haSlots` (while still a replica, as
+   * physical slots can be, so the other replicas find theirs the moment they connect); promote and wait for the end
+   * of recovery, polled every 10 ms (pg_promote's own wait looks every 100 ms); CHECKPOINT; end the client sessions
+   * opened while it was a read-only replica. Returns the new timeline and the slots created or dropped.
    */
   async promote(walReceiverTimeoutMs: number, haSlots: readonly string[] | undefined): Promise<{ timeline: number; slots: HaSlotChanges | undefined }> {
     const { logger } = this.options;
@@ -364,7 +365,7 @@ export class PostgresInstance {
         if (Date.now() > promoteDeadline) throw new Error(`PostgreSQL did not finish its promotion within ${promoteTimeoutMs / 1000} s`);
         await sleep(10);
       }
-      logger.info('pg_promote returned');
+      logger.info('out of recovery: read-write');
       await client.query('CHECKPOINT');
       await client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
       const { rows } = await client.query<{ tli: number }>('SELECT timeline_id AS tli FROM pg_control_checkpoint()');
