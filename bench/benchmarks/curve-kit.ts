@@ -205,7 +205,7 @@ export function queriesYaml(queries: Readonly<Record<string, { query: string; ta
  * Switches the exporter's TTL (and custom queries) live and waits until it applies: with TTL 0 every scrape collects
  * (the collection counter moves between two scrapes), with a TTL two scrapes in a row read the same collection.
  */
-export async function setMonitoring(system: PgimSystem, ttl: '0' | '30s', configMaps: readonly string[], extraSpec: Record<string, unknown> = {}): Promise<void> {
+export async function setMonitoring(system: PgimSystem, ttl: '0' | '30s' | '10m', configMaps: readonly string[], extraSpec: Record<string, unknown> = {}): Promise<void> {
   await system.changeSpec({ ...extraSpec, monitoring: { metricsQueriesTTL: ttl, customQueriesConfigMap: configMaps.map((name) => ({ name, key: 'queries' })) } });
   await pollUntil(`pgim to apply metricsQueriesTTL ${ttl}`, async () => {
     const first = collections((await scrape(system.metricsUrl)).text);
