@@ -18,7 +18,7 @@ export interface Scrape {
 }
 
 /** One GET of a metrics endpoint on a new connection. */
-export function scrape(url: string, timeoutMs = 120_000): Promise<Scrape> {
+export function scrape(url: string, timeoutMs = 900_000): Promise<Scrape> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
@@ -202,14 +202,16 @@ export function queriesYaml(queries: Readonly<Record<string, { query: string; ta
 }
 
 /**
- * Switches the exporter's TTL (and custom queries) live and waits until it applies: with TTL 0 every scrape collects
- * (the collection counter moves between two scrapes), with a TTL two scrapes in a row read the same collection.
+ * Switches the exporter's TTL (and custom queries) live and waits until it applies: with TTL 0 a scrape collects
+ * (the collection counter moves past its value before the change), with a TTL two scrapes in a row read the same
+ * collection. A collection over 1,000 databases takes minutes on a loaded machine: generous timeouts.
  */
 export async function setMonitoring(system: PgimSystem, ttl: '0' | '30s' | '10m', configMaps: readonly string[], extraSpec: Record<string, unknown> = {}): Promise<void> {
+  const before = collections((await scrape(system.metricsUrl)).text);
   await system.changeSpec({ ...extraSpec, monitoring: { metricsQueriesTTL: ttl, customQueriesConfigMap: configMaps.map((name) => ({ name, key: 'queries' })) } });
   await pollUntil(`pgim to apply metricsQueriesTTL ${ttl}`, async () => {
     const first = collections((await scrape(system.metricsUrl)).text);
-    const second = collections((await scrape(system.metricsUrl)).text);
-    return ttl === '0' ? second !== first : second === first;
-  }, 300_000);
+    if (ttl === '0') return first > before;
+    return collections((await scrape(system.metricsUrl)).text) === first;
+  }, 1_800_000);
 }
