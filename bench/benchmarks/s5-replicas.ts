@@ -18,14 +18,20 @@ export const replicasCurve: Benchmark = {
   title: 'Cost curve: replicas of one primary (pgim only)',
   measures:
     `A files-mode pgim cluster (as B8) of 1 primary and 1, 2, 4, 8 streaming replicas (${pointsQuick.join(', ')} with --quick), ` +
-    'a new cluster per point, `metricsQueriesTTL: 0`. On the primary, per point and run, once every replica streams: ' +
+    'a new cluster per point (`max_wal_senders 32`: the replicas clone at once), `metricsQueriesTTL: 0`. On the primary, per point and run, once every replica streams: ' +
     `the median of ${requests} \`GET /pg/status\` (a new connection each), the median of ${scrapes} \`GET /metrics\` (each ` +
     'collects), the collection duration pgim reports, the series, and the primary pgim\'s RSS.',
   async run(context, recorder) {
     if (!context.kinds.includes('pgim')) return;
     for (const replicas of context.quick ? pointsQuick : points) {
       context.log(`  S5: 1 primary + ${replicas} replicas`);
-      const cluster = await PgimCluster.create(context.systems, { instances: replicas + 1, spec: { monitoring: { metricsQueriesTTL: '0' } } });
+      // Eight replicas clone at once, two WAL senders each (pg_basebackup's backup and WAL streams): more than the
+      // default max_wal_senders 10.
+      const cluster = await PgimCluster.create(context.systems, {
+        instances: replicas + 1,
+        parameters: { max_wal_senders: '32' },
+        spec: { monitoring: { metricsQueriesTTL: '0' } },
+      });
       try {
         await cluster.start();
         const [primary, ...others] = cluster.members;
