@@ -327,9 +327,9 @@ export class Collector {
     this.collections.inc();
     const started = performance.now();
     const clients = new Map<string, Promise<pg.Client>>();
-    // One session on the default database for the whole collection, and at most one on another database: a query
-    // with `target_databases: ['*']` used to keep a session open on every database until the collection ended, so
-    // 100 databases exhausted max_connections 100 (bench S1) and the other databases' queries failed.
+    // One session on the default database for the whole collection, and at most one on another database at a time:
+    // every database's session used to stay open until the collection ended, so 100 databases matched by a
+    // `target_databases: ['*']` query exhausted max_connections 100 (bench S1) and the others' queries failed.
     let other: string | undefined;
     const client = async (database: string): Promise<pg.Client> => {
       if (database !== this.options.defaultDatabase && other !== database) {
@@ -419,6 +419,11 @@ export class Collector {
     let failed = false;
     let accessible: string[] | undefined;
     this.queryDuration.reset();
+    // Every run of this collection, grouped by database (databases in the order they first come up, each one's
+    // queries in their order): each database is visited once, on one session, however many queries target it.
+    // Visited query by query, three `target_databases: ['*']` queries (CNPG's pg_extensions, the injected
+    // large-object one, a user's) opened three sessions per database (bench S1).
+    const runs = new Map<string, QueryDefinition[]>();
     for (const def of queries) {
       if (def.primaryOnly && !isPrimary) continue;
       if (def.runOnServer !== undefined && !(parseVersionRange(def.runOnServer)?.(version) ?? false)) continue;
@@ -438,6 +443,13 @@ export class Collector {
         else for (const db of accessible ?? []) if (globMatch(target, db)) databases.add(db);
       }
       for (const database of databases) {
+        const list = runs.get(database) ?? [];
+        list.push(def);
+        runs.set(database, list);
+      }
+    }
+    for (const [database, defs] of runs) {
+      for (const def of defs) {
         const labels = { query: def.name, database };
         const started = performance.now();
         try {
