@@ -207,7 +207,12 @@ export function queriesYaml(queries: Readonly<Record<string, { query: string; ta
  * collection. A collection over 1,000 databases takes minutes on a loaded machine: generous timeouts.
  */
 export async function setMonitoring(system: PgimSystem, ttl: '0' | '30s' | '10m', configMaps: readonly string[], extraSpec: Record<string, unknown> = {}): Promise<void> {
-  const before = collections((await scrape(system.metricsUrl)).text);
+  let before = NaN;
+  // Right after the start the metrics server may not listen yet.
+  await pollUntil('pgim\'s metrics endpoint', async () => {
+    before = collections((await scrape(system.metricsUrl)).text);
+    return true;
+  }, 120_000);
   await system.changeSpec({ ...extraSpec, monitoring: { metricsQueriesTTL: ttl, customQueriesConfigMap: configMaps.map((name) => ({ name, key: 'queries' })) } });
   await pollUntil(`pgim to apply metricsQueriesTTL ${ttl}`, async () => {
     const first = collections((await scrape(system.metricsUrl)).text);
