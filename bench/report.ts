@@ -1,6 +1,7 @@
 import type { BenchmarkId, Sample, Unit } from './benchmarks/types.js';
 import { benchmarks } from './benchmarks/index.js';
 import type { BenchResult } from './harness.js';
+import { curveGoals, curvePanels, curvesOf, curvesTable } from './curves.js';
 import { maximum, median, minimum } from './stats.js';
 
 export interface SummaryRow {
@@ -347,6 +348,7 @@ export function evaluateGoals(rows: readonly SummaryRow[]): GoalResult[] {
       `Patroni sync ${ms(b21('failover asked -> new primary writable', 'patroni sync'))}, lost ${lostText(b21('acknowledged rows lost', 'patroni sync'))}`,
     verdict: judge(syncWritable && syncLost ? syncLost.max === 0 && syncWritable.median < 1000 : undefined),
   });
+  goals.push(...curveGoals(rows));
   return goals;
 }
 
@@ -393,6 +395,7 @@ export function renderMarkdown(result: BenchResult, command: string): string {
     '',
     goalsTable(evaluateGoals(rows)),
     '',
+    ...(curvesOf(rows).length > 0 ? ['## Cost curves', '', curvesTable(curvesOf(rows), formatValue), ''] : []),
     '## What each benchmark measures',
     '',
     ...selected.map((b) => `- **${b.id} ${b.title}**: ${b.measures}`),
@@ -439,7 +442,9 @@ export function renderSvg(result: BenchResult): string {
   const panels = chartPanels
     .map((panel) => ({ ...panel, rows: rows.filter((r) => r.benchmark === panel.benchmark && panel.metric.test(r.metric)) }))
     .filter((panel) => panel.rows.length > 0);
-  const height = 50 + Math.ceil(panels.length / columns) * panelHeight;
+  const barsHeight = 50 + Math.ceil(panels.length / columns) * panelHeight;
+  const curves = curvePanels(rows, barsHeight - 10, panelWidth, columns, formatValue);
+  const height = barsHeight + curves.height;
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${columns * panelWidth}" height="${height}" font-family="sans-serif" font-size="11">`,
     '<rect width="100%" height="100%" fill="white"/>',
@@ -465,6 +470,6 @@ export function renderSvg(result: BenchResult): string {
       );
     });
   });
-  parts.push('</svg>');
+  parts.push(...curves.parts, '</svg>');
   return `${parts.join('\n')}\n`;
 }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { processesWorkingUnder } from '../test-kit/proc.js';
 import { runBenchmarks } from './harness.js';
+import { curvesOf } from './curves.js';
 import { evaluateGoals, renderMarkdown, renderSvg, summarise } from './report.js';
 
 /** Bench work folders left in the temp dir (each run makes one `pgim-bench-*`). */
@@ -71,6 +72,25 @@ describe('bench smoke: short benchmarks through the harness (floor and pgim, no 
     assert.ok(gone !== undefined && gone < 2_000, `postmaster gone ${String(gone)} ms after pgim's kill`);
     assert.ok((value('manager restarted -> read-write') ?? 0) > 0);
     assert.equal(evaluateGoals(summarise(result.samples)).find((g) => g.benchmark === 'B9')?.verdict, 'PASS');
+    assert.deepEqual(await benchFolders(), foldersBefore);
+  });
+  it('runs the S1 cost curve with --quick (1 and 3 databases): SQL counted from the log, none per cached scrape, a shape per curve', async () => {
+    const foldersBefore = await benchFolders();
+    const logged: string[] = [];
+    const result = await runBenchmarks({ only: ['S1'], runs: 1, systems: ['pgim'], warmup: false, quick: true, install: false, log: (line) => logged.push(line) });
+    assert.deepEqual(result.failures, [], `no benchmark failed; log:\n${logged.join('\n')}`);
+    const value = (metric: string): number | undefined => result.samples.find((s) => s.metric === metric)?.value;
+    for (const x of [1, 3]) {
+      assert.ok((value(`SQL statements per collection [databases=${x}]`) ?? 0) > 0, `the collection's statements were counted at ${x}`);
+      assert.equal(value(`SQL statements per cached scrape [databases=${x}]`), 0, `a cached scrape runs no SQL at ${x}`);
+    }
+    // Three databases (and postgres) each run the custom query on their own session: two more than with one.
+    const sessions = (x: number): number => value(`sessions opened per collection [databases=${x}]`) ?? NaN;
+    assert.equal(sessions(3) - sessions(1), 2);
+    const curves = curvesOf(summarise(result.samples));
+    assert.ok(curves.some((c) => c.quantity === 'SQL statements per collection' && c.points.length === 2));
+    assert.match(renderMarkdown(result, 'smoke'), /## Cost curves/);
+    assert.match(renderSvg(result), /<polyline /);
     assert.deepEqual(await benchFolders(), foldersBefore);
   });
 });

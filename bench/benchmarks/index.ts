@@ -17,6 +17,10 @@ import { crashBenchmark } from './b6-crash.js';
 import { switchoverBenchmark } from './b8-switchover.js';
 import { synchronousFailoverBenchmark, synchronousTpsBenchmark } from './b20-synchronous.js';
 import { daemonKillBenchmark } from './b9-daemon-kill.js';
+import { databasesCurve, tablesCurve } from './s1-s2-catalog.js';
+import { connectionsCurve } from './s3-connections.js';
+import { logRateCurve } from './s4-log-rate.js';
+import { replicasCurve } from './s5-replicas.js';
 import type { Benchmark } from './types.js';
 
 /** In the order of the benchmark plan (peers-and-benchmarks.md section 4). */
@@ -41,4 +45,10 @@ export const benchmarks: readonly Benchmark[] = [
   restoreBenchmark,
   synchronousTpsBenchmark,
   synchronousFailoverBenchmark,
+  // Issue 22's cost curves.
+  databasesCurve,
+  tablesCurve,
+  connectionsCurve,
+  logRateCurve,
+  replicasCurve,
 ];

@@ -58,12 +58,20 @@ export class PgimCluster extends MemberCluster<PgimMember> implements Replicated
     this.configDir = join(dir, 'config');
   }
 
-  static async create(context: SystemContext, options: { synchronous?: Record<string, unknown> } = {}): Promise<PgimCluster> {
+  /**
+   * `instances`: 3 unless given (the cost curve S5 runs 2 to 9); `parameters`: PostgreSQL settings added to the
+   * shared ones; `spec`: extra spec fields (e.g. `monitoring`).
+   */
+  static async create(
+    context: SystemContext,
+    options: { synchronous?: Record<string, unknown>; instances?: number; parameters?: Record<string, string>; spec?: Record<string, unknown> } = {},
+  ): Promise<PgimCluster> {
+    const parameters = { ...clusterParameters, ...options.parameters };
     const dir = join(context.workDir, instanceName('pgim-cluster'));
     const configDir = join(dir, 'config');
     await mkdir(dir, { recursive: true, mode: 0o755 });
     const members: PgimMember[] = [];
-    for (let n = 1; n <= 3; n += 1) {
+    for (let n = 1; n <= (options.instances ?? 3); n += 1) {
       const name = `${clusterName}-${n}`;
       const ports = { pgPort: await freePort(), statusPort: await freePort(), metricsPort: await freePort() };
       const paths = { configDir, pgdata: join(dir, `pgdata-${n}`), runtimeDir: join(dir, `runtime-${n}`) };
@@ -86,11 +94,12 @@ export class PgimCluster extends MemberCluster<PgimMember> implements Replicated
         enableSuperuserAccess: true,
         smartShutdownTimeout: 1,
         stopDelay: 20,
-        parameters: { ...clusterParameters },
+        parameters,
         spec: {
           instances: members.length,
           switchoverDelay: 20,
-          ...(options.synchronous === undefined ? {} : { postgresql: { parameters: { ...clusterParameters }, synchronous: options.synchronous } }),
+          ...(options.synchronous === undefined ? {} : { postgresql: { parameters, synchronous: options.synchronous } }),
+          ...options.spec,
         },
       },
       secrets,

@@ -22,6 +22,8 @@ export interface PgimSettings {
   label?: string;
   /** PostgreSQL parameters a benchmark adds to the manifest's (B16: log_statement). */
   parameters?: Readonly<Record<string, string>>;
+  /** spec.enableSuperuserAccess, for benchmarks that create databases or read other sessions (`superuserLogin`). */
+  superuserAccess?: boolean;
 }
 
 /** pgim as a container would run it: `pgim run` from a files-mode config folder, dropping to postgres when root. */
@@ -48,7 +50,7 @@ export class PgimSystem implements DatabaseSystem {
     const base = `http://127.0.0.1:${ports.statusPort}`;
     this.metricsUrl = `http://127.0.0.1:${ports.metricsPort}/metrics`;
     this.endpoints = { readiness: `${base}/readyz`, statusDocument: `${base}/pg/status`, metrics: this.metricsUrl };
-    this.manifest = { name: clusterName, smartShutdownTimeout: settings.smartShutdownTimeout, stopDelay: 30, parameters: { ...clusterParameters, ...settings.parameters } };
+    this.manifest = { name: clusterName, enableSuperuserAccess: settings.superuserAccess === true, smartShutdownTimeout: settings.smartShutdownTimeout, stopDelay: 30, parameters: { ...clusterParameters, ...settings.parameters } };
     context.processes.trackDataDirectory(this.pgdata);
   }
 
@@ -64,6 +66,11 @@ export class PgimSystem implements DatabaseSystem {
 
   get login(): Login {
     return { port: this.ports.pgPort, user: 'app', password: secrets.appPassword, database: 'app' };
+  }
+
+  /** The `postgres` superuser over TCP (only with `superuserAccess`). */
+  get superuserLogin(): Login {
+    return { ...this.login, user: 'postgres', password: secrets.superuserPassword };
   }
 
   private args(command: 'run' | 'init'): string[] {

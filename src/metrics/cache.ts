@@ -33,7 +33,8 @@ const notReadyRetryMs = 1000;
 export const idleTtls = 3;
 
 export class MetricsCache {
-  private text = '';
+  /** The last collected query families, encoded once: a scrape sends these bytes as they are. */
+  private bytes = Buffer.alloc(0);
   private queries: LoadedQueries = { queries: [], errors: [] };
   private signature = '';
   private timer: NodeJS.Timeout | undefined;
@@ -82,6 +83,11 @@ export class MetricsCache {
 
   /** What a scrape serves: the last collected query families (collecting first when the cache is off or stale). */
   async snapshot(): Promise<string> {
+    return (await this.snapshotBytes()).toString();
+  }
+
+  /** `snapshot` as the bytes the server sends (no re-encoding of a large exposition at every scrape). */
+  async snapshotBytes(): Promise<Buffer> {
     this.lastScrapeMs = this.now();
     const ttlMs = this.ttlSeconds * 1000;
     if (ttlMs <= 0) {
@@ -91,7 +97,7 @@ export class MetricsCache {
       if (this.now() - this.collectedAtMs >= ttlMs) await this.collectOnce();
       this.schedule(Math.max(0, this.collectedAtMs + ttlMs - this.now()));
     }
-    return this.text;
+    return this.bytes;
   }
 
   stop(): void {
@@ -124,7 +130,7 @@ export class MetricsCache {
     const { state } = this.options;
     // Mid-restart or stopping: a connection attempt would only fail (or delay a smart shutdown); keep the last values.
     if (!state.accepting || state.phase === 'stopping' || state.phase === 'restarting') return;
-    this.text = await this.options.collector.collect(this.queries.queries, queryTimeoutMs(this.ttlSeconds));
+    this.bytes = Buffer.from(await this.options.collector.collect(this.queries.queries, queryTimeoutMs(this.ttlSeconds)));
     this.collectedAtMs = this.now();
   }
 }

@@ -197,6 +197,26 @@ describe('metrics: CNPG queries, scheduled collection, Prometheus (real PostgreS
     }
   });
 
+  it('runs a query on more databases than max_connections allows: one session at a time, every database answers (bench S1)', async () => {
+    // max_connections is 30: a collection that kept a session on every matching database until its end failed here.
+    const names = Array.from({ length: 32 }, (_, i) => `a_many_${i}`);
+    const su = await connect(ports.pgPort, 'postgres', superPassword, 'postgres');
+    try {
+      for (const name of names) await su.query(`CREATE DATABASE ${name}`);
+      const text = await eventually(async () => {
+        const current = await scrape();
+        const up = samples(current).filter((s) => s.name === 'cnpg_session_up').map((s) => s.labels.datname);
+        return names.every((n) => up.includes(n)) ? current : undefined;
+      }, 60_000, 'the session query on all 32 new databases');
+      for (const database of [...names, 'app', 'postgres']) {
+        assert.equal(value(text, 'pgim_metrics_query_errors_total', { query: 'session', database }), 0, `no failed run on ${database}`);
+      }
+    } finally {
+      for (const name of names) await su.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
+      await su.end();
+    }
+  });
+
   it('counts a failing, slow, writing or multi-statement query per query, and keeps every other family (c5 #51)', async () => {
     const bad = ['fails', 'too_slow', 'writes', 'two_statements', 'escapes_transaction'];
     let text = '';
