@@ -169,8 +169,8 @@ export class CnpgSystem implements DatabaseSystem {
     await putSecret(api, namespace, `${clusterName}-ca`, await read(`${clusterName}-ca`, ['ca.crt', 'ca.key']), 'Opaque');
     await putSecret(api, namespace, `${clusterName}-server`, await read(`${clusterName}-server`, ['tls.crt', 'tls.key']), 'kubernetes.io/tls');
     await putSecret(api, namespace, `${clusterName}-replication`, await read(`${clusterName}-replication`, ['tls.crt', 'tls.key']), 'kubernetes.io/tls');
-    const { status: _status, ...cluster } = this.prepared.cluster;
-    await post(namespacedPath(namespace, 'clusters', undefined, 'postgresql.cnpg.io/v1'), cluster, 'Cluster');
+    // The status is the operator's: written below through the status subresource.
+    await post(namespacedPath(namespace, 'clusters', undefined, 'postgresql.cnpg.io/v1'), { ...this.prepared.cluster, status: undefined }, 'Cluster');
     // The primary Lease: the operator creates it empty; the instance manager may only get and update it.
     await post(namespacedPath(namespace, 'leases', undefined, 'coordination.k8s.io/v1'), { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: clusterName } }, 'Lease');
     await patchClusterStatus(api, namespace, clusterName, {
@@ -191,9 +191,11 @@ export class CnpgSystem implements DatabaseSystem {
 
   /** /controller, the PGDATA volume and the ServiceAccount folder: the instance's own, the postgres user's. */
   private async prepareFolders(): Promise<void> {
-    for (const sub of ['controller', 'controller/run', 'controller/log', 'controller/certificates', 'controller/tmp', 'root', 'root/var/lib/postgresql/data', 'volume']) {
-      await serviceDirectory(join(this.dir, sub), sub === 'root' ? 0o755 : 0o700);
+    for (const sub of ['controller', 'controller/run', 'controller/log', 'controller/certificates', 'controller/tmp', 'root/var/lib/postgresql/data', 'volume']) {
+      await serviceDirectory(join(this.dir, sub), 0o700);
     }
+    // The harness (pg_controldata as postgres) reaches the volume from the host through these.
+    for (const sub of ['root', 'root/var', 'root/var/lib', 'root/var/lib/postgresql']) await chmod(join(this.dir, sub), 0o755);
     await chmod(join(this.dir, 'controller'), 0o755);
     // The API server's certificate names kubernetes.default.svc: reached through the relay on the host's side.
     await writeFile(join(this.dir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost\n${this.network.podIp}\t${podName}\n${this.network.hostIp}\t${apiServiceName}\n`);
@@ -294,19 +296,33 @@ export class CnpgSystem implements DatabaseSystem {
     await patchCluster(this.api, this.namespace, clusterName, { spec: { postgresql: { parameters: { [name]: value } } } });
   }
 
-  /** A new password in the app Secret (`kubectl apply` of the Secret). */
+  /**
+   * What CNPG's operator does when a Secret of the Cluster changes: records its new resourceVersion in
+   * `status.secretsResourceVersion`, which is what makes the instance manager reconcile (it watches the Cluster).
+   * The harness does it at once; the operator would after its own watch fires.
+   */
+  private async recordSecretVersion(secret: string, field: string): Promise<void> {
+    const res = ok(await this.api.request(namespacedPath(this.namespace, 'secrets', secret)), `get Secret ${secret}`);
+    const version = (res.body as { metadata?: { resourceVersion?: string } }).metadata?.resourceVersion ?? '';
+    await patchClusterStatus(this.api, this.namespace, clusterName, { secretsResourceVersion: { [field]: version } });
+  }
+
+  /** A new password in the app Secret (`kubectl apply` of the Secret), and the operator's part (see above). */
   async rotateAppPassword(password: string): Promise<void> {
     await putSecret(this.api, this.namespace, `${clusterName}-app`, { username: 'app', password });
+    await this.recordSecretVersion(`${clusterName}-app`, 'applicationSecretVersion');
   }
 
   /** A new server certificate and key in the `bench-server` Secret, as cert-manager or the operator renews it. */
   async replaceServerCertificate(pair: { cert: string; key: string }): Promise<void> {
     await putSecret(this.api, this.namespace, `${clusterName}-server`, { 'tls.crt': pair.cert, 'tls.key': pair.key }, 'kubernetes.io/tls');
+    await this.recordSecretVersion(`${clusterName}-server`, 'serverSecretVersion');
   }
 
-  /** The CA of the `bench-ca` Secret (clients verify the server with it). */
-  async caCertificate(): Promise<string> {
-    return readFile(join(this.dir, 'certs', `${clusterName}-ca`, 'ca.crt'), 'utf8');
+  /** Before the first start: another CA and server certificate in the `bench-ca` and `bench-server` Secrets. */
+  async installCertificates(caCert: string, caKey: string, pair: { cert: string; key: string }): Promise<void> {
+    await putSecret(this.api, this.namespace, `${clusterName}-ca`, { 'ca.crt': caCert, 'ca.key': caKey }, 'Opaque');
+    await this.replaceServerCertificate(pair);
   }
 
   daemonPid(): number | undefined {
