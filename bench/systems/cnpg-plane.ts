@@ -33,8 +33,13 @@ async function executable(path: string): Promise<boolean> {
   }
 }
 
-/** Runs one of the cached-build scripts; its last stdout line is the path it built (instant on a cache hit). */
-function scriptOutput(script: string, log: (line: string) => void): Promise<string> {
+/**
+ * The binary `variable` names (scripts/test.sh exports them), else one of the cached-build scripts: its last stdout
+ * line is the path it built (instant on a cache hit).
+ */
+function scriptOutput(script: string, variable: string, log: (line: string) => void): Promise<string> {
+  const given = process.env[variable];
+  if (given !== undefined && given !== '') return Promise.resolve(given);
   return new Promise((resolve, reject) => {
     const child = spawn(join(repoRoot, 'scripts', script), [], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -63,8 +68,9 @@ export async function locateKubernetesTools(log: (line: string) => void): Promis
   const k8s = await locateK8sBinaries();
   if ('skipReason' in k8s) return { skipReason: k8s.skipReason };
   try {
-    const manager = await scriptOutput('build-cnpg-operator.sh', log);
-    const clusterPrep = await scriptOutput('build-cnpg-cluster-prep.sh', log);
+    const manager = await scriptOutput('build-cnpg-operator.sh', 'PGIM_CNPG_OPERATOR_BIN', log);
+    const clusterPrep = await scriptOutput('build-cnpg-cluster-prep.sh', 'PGIM_CNPG_CLUSTER_PREP_BIN', log);
+    for (const binary of [manager, clusterPrep]) if (!(await executable(binary))) return { skipReason: `${binary} is not executable` };
     return { k8sBinDir: k8s.dir, manager, clusterPrep };
   } catch (err) {
     return { skipReason: err instanceof Error ? err.message : String(err) };
