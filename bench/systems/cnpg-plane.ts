@@ -5,14 +5,15 @@ import { promisify } from 'node:util';
 import { access, constants } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { installCnpgCrds } from '../../test/operator-e2e/operator.js';
-import { TestApiServer } from '../../test/k8s/apiserver.js';
-import { locateK8sBinaries } from '../../test/k8s/binaries.js';
-import { cnpgDataDir } from '../../test/k8s/paths.js';
+import { TestApiServer } from '../../test-kit/k8s-apiserver.js';
 import { isRoot } from '../env.js';
+import { installCrds } from './k8s-objects.js';
 
 /** The repository root (this file runs from dist/bench/systems/). */
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+/** CloudNativePG's data files (CRDs, default monitoring queries), outside the repository (`PGIM_CNPG_DATA_DIR` moves it). */
+export const cnpgDataDir = process.env.PGIM_CNPG_DATA_DIR ?? join(repoRoot, '..', 'shared', 'data', 'cloudnative-pg');
 
 /** What the `cnpg` and `pgim-k8s` systems need on this machine, found once per benchmark session. */
 export interface KubernetesTools {
@@ -65,13 +66,13 @@ function scriptOutput(script: string, variable: string, log: (line: string) => v
 export async function locateKubernetesTools(log: (line: string) => void): Promise<KubernetesTools | { skipReason: string }> {
   if (!isRoot) return { skipReason: 'not root (each CNPG instance runs in its own mount namespace, as the postgres user)' };
   if (!(await executable(join(cnpgDataDir, 'crds')))) return { skipReason: `CloudNativePG's CRDs are not in ${join(cnpgDataDir, 'crds')}` };
-  const k8s = await locateK8sBinaries();
-  if ('skipReason' in k8s) return { skipReason: k8s.skipReason };
   try {
+    const k8sBinDir = await scriptOutput('build-k8s-test-binaries.sh', 'PGIM_K8S_BIN_DIR', log);
+    for (const binary of ['kube-apiserver', 'etcd']) if (!(await executable(join(k8sBinDir, binary)))) return { skipReason: `${join(k8sBinDir, binary)} is missing` };
     const manager = await scriptOutput('build-cnpg-operator.sh', 'PGIM_CNPG_OPERATOR_BIN', log);
     const clusterPrep = await scriptOutput('build-cnpg-cluster-prep.sh', 'PGIM_CNPG_CLUSTER_PREP_BIN', log);
     for (const binary of [manager, clusterPrep]) if (!(await executable(binary))) return { skipReason: `${binary} is not executable` };
-    return { k8sBinDir: k8s.dir, manager, clusterPrep };
+    return { k8sBinDir, manager, clusterPrep };
   } catch (err) {
     return { skipReason: err instanceof Error ? err.message : String(err) };
   }
@@ -91,7 +92,7 @@ export class KubernetesPlane {
     this.server ??= (async () => {
       const server = await TestApiServer.start(this.tools.k8sBinDir, 'bench');
       try {
-        await installCnpgCrds(server, join(cnpgDataDir, 'crds'));
+        await installCrds(server, join(cnpgDataDir, 'crds'));
       } catch (err) {
         await server.stop();
         throw err;

@@ -3,17 +3,16 @@ import { chmod, chown, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import type { TestApiServer } from '../../test/k8s/apiserver.js';
-import { createNamespace, mintToken, namespacedPath, patchCluster, patchClusterStatus, putSecret, type Json } from '../../test/k8s/fixtures.js';
-import { cnpgDataDir } from '../../test/k8s/paths.js';
-import { sandboxScript } from '../../test/operator-e2e/sandbox.js';
+import type { TestApiServer } from '../../test-kit/k8s-apiserver.js';
+import { sandboxScript } from '../../test-kit/sandbox.js';
 import { generateClusterCertificates } from '../../src/tls/generate.js';
 import { pgBinDir, removeTempDir, serviceDirectory, serviceUser } from '../env.js';
 import { clusterParameters, pollUntil, type Login } from '../pg.js';
 import { livePostmasterPid, type TrackedProcess } from '../proc.js';
-import { PodNetwork, type KubernetesPlane } from './cnpg-plane.js';
+import { cnpgDataDir, PodNetwork, type KubernetesPlane } from './cnpg-plane.js';
 import { instanceName, type SystemContext } from './context.js';
 import { stopDaemon } from './daemon.js';
+import { createNamespace, createObject, mergePatch, mintToken, namespacedPath, putSecret, type Json } from './k8s-objects.js';
 import type { DatabaseSystem, StartedCommand, StatusEndpoints, StopTimings } from './types.js';
 
 const execFileAsync = promisify(execFile);
@@ -33,11 +32,6 @@ const metricsPort = 9187;
 
 /** The host's folders the instance sees (its "image"): this machine's PostgreSQL and libraries. */
 const imageDirs = ['usr', 'bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32', 'etc', 'opt', 'proc', 'sys', 'dev'];
-
-function ok<T extends { status: number; text: string }>(res: T, what: string): T {
-  if (res.status < 200 || res.status > 299) throw new Error(`${what}: HTTP ${res.status}: ${res.text.slice(0, 1000)}`);
-  return res;
-}
 
 /** What bench/cnpg-cluster-prep prints: CNPG's own code run on the Cluster (see its main.go). */
 interface PreparedCluster {
@@ -143,9 +137,7 @@ export class CnpgSystem implements DatabaseSystem {
   /** What the operator creates for the Cluster's first instance. */
   private async createObjects(defaultQueries: string): Promise<void> {
     const { api, namespace } = this;
-    const post = async (path: string, body: Json, what: string): Promise<void> => {
-      ok(await api.request(path, { method: 'POST', body }), what);
-    };
+    const post = (path: string, body: Json, what: string): Promise<void> => createObject(api, path, body, what);
     await post(namespacedPath(namespace, 'serviceaccounts'), { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: clusterName } }, 'ServiceAccount');
     await post(namespacedPath(namespace, 'roles', undefined, 'rbac.authorization.k8s.io/v1'), { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', ...this.prepared.role }, 'Role');
     await post(
@@ -160,7 +152,7 @@ export class CnpgSystem implements DatabaseSystem {
       'RoleBinding',
     );
     await post(namespacedPath(namespace, 'configmaps'), { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cnpg-default-monitoring' }, data: { queries: defaultQueries } }, 'ConfigMap');
-    await putSecret(api, namespace, `${clusterName}-app`, { username: 'app', password: appPassword });
+    await putSecret(api, namespace, `${clusterName}-app`, { username: 'app', password: appPassword }, 'kubernetes.io/basic-auth');
     // The operator's CA, server and replication certificates (made here by the code behind `pgim certs`).
     const certDir = join(this.dir, 'certs');
     await generateClusterCertificates({ cluster: clusterName, instances: 1, hosts: [this.network.podIp], outDir: certDir });
@@ -173,7 +165,7 @@ export class CnpgSystem implements DatabaseSystem {
     await post(namespacedPath(namespace, 'clusters', undefined, 'postgresql.cnpg.io/v1'), { ...this.prepared.cluster, status: undefined }, 'Cluster');
     // The primary Lease: the operator creates it empty; the instance manager may only get and update it.
     await post(namespacedPath(namespace, 'leases', undefined, 'coordination.k8s.io/v1'), { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: clusterName } }, 'Lease');
-    await patchClusterStatus(api, namespace, clusterName, {
+    await this.patchStatus({
       instances: 1,
       latestGeneratedNode: 1,
       targetPrimary: podName,
@@ -293,7 +285,7 @@ export class CnpgSystem implements DatabaseSystem {
 
   /** `kubectl patch cluster --type merge` of one parameter: the instance manager reconciles it (no operator needed). */
   async changeParameter(name: string, value: string): Promise<void> {
-    await patchCluster(this.api, this.namespace, clusterName, { spec: { postgresql: { parameters: { [name]: value } } } });
+    await mergePatch(this.api, this.clusterPath, { spec: { postgresql: { parameters: { [name]: value } } } }, 'Cluster');
   }
 
   /**
@@ -301,22 +293,29 @@ export class CnpgSystem implements DatabaseSystem {
    * `status.secretsResourceVersion`, which is what makes the instance manager reconcile (it watches the Cluster).
    * The harness does it at once; the operator would after its own watch fires.
    */
-  private async recordSecretVersion(secret: string, field: string): Promise<void> {
-    const res = ok(await this.api.request(namespacedPath(this.namespace, 'secrets', secret)), `get Secret ${secret}`);
-    const version = (res.body as { metadata?: { resourceVersion?: string } }).metadata?.resourceVersion ?? '';
-    await patchClusterStatus(this.api, this.namespace, clusterName, { secretsResourceVersion: { [field]: version } });
+  private async recordSecretVersion(field: string, version: string): Promise<void> {
+    await this.patchStatus({ secretsResourceVersion: { [field]: version } });
+  }
+
+  private get clusterPath(): string {
+    return namespacedPath(this.namespace, 'clusters', clusterName, 'postgresql.cnpg.io/v1');
+  }
+
+  /** The operator's writes to the Cluster's status subresource. */
+  private patchStatus(status: Json): Promise<void> {
+    return mergePatch(this.api, `${this.clusterPath}/status`, { status }, 'Cluster status');
   }
 
   /** A new password in the app Secret (`kubectl apply` of the Secret), and the operator's part (see above). */
   async rotateAppPassword(password: string): Promise<void> {
-    await putSecret(this.api, this.namespace, `${clusterName}-app`, { username: 'app', password });
-    await this.recordSecretVersion(`${clusterName}-app`, 'applicationSecretVersion');
+    const version = await putSecret(this.api, this.namespace, `${clusterName}-app`, { username: 'app', password }, 'kubernetes.io/basic-auth');
+    await this.recordSecretVersion('applicationSecretVersion', version);
   }
 
   /** A new server certificate and key in the `bench-server` Secret, as cert-manager or the operator renews it. */
   async replaceServerCertificate(pair: { cert: string; key: string }): Promise<void> {
-    await putSecret(this.api, this.namespace, `${clusterName}-server`, { 'tls.crt': pair.cert, 'tls.key': pair.key }, 'kubernetes.io/tls');
-    await this.recordSecretVersion(`${clusterName}-server`, 'serverSecretVersion');
+    const version = await putSecret(this.api, this.namespace, `${clusterName}-server`, { 'tls.crt': pair.cert, 'tls.key': pair.key }, 'kubernetes.io/tls');
+    await this.recordSecretVersion('serverSecretVersion', version);
   }
 
   /** Before the first start: another CA and server certificate in the `bench-ca` and `bench-server` Secrets. */
