@@ -11,32 +11,18 @@
 # A cache hit needs no `go`. Progress goes to stderr; the last line of stdout is the binary's path:
 #   BIN=$(scripts/build-cnpg-cluster-prep.sh | tail -n1)
 set -euo pipefail
-
-log() { printf '[build-cnpg-cluster-prep] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
 script_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+# shellcheck source=scripts/lib/go-build.sh
+. "$script_dir/lib/go-build.sh"
+go_build_init build-cnpg-cluster-prep
+
 mod_dir="$script_dir/../bench/cnpg-cluster-prep"
 [[ -f "$mod_dir/go.mod" ]] || die "module not found: $mod_dir/go.mod"
-
 hash=$(cd "$mod_dir" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
-cache_root="${PGIM_CNPG_CLUSTER_PREP_CACHE:-${HOME:?HOME is not set}/.cache/pgim/cnpg-cluster-prep}"
-out_dir="$cache_root/$hash"
-bin="$out_dir/cnpg-cluster-prep"
-
-if [[ -x "$bin" ]]; then
-  log "cached: $bin (skipping build)"
-  printf '%s\n' "$bin"
-  exit 0
-fi
-
-command -v go >/dev/null 2>&1 || die "'go' is not on PATH; Go >= 1.26 is needed to build the benchmark's CNPG Cluster preparation helper (or put it in $bin)"
-log "using $(go version); building CloudNativePG v1.30.0's code into $bin"
-mkdir -p "$out_dir"
-tmp="$out_dir/.cnpg-cluster-prep.tmp.$$"
-trap 'rm -f -- "$tmp"' EXIT
-start=$SECONDS
-(cd "$mod_dir" && CGO_ENABLED=0 nice go build -trimpath -ldflags "-s -w" -o "$tmp" .) >&2 || die "go build failed"
-mv -f -- "$tmp" "$bin"
-log "built in $((SECONDS - start)) s"
-printf '%s\n' "$bin"
+out_dir=$(go_cache_dir cnpg-cluster-prep PGIM_CNPG_CLUSTER_PREP_CACHE "$hash")
+go_cached "$out_dir" cnpg-cluster-prep && exit 0
+go_build_lock "$out_dir"
+go_cached "$out_dir" cnpg-cluster-prep && exit 0
+go_require "CloudNativePG v1.30.0's code into $out_dir"
+go_build "$out_dir/cnpg-cluster-prep" "$mod_dir" .
+go_build_done "$out_dir/cnpg-cluster-prep"

@@ -16,8 +16,8 @@
 #                    until an input changes. Old tags of these stand-ins are removed.
 #   official         the Dockerfile's defaults (node:20.19.5-bookworm, postgres:15.14-bookworm), pulled by podman
 #
-# Dockle (github.com/goodwithtech/dockle v0.4.15; built from the Go module proxy with scripts/image/dockle/go.mod and
-# go.sum, cached in ~/.cache/pgim/dockle/v0.4.15/) scans `podman save` output. Any finding fails the run: FATAL and WARN
+# Dockle (github.com/goodwithtech/dockle v0.4.15; scripts/build-dockle.sh builds it from the Go module proxy with
+# scripts/image/dockle/go.mod and go.sum, cached in ~/.cache/pgim/dockle/v0.4.15/) scans `podman save` output. Any finding fails the run: FATAL and WARN
 # always, INFO unless .dockleignore accepts it, and each accepted INFO is explained in docs/security.md.
 #
 # podman runs with scripts/lib/podman.sh's containers.conf (runc, cgroupfs, explicit ulimits); export the
@@ -244,19 +244,8 @@ say "built $image in $(elapsed "$started"): $((size / 1000000)) MB (bases: $node
 
 # --- Dockle --------------------------------------------------------------------------------------------------------
 if [ -n "$scan" ]; then
-  dockle_dir=$cache/dockle/$dockle_version
-  dockle=$dockle_dir/dockle
-  if [ ! -x "$dockle" ]; then
-    command -v go >/dev/null 2>&1 || die "Go >= 1.26 is required to build Dockle $dockle_version (or put the binary at $dockle)"
-    started=$(date +%s)
-    say "building Dockle $dockle_version with $(go version) (Go module proxy)"
-    mkdir -p "$dockle_dir"
-    (cd scripts/image/dockle && CGO_ENABLED=0 go build -trimpath \
-      -ldflags "-s -w -X github.com/goodwithtech/dockle/pkg.version=${dockle_version#v}" \
-      -o "$dockle.tmp.$$" github.com/goodwithtech/dockle/cmd/dockle) >&2
-    mv -f "$dockle.tmp.$$" "$dockle"
-    say "built Dockle in $(elapsed "$started")"
-  fi
+  # Built (or found in ~/.cache/pgim/dockle/) by its own script; scripts/test.sh may already be building it.
+  dockle=$(PGIM_CACHE_DIR=$cache scripts/build-dockle.sh | tail -n1)
   started=$(date +%s)
   archive=$(mktemp -d "${TMPDIR:-/tmp}/pgim-image.XXXXXX")
   # shellcheck disable=SC2064 # expand now

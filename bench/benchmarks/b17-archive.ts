@@ -25,9 +25,10 @@ export function pgbackrestS3Global(s3: S3Server, caFile: string, repoPath: strin
 }
 
 /** The daemon's archiver alone (bench/wal-archiver-host.ts), as the service user: what `pgim run` serves. */
-export async function startArchiverHost(systems: SystemContext, runtimeDir: string, pgdata: string, logFile: string): Promise<{ stop: () => Promise<void> }> {
+export async function startArchiverHost(systems: SystemContext, runtimeDir: string, pgdata: string, logFile: string, readyWatch = true): Promise<{ stop: () => Promise<void> }> {
   const host = join(dirname(fileURLToPath(import.meta.url)), '..', 'wal-archiver-host.js');
-  const child = systems.processes.spawn('pgim wal archiver', process.execPath, [host, runtimeDir, pgdata], { asServiceUser: true, logFile, captureStdout: true });
+  const args = [host, runtimeDir, pgdata, ...(readyWatch ? [] : ['--no-ready-watch'])];
+  const child = systems.processes.spawn('pgim wal archiver', process.execPath, args, { asServiceUser: true, logFile, captureStdout: true });
   for (let i = 0; i < 600 && !child.stdout.includes('ready'); i++) {
     if (!child.running) throw new Error(`the WAL archiver host exited; see ${logFile}`);
     await sleep(50);
@@ -40,6 +41,8 @@ export async function startArchiverHost(systems: SystemContext, runtimeDir: stri
 interface Archiver {
   readonly label: string;
   readonly command: string;
+  /** pgim's: its settings file and contents (only the archiver whose turn it is says `archiver: true`). */
+  readonly settings?: { path: string; value: ArchiveSettings };
 }
 
 const segmentBytes = 16 * 1024 * 1024;
@@ -130,8 +133,10 @@ export const archiveBenchmark: Benchmark = {
       await handFileToServiceUser(envFile);
       const archivers: Archiver[] = [];
       const hosts: { stop: () => Promise<void> }[] = [];
-      for (const [maxParallel, daemon] of [[1, true], [4, true], [4, false]] as const) {
-        const runtime = join(dir, `pgim-${maxParallel}${daemon ? '' : '-nodaemon'}`);
+      // The ready-watch (uploads start when a .ready file appears) is on in pgim; its reference runs without it.
+      for (const [maxParallel, daemon, readyWatch] of [[1, true, true], [4, true, true], [4, true, false], [4, false, false]] as const) {
+        const variant = `pgim-${maxParallel}${daemon ? '' : '-nodaemon'}${daemon && !readyWatch ? '-noreadywatch' : ''}`;
+        const runtime = join(dir, variant);
         await serviceDirectory(runtime, 0o700);
         await serviceDirectory(archivePaths(runtime).dir, 0o700);
         await serviceDirectory(archivePaths(runtime).spool, 0o700);
@@ -139,7 +144,7 @@ export const archiveBenchmark: Benchmark = {
           JSON.stringify({
             apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', metadata: { name: 'b17' },
             spec: { backup: { barmanObjectStore: {
-              destinationPath: s3.destination(`pgim-${maxParallel}${daemon ? '' : '-nodaemon'}`), endpointURL: s3.endpointURL,
+              destinationPath: s3.destination(variant), endpointURL: s3.endpointURL,
               s3Credentials: { accessKeyId: { name: 'x', key: 'x' }, secretAccessKey: { name: 'x', key: 'x' } },
               wal: { maxParallel },
             } } },
@@ -152,10 +157,11 @@ export const archiveBenchmark: Benchmark = {
         };
         await writeFile(archivePaths(runtime).settings, JSON.stringify(settings), { mode: 0o600 });
         await handFileToServiceUser(archivePaths(runtime).settings);
-        if (daemon) hosts.push(await startArchiverHost(context.systems, runtime, floor.pgdata, join(dir, `archiver-${maxParallel}.log`)));
+        if (daemon) hosts.push(await startArchiverHost(context.systems, runtime, floor.pgdata, join(dir, `archiver-${variant}.log`), readyWatch));
         archivers.push({
-          label: `pgim (maxParallel ${maxParallel}${daemon ? '' : ', no daemon'})`,
+          label: `pgim (maxParallel ${maxParallel}${daemon ? (readyWatch ? '' : ', no ready-watch') : ', no daemon'})`,
           command: `${process.execPath} ${pgimEntry} wal-archive --runtime-dir ${runtime} %p`,
+          settings: { path: archivePaths(runtime).settings, value: settings },
         });
       }
       archivers.push({
@@ -187,9 +193,18 @@ export const archiveBenchmark: Benchmark = {
       await handFileToServiceUser(writeScript);
       const backlog = context.quick ? 8 : 16;
       const seconds = context.quick ? 10 : 20;
-      await interleave(context, archivers, async (archiver, run) => {
+      // BENCH_B17_ARCHIVERS=a,b keeps the archivers whose label contains one of those words (a shorter comparison).
+      const only = (process.env.BENCH_B17_ARCHIVERS ?? '').split(',').map((w) => w.trim()).filter((w) => w !== '');
+      const chosen = only.length === 0 ? archivers : archivers.filter((a) => only.some((w) => a.label.includes(w)));
+      await interleave(context, chosen, async (archiver, run) => {
         // Throughput: a backlog, then the archiver.
         await useArchiveCommand(floor, '/bin/false');
+        // One archiver at a time, as after a switchover: the other daemons' ready-watches see the same folder and
+        // must not upload (each reads `archiver` from its settings before it starts an upload).
+        for (const other of archivers) {
+          if (other.settings === undefined) continue;
+          await writeFile(other.settings.path, JSON.stringify({ ...other.settings.value, archiver: other === archiver }), { mode: 0o600 });
+        }
         await makeSegments(floor, backlog);
         const waiting = (await readySegments(floor.pgdata)).length;
         const t0 = performance.now();

@@ -31,7 +31,18 @@ function loadSdk(): Promise<Sdk> {
   return (sdk ??= import('@aws-sdk/client-s3').then((m) => ('S3Client' in m ? m : (m as unknown as { default: Sdk }).default)));
 }
 
-export async function createWalUploader(store: BarmanObjectStore, env: Readonly<Record<string, string>>, maxSockets = 16): Promise<WalUploader> {
+/**
+ * `signPayload`: SigV4 over the body's SHA-256 (the default over plain HTTP). Over HTTPS TLS already protects the
+ * body, so pgim sends `UNSIGNED-PAYLOAD` as S3 allows (botocore does the same over HTTPS when the request carries a
+ * checksum header): one SHA-256 pass over every 16 MiB segment less on each side, which on a loaded machine is a
+ * good part of an upload's CPU. The stored object (bytes, ETag, metadata, tags) is the same either way.
+ */
+export async function createWalUploader(
+  store: BarmanObjectStore,
+  env: Readonly<Record<string, string>>,
+  maxSockets = 16,
+  signPayload = store.endpointURL?.startsWith('http://') === true,
+): Promise<WalUploader> {
   const s3 = await loadSdk();
   const ca = env.AWS_CA_BUNDLE === undefined ? undefined : await readFile(env.AWS_CA_BUNDLE, 'utf8');
   const httpAgent = new HttpAgent({ keepAlive: true, maxSockets });
@@ -54,11 +65,15 @@ export async function createWalUploader(store: BarmanObjectStore, env: Readonly<
     maxAttempts: 3,
   });
   // boto3 sends no Content-Type for an uploaded file object (the store records its default, binary/octet-stream);
-  // the SDK would send application/octet-stream. Dropped before signing, so the object is Barman's.
+  // the SDK would send application/octet-stream. Dropped before signing, so the object is Barman's. The payload
+  // hash header, when set here, is what the signer uses instead of hashing the body.
   client.middlewareStack.add(
     (next) => async (args) => {
-      const request = args.request as { headers?: Record<string, string> };
-      if (request.headers !== undefined) delete request.headers['content-type'];
+      const request = args.request as { headers?: Record<string, string>; body?: unknown };
+      if (request.headers !== undefined) {
+        delete request.headers['content-type'];
+        if (!signPayload && request.body !== undefined) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+      }
       return next(args);
     },
     { step: 'build', name: 'pgimNoContentType' },

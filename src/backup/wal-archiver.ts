@@ -1,4 +1,5 @@
-import { chmod, open, rename, rm } from 'node:fs/promises';
+import { watch, type FSWatcher } from 'node:fs';
+import { access, chmod, open, rename, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { basename, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -6,7 +7,7 @@ import { errorMessage } from '../errors/index.js';
 import { ensureDirectory } from '../fs/atomic.js';
 import { gatherReadyWalFiles } from './wal-archive.js';
 import { createWalUploader, type WalUploader } from './s3-wal-uploader.js';
-import { archivePaths, readArchiveSettings, type ArchiveSettings } from './settings.js';
+import { archivePaths, checkEmptyWalArchiveFlag, readArchiveSettings, type ArchiveSettings } from './settings.js';
 import { nativeWalArchiveUnsupported } from './wal-object.js';
 
 /**
@@ -14,6 +15,12 @@ import { nativeWalArchiveUnsupported } from './wal-object.js';
  * archive_command hands over one segment and waits for the answer. The daemon keeps one S3 client with warm
  * connections, and while PostgreSQL asks for segment N it already uploads the next `maxParallel - 1` ready ones
  * (CNPG's parallel archiving), so the next asks are answered at once.
+ *
+ * Ready-watch: once PostgreSQL has called archive_command, the daemon also watches `pg_wal/archive_status` (inotify)
+ * and starts uploading a segment the moment its `.ready` file appears, while PostgreSQL's archiver is still starting
+ * the `pgim wal-archive` process for it (most of a second on a loaded machine): the ask then finds the upload under
+ * way or done. In-flight uploads stay within `wal.maxParallel`; PostgreSQL still marks the segment done itself
+ * (the daemon never renames a status file PostgreSQL may be archiving right now).
  *
  * Protocol: one JSON line each way. Request `{"walPath": abs, "force": bool}`; reply `{"error": ""}` (archived),
  * `{"error": "..."}` (failed; PostgreSQL keeps the segment and asks again) or `{"delegate": true}` (this store
@@ -32,6 +39,8 @@ export interface ArchiveReply {
 
 /** A read-ahead upload not yet asked for; forgotten after this long (PostgreSQL took another path). */
 const readAheadTtlMs = 10 * 60_000;
+/** How long an archived segment is remembered (PostgreSQL renames its status file within moments of the answer). */
+const archivedMemoryMs = 60_000;
 
 interface ReadAhead {
   done: Promise<string | undefined>;
@@ -50,10 +59,22 @@ export class WalArchiver {
 
   /** Segments PostgreSQL is asking for right now (served directly, never read ahead). */
   private readonly asking = new Set<string>();
-  /** Requests answered, and how many of them by a read-ahead upload (tests and the bench read them). */
-  readonly stats = { requests: 0, readAhead: 0, markedDone: 0 };
+  /**
+   * Segments archived lately (answered, or marked done here), by when: a refill or a ready-watch event that read the
+   * folder just before PostgreSQL renamed the status file must not upload them again.
+   */
+  private readonly archived = new Map<string, number>();
+  /** Uploads for asked segments that no read-ahead had started (they count against maxParallel too). */
+  private direct = 0;
+  private readyWatch: FSWatcher | undefined;
+  /**
+   * Requests answered, how many of them by a read-ahead upload, and how many read-aheads the ready-watch started
+   * (tests and the bench read them).
+   */
+  readonly stats = { requests: 0, readAhead: 0, markedDone: 0, watchStarted: 0 };
 
-  constructor(private readonly deps: { runtimeDir: string; pgdata: string; logger: Logger }) {}
+  /** `readyWatch: false`: uploads start only when PostgreSQL asks (the benchmark's reference for the ready-watch). */
+  constructor(private readonly deps: { runtimeDir: string; pgdata: string; logger: Logger; readyWatch?: boolean }) {}
 
   async start(): Promise<void> {
     const paths = archivePaths(this.deps.runtimeDir);
@@ -72,6 +93,8 @@ export class WalArchiver {
   stop(): void {
     this.server?.close();
     this.server = undefined;
+    this.readyWatch?.close();
+    this.readyWatch = undefined;
     void this.uploader?.uploader
       .then((u) => {
         u.close();
@@ -116,6 +139,18 @@ export class WalArchiver {
     return this.uploader.uploader;
   }
 
+  /** The upload of one file through `uploader`: undefined when it is in the store, else the error text. */
+  private uploadWith(uploader: Promise<WalUploader>): (path: string) => Promise<string | undefined> {
+    return async (path) => {
+      try {
+        await (await uploader).upload(path);
+        return undefined;
+      } catch (err) {
+        return `${basename(path)}: ${errorMessage(err)}`;
+      }
+    };
+  }
+
   /** Archives one segment (settings re-read each time: credentials rotate, switchovers move the archiver). */
   async archive(request: ArchiveRequest): Promise<ArchiveReply> {
     let settings: ArchiveSettings;
@@ -128,25 +163,64 @@ export class WalArchiver {
     if (store === undefined) return { error: '' };
     if (!settings.archiver && request.force !== true) return { error: 'switchover in progress, refusing archiving' };
     if (nativeWalArchiveUnsupported(store) !== undefined) return { delegate: true };
-    const uploader = this.uploaderFor({ ...settings, store });
+    const upload = this.uploadWith(this.uploaderFor({ ...settings, store }));
     const walName = basename(request.walPath);
-    const upload = async (path: string): Promise<string | undefined> => {
-      try {
-        await (await uploader).upload(path);
-        return undefined;
-      } catch (err) {
-        return `${basename(path)}: ${errorMessage(err)}`;
-      }
-    };
 
     // Read-ahead: the next ready segments start uploading now (not for forced files: partial or former primary).
     this.asking.add(walName);
     try {
-      if (request.force !== true) await this.fill(store.wal.maxParallel - 1, upload);
+      if (request.force !== true) {
+        this.watchReady();
+        await this.fill(store.wal.maxParallel - 1, upload);
+      }
       return await this.serveAsked(walName, request.walPath, upload);
     } finally {
       this.asking.delete(walName);
     }
+  }
+
+  /**
+   * Starts the ready-watch (once PostgreSQL archives through this daemon: PGDATA and its archive_status exist then).
+   * It goes away with the folder (PGDATA moved aside, a rewind) and the next ask starts it again.
+   */
+  private watchReady(): void {
+    if (this.readyWatch !== undefined || this.server === undefined || this.deps.readyWatch === false) return;
+    try {
+      const watcher = watch(join(this.deps.pgdata, 'pg_wal', 'archive_status'), { persistent: false });
+      watcher.on('change', (_event, filename) => {
+        const name = String(filename);
+        if (name.endsWith('.ready')) void this.readyAppeared(name.slice(0, -'.ready'.length));
+      });
+      watcher.on('error', () => {
+        watcher.close();
+        if (this.readyWatch === watcher) this.readyWatch = undefined;
+      });
+      this.readyWatch = watcher;
+    } catch (err) {
+      this.deps.logger.debug({ error: errorMessage(err) }, 'cannot watch archive_status; read-ahead starts with the next ask only');
+    }
+  }
+
+  /** A `.ready` file appeared (or went): when this daemon archives and a slot is free, its upload starts now. */
+  private async readyAppeared(name: string): Promise<void> {
+    if (this.ahead.has(name) || this.asking.has(name) || this.archived.has(name)) return;
+    const dir = join(this.deps.pgdata, 'pg_wal', 'archive_status');
+    try {
+      await access(join(dir, `${name}.ready`));
+      // Until barman-cloud-check-wal-archive has passed (the first ask does it), nothing goes to the store.
+      if (await access(join(this.deps.pgdata, checkEmptyWalArchiveFlag)).then(() => true, () => false)) return;
+    } catch {
+      return;
+    }
+    const settings = await readArchiveSettings(archivePaths(this.deps.runtimeDir)).catch(() => undefined);
+    const store = settings?.store;
+    if (settings === undefined || store === undefined || !settings.archiver || nativeWalArchiveUnsupported(store) !== undefined) return;
+    const key = JSON.stringify([store, settings.env]);
+    if (this.uploader?.key !== key) return;
+    const before = this.ahead.size;
+    // The oldest ready segments first (PostgreSQL asks in that order); the one that appeared is usually the only one.
+    await this.fill(store.wal.maxParallel - this.direct, this.uploadWith(this.uploader.uploader));
+    if (this.ahead.size > before) this.stats.watchStarted++;
   }
 
   private async serveAsked(walName: string, walPath: string, upload: (path: string) => Promise<string | undefined>): Promise<ArchiveReply> {
@@ -156,10 +230,19 @@ export class WalArchiver {
     this.stats.requests++;
     if (early !== undefined) this.stats.readAhead++;
     const started = Date.now();
-    let error = early === undefined ? await upload(walPath) : await early.done;
+    let error: string | undefined;
+    if (early === undefined) {
+      this.direct++;
+      try {
+        error = await upload(walPath);
+      } finally {
+        this.direct--;
+      }
+    } else error = await early.done;
     // A read-ahead that failed is retried once now, the way PostgreSQL would.
     if (error !== undefined && early !== undefined) error = await upload(walPath);
     if (error === undefined) {
+      this.archived.set(walName, Date.now());
       this.deps.logger.debug({ walName, elapsedMs: Date.now() - started, readAhead: early !== undefined }, 'Archived WAL file');
       await this.markUploadedDone();
     }
@@ -174,6 +257,7 @@ export class WalArchiver {
     if (slots <= 0) return;
     const now = Date.now();
     for (const [name, entry] of this.ahead) if (now - entry.at > readAheadTtlMs) this.ahead.delete(name);
+    for (const [name, at] of this.archived) if (now - at > archivedMemoryMs) this.archived.delete(name);
     const running = [...this.ahead.values()].filter((e) => !e.uploaded).length;
     const free = slots - running;
     if (free <= 0) return;
@@ -182,7 +266,7 @@ export class WalArchiver {
     for (const relative of ready) {
       if (started >= free) break;
       const name = basename(relative);
-      if (this.ahead.has(name) || this.asking.has(name)) continue;
+      if (this.ahead.has(name) || this.asking.has(name) || this.archived.has(name)) continue;
       const entry: ReadAhead = { done: Promise.resolve(undefined), at: now, asked: false, uploaded: false };
       entry.done = upload(join(this.deps.pgdata, relative)).then(async (error) => {
         entry.uploaded = error === undefined;
@@ -204,6 +288,7 @@ export class WalArchiver {
     for (const [name, entry] of this.ahead) {
       if (!entry.uploaded || entry.asked) continue;
       this.ahead.delete(name);
+      this.archived.set(name, Date.now());
       await this.markDone(name).catch((err: unknown) => {
         this.deps.logger.debug({ walName: name, error: errorMessage(err) }, 'could not mark a WAL file done; PostgreSQL will ask for it');
       });

@@ -23,6 +23,8 @@ import { reportSecurityWarnings } from '../reconcile/security-warnings.js';
 import { bootstrapOrRestore } from './bootstrap.js';
 import { cloneExternalCluster, cloneSource, refuseDemotionAtStart } from './clone.js';
 import { watchStreamingStandbys } from '../replication/standby-watch.js';
+import { watchHaSlots } from '../replication/ha-slot-watch.js';
+import { haSlotName } from '../replication/topology.js';
 import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, httpBindAddress, load, openInstance } from './startup.js';
 
 /**
@@ -171,8 +173,21 @@ export class Daemon {
           source.observeStreamingStandbys(names);
         },
       });
+      // A primary's HA slot that went while nothing in the spec changed comes back without waiting for a change.
+      const slots = watchHaSlots({
+        withSession: (fn) => instance.withHeldSession(fn),
+        wanted: () => {
+          const { topology } = reconciler.desired;
+          return state.accepting && topology.isPrimary ? topology.instances.filter((i) => i !== topology.self).map(haSlotName) : [];
+        },
+        onMissing: (missing) => {
+          logger.info({ missing }, 'HA replication slots missing on the primary: reconciling');
+          void reconciler.trigger('replication slots missing');
+        },
+      });
       this.onDispose(() => {
         standbys.stop();
+        slots.stop();
       });
       source.start();
       const supervised = supervisor.run({

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
@@ -9,7 +9,8 @@ import { GetObjectCommand, GetObjectTaggingCommand, HeadObjectCommand, ListObjec
 import { pino } from 'pino';
 import type { BarmanObjectStore } from '../../src/cluster/backup.js';
 import { WalArchiver } from '../../src/backup/wal-archiver.js';
-import { makeTempDir, removeTempDir } from '../../test-kit/env.js';
+import { checkEmptyWalArchiveFlag } from '../../src/backup/settings.js';
+import { eventually, makeTempDir, removeTempDir } from '../../test-kit/env.js';
 import { pgimEntry } from '../../test-kit/pgim.js';
 import { requireBackupParts, S3Server } from '../../test-kit/s3.js';
 
@@ -20,7 +21,8 @@ const run = promisify(execFile);
  * bytes, ETag, Content-Type, metadata and tags, for a full 16 MiB segment (multipart in boto3), a small one (one
  * PutObject), a `.partial`, a `.backup` label and a `.history` file (historyTags); through the daemon's socket
  * (read-ahead, warm client) and without a daemon (in `pgim wal-archive`'s own process). Over TLS with a test CA
- * (`endpointCA`). A compressed store is handed to Barman (pgim cannot reproduce Python's zlib bytes).
+ * (`endpointCA`). A compressed store is handed to Barman (pgim cannot reproduce Python's zlib bytes). The daemon's
+ * ready-watch uploads a segment when its `.ready` file appears, before PostgreSQL asks.
  */
 describe('pgim WAL objects are byte for byte barman-cloud-wal-archive\'s (versitygw over TLS)', function () {
   this.timeout(300_000);
@@ -166,6 +168,41 @@ describe('pgim WAL objects are byte for byte barman-cloud-wal-archive\'s (versit
     }
     // The bytes are the files' own, and the history file carries historyTags.
     assert.equal(barman.get('wals/00000002.history')?.tags, JSON.stringify([['kind', 'history file']]));
+  });
+
+  it('uploads a segment as soon as its .ready file appears, leaves the status file to PostgreSQL, and answers the ask with that upload', async () => {
+    const runtimeDir = await runtimeFor('pgim-watch');
+    const archiver = new WalArchiver({ runtimeDir, pgdata, logger: pino({ level: 'silent' }) });
+    const status = join(pgdata, 'pg_wal', 'archive_status');
+    const segment = '000000010000000000000001';
+    const key = `wals/0000000100000000/${segment}`;
+    const stored = async (): Promise<Buffer | undefined> => (await objects('pgim-watch')).get(key)?.body;
+    await archiver.start();
+    try {
+      // The watch starts with PostgreSQL's first call (PGDATA exists then).
+      await pgimWalArchive(runtimeDir, '00000002.history');
+      // Not before barman-cloud-check-wal-archive has passed (the flag pgim sets until then).
+      await writeFile(join(pgdata, checkEmptyWalArchiveFlag), '');
+      await writeFile(join(status, `${segment}.ready`), '');
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      assert.equal(await stored(), undefined, 'nothing uploaded while the destination is unchecked');
+      await rm(join(pgdata, checkEmptyWalArchiveFlag));
+      await rm(join(status, `${segment}.ready`));
+      await writeFile(join(status, `${segment}.ready`), '');
+      // No ask for it yet: the daemon saw the file appear and uploaded the segment itself.
+      const body = await eventually(stored, 60_000, `${key} uploaded before PostgreSQL asked`);
+      assert.ok(body.equals(await readFile(join(pgdata, 'pg_wal', segment))), 'the segment\'s bytes');
+      await access(join(status, `${segment}.ready`));
+      assert.equal(archiver.stats.markedDone, 0, 'PostgreSQL marks it done itself');
+      await pgimWalArchive(runtimeDir, segment);
+      assert.equal(archiver.stats.requests, 2);
+      assert.equal(archiver.stats.readAhead, 1, `the ask was answered by the upload already made: ${JSON.stringify(archiver.stats)}`);
+      assert.ok(archiver.stats.watchStarted >= 1);
+    } finally {
+      archiver.stop();
+      for (const entry of await readdir(status)) await rm(join(status, entry));
+      await rm(join(pgdata, checkEmptyWalArchiveFlag), { force: true });
+    }
   });
 
   it('hands a compressed store to barman-cloud-wal-archive (gzip), through the daemon', async () => {
