@@ -6,6 +6,7 @@ import { makeTempDir, removeTempDir } from './env.js';
 import { ProcessRegistry } from './proc.js';
 import { ensurePatroni, machineInfo, patroniAvailable, type MachineInfo } from './setup.js';
 import type { SystemContext } from './systems/context.js';
+import { KubernetesPlane, locateKubernetesTools } from './systems/cnpg-plane.js';
 import { EtcdServer } from './systems/etcd.js';
 import type { SystemKind } from './systems/types.js';
 
@@ -47,6 +48,7 @@ export class BenchSession {
   readonly processes = new ProcessRegistry();
   private workDir: string | undefined;
   private etcd: EtcdServer | undefined;
+  private kubernetes: KubernetesPlane | undefined;
   private cleaned: Promise<void> | undefined;
 
   constructor(private readonly options: BenchOptions) {}
@@ -70,6 +72,17 @@ export class BenchSession {
       } catch (err) {
         kinds.splice(kinds.indexOf('patroni'), 1);
         notes.push(`Patroni was skipped: etcd did not start (${err instanceof Error ? err.message : String(err)}).`);
+      }
+    }
+
+    if (kinds.includes('cnpg')) {
+      const tools = await locateKubernetesTools(options.log);
+      if ('skipReason' in tools) {
+        kinds.splice(kinds.indexOf('cnpg'), 1);
+        notes.push(`CloudNativePG's instance manager (cnpg) was skipped: ${tools.skipReason}.`);
+      } else {
+        this.kubernetes = new KubernetesPlane(tools);
+        systems.kubernetes = this.kubernetes;
       }
     }
 
@@ -118,6 +131,7 @@ export class BenchSession {
     this.cleaned ??= (async () => {
       await this.processes.stopAll();
       await this.etcd?.stop();
+      await this.kubernetes?.stop();
       if (this.workDir !== undefined) await removeTempDir(this.workDir);
     })();
     return this.cleaned;

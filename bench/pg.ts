@@ -6,6 +6,8 @@ import type { ProcessRegistry } from './proc.js';
 
 /** How the harness logs in over TCP on 127.0.0.1 (each system has its own port and role). */
 export interface Login {
+  /** 127.0.0.1 unless the system runs in its own network namespace (cnpg: a pod IP). */
+  host?: string;
   port: number;
   user: string;
   password: string;

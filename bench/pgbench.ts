@@ -11,7 +11,7 @@ export interface PgbenchResult {
 /** pgbench over TCP with the system's own login; the password goes through the environment, never argv. */
 function pgbenchArgs(login: Login, extra: readonly string[]): { args: string[]; env: NodeJS.ProcessEnv } {
   return {
-    args: [...extra, '-h', '127.0.0.1', '-p', String(login.port), '-U', login.user, login.database],
+    args: [...extra, '-h', login.host ?? '127.0.0.1', '-p', String(login.port), '-U', login.user, login.database],
     env: { PGPASSWORD: login.password },
   };
 }

@@ -26,11 +26,12 @@ export interface GoalResult {
   verdict: Verdict;
 }
 
-/** Systems in a fixed order: the floor, pgim and its variants, then Patroni. */
+/** Systems in a fixed order: the floor, pgim and its variants, Patroni, then CloudNativePG's manager. */
 function systemRank(system: string): number {
   if (system === 'floor') return 0;
   if (system === 'pgim') return 1;
   if (system.startsWith('pgim')) return 2;
+  if (system.startsWith('cnpg')) return 4;
   return 3;
 }
 
@@ -349,7 +350,66 @@ export function evaluateGoals(rows: readonly SummaryRow[]): GoalResult[] {
     verdict: judge(syncWritable && syncLost ? syncLost.max === 0 && syncWritable.median < 1000 : undefined),
   });
   goals.push(...curveGoals(rows));
+
+  // Issue 25: pgim against CloudNativePG's own instance manager (cnpg), the peer a pgim user would otherwise run.
+  const versus = (benchmark: BenchmarkId, metric: string, what: string, lowerWins = true): void => {
+    const pgim = rowFor(rows, benchmark, metric, 'pgim');
+    const cnpg = rowFor(rows, benchmark, metric, 'cnpg');
+    goals.push({
+      benchmark,
+      goal: `pgim ${what} than CloudNativePG's instance manager`,
+      measured: `pgim ${pgim === undefined ? '–' : formatValue(pgim.median, pgim.unit)} vs cnpg ${cnpg === undefined ? '–' : formatValue(cnpg.median, cnpg.unit)}`,
+      verdict: judge(pgim && cnpg ? (lowerWins ? pgim.median < cnpg.median : pgim.median > cnpg.median) : undefined),
+    });
+  };
+  versus('B1', 'start -> read-write', 'starts (existing PGDATA -> read-write) faster');
+  versus('B2', 'idle: stop -> manager done', 'stops (idle SIGTERM -> manager exited) faster');
+  versus('B3', 'PSS', 'idles with a lower PSS');
+  const b3Cpu = rows.find((r) => r.benchmark === 'B3' && r.system === 'pgim' && r.metric.startsWith('CPU per'));
+  versus('B3', b3Cpu?.metric ?? 'CPU per 60 s idle', 'uses less CPU when idle');
   return goals;
+}
+
+/** The figures of the README's table: one row per benchmark, one column per system. */
+const sideBySideMetrics: readonly { benchmark: BenchmarkId; metric: RegExp; title: string }[] = [
+  { benchmark: 'B1', metric: /^start -> read-write$/, title: 'B1 start on existing PGDATA → read-write' },
+  { benchmark: 'B2', metric: /^idle: stop -> manager done$/, title: 'B2 clean stop, idle → manager exited' },
+  { benchmark: 'B2', metric: /^open transaction: stop -> manager done$/, title: 'B2 clean stop, open transaction → manager exited' },
+  { benchmark: 'B3', metric: /^RSS$/, title: 'B3 idle RSS' },
+  { benchmark: 'B3', metric: /^PSS$/, title: 'B3 idle PSS' },
+  { benchmark: 'B3', metric: /^CPU per/, title: 'B3 idle CPU per window (one /metrics scrape per 30 s)' },
+  { benchmark: 'B3', metric: /^threads$/, title: 'B3 threads' },
+  { benchmark: 'B4', metric: /^readiness c=32 fresh: req\/s$/, title: 'B4 readiness, 32 clients, fresh connections: req/s' },
+  { benchmark: 'B4', metric: /^readiness c=32 fresh: p99$/, title: 'B4 readiness, 32 clients, fresh connections: p99' },
+  { benchmark: 'B4', metric: /^status JSON c=8 keep-alive: p99$/, title: 'B4 status JSON, 8 clients, keep-alive: p99' },
+  { benchmark: 'B6', metric: /^kill -9 -> manager exited/, title: 'B6 postmaster kill -9 → manager exited (cnpg: the kubelet restarts it)' },
+  { benchmark: 'B6', metric: /^kill -9 -> read-write$/, title: 'B6 postmaster kill -9 → read-write' },
+  { benchmark: 'B6', metric: /^new timelines per crash$/, title: 'B6 new timelines per crash' },
+  { benchmark: 'B9', metric: /^kill -9 of the manager -> postmaster gone$/, title: 'B9 manager kill -9 → postmaster gone' },
+  { benchmark: 'B9', metric: /^postmaster left running/, title: 'B9 postmaster left running unsupervised (runs)' },
+  { benchmark: 'B9', metric: /^manager restarted -> read-write$/, title: 'B9 manager restarted → read-write' },
+  { benchmark: 'B10', metric: /^work_mem changed -> visible/, title: 'B10 reload-level parameter changed → applied' },
+  { benchmark: 'B11', metric: /^server cert replaced -> new serial served$/, title: 'B11 server certificate replaced → served' },
+  { benchmark: 'B12', metric: /^password changed -> new one works$/, title: 'B12 password rotated → new one works' },
+  { benchmark: 'B12', metric: /^password changed -> old one refused$/, title: 'B12 password rotated → old one refused' },
+  { benchmark: 'B16', metric: /^pgbench -S TPS$/, title: "B16 pgbench -S TPS, log_statement 'all'" },
+  { benchmark: 'B16', metric: /^JSON lines per 1000/, title: 'B16 JSON log lines per 1000 transactions' },
+];
+
+/** Medians side by side, one column per system measured: the README's benchmark table. */
+export function sideBySideTable(rows: readonly SummaryRow[]): string {
+  const systems = [...new Set(rows.map((r) => r.system))].sort((a, b) => systemRank(a) - systemRank(b) || a.localeCompare(b));
+  const lines = [`| benchmark | ${systems.join(' | ')} |`, `|---|${systems.map(() => '---:').join('|')}|`];
+  for (const entry of sideBySideMetrics) {
+    const matching = rows.filter((r) => r.benchmark === entry.benchmark && entry.metric.test(r.metric));
+    if (matching.length === 0) continue;
+    const cell = (system: string): string => {
+      const row = matching.find((r) => r.system === system);
+      return row === undefined ? '–' : formatValue(row.median, row.unit);
+    };
+    lines.push(`| ${entry.title} | ${systems.map(cell).join(' | ')} |`);
+  }
+  return lines.join('\n');
 }
 
 export function resultsTable(rows: readonly SummaryRow[]): string {
@@ -391,6 +451,12 @@ export function renderMarkdown(result: BenchResult, command: string): string {
     '',
     resultsTable(rows),
     '',
+    '## Side by side',
+    '',
+    'Medians of the main figures, one column per system (the README\'s table).',
+    '',
+    sideBySideTable(rows),
+    '',
     '## Goals',
     '',
     goalsTable(evaluateGoals(rows)),
@@ -409,6 +475,7 @@ const systemColours: Readonly<Record<string, string>> = {
   floor: '#9e9e9e',
   pgim: '#1f77b4',
   patroni: '#ff7f0e',
+  cnpg: '#2ca02c',
 };
 
 function escapeXml(text: string): string {
@@ -448,7 +515,7 @@ export function renderSvg(result: BenchResult): string {
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${columns * panelWidth}" height="${height}" font-family="sans-serif" font-size="11">`,
     '<rect width="100%" height="100%" fill="white"/>',
-    `<text x="10" y="22" font-size="15" font-weight="bold">${escapeXml(`pgim vs bare PostgreSQL (floor) vs Patroni, ${result.startedAt.slice(0, 10)}: medians, whiskers min–max`)}</text>`,
+    `<text x="10" y="22" font-size="15" font-weight="bold">${escapeXml(`pgim vs bare PostgreSQL (floor) vs Patroni vs CloudNativePG's instance manager, ${result.startedAt.slice(0, 10)}: medians, whiskers min–max`)}</text>`,
   ];
   panels.forEach((panel, i) => {
     const x0 = (i % columns) * panelWidth + 10;

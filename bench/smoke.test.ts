@@ -1,7 +1,9 @@
 import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { processesWorkingUnder } from '../test-kit/proc.js';
 import { runBenchmarks } from './harness.js';
 import { curvesOf } from './curves.js';
@@ -92,5 +94,40 @@ describe('bench smoke: short benchmarks through the harness (floor and pgim, no 
     assert.match(renderMarkdown(result, 'smoke'), /## Cost curves/);
     assert.match(renderSvg(result), /<polyline /);
     assert.deepEqual(await benchFolders(), foldersBefore);
+  });
+});
+
+describe("bench smoke: CloudNativePG's instance manager (cnpg) through the harness", function () {
+  this.timeout(300_000);
+
+  it('runs B1 and B6 once for cnpg: starts read-write, and after a postmaster kill -9 its manager exits and is started again', async function () {
+    const logged: string[] = [];
+    const result = await runBenchmarks({
+      only: ['B1', 'B6'],
+      runs: 1,
+      systems: ['cnpg'],
+      warmup: false,
+      quick: true,
+      install: false,
+      log: (line) => logged.push(line),
+    });
+    const skipped = result.notes.find((note) => note.startsWith("CloudNativePG's instance manager (cnpg) was skipped"));
+    if (skipped !== undefined) {
+      // CI builds every binary it needs (scripts/test.sh) and runs as root: a skip there is a failure.
+      if (process.env.CI === 'true') assert.fail(`CI=true and ${skipped}`);
+      process.stderr.write(`\n!! SKIPPING the cnpg bench smoke test: ${skipped}\n\n`);
+      this.skip();
+    }
+    assert.deepEqual(result.failures, [], `no benchmark failed; log:\n${logged.join('\n')}`);
+    const value = (metric: string): number | undefined => result.samples.find((s) => s.system === 'cnpg' && s.metric === metric)?.value;
+    for (const metric of ['start -> read-write', 'start -> readiness 200', 'kill -9 -> read-write', 'kill -9 -> manager exited (the kubelet restarts the container)']) {
+      const ms = value(metric);
+      assert.ok(ms !== undefined && Number.isFinite(ms) && ms > 0, `cnpg ${metric}: a positive number of ms, got ${String(ms)}`);
+    }
+    assert.equal(value('new timelines per start'), 0);
+    assert.match(renderMarkdown(result, 'smoke'), /\| B1 start on existing PGDATA → read-write \| \d+ ms \|/);
+    // Every network namespace of the run is gone with it.
+    const { stdout } = await promisify(execFile)('ip', ['netns', 'list']);
+    assert.ok(!stdout.includes(`pgim-bench-${process.pid}-`), `network namespaces left behind:\n${stdout}`);
   });
 });

@@ -34,14 +34,23 @@ export class BenchCertificates {
     readonly cluster: string,
     /** The CA certificate (PEM) every client verifies with. */
     readonly caCert: string,
+    private readonly hosts: readonly string[],
   ) {}
 
-  /** `pgim certs --cluster CLUSTER --instances 1 --out DIR/secrets`, in process. */
-  static async create(dir: string, cluster: string): Promise<BenchCertificates> {
+  /**
+   * `pgim certs --cluster CLUSTER --instances 1 --out DIR/secrets`, in process; `hosts`: more names for the server
+   * certificate (a system that is not on 127.0.0.1).
+   */
+  static async create(dir: string, cluster: string, hosts: readonly string[] = []): Promise<BenchCertificates> {
     const secretsDir = join(dir, 'secrets');
-    await generateClusterCertificates({ cluster, instances: 1, hosts: [], outDir: secretsDir });
+    await generateClusterCertificates({ cluster, instances: 1, hosts, outDir: secretsDir });
     const caCert = await readFile(join(secretsDir, `${cluster}-ca`, 'ca.crt'), 'utf8');
-    return new BenchCertificates(secretsDir, cluster, caCert);
+    return new BenchCertificates(secretsDir, cluster, caCert, hosts);
+  }
+
+  /** The CA's key (an operator's CA Secret holds it too). */
+  caKey(): Promise<string> {
+    return readFile(join(this.secretFolder('ca'), 'ca.key'), 'utf8');
   }
 
   /** The generated Secret folder `<cluster>-<suffix>` (files-mode layout: one file per key). */
@@ -64,7 +73,7 @@ export class BenchCertificates {
   /** A new server certificate and key (new serial) from the same CA: `pgim certs` keeps the CA, makes what is missing. */
   async newServerPair(): Promise<ServerPair> {
     await rm(this.secretFolder('server'), { recursive: true, force: true });
-    await generateClusterCertificates({ cluster: this.cluster, instances: 1, hosts: [], outDir: this.secretsDir });
+    await generateClusterCertificates({ cluster: this.cluster, instances: 1, hosts: this.hosts, outDir: this.secretsDir });
     return this.serverPair();
   }
 }
@@ -128,11 +137,11 @@ const sslRequest = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
  * `sslmode=verify-full` client checks), then a clean close before any startup packet (PostgreSQL logs nothing for
  * that). Rejects when the server refuses TLS or the certificate does not verify.
  */
-export function servedSerial(port: number, ca: string, timeoutMs = 1_000): Promise<string> {
+export function servedSerial(port: number, ca: string, timeoutMs = 1_000, host = '127.0.0.1'): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = netConnect({ host: '127.0.0.1', port });
+    const socket = netConnect({ host, port });
     const timer = setTimeout(() => {
-      fail(new Error(`no TLS handshake with 127.0.0.1:${port} within ${timeoutMs} ms`));
+      fail(new Error(`no TLS handshake with ${host}:${port} within ${timeoutMs} ms`));
     }, timeoutMs);
     function fail(err: Error): void {
       clearTimeout(timer);
@@ -144,10 +153,10 @@ export function servedSerial(port: number, ca: string, timeoutMs = 1_000): Promi
     socket.once('data', (answer: Buffer) => {
       socket.pause();
       if (answer.length !== 1 || answer[0] !== 0x53) {
-        fail(new Error(`127.0.0.1:${port} refused TLS (answered ${JSON.stringify(answer.toString('latin1'))})`));
+        fail(new Error(`${host}:${port} refused TLS (answered ${JSON.stringify(answer.toString('latin1'))})`));
         return;
       }
-      const secure = tlsConnect({ socket, host: '127.0.0.1', ca, minVersion: 'TLSv1.3' }, () => {
+      const secure = tlsConnect({ socket, host, ca, minVersion: 'TLSv1.3' }, () => {
         const serial = secure.getPeerCertificate().serialNumber;
         clearTimeout(timer);
         secure.end();
@@ -162,8 +171,8 @@ export function servedSerial(port: number, ca: string, timeoutMs = 1_000): Promi
  * The serial `openssl s_client -starttls postgres` is served (the plan's definition of the check): one spawn,
  * so the harness uses it to confirm what its own handshake poll saw, off the clock.
  */
-export async function opensslServedSerial(processes: ProcessRegistry, port: number): Promise<string> {
-  const out = await processes.output('openssl s_client', 'openssl', ['s_client', '-starttls', 'postgres', '-connect', `127.0.0.1:${String(port)}`]);
+export async function opensslServedSerial(processes: ProcessRegistry, port: number, host = '127.0.0.1'): Promise<string> {
+  const out = await processes.output('openssl s_client', 'openssl', ['s_client', '-starttls', 'postgres', '-connect', `${host}:${String(port)}`]);
   const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(out)?.[0];
   if (pem === undefined) throw new Error(`openssl s_client -starttls postgres on port ${port}: no certificate in its output`);
   return serialOf(pem);

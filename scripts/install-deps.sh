@@ -86,6 +86,12 @@ if [ "${PGIM_TEST_TOOLS:-0}" = 1 ] && [ "$(id -u)" -eq 0 ] && ! { [ -x /usr/sbin
   need_packages slapd ldap-utils
 fi
 
+# iproute2's `ip`: the bench's cnpg system (bench/systems/cnpg-plane.ts) gives each CloudNativePG instance manager its
+# own network namespace (its ports are fixed at 5432, 8000 and 9187); the bench smoke test runs it.
+if [ "${PGIM_TEST_TOOLS:-0}" = 1 ] && [ "$(id -u)" -eq 0 ] && ! command -v ip >/dev/null 2>&1; then
+  need_packages iproute2
+fi
+
 cd "$repo"
 stamp=node_modules/.package-lock.json
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then

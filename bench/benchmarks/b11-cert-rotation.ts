@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { removeTempDir, serviceDirectory } from '../env.js';
 import { pollUntil } from '../pg.js';
+import { CnpgSystem } from '../systems/cnpg.js';
 import { FloorSystem } from '../systems/floor.js';
 import { PatroniSystem } from '../systems/patroni.js';
 import { PgimSystem } from '../systems/pgim.js';
@@ -13,7 +14,7 @@ const servedMetric = 'server cert replaced -> new serial served';
 
 /** Until a new connection's TLS handshake shows `serial`; resolves with that time. */
 function waitServed(system: DatabaseSystem, ca: string, serial: string, timeoutMs: number): Promise<number> {
-  return pollUntil(`${system.label}: certificate ${serial} served`, async () => (await servedSerial(system.login.port, ca)) === serial, timeoutMs);
+  return pollUntil(`${system.label}: certificate ${serial} served`, async () => (await servedSerial(system.login.port, ca, 1_000, system.login.host)) === serial, timeoutMs);
 }
 
 /** Like `waitServed`, but undefined when nothing showed it within `timeoutMs` (a result, not a failure). */
@@ -26,7 +27,7 @@ function whenServed(system: DatabaseSystem, ca: string, serial: string, timeoutM
 
 /** What the plan's own check, `openssl s_client -starttls postgres`, sees now must be `serial` too (off the clock). */
 async function confirmWithOpenssl(context: BenchContext, system: DatabaseSystem, serial: string): Promise<void> {
-  const seen = await opensslServedSerial(context.systems.processes, system.login.port);
+  const seen = await opensslServedSerial(context.systems.processes, system.login.port, system.login.host);
   if (seen !== serial) throw new Error(`${system.label}: the handshake poll saw serial ${serial}, openssl s_client sees ${seen}`);
 }
 
@@ -46,7 +47,8 @@ export const certRotationBenchmark: Benchmark = {
     'Every system serves TLS (1.3, as pgim renders it) with a server certificate from one CA made by the code of ' +
     '`pgim certs`. Per run a new server certificate and key from the same CA replace the old ones in one atomic step, ' +
     'a `..data` symlink renamed over (the way the kubelet updates a mounted Secret): for pgim in its `<cluster>-server` ' +
-    'Secret folder (files mode), for the floor and Patroni in the folder their `ssl_cert_file`/`ssl_key_file` point ' +
+    'Secret folder (files mode); for cnpg its `<cluster>-server` Secret is updated in the API server (its own CA, the ' +
+    'certificate names its pod IP); for the floor and Patroni in the folder their `ssl_cert_file`/`ssl_key_file` point ' +
     'into, after a random pause of 0-10 s (0-2 s with --quick; a random phase of Patroni\'s HA loop and pgim\'s ' +
     'safety poll). From that rename until a new connection\'s TLS handshake (SSLRequest, then a handshake verified against ' +
     'the CA, 10 ms poll) shows the new serial; `openssl s_client -starttls postgres` confirms it afterwards. pgim gets ' +
@@ -66,7 +68,7 @@ export const certRotationBenchmark: Benchmark = {
       // The floor's and Patroni's certificate folders exist before their PostgreSQL first starts with ssl = on.
       const plainFolders = new Map<SystemKind, ProjectedSecretFolder>();
       for (const kind of context.kinds) {
-        if (kind !== 'pgim') plainFolders.set(kind, await ProjectedSecretFolder.create(join(dir, kind), keys(initial)));
+        if (kind !== 'pgim' && kind !== 'cnpg') plainFolders.set(kind, await ProjectedSecretFolder.create(join(dir, kind), keys(initial)));
       }
       const parametersFor = (kind: SystemKind): Record<string, string> => {
         const folder = plainFolders.get(kind);
@@ -74,8 +76,14 @@ export const certRotationBenchmark: Benchmark = {
       };
       await withSystems(context, async (systems) => {
         const folders = new Map<DatabaseSystem, ProjectedSecretFolder>();
+        /** CloudNativePG's manager is on its pod IP: its own CA and certificates naming that address. */
+        const ownCerts = new Map<DatabaseSystem, BenchCertificates>();
         for (const system of systems) {
-          if (system instanceof PgimSystem) {
+          if (system instanceof CnpgSystem) {
+            const own = await BenchCertificates.create(join(dir, 'cnpg'), 'bench', [system.login.host ?? '127.0.0.1']);
+            ownCerts.set(system, own);
+            await system.installCertificates(own.caCert, await own.caKey(), await own.serverPair());
+          } else if (system instanceof PgimSystem) {
             // CNPG's three TLS Secrets; the server one laid out as a projected volume so it can be swapped atomically.
             await writeSecretFolder(system.secretDir('ca'), { 'ca.crt': certs.caCert });
             const replication = await certs.replicationPair();
@@ -91,20 +99,29 @@ export const certRotationBenchmark: Benchmark = {
         try {
           for (const system of systems) {
             await startReadWrite(system);
-            const serial = await servedSerial(system.login.port, certs.caCert);
-            if (serial !== initial.serial) throw new Error(`${system.label} serves serial ${serial}, not the installed ${initial.serial}`);
+            const own = ownCerts.get(system) ?? certs;
+            const expected = (await own.serverPair()).serial;
+            const serial = await servedSerial(system.login.port, own.caCert, 1_000, system.login.host);
+            if (serial !== expected) throw new Error(`${system.label} serves serial ${serial}, not the installed ${expected}`);
           }
           await interleave(context, systems, async (system, run) => {
+            const own = ownCerts.get(system) ?? certs;
             const folder = folders.get(system);
-            if (folder === undefined) throw new Error(`${system.label}: no certificate folder`);
+            /** Writes the new pair where the system reads it, off the clock; the returned step makes it visible. */
+            const stage = async (pair: ServerPair): Promise<() => Promise<void>> => {
+              // cnpg: its Secret in the API server is updated (what the operator or cert-manager does on renewal).
+              if (system instanceof CnpgSystem) return () => system.replaceServerCertificate(pair);
+              if (folder === undefined) throw new Error(`${system.label}: no certificate folder`);
+              return folder.stage(keys(pair));
+            };
             /**
              * A new pair from the same CA, staged off the clock, then a random pause (a random phase of any daemon
              * loop: Patroni acts on POST /reload only in its next HA loop, pgim's safety poll runs every 10 s); resolves
              * after the atomic swap, with its time.
              */
             const replace = async (step: string): Promise<{ pair: ServerPair; t0: number }> => {
-              const pair = await certs.newServerPair();
-              const swap = await folder.stage(keys(pair));
+              const pair = await own.newServerPair();
+              const swap = await stage(pair);
               const pauseMs = await randomPause(phaseMs);
               recorder.add(system.label, `random pause before the change (${step})`, run, pauseMs, 'ms', { detail: true });
               const t0 = performance.now();
@@ -114,15 +131,15 @@ export const certRotationBenchmark: Benchmark = {
 
             // The file change alone: pgim acts on it; PostgreSQL itself never re-reads its certificate unprompted.
             const alone = await replace('no reload');
-            const aloneServed = await whenServed(system, certs.caCert, alone.pair.serial, windowMs);
+            const aloneServed = await whenServed(system, own.caCert, alone.pair.serial, windowMs);
             // Recorded after the served time, so the table lists that first for every system.
             const recordAlone = (): void => {
               recorder.add(system.label, `no reload: new serial not served (after ${windowMs / 1000} s)`, run, aloneServed === undefined ? 1 : 0, 'count');
             };
-            if (system instanceof PgimSystem) {
+            if (system instanceof PgimSystem || system instanceof CnpgSystem) {
               if (aloneServed !== undefined) recorder.add(system.label, servedMetric, run, since(alone.t0, aloneServed), 'ms');
               // Late is a result (counted below); never is a failure. Either way the next run starts from a served certificate.
-              else await waitServed(system, certs.caCert, alone.pair.serial, 60_000);
+              else await waitServed(system, own.caCert, alone.pair.serial, 60_000);
               recordAlone();
               await confirmWithOpenssl(context, system, alone.pair.serial);
               return;

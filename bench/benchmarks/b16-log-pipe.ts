@@ -86,7 +86,8 @@ export const logPipeBenchmark: Benchmark = {
         try {
           await startWithPgbenchTables(context, systems, scale);
           await interleave(context, systems, async (system: DatabaseSystem, run) => {
-            const pgimOutput = system.kind === 'pgim' ? system.logFile : undefined;
+            // pgim and CloudNativePG's manager both read the collector's csvlog from a FIFO and re-emit JSON on stdout.
+            const pgimOutput = system.kind === 'pgim' || system.kind === 'cnpg' ? system.logFile : undefined;
             const before = pgimOutput === undefined ? 0 : await sizeOf(pgimOutput);
             const t0 = performance.now();
             const result = await pgbenchRun(
@@ -113,7 +114,7 @@ export const logPipeBenchmark: Benchmark = {
       },
       context.kinds,
       // The floor and Patroni get every logging setting; pgim renders the collector part itself.
-      (kind) => (kind === 'pgim' ? pgimParameters : loggingParameters),
+      (kind) => (kind === 'pgim' || kind === 'cnpg' ? pgimParameters : loggingParameters),
     );
   },
 };

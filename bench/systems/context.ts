@@ -1,4 +1,5 @@
 import type { ProcessRegistry } from '../proc.js';
+import type { KubernetesPlane } from './cnpg-plane.js';
 
 /** What every system needs from the harness. */
 export interface SystemContext {
@@ -7,6 +8,8 @@ export interface SystemContext {
   workDir: string;
   /** etcd's client address (host:port) for Patroni's DCS, when Patroni is part of the run. */
   etcdHost?: string;
+  /** The session's kube-apiserver for the `cnpg` system, when it is part of the run. */
+  kubernetes?: KubernetesPlane;
 }
 
 let sequence = 0;

@@ -1,3 +1,4 @@
+import { CnpgSystem } from './cnpg.js';
 import type { SystemContext } from './context.js';
 import { FloorSystem } from './floor.js';
 import { PatroniSystem } from './patroni.js';
@@ -13,5 +14,7 @@ export function createSystem(kind: SystemKind, context: SystemContext, parameter
       return PgimSystem.create(context, { smartShutdownTimeout: 5, parameters });
     case 'patroni':
       return PatroniSystem.create(context, parameters);
+    case 'cnpg':
+      return CnpgSystem.create(context, { parameters });
   }
 }

@@ -1,9 +1,9 @@
 import type { Login } from '../pg.js';
 
-/** The three ways of running the same PostgreSQL binaries that the benchmarks compare. */
-export type SystemKind = 'floor' | 'pgim' | 'patroni';
+/** The ways of running the same PostgreSQL binaries that the benchmarks compare. */
+export type SystemKind = 'floor' | 'pgim' | 'patroni' | 'cnpg';
 
-export const allSystemKinds: readonly SystemKind[] = ['floor', 'pgim', 'patroni'];
+export const allSystemKinds: readonly SystemKind[] = ['floor', 'pgim', 'patroni', 'cnpg'];
 
 /** What a start looks like from outside: the process that was launched, and when its own command finished. */
 export interface StartedCommand {

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # scripts/test.sh's Go-built test tools, built in the background (each script caches by version or hash:
 # scripts/lib/go-build.sh). go_builds_start starts three chains; go_builds_wait waits for all of them, prints how
-# long each took, and exports PGIM_K8S_BIN_DIR, PGIM_CNPG_OPERATOR_BIN, PGIM_CNPG_CONFORMANCE_BIN and PGIM_VERSITYGW.
+# long each took, and exports PGIM_K8S_BIN_DIR, PGIM_CNPG_OPERATOR_BIN, PGIM_CNPG_CONFORMANCE_BIN, PGIM_CNPG_CLUSTER_PREP_BIN and
+# PGIM_VERSITYGW.
 # A failed build fails the run where Go is installed (its log is printed); without Go only cache hits can work, and
 # the tests that miss a binary skip themselves loudly.
 
@@ -11,7 +12,7 @@ go_builds_start() {
   go_builds_pids=()
   # Each chain: its scripts in order, each one's stdout in <dir>/<script>.out, progress in <dir>/<chain>.log.
   local chain
-  for chain in "build-k8s-test-binaries" "build-dockle build-cnpg-operator build-cnpg-conformance" "build-versitygw"; do
+  for chain in "build-k8s-test-binaries" "build-dockle build-cnpg-operator build-cnpg-conformance build-cnpg-cluster-prep" "build-versitygw"; do
     (
       for script in $chain; do
         started=$SECONDS
@@ -50,8 +51,9 @@ go_builds_wait() {
   PGIM_K8S_BIN_DIR=$(go_builds_path build-k8s-test-binaries)
   PGIM_CNPG_OPERATOR_BIN=$(go_builds_path build-cnpg-operator)
   PGIM_CNPG_CONFORMANCE_BIN=$(go_builds_path build-cnpg-conformance)
+  PGIM_CNPG_CLUSTER_PREP_BIN=$(go_builds_path build-cnpg-cluster-prep)
   PGIM_VERSITYGW=$(go_builds_path build-versitygw)
-  export PGIM_K8S_BIN_DIR PGIM_CNPG_OPERATOR_BIN PGIM_CNPG_CONFORMANCE_BIN PGIM_VERSITYGW
+  export PGIM_K8S_BIN_DIR PGIM_CNPG_OPERATOR_BIN PGIM_CNPG_CONFORMANCE_BIN PGIM_CNPG_CLUSTER_PREP_BIN PGIM_VERSITYGW
   rm -rf -- "$go_builds_dir"
 }
 
