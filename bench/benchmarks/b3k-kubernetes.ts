@@ -1,10 +1,10 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TestApiServer } from '../../test/k8s/apiserver.js';
-import { locateK8sBinaries } from '../../test/k8s/binaries.js';
-import { installCrd } from '../../test/k8s/fixtures.js';
-import { K8sInstance } from '../../test/k8s/instance.js';
-import { pgimCrdPath } from '../../test/k8s/paths.js';
+import { TestApiServer } from '../../test-kit/k8s/apiserver.js';
+import { locateK8sBinaries } from '../../test-kit/k8s/binaries.js';
+import { installCrd } from '../../test-kit/k8s/fixtures.js';
+import { K8sInstance } from '../../test-kit/k8s/instance.js';
+import { pgimCrdPath } from '../../test-kit/k8s/paths.js';
 import { clusterParameters, pollUntil } from '../pg.js';
 import { measureIdleFootprints } from './b3-footprint.js';
 import { withRunningDaemons, type RunningDaemon } from './daemons.js';
