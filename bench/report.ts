@@ -118,6 +118,39 @@ function leftText(row: SummaryRow | undefined): string {
   return row.min === 1 ? 'in every run' : 'in some runs';
 }
 
+/** Issue 22's idle goals (B3 files mode, B3k Kubernetes mode: against Patroni in the same windows) and B7. */
+function idleGoals(rows: readonly SummaryRow[]): GoalResult[] {
+  const mb = (row: SummaryRow | undefined): string => (row === undefined ? '–' : formatValue(row.median, 'MB'));
+  const cpu = (benchmark: BenchmarkId, system: string): SummaryRow | undefined =>
+    rows.find((r) => r.benchmark === benchmark && r.system === system && r.metric.startsWith('CPU per '));
+  const judge = (ok: boolean | undefined): Verdict => (ok === undefined ? 'n/a' : ok ? 'PASS' : 'FAIL');
+  const goals: GoalResult[] = [];
+  for (const [benchmark, system, rssGoal] of [['B3', 'pgim', 55], ['B3k', 'pgim (Kubernetes mode)', 60]] as const) {
+    const rss = rowFor(rows, benchmark, 'RSS', system);
+    const pss = rowFor(rows, benchmark, 'PSS', system);
+    const mine = cpu(benchmark, system);
+    const patroni = cpu(benchmark, 'patroni');
+    if (rss === undefined) continue;
+    goals.push({
+      benchmark,
+      goal: `${system} idle RSS under ${rssGoal} MB${benchmark === 'B3' ? ', PSS under 30 MB' : ''}, CPU per idle window (one scrape / 30 s) at most Patroni's`,
+      measured: `RSS ${mb(rss)}, PSS ${mb(pss)}; CPU ${mine === undefined ? '–' : formatValue(mine.median, 'ms')} vs Patroni ${patroni === undefined ? '–' : formatValue(patroni.median, 'ms')}`,
+      verdict: judge(mine && patroni ? rss.median < rssGoal && (benchmark !== 'B3' || (pss !== undefined && pss.median < 30)) && mine.median <= patroni.median : undefined),
+    });
+  }
+  const b7Status = rowFor(rows, 'B7', 'backend kill -9 -> status document reports it', 'pgim');
+  const b7Metrics = rowFor(rows, 'B7', 'backend kill -9 -> metrics report it', 'pgim');
+  if (b7Status !== undefined || b7Metrics !== undefined) {
+    goals.push({
+      benchmark: 'B7',
+      goal: 'a backend killed (the postmaster restarts): pgim /pg/status and its metrics report it within 1 s',
+      measured: `/pg/status ${b7Status === undefined ? '–' : formatValue(b7Status.max, 'ms')}, metrics ${b7Metrics === undefined ? '–' : formatValue(b7Metrics.max, 'ms')} (slowest run)`,
+      verdict: judge(b7Status && b7Metrics ? b7Status.max < 1000 && b7Metrics.max < 1000 : undefined),
+    });
+  }
+  return goals;
+}
+
 /** The goals of issue 10, judged on medians (B4 on the worst request seen at 32 clients). */
 export function evaluateGoals(rows: readonly SummaryRow[]): GoalResult[] {
   const goals: GoalResult[] = [];
@@ -151,6 +184,7 @@ export function evaluateGoals(rows: readonly SummaryRow[]): GoalResult[] {
     measured: `pgim ${b3Pgim === undefined ? '–' : formatValue(b3Pgim.median, 'MB')} (max ${b3Pgim === undefined ? '–' : formatValue(b3Pgim.max, 'MB')})`,
     verdict: judge(b3Pgim ? b3Pgim.median < 70 : undefined),
   });
+  goals.push(...idleGoals(rows));
 
   // Per run, the slowest request of a cell; the goal takes the median over runs of that (like every other goal),
   // for every c=32 cell. The single worst request of any run is shown too, next to the floor's, to show the noise.

@@ -11,9 +11,11 @@ import { timelineBenchmark } from './b13-timelines.js';
 import { bootstrapBenchmark } from './b14-bootstrap.js';
 import { shutdownBenchmark } from './b2-shutdown.js';
 import { footprintBenchmark } from './b3-footprint.js';
+import { kubernetesFootprintBenchmark } from './b3k-kubernetes.js';
 import { statusEndpointBenchmark } from './b4-status.js';
 import { scrapeBenchmark } from './b5-scrape.js';
 import { crashBenchmark } from './b6-crash.js';
+import { backendCrashBenchmark } from './b7-backend-crash.js';
 import { switchoverBenchmark } from './b8-switchover.js';
 import { synchronousFailoverBenchmark, synchronousTpsBenchmark } from './b20-synchronous.js';
 import { daemonKillBenchmark } from './b9-daemon-kill.js';
@@ -28,9 +30,11 @@ export const benchmarks: readonly Benchmark[] = [
   startBenchmark,
   shutdownBenchmark,
   footprintBenchmark,
+  kubernetesFootprintBenchmark,
   statusEndpointBenchmark,
   scrapeBenchmark,
   crashBenchmark,
+  backendCrashBenchmark,
   switchoverBenchmark,
   daemonKillBenchmark,
   configChangeBenchmark,

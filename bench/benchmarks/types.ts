@@ -1,7 +1,7 @@
 import type { SystemContext } from '../systems/context.js';
 import type { SystemKind } from '../systems/types.js';
 
-export const benchmarkIds = ['B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B8', 'B9', 'B10', 'B11', 'B12', 'B13', 'B14', 'B15', 'B16', 'B17', 'B18', 'B19', 'B20', 'B21', 'S1', 'S2', 'S3', 'S4', 'S5'] as const;
+export const benchmarkIds = ['B1', 'B2', 'B3', 'B3k', 'B4', 'B5', 'B6', 'B7', 'B8', 'B9', 'B10', 'B11', 'B12', 'B13', 'B14', 'B15', 'B16', 'B17', 'B18', 'B19', 'B20', 'B21', 'S1', 'S2', 'S3', 'S4', 'S5'] as const;
 export type BenchmarkId = (typeof benchmarkIds)[number];
 
 export type Unit = 'ms' | 'MB' | 'count' | 'req/s' | 'tx/s' | 'lines/s' | 'threads';

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { access, constants } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TestApiServer } from '../../test-kit/k8s-apiserver.js';
+import { TestApiServer } from '../../test-kit/k8s/apiserver.js';
 import { isRoot } from '../env.js';
 import { installCrds } from './k8s-objects.js';
 

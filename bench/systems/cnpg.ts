@@ -3,7 +3,7 @@ import { chmod, chown, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import type { TestApiServer } from '../../test-kit/k8s-apiserver.js';
+import type { TestApiServer } from '../../test-kit/k8s/apiserver.js';
 import { sandboxScript } from '../../test-kit/sandbox.js';
 import { generateClusterCertificates } from '../../src/tls/generate.js';
 import { pgBinDir, removeTempDir, serviceDirectory, serviceUser } from '../env.js';

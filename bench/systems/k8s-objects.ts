@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { sleep } from '../../test-kit/env.js';
-import type { RawResponse, TestApiServer } from '../../test-kit/k8s-apiserver.js';
+import type { RawResponse, TestApiServer } from '../../test-kit/k8s/apiserver.js';
 
 /** The API objects the cnpg system creates, as JSON (read loosely: the API server validates them). */
 export type Json = Record<string, unknown>;

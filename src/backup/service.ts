@@ -115,7 +115,8 @@ export class BackupService {
     } catch {
       // no inotify: the poll covers it
     }
-    this.poll = setInterval(check, 5000);
+    // Behind a working inotify watch the poll is only a safety net: slow, as an idle pgim's wake-ups cost CPU.
+    this.poll = setInterval(check, this.watcher === undefined ? 5000 : 30_000);
     this.poll.unref();
     if (this.store !== undefined) void this.refreshCatalog().catch(() => undefined);
   }

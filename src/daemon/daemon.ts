@@ -169,6 +169,7 @@ export class Daemon {
       const standbys = watchStreamingStandbys({
         withSession: (fn) => instance.withHeldSession(fn),
         active: () => state.accepting && reconciler.desired.topology.isPrimary && reconciler.desired.cluster.synchronous !== undefined,
+        enabled: () => reconciler.desired.cluster.synchronous !== undefined,
         onChange: (names) => {
           source.observeStreamingStandbys(names);
         },

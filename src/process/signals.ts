@@ -42,13 +42,21 @@ function onIgnoredSignal(signal: NodeJS.Signals): void {
 let installed = false;
 
 /**
+ * Node's CPU profiler (`--cpu-prof`, `--prof`) samples with SIGPROF: a listener here would replace its handler, so
+ * nothing is sampled and the flood of signals costs seconds of CPU a minute. Profiling is a developer's choice.
+ */
+function profiling(): boolean {
+  return process.execArgv.some((flag) => flag === '--cpu-prof' || flag === '--prof' || flag.startsWith('--cpu-prof-'));
+}
+
+/**
  * Installs the listeners; idempotent. Runs when this module is first imported, which cmd/pgim.ts does before any
  * other import, so the inspector's window is only Node's own start-up. Signal listeners do not keep Node alive.
  */
 export function ignoreUnusedSignals(): void {
   if (installed) return;
   installed = true;
-  for (const signal of ignoredSignals) process.on(signal, onIgnoredSignal);
+  for (const signal of ignoredSignals) if (signal !== 'SIGPROF' || !profiling()) process.on(signal, onIgnoredSignal);
   const native = nativeCalls();
   // Without the addon (reported by the reaper) the real-time signals keep their default.
   if (!(native instanceof Error)) native.ignoreRealtimeSignals();

@@ -1,2 +1,2 @@
-// Moved to test-kit/ (bench's cnpg system runs its own API server too); kept here so test/ imports stay as they are.
-export * from '../../test-kit/k8s-apiserver.js';
+// Moved to test-kit/k8s/ (shared with bench/, which runs pgim in Kubernetes mode for B3k); re-exported for the tests.
+export * from '../../test-kit/k8s/apiserver.js';

@@ -1,15 +1,2 @@
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-/** The source tree (tests run from dist/test/k8s). */
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-
-export const deployDir = join(repoRoot, 'deploy', 'kubernetes');
-
-/**
- * CloudNativePG's real CRD, a third-party test input kept outside the repository (`PGIM_CNPG_DATA_DIR` moves it).
- * Read from there, never copied into the project.
- */
-export const cnpgDataDir = process.env.PGIM_CNPG_DATA_DIR ?? join(repoRoot, '..', 'shared', 'data', 'cloudnative-pg');
-export const cnpgCrdPath = join(cnpgDataDir, 'postgresql.cnpg.io_clusters.yaml');
-export const pgimCrdPath = join(deployDir, 'crd', 'postgresql.cnpg.io_clusters.yaml');
+// Moved to test-kit/k8s/ (shared with bench/, which runs pgim in Kubernetes mode for B3k); re-exported for the tests.
+export * from '../../test-kit/k8s/paths.js';

@@ -6,7 +6,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
-import { freePort, makeTempDir, removeTempDir, sleep } from './env.js';
+import { freePort, makeTempDir, removeTempDir, sleep } from '../env.js';
 
 /** Every child this module started; killed on any process exit, so an aborted run leaves nothing behind. */
 const liveChildren = new Set<ChildProcess>();
