@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import type { Cluster } from '../cluster/schema.js';
 import { ensureDirectory, writeFileAtomic } from '../fs/atomic.js';
 import { shellWord, storeEnvironment, type BackupState } from './runtime.js';
-import { restorePaths, type RestoreSettings } from './wal-restore.js';
+import { restorePaths, type RestoreSettings } from './wal-restore-settings.js';
 
 /**
  * CNPG's restore_command shape (`/controller/manager wal-restore --log-destination ... %f %p`): this very pgim, run

@@ -14,8 +14,9 @@ import { checkWalArchiveArgs, isDone, parseBackupList, backupListArgs, cloudArgs
 import { resolveStoreCredentials } from './credentials.js';
 import { storeEnvironment, type BackupState } from './runtime.js';
 import { runTool, toolError } from './tools.js';
-import { restorePaths, type RestoreSettings } from './wal-restore.js';
+import { restorePaths, type RestoreSettings } from './wal-restore-settings.js';
 import { restoreCommand } from './restore-runtime.js';
+import { acquireWalRestoreServer, pinoLog } from './wal-restore-server.js';
 
 /**
  * `spec.bootstrap.recovery` (CNPG's `instance restore`, pkg/management/postgres/restore.go): pick the backup in the
@@ -245,6 +246,11 @@ export async function restoreFromBackup(options: {
   await rm(paths.spool, { recursive: true, force: true });
   const settings: RestoreSettings = { version: 1, store: origin.store, env, streamingAvailable: false };
   await writeFileAtomic(paths.settings, JSON.stringify(settings), 0o600);
+  // restore_command asks this process (or the daemon running it) for each file: warm S3 connections, read-ahead.
+  const served = await acquireWalRestoreServer(runtimeDir, pinoLog(logger.child({ component: 'wal-restore' }))).catch((err: unknown) => {
+    logger.warn({ error: (err as Error).message }, 'the WAL restore socket is not available; restore_command downloads in its own process');
+    return undefined;
+  });
 
   const progress = new Progress(logger);
   const started = Date.now();
@@ -292,6 +298,7 @@ export async function restoreFromBackup(options: {
     throw new RecoveryError(source, 'spec.bootstrap.recovery', `the restore of backup ${chosen.backupId} from ${where} failed: ${(err as Error).message}`);
   } finally {
     // From now on wal-restore serves this cluster's own archive (written by the daemon), not the source's.
+    served?.release();
     await rm(paths.settings, { force: true });
     await rm(paths.spool, { recursive: true, force: true });
     if (origin.endpointCA !== undefined) await rm(caPath, { force: true });
