@@ -10,6 +10,7 @@ import type { RenderedConfiguration } from '../render/index.js';
 import { ConfigError } from '../errors/index.js';
 import { ensureDirectory, writeFileAtomic } from '../fs/atomic.js';
 import type { PostgresInstance } from '../postgres/instance.js';
+import { checkEmptyWalArchiveFlag } from '../postgres/datadir.js';
 import { checkWalArchiveArgs, isDone, parseBackupList, backupListArgs, cloudArgs, type CatalogEntry } from './barman.js';
 import { resolveStoreCredentials } from './credentials.js';
 import { storeEnvironment, type BackupState } from './runtime.js';
@@ -272,6 +273,16 @@ export async function restoreFromBackup(options: {
       const bytes = await directoryBytes(instance.pgdata);
       progress.report({ phase: 'base backup restored', backupId: chosen.backupId, bytesRestored: bytes, elapsedMs: Date.now() - started }, `restored backup ${chosen.backupId}: ${mib(bytes)}`, true);
     });
+    if (desired.cluster.external.replica?.archiveOnly === true) {
+      // A replica cluster's designated primary: no replay to a target, no promotion. It starts as a standby whose
+      // restore_command follows the source's archive (CNPG's replica cluster from an object store), and the first
+      // WAL it archives must find its own store empty, as after a clone.
+      await writeFileAtomic(join(instance.pgdata, checkEmptyWalArchiveFlag), '', 0o600);
+      await instance.bootstrapDone();
+      progress.done();
+      logger.info({ backupId: chosen.backupId, source: where, totalMs: Date.now() - started }, 'restored: starting as the designated primary of this replica cluster, following the source from its object store');
+      return;
+    }
     const replayStarted = Date.now();
     const result = await instance.recoverAndBootstrap({
       cluster: desired.cluster,
