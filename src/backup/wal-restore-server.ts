@@ -1,8 +1,8 @@
-import { chmod, rm } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+import { rm } from 'node:fs/promises';
+import type { Server } from 'node:net';
 import { isAbsolute } from 'node:path';
 import type { Logger } from 'pino';
-import { ensureDirectory } from '../fs/atomic.js';
+import { serveJsonLines } from './local-socket.js';
 import { WalRestorer, type Log, type RestoreReply } from './wal-restorer.js';
 import { restorePaths } from './wal-restore-settings.js';
 
@@ -62,17 +62,17 @@ export class WalRestoreServer {
   }
 
   async start(): Promise<void> {
-    const paths = restorePaths(this.runtimeDir);
-    await ensureDirectory(paths.dir, 0o700);
-    await rm(paths.socket, { force: true });
-    const server = createServer((socket) => { this.serve(socket); });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(paths.socket, () => { resolve(); });
-    });
-    await chmod(paths.socket, 0o600);
-    server.unref();
-    this.server = server;
+    this.server = await serveJsonLines<RestoreReply>(
+      restorePaths(this.runtimeDir).socket,
+      (raw) => {
+        const request = raw as RestoreRequest;
+        if (typeof request.walName !== 'string' || typeof request.destination !== 'string' || !isAbsolute(request.destination)) {
+          throw new Error('walName and an absolute destination are required');
+        }
+        return this.restorer.restore(request.walName, request.destination);
+      },
+      (message) => ({ outcome: 'failed', error: `bad request: ${message}` }),
+    );
   }
 
   stop(): void {
@@ -80,32 +80,6 @@ export class WalRestoreServer {
     this.server = undefined;
     void rm(restorePaths(this.runtimeDir).socket, { force: true }).catch(() => undefined);
     this.restorer.close();
-  }
-
-  private serve(socket: Socket): void {
-    let buffered = '';
-    socket.setEncoding('utf8');
-    socket.on('error', () => socket.destroy());
-    socket.on('data', (chunk: string) => {
-      buffered += chunk;
-      if (buffered.length > 8192) return void socket.destroy();
-      const newline = buffered.indexOf('\n');
-      if (newline < 0) return;
-      socket.removeAllListeners('data');
-      let request: RestoreRequest;
-      try {
-        request = JSON.parse(buffered.slice(0, newline)) as RestoreRequest;
-        if (typeof request.walName !== 'string' || typeof request.destination !== 'string' || !isAbsolute(request.destination)) {
-          throw new Error('walName and an absolute destination are required');
-        }
-      } catch (err) {
-        return void socket.end(`${JSON.stringify({ outcome: 'failed', error: `bad request: ${(err as Error).message}` } satisfies RestoreReply)}\n`);
-      }
-      void this.restorer
-        .restore(request.walName, request.destination)
-        .catch((err: unknown): RestoreReply => ({ outcome: 'failed', error: (err as Error).message }))
-        .then((reply) => socket.end(`${JSON.stringify(reply)}\n`));
-    });
   }
 }
 

@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { stderrLogger } from './command-side.js';
+import { askJsonLine } from './local-socket.js';
 import type { RestoreReply } from './wal-restorer.js';
 import { endOfWalStreamFlag, restorePaths } from './wal-restore-settings.js';
 
@@ -29,43 +29,14 @@ export interface WalRestoreOptions {
 
 const log = stderrLogger('wal-restore');
 
-/** The server's answer; undefined when no server listens (not started, restarting). */
-function askServer(socketPath: string, walName: string, destination: string): Promise<RestoreReply | undefined> {
-  return new Promise((resolvePromise) => {
-    let connected = false;
-    let reply = '';
-    const socket = connect(socketPath);
-    socket.setEncoding('utf8');
-    socket.on('connect', () => {
-      connected = true;
-      socket.write(`${JSON.stringify({ walName, destination })}\n`);
-    });
-    socket.on('data', (chunk: string) => {
-      reply += chunk;
-    });
-    socket.on('error', (err) => {
-      socket.destroy();
-      resolvePromise(connected ? { outcome: 'failed', error: `the pgim WAL restore server failed: ${err.message}` } : undefined);
-    });
-    socket.on('close', () => {
-      if (!connected) {
-        resolvePromise(undefined);
-        return;
-      }
-      try {
-        resolvePromise(JSON.parse(reply) as RestoreReply);
-      } catch {
-        resolvePromise({ outcome: 'failed', error: 'the pgim WAL restore server closed the connection without an answer' });
-      }
-    });
-  });
-}
-
 /** Restores one file; resolves true once it is at the destination. */
 export async function restoreWal(options: WalRestoreOptions): Promise<boolean> {
   const paths = restorePaths(options.runtimeDir);
   const destination = resolve(options.destination);
-  let reply = await askServer(paths.socket, options.walName, destination);
+  let reply = await askJsonLine<RestoreReply>(paths.socket, { walName: options.walName, destination }, (message) => ({
+    outcome: 'failed',
+    error: `the pgim WAL restore server failed: ${message}`,
+  }));
   if (reply === undefined) {
     const { WalRestorer } = await import('./wal-restorer.js');
     const restorer = new WalRestorer({ runtimeDir: options.runtimeDir, log, mode: 'one-shot' });
