@@ -252,6 +252,8 @@ export async function restoreFromBackup(options: {
     logger.warn({ error: (err as Error).message }, 'the WAL restore socket is not available; restore_command downloads in its own process');
     return undefined;
   });
+  // While barman-cloud-restore downloads the base backup: the SDK loaded, the store's bucket checked.
+  void served?.server.restorer.warmUp().catch(() => undefined);
 
   const progress = new Progress(logger);
   const started = Date.now();

@@ -19,6 +19,8 @@ export type WalFetchResult = 'restored' | 'not-found' | { readonly delegate: Wal
 export interface WalFetcher {
   /** Writes `walName` at `destination`. Throws on a store or connectivity error (Barman's exit 2 and 4). */
   fetch(walName: string, destination: string, signal?: AbortSignal): Promise<WalFetchResult>;
+  /** Barman's `bucket_exists`: false when the bucket is missing; throws when the store cannot be reached. */
+  readonly checkBucket: (signal?: AbortSignal) => Promise<boolean>;
   readonly close: () => void;
 }
 
@@ -27,18 +29,22 @@ export async function createWalFetcher(store: BarmanObjectStore, env: Readonly<R
   const { bucket } = parseDestination(store.destinationPath);
   let bucketChecked = false;
 
+  // Barman's `bucket_exists` on every call; a bucket seen once is not asked about again.
+  const checkBucket = async (signal?: AbortSignal): Promise<boolean> => {
+    if (bucketChecked) return true;
+    try {
+      await client.send(new s3.HeadBucketCommand({ Bucket: bucket }), signal === undefined ? {} : { abortSignal: signal });
+      bucketChecked = true;
+      return true;
+    } catch (err) {
+      if (httpStatus(err) === 404) return false;
+      throw err;
+    }
+  };
+
   const fetch = async (walName: string, destination: string, signal?: AbortSignal): Promise<WalFetchResult> => {
     const options = signal === undefined ? {} : { abortSignal: signal };
-    // Barman's `bucket_exists` on every call; a bucket seen once is not asked about again.
-    if (!bucketChecked) {
-      try {
-        await client.send(new s3.HeadBucketCommand({ Bucket: bucket }), options);
-        bucketChecked = true;
-      } catch (err) {
-        if (httpStatus(err) === 404) return 'not-found';
-        throw err;
-      }
-    }
+    if (!(await checkBucket(signal))) return 'not-found';
     const prefix = walObjectPrefix(store, walName);
     // Barman lists the WAL's folder; listing under the WAL's own key gives the same candidates in the same order.
     const listed = await client.send(new s3.ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }), options);
@@ -59,5 +65,5 @@ export async function createWalFetcher(store: BarmanObjectStore, env: Readonly<R
     return 'restored';
   };
 
-  return { fetch, close };
+  return { fetch, checkBucket, close };
 }

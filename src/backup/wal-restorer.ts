@@ -126,6 +126,20 @@ export class WalRestorer {
     return result;
   }
 
+  /**
+   * Loads the S3 client and checks the bucket before PostgreSQL's first call (a restore does it while the base
+   * backup downloads): the SDK's import and the first TLS handshake then cost the replay nothing. Errors are left
+   * for the first real request to report.
+   */
+  async warmUp(): Promise<void> {
+    const settings = await readRestoreSettings(this.paths).catch(() => undefined);
+    const store = settings?.store;
+    if (settings === undefined || store === undefined || store.wal.restoreAdditionalCommandArgs.length > 0) return;
+    await this.adopt(settings);
+    const fetcher = await this.fetcher({ ...settings, store }).catch(() => undefined);
+    await fetcher?.checkBucket().catch(() => undefined);
+  }
+
   /** Waits for every read-ahead (one-shot mode: the process exits after it). */
   async settle(): Promise<void> {
     await Promise.all([...this.ahead.values()].map((entry) => entry.done));
