@@ -13,7 +13,8 @@ import type { Benchmark, BenchContext } from './types.js';
  * B19: one PostgreSQL (pg_ctl) archives every segment to the same local S3 server (versitygw over TLS) twice, with
  * barman-cloud-wal-archive and with pgBackRest archive-push, after a base backup of each kind. Then, at several WAL
  * volumes, three restores to the latest point each start from an empty folder, interleaved: pgim (`pgim restore`:
- * barman-cloud-restore, then `pgim wal-restore` with wal.maxParallel 8), plain Barman Cloud (barman-cloud-restore,
+ * barman-cloud-restore, then `pgim wal-restore` with wal.maxParallel 8, served by the restoring pgim over its socket
+ * with its own S3 download and read-ahead), plain Barman Cloud (barman-cloud-restore,
  * PostgreSQL with restore_command = barman-cloud-wal-restore, one segment per call), pgBackRest 2.45 (restore, then
  * archive-get with archive-async and process-max 4).
  */
@@ -56,7 +57,7 @@ export const restoreBenchmark: Benchmark = {
     'A base backup (64 MiB of table data; 16 with --quick) plus 1, 3 and 6 × 64 MiB of WAL (1, 2 and 4 × 32 MiB with --quick) ' +
     'archived to a local S3 server over TLS, restored to the latest point from an empty folder: time until the ' +
     'restored PostgreSQL is promoted. pgim: `pgim restore` (barman-cloud-restore, `pgim wal-restore` with ' +
-    'wal.maxParallel 8, promotion, roles and passwords, stop). Barman Cloud: barman-cloud-restore then PostgreSQL with ' +
+    'wal.maxParallel 8: pgim\'s own S3 download, served by the restoring pgim with 7 segments read ahead; promotion, roles and passwords, stop). Barman Cloud: barman-cloud-restore then PostgreSQL with ' +
     'restore_command = barman-cloud-wal-restore (one process per segment, CNPG\'s path with maxParallel 1). ' +
     'pgBackRest 2.45: restore then archive-get (archive-async, process-max 4). Every restored table is counted.',
   async run(context: BenchContext, recorder) {

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { BarmanObjectStore } from '../cluster/backup.js';
 import type { Cluster } from '../cluster/schema.js';
 import type { BackupObject, ControlPlane } from '../controlplane/index.js';
 import { errorMessage } from '../errors/index.js';
@@ -32,10 +33,28 @@ export function electBackupPod(backup: BackupObject, clusterTarget: string, topo
   return [...topology.instances].sort().find((name) => name !== topology.primary) ?? topology.primary;
 }
 
-/** The Backup status fields of a run (CNPG's Backup status names). */
-export function backupStatusFields(run: BackupRun): Record<string, unknown> {
+/**
+ * The store's credential references a Backup status records (CNPG's `backupStatus.BarmanCredentials` and
+ * `EndpointCA`): Secret names and keys only, never a value. A recovery from the Backup object
+ * (`bootstrap.recovery.backup.name`) reads its credentials through them.
+ */
+function credentialReferences(store: BarmanObjectStore): Record<string, unknown> {
+  const { s3Credentials: c } = store;
+  const s3Credentials = {
+    ...(c.accessKeyId === undefined ? {} : { accessKeyId: c.accessKeyId }),
+    ...(c.secretAccessKey === undefined ? {} : { secretAccessKey: c.secretAccessKey }),
+    ...(c.region === undefined ? {} : { region: c.region }),
+    ...(c.sessionToken === undefined ? {} : { sessionToken: c.sessionToken }),
+    ...(c.inheritFromIAMRole ? { inheritFromIAMRole: true } : {}),
+  };
+  return { s3Credentials, ...(store.endpointCA === undefined ? {} : { endpointCA: store.endpointCA }) };
+}
+
+/** The Backup status fields of a run (CNPG's Backup status names), with the store's credential references. */
+export function backupStatusFields(run: BackupRun, store?: BarmanObjectStore): Record<string, unknown> {
   const terminal = run.phase === 'completed' || run.phase === 'failed';
   return {
+    ...(store === undefined ? {} : credentialReferences(store)),
     phase: run.phase,
     method: 'barmanObjectStore',
     backupName: run.backupName,
@@ -113,8 +132,9 @@ export class BackupObjectReconciler {
     const { podName, sessionID } = service.snapshotIdentity();
     await patch({ phase: 'started', method: 'barmanObjectStore', instanceID: { podName, sessionID }, reconciliationStartedAt: nowSeconds(), error: null });
     // Barman's name is CNPG's `backup-<YYYYMMDDhhmmss>`, not the object's: Barman reserves some names (`latest`...).
-    const run = await service.takeBackup(defaultBackupName(), (progress) => patch(backupStatusFields(progress)));
-    await patch(backupStatusFields(run));
+    const store = service.store;
+    const run = await service.takeBackup(defaultBackupName(), (progress) => patch(backupStatusFields(progress, store)));
+    await patch(backupStatusFields(run, store));
     await this.deleteOrphans(service.lastCatalog);
   }
 

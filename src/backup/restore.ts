@@ -10,12 +10,14 @@ import type { RenderedConfiguration } from '../render/index.js';
 import { ConfigError } from '../errors/index.js';
 import { ensureDirectory, writeFileAtomic } from '../fs/atomic.js';
 import type { PostgresInstance } from '../postgres/instance.js';
+import { checkEmptyWalArchiveFlag } from '../postgres/datadir.js';
 import { checkWalArchiveArgs, isDone, parseBackupList, backupListArgs, cloudArgs, type CatalogEntry } from './barman.js';
 import { resolveStoreCredentials } from './credentials.js';
 import { storeEnvironment, type BackupState } from './runtime.js';
 import { runTool, toolError } from './tools.js';
-import { restorePaths, type RestoreSettings } from './wal-restore.js';
+import { restorePaths, type RestoreSettings } from './wal-restore-settings.js';
 import { restoreCommand } from './restore-runtime.js';
+import { acquireWalRestoreServer, pinoLog } from './wal-restore-server.js';
 
 /**
  * `spec.bootstrap.recovery` (CNPG's `instance restore`, pkg/management/postgres/restore.go): pick the backup in the
@@ -245,6 +247,13 @@ export async function restoreFromBackup(options: {
   await rm(paths.spool, { recursive: true, force: true });
   const settings: RestoreSettings = { version: 1, store: origin.store, env, streamingAvailable: false };
   await writeFileAtomic(paths.settings, JSON.stringify(settings), 0o600);
+  // restore_command asks this process (or the daemon running it) for each file: warm S3 connections, read-ahead.
+  const served = await acquireWalRestoreServer(runtimeDir, pinoLog(logger.child({ component: 'wal-restore' }))).catch((err: unknown) => {
+    logger.warn({ error: (err as Error).message }, 'the WAL restore socket is not available; restore_command downloads in its own process');
+    return undefined;
+  });
+  // While barman-cloud-restore downloads the base backup: the SDK loaded, the store's bucket checked.
+  void served?.server.restorer.warmUp().catch(() => undefined);
 
   const progress = new Progress(logger);
   const started = Date.now();
@@ -266,6 +275,16 @@ export async function restoreFromBackup(options: {
       const bytes = await directoryBytes(instance.pgdata);
       progress.report({ phase: 'base backup restored', backupId: chosen.backupId, bytesRestored: bytes, elapsedMs: Date.now() - started }, `restored backup ${chosen.backupId}: ${mib(bytes)}`, true);
     });
+    if (desired.cluster.external.replica?.archiveOnly === true) {
+      // A replica cluster's designated primary: no replay to a target, no promotion. It starts as a standby whose
+      // restore_command follows the source's archive (CNPG's replica cluster from an object store), and the first
+      // WAL it archives must find its own store empty, as after a clone.
+      await writeFileAtomic(join(instance.pgdata, checkEmptyWalArchiveFlag), '', 0o600);
+      await instance.bootstrapDone();
+      progress.done();
+      logger.info({ backupId: chosen.backupId, source: where, totalMs: Date.now() - started }, 'restored: starting as the designated primary of this replica cluster, following the source from its object store');
+      return;
+    }
     const replayStarted = Date.now();
     const result = await instance.recoverAndBootstrap({
       cluster: desired.cluster,
@@ -292,6 +311,7 @@ export async function restoreFromBackup(options: {
     throw new RecoveryError(source, 'spec.bootstrap.recovery', `the restore of backup ${chosen.backupId} from ${where} failed: ${(err as Error).message}`);
   } finally {
     // From now on wal-restore serves this cluster's own archive (written by the daemon), not the source's.
+    served?.release();
     await rm(paths.settings, { force: true });
     await rm(paths.spool, { recursive: true, force: true });
     if (origin.endpointCA !== undefined) await rm(caPath, { force: true });

@@ -1,34 +1,18 @@
 import { readFile } from 'node:fs/promises';
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
 import { basename } from 'node:path';
-import type { S3Client } from '@aws-sdk/client-s3';
 import type { BarmanObjectStore } from '../cluster/backup.js';
+import { createStoreClient, httpStatus } from './s3-client.js';
 import { isAnyXlogFile, multipartChunkSize, multipartThreshold, parseDestination, tagging, walObjectKey } from './wal-object.js';
 
 /**
  * pgim's own WAL upload: the object barman-cloud-wal-archive would write (wal-object.ts), sent with the AWS SDK
- * over kept-alive connections. One uploader serves many segments (the daemon keeps one; `pgim wal-archive`
- * without a daemon makes one for its segment). The SDK is imported here only, on first use: a pgim without an
- * object store never loads it.
- *
- * Credentials come from the settings' environment map, in memory, never from argv; `AWS_CA_BUNDLE` (the
- * endpointCA file) is read into the HTTPS agent.
+ * over kept-alive connections (s3-client.ts). One uploader serves many segments (the daemon keeps one; `pgim
+ * wal-archive` without a daemon makes one for its segment).
  */
 export interface WalUploader {
   /** Uploads one WAL file (`walPath` absolute, or relative to `cwd`). Throws with the reason. */
   upload(walPath: string): Promise<void>;
   close(): void;
-}
-
-type Sdk = typeof import('@aws-sdk/client-s3');
-let sdk: Promise<Sdk> | undefined;
-function loadSdk(): Promise<Sdk> {
-  // The pinned SDK supports Node 20 (pgim's floor); its notice about later releases would land in the log on
-  // every start of `pgim wal-archive`.
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
-  // Bundled (scripts/bundle.ts), the CommonJS package's exports arrive as `default`; unbundled, as named exports.
-  return (sdk ??= import('@aws-sdk/client-s3').then((m) => ('S3Client' in m ? m : (m as unknown as { default: Sdk }).default)));
 }
 
 /**
@@ -43,27 +27,7 @@ export async function createWalUploader(
   maxSockets = 16,
   signPayload = store.endpointURL?.startsWith('http://') === true,
 ): Promise<WalUploader> {
-  const s3 = await loadSdk();
-  const ca = env.AWS_CA_BUNDLE === undefined ? undefined : await readFile(env.AWS_CA_BUNDLE, 'utf8');
-  const httpAgent = new HttpAgent({ keepAlive: true, maxSockets });
-  const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets, ...(ca === undefined ? {} : { ca }) });
-  const accessKeyId = env.AWS_ACCESS_KEY_ID;
-  const secretAccessKey = env.AWS_SECRET_ACCESS_KEY;
-  // botocore signs for us-east-1 when no region is configured; its custom endpoints use path-style addressing.
-  const region = env.AWS_DEFAULT_REGION ?? env.AWS_REGION ?? 'us-east-1';
-  const client: S3Client = new s3.S3Client({
-    region,
-    ...(store.endpointURL === undefined ? {} : { endpoint: store.endpointURL, forcePathStyle: true }),
-    ...(accessKeyId !== undefined && secretAccessKey !== undefined
-      ? { credentials: { accessKeyId, secretAccessKey, ...(env.AWS_SESSION_TOKEN === undefined ? {} : { sessionToken: env.AWS_SESSION_TOKEN }) } }
-      : {}),
-    // The boto3 Barman 3.4 runs with sends no checksum headers: neither does pgim (and S3-compatible stores that
-    // lack the newer flexible checksums keep working).
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    requestHandler: { httpAgent, httpsAgent },
-    maxAttempts: 3,
-  });
+  const { s3, client, region, close } = await createStoreClient(store, env, maxSockets);
   // boto3 sends no Content-Type for an uploaded file object (the store records its default, binary/octet-stream);
   // the SDK would send application/octet-stream. Dropped before signing, so the object is Barman's. The payload
   // hash header, when set here, is what the signer uses instead of hashing the body.
@@ -86,7 +50,7 @@ export async function createWalUploader(
     try {
       await client.send(new s3.HeadBucketCommand({ Bucket: bucket }));
     } catch (err) {
-      if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 404) throw err;
+      if (httpStatus(err) !== 404) throw err;
       await client.send(
         new s3.CreateBucketCommand({
           Bucket: bucket,
@@ -136,10 +100,6 @@ export async function createWalUploader(
 
   return {
     upload,
-    close: () => {
-      client.destroy();
-      httpAgent.destroy();
-      httpsAgent.destroy();
-    },
+    close,
   };
 }

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { basename, join, resolve } from 'node:path';
 import { checkWalArchiveArgs, walArchiveArgs } from './barman.js';
 import { archivePaths, checkEmptyWalArchiveFlag, readArchiveSettings, type ArchivePaths, type ArchiveResult, type ArchiveSettings } from './settings.js';
 import { exists, stderrLogger } from './command-side.js';
+import { askJsonLine } from './local-socket.js';
 import { runTool, toolError } from './tools.js';
 import type { ArchiveReply } from './wal-archiver.js';
 import { nativeWalArchiveUnsupported } from './wal-object.js';
@@ -72,41 +72,6 @@ function barmanArchiver(settings: ArchiveSettings, pgdata: string): ArchiveOne {
 }
 
 /**
- * Hands the segment to the running daemon (wal-archiver.ts). Undefined when no daemon listens (not started,
- * restarting): the caller then uploads in this process.
- */
-function askDaemon(socketPath: string, walPath: string, force: boolean): Promise<ArchiveReply | undefined> {
-  return new Promise((resolvePromise) => {
-    let answered = false;
-    let reply = '';
-    const socket = connect(socketPath);
-    socket.setEncoding('utf8');
-    socket.on('connect', () => {
-      answered = true;
-      socket.write(`${JSON.stringify({ walPath, force })}\n`);
-    });
-    socket.on('data', (chunk: string) => {
-      reply += chunk;
-    });
-    socket.on('error', (err) => {
-      socket.destroy();
-      resolvePromise(answered ? { error: `the pgim daemon's archiver failed: ${err.message}` } : undefined);
-    });
-    socket.on('close', () => {
-      if (!answered) {
-        resolvePromise(undefined);
-        return;
-      }
-      try {
-        resolvePromise(JSON.parse(reply) as ArchiveReply);
-      } catch {
-        resolvePromise({ error: 'the pgim daemon closed the archiver connection without an answer' });
-      }
-    });
-  });
-}
-
-/**
  * Archives `walPath` (and, with `wal.maxParallel` > 1, the next ready segments alongside). Resolves to the error
  * text, or '' once `walPath` is safely in the store.
  */
@@ -143,7 +108,10 @@ export async function archiveWal(options: WalArchiveOptions): Promise<string> {
   let archiveOne: ArchiveOne;
   let uploaderClose = (): void => undefined;
   if (nativeWalArchiveUnsupported(settings.store) === undefined) {
-    const reply = await askDaemon(paths.socket, resolve(options.pgdata, options.walPath), options.force === true);
+    // Handed to the running daemon (wal-archiver.ts); with no daemon listening this process uploads.
+    const reply = await askJsonLine<ArchiveReply>(paths.socket, { walPath: resolve(options.pgdata, options.walPath), force: options.force === true }, (message) => ({
+      error: `the pgim daemon's archiver failed: ${message}`,
+    }));
     if (reply !== undefined && reply.delegate !== true) {
       if (reply.error === undefined || reply.error === '') await rm(flag, { force: true });
       return reply.error ?? '';

@@ -1,11 +1,11 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { access, chmod, open, rename, rm } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+import { access, open, rename } from 'node:fs/promises';
+import type { Server } from 'node:net';
 import { basename, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors/index.js';
-import { ensureDirectory } from '../fs/atomic.js';
 import { gatherReadyWalFiles } from './wal-archive.js';
+import { serveJsonLines } from './local-socket.js';
 import { createWalUploader, type WalUploader } from './s3-wal-uploader.js';
 import { archivePaths, checkEmptyWalArchiveFlag, readArchiveSettings, type ArchiveSettings } from './settings.js';
 import { nativeWalArchiveUnsupported } from './wal-object.js';
@@ -77,17 +77,15 @@ export class WalArchiver {
   constructor(private readonly deps: { runtimeDir: string; pgdata: string; logger: Logger; readyWatch?: boolean }) {}
 
   async start(): Promise<void> {
-    const paths = archivePaths(this.deps.runtimeDir);
-    await ensureDirectory(paths.dir, 0o700);
-    await rm(paths.socket, { force: true });
-    const server = createServer((socket) => { this.serve(socket); });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(paths.socket, () => { resolve(); });
-    });
-    await chmod(paths.socket, 0o600);
-    server.unref();
-    this.server = server;
+    this.server = await serveJsonLines<ArchiveReply>(
+      archivePaths(this.deps.runtimeDir).socket,
+      (raw) => {
+        const request = raw as ArchiveRequest;
+        if (typeof request.walPath !== 'string' || !isAbsolute(request.walPath)) throw new Error('walPath must be absolute');
+        return this.archive(request);
+      },
+      (message) => ({ error: `bad request: ${message}` }),
+    );
   }
 
   stop(): void {
@@ -101,27 +99,6 @@ export class WalArchiver {
       })
       .catch(() => undefined);
     this.uploader = undefined;
-  }
-
-  private serve(socket: Socket): void {
-    let buffered = '';
-    socket.setEncoding('utf8');
-    socket.on('error', () => socket.destroy());
-    socket.on('data', (chunk: string) => {
-      buffered += chunk;
-      if (buffered.length > 8192) return void socket.destroy();
-      const newline = buffered.indexOf('\n');
-      if (newline < 0) return;
-      socket.removeAllListeners('data');
-      let request: ArchiveRequest;
-      try {
-        request = JSON.parse(buffered.slice(0, newline)) as ArchiveRequest;
-        if (typeof request.walPath !== 'string' || !isAbsolute(request.walPath)) throw new Error('walPath must be absolute');
-      } catch (err) {
-        return void socket.end(`${JSON.stringify({ error: `bad request: ${errorMessage(err)}` })}\n`);
-      }
-      void this.archive(request).then((reply) => socket.end(`${JSON.stringify(reply)}\n`));
-    });
   }
 
   private uploaderFor(settings: ArchiveSettings & { store: NonNullable<ArchiveSettings['store']> }): Promise<WalUploader> {

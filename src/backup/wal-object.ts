@@ -94,3 +94,53 @@ export function nativeWalArchiveUnsupported(store: BarmanObjectStore): string | 
   if (store.wal.archiveAdditionalCommandArgs.length > 0) return 'spec.backup.barmanObjectStore.wal.archiveAdditionalCommandArgs';
   return undefined;
 }
+
+/** barman.cloud's ALLOWED_COMPRESSIONS: the extension of a compressed WAL object and its scheme. */
+const walCompressions: readonly (readonly [string, WalCompression])[] = [['.gz', 'gzip'], ['.bz2', 'bzip2'], ['.snappy', 'snappy']];
+export type WalCompression = 'gzip' | 'bzip2' | 'snappy';
+
+const backupLabelName = /^[0-9A-Fa-f]{24}\.[0-9A-Fa-f]{8}\.backup$/;
+const keyBasename = (key: string): string => key.slice(key.lastIndexOf('/') + 1);
+
+/**
+ * barman-cloud-wal-restore's `wal_path`: `<path>/<serverName>/wals/<hash_dir>/<walName>`. Every object whose key
+ * starts with it is a candidate (the plain segment, `<walName>.partial`, `<walName>.gz`, ...).
+ */
+export function walObjectPrefix(store: Pick<BarmanObjectStore, 'destinationPath' | 'serverName'>, walName: string): string {
+  let dir = pythonPathJoin(parseDestination(store.destinationPath).path, store.serverName, 'wals', hashDir(walName));
+  if (!dir.endsWith('/')) dir += '/';
+  return pythonPathJoin(dir, walName);
+}
+
+/**
+ * CloudWalDownloader.download_wal (Barman 3.4), applied to the keys the store lists under the WAL's prefix, in the
+ * store's (lexical) order: which object barman-cloud-wal-restore downloads, and how it decompresses it. Undefined:
+ * "WAL file does not exist" (exit 1). Faithful to its quirks: the first compressed or `.partial` candidate wins over
+ * an exact match listed before it (so `X.partial` is restored for `X` when both exist), `.backup` labels are
+ * skipped, and a compression extension seen on a skipped key is still remembered.
+ */
+export function chooseWalObject(keys: readonly string[], walPrefix: string): { key: string; compression: WalCompression | undefined } | undefined {
+  let chosen: string | undefined;
+  let compression: WalCompression | undefined;
+  for (const key of keys) {
+    if (key === walPrefix) {
+      chosen = key;
+      continue;
+    }
+    if (!key.startsWith(walPrefix)) continue;
+    let base = key;
+    for (const [extension, scheme] of walCompressions) {
+      if (key.endsWith(extension)) {
+        base = key.slice(0, -extension.length);
+        compression = scheme;
+        break;
+      }
+    }
+    const name = keyBasename(base);
+    if (!isAnyXlogFile(name)) continue;
+    if (backupLabelName.test(name)) continue;
+    chosen = key;
+    break;
+  }
+  return chosen === undefined ? undefined : { key: chosen, compression };
+}

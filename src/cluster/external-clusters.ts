@@ -67,6 +67,12 @@ export interface ExternalCluster {
 export interface ReplicaCluster {
   /** `spec.replica.source`: the cluster the designated primary streams from. */
   readonly source: ExternalCluster;
+  /**
+   * The source has only a barmanObjectStore (no connectionParameters): the designated primary follows it from the
+   * archive with restore_command, bootstrapped by `bootstrap.recovery` from the same entry (CNPG's replica cluster
+   * from an object store).
+   */
+  readonly archiveOnly: boolean;
 }
 
 export interface ExternalSources {
@@ -79,7 +85,7 @@ export interface ExternalSources {
 
 interface SpecFields {
   externalClusters?: z.infer<typeof externalClusterSchema>[] | undefined;
-  bootstrap?: { pg_basebackup?: { source: string } | undefined } | undefined;
+  bootstrap?: { pg_basebackup?: { source: string } | undefined; recovery?: { source?: string | undefined } | undefined } | undefined;
   replica?: z.infer<typeof replicaSchema> | undefined;
 }
 
@@ -147,5 +153,14 @@ export function resolveExternalSources(spec: SpecFields, clusterName: string, so
     if (replica !== undefined && !names.has(replica.source)) throw new ConfigError(source, 'spec.replica.source', `names "${replica.source}", which is not an entry of spec.externalClusters`);
     return { externalClusters, clone, replica: undefined };
   }
-  return { externalClusters, clone, replica: { source: streamingSource(externalClusters, replica.source, 'spec.replica.source', source, 'following a cluster') } };
+  const entry = externalClusters.find((e) => e.name === replica.source);
+  if (entry !== undefined && Object.keys(entry.connectionParameters).length === 0 && entry.hasObjectStore) {
+    // CNPG: a replica cluster bootstraps with recovery or pg_basebackup from its source; from an object store only
+    // a recovery can, and the designated primary then keeps following that store.
+    if (spec.bootstrap?.recovery?.source !== replica.source) {
+      throw new ConfigError(source, 'spec.bootstrap.recovery.source', `must name "${replica.source}": ${entry.field} has only a barmanObjectStore, so the replica cluster bootstraps by restoring from it (spec.replica.source)`);
+    }
+    return { externalClusters, clone, replica: { source: entry, archiveOnly: true } };
+  }
+  return { externalClusters, clone, replica: { source: streamingSource(externalClusters, replica.source, 'spec.replica.source', source, 'following a cluster'), archiveOnly: false } };
 }

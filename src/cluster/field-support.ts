@@ -173,7 +173,7 @@ export const clusterFieldSupport: readonly FieldSupport[] = [
   ...probeTimings('spec.probes.liveness'),
   { path: 'spec.probes.liveness.isolationCheck', support: 'refused', why: "the liveness probe's isolation check (the primary asks the API server and its replicas) is not implemented", accepts: isDisabled, accepted: '{enabled: false}' },
   { path: 'spec.projectedVolumeTemplate', support: 'operator', why: storage },
-  { path: 'spec.replica', support: 'implemented', why: 'replica clusters: the designated primary streams from the source, promotion by enabled: false or primary == self (promotionToken and minApplyDelay refused by the schema)' },
+  { path: 'spec.replica', support: 'implemented', why: 'replica clusters: the designated primary streams from the source (or follows its object store with restore_command), promotion by enabled: false or primary == self (promotionToken and minApplyDelay refused by the schema)' },
   { path: 'spec.replicationSlots', support: 'implemented', why: 'split below' },
   { path: 'spec.replicationSlots.highAvailability', support: 'implemented', why: 'split below' },
   { path: 'spec.replicationSlots.highAvailability.enabled', support: 'implemented', why: 'the primary keeps an HA slot per replica', accepts: is(true), accepted: 'true' },

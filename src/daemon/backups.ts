@@ -4,6 +4,7 @@ import { BackupObjectReconciler } from '../backup/backup-objects.js';
 import { BackupService } from '../backup/service.js';
 import { BackupScheduler } from '../backup/scheduled-backups.js';
 import { WalArchiver } from '../backup/wal-archiver.js';
+import { acquireWalRestoreServer, pinoLog } from '../backup/wal-restore-server.js';
 import { errorMessage } from '../errors/index.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import type { DesiredState } from '../desired/state.js';
@@ -48,6 +49,18 @@ export function startBackups(deps: {
   archiver.start().catch((err: unknown) => {
     logger.warn({ error: errorMessage(err) }, 'the WAL archiver socket is not available; archive_command uploads in its own process');
   });
+  // restore_command's fast path (replicas falling back to the archive, a designated primary following it, a restore).
+  let restoreServer: { release: () => void } | undefined;
+  let stopped = false;
+  acquireWalRestoreServer(deps.desired.layout.root, pinoLog(logger.child({ component: 'wal-restore' }))).then(
+    (acquired) => {
+      if (stopped) acquired.release();
+      else restoreServer = acquired;
+    },
+    (err: unknown) => {
+      logger.warn({ error: errorMessage(err) }, 'the WAL restore socket is not available; restore_command downloads in its own process');
+    },
+  );
   const scheduler = new BackupScheduler({
     desired: () => ({ scheduled: reconciler.desired.backup.scheduled, clusterTarget: reconciler.desired.cluster.backup.target, ...reconciler.desired.topology }),
     service,
@@ -61,6 +74,8 @@ export function startBackups(deps: {
     stop: () => {
       scheduler.stop();
       archiver.stop();
+      stopped = true;
+      restoreServer?.release();
       service.stop();
       objects.stop();
     },

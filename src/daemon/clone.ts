@@ -23,7 +23,8 @@ export function cloneSource(desired: DesiredState): { entry: ExternalCluster; fi
   const { external } = desired.cluster;
   if (!desired.topology.isPrimary) return undefined;
   if (external.clone !== undefined) return { entry: external.clone, field: 'spec.bootstrap.pg_basebackup.source' };
-  if (external.replica !== undefined) return { entry: external.replica.source, field: 'spec.replica.source' };
+  // A source with only an object store is restored from instead (bootstrap.recovery, src/backup/restore.ts).
+  if (external.replica !== undefined && !external.replica.archiveOnly) return { entry: external.replica.source, field: 'spec.replica.source' };
   return undefined;
 }
 

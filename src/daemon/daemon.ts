@@ -152,8 +152,12 @@ export class Daemon {
       const formerPrimary = dataDirectory !== 'empty' && !desired.topology.isPrimary && !(await instance.isStandby());
       // A bootstrap, a clone or a rewind takes long: the probes must answer all along.
       if (dataDirectory === 'empty' || formerPrimary) await startServers();
-      if (dataDirectory === 'empty') await this.createDataDirectory({ desired, instance, state, logger, controlPlane, supervisor, reconciler });
-      else if (formerPrimary) {
+      if (dataDirectory === 'empty') {
+        await this.createDataDirectory({ desired, instance, state, logger, controlPlane, supervisor, reconciler });
+        // A restore removes the restore settings it used: this instance's own (a designated primary following its
+        // source's archive, a replica's fallback) must be there before postgres calls restore_command.
+        await reconciler.writeRuntimeFiles();
+      } else if (formerPrimary) {
         // A former primary (after a failover it missed): rewind onto the new primary before starting as its replica.
         state.phase = 'demoting';
         logger.info({ primary: desired.topology.primary }, 'PGDATA was a primary; another instance is the target: rewinding');
@@ -242,7 +246,8 @@ export class Daemon {
       logger.info({ pgdata: this.options.pgdata }, restoring ? 'PGDATA is empty: restoring a backup (spec.bootstrap.recovery)' : 'PGDATA is empty: bootstrapping a new cluster');
       const scripts = await readPostInitScripts(desired.cluster, controlPlane, this.options.postInitRefsFolders);
       await bootstrapOrRestore(desired, instance, logger, scripts, supervisor.stopSignal);
-      reconciler.markCredentialsApplied();
+      // A replica cluster restored from its source's archive keeps the source's roles (it is a standby).
+      if (desired.replicaSource === undefined) reconciler.markCredentialsApplied();
       await controlPlane.reportStatus({ currentPrimary: state.podName, currentPrimaryTimestamp: new Date().toISOString() });
     } else {
       await cloneWhenPrimaryAnswers(instance, desired, logger, supervisor.stopSignal);

@@ -78,7 +78,8 @@ export function initCommand(options: InstanceOptions): Promise<number> {
     }
     const clone = cloneSource(desired) !== undefined;
     const { external } = desired.cluster;
-    if (!clone && (external.clone ?? external.replica) !== undefined) {
+    const restoresReplica = external.replica?.archiveOnly === true && desired.topology.isPrimary;
+    if (!clone && !restoresReplica && (external.clone ?? external.replica) !== undefined) {
       // Never an initdb for a manifest that asks for a clone: another instance is the one that clones.
       throw new Error(`${desired.topology.self} is not the target primary: it does not clone the external cluster (use pgim join)`);
     }

@@ -1,5 +1,7 @@
 import { archiveCommand, loadBackupState, type BackupState } from '../backup/runtime.js';
 import { restoreCommand } from '../backup/restore-runtime.js';
+import { resolveStoreCredentials, type StoreCredentials } from '../backup/credentials.js';
+import type { BarmanObjectStore } from '../cluster/backup.js';
 import type { Cluster } from '../cluster/schema.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import { resolveCredentials, type Credentials } from '../credentials/index.js';
@@ -32,6 +34,8 @@ export interface DesiredState {
   backup: BackupState;
   /** A replica cluster's designated primary (this instance): how it reaches `spec.replica.source`. */
   replicaSource: ExternalConnection | undefined;
+  /** A designated primary following a source that has only an object store: that store and its credentials. */
+  replicaArchive?: ReplicaArchive | undefined;
   /** The rendered `synchronous_standby_names` (undefined: asynchronous standbys). */
   synchronous: StandbyNamesConfig | undefined;
   /** The standbys this primary saw streaming when it rendered (empty on a replica). */
@@ -65,6 +69,7 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
   ] as const);
   const replica = cluster.external.replica;
   const replicaSource = replica !== undefined && topology.isPrimary ? await loadExternalConnection(controlPlane, replica.source, layout.root) : undefined;
+  const replicaArchive = replica?.archiveOnly === true && topology.isPrimary ? await loadReplicaArchive(controlPlane, cluster) : undefined;
   // Every instance renders it (a replica as its primary would), so a promoted replica already waits for its standbys.
   const synchronous = synchronousStandbyNamesConfig(cluster.synchronous, {
     clusterName: cluster.name,
@@ -82,7 +87,7 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
     logDirectory: layout.logDir,
     ...(tls === undefined ? {} : { tls: { certificatesDirectory: layout.certificatesDir, fingerprint: tls.fingerprint } }),
     ...(replicaSource !== undefined
-      ? { replication: designatedPrimarySettings(replicaSource, topology.self) }
+      ? { replication: replicaArchive === undefined ? designatedPrimarySettings(replicaSource, topology.self) : { primaryConninfo: '', slotName: undefined, restoreCommand: restoreCommand(layout.root) } }
       : topology.isPrimary
         ? {}
         : {
@@ -98,7 +103,22 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
     synchronousStandbyNames: formatSynchronousStandbyNames(synchronous),
     ...(ldapBindPassword === undefined ? {} : { ldapBindPassword }),
   });
-  return { controlPlane, cluster, credentials, rendered, layout, osUser, port: options.pgPort, tls, topology, backup, replicaSource, synchronous, streamingStandbys: topology.isPrimary ? streaming : [] };
+  return { controlPlane, cluster, credentials, rendered, layout, osUser, port: options.pgPort, tls, topology, backup, replicaSource, replicaArchive, synchronous, streamingStandbys: topology.isPrimary ? streaming : [] };
+}
+
+export interface ReplicaArchive {
+  readonly store: BarmanObjectStore;
+  readonly credentials: StoreCredentials;
+}
+
+/**
+ * The object store a replica cluster's designated primary follows when its source has no connectionParameters: the
+ * one `bootstrap.recovery` restored from (the schema requires the same entry), with its Secrets read now.
+ */
+async function loadReplicaArchive(controlPlane: ControlPlane, cluster: Cluster): Promise<ReplicaArchive> {
+  const origin = cluster.bootstrap.recovery?.origin;
+  if (origin?.kind !== 'externalCluster') throw new ConfigError(controlPlane.clusterSource, 'spec.bootstrap.recovery.source', 'must name spec.replica.source, whose object store the replica cluster follows');
+  return { store: origin.store, credentials: await resolveStoreCredentials(controlPlane, origin.store, origin.field) };
 }
 
 /**

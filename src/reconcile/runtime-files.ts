@@ -16,7 +16,7 @@ export async function writeRuntimeFiles(desired: DesiredState, logger: Logger): 
   // PostgreSQL itself calls archive_command only while it is a primary (archive_mode = on), so a former primary
   // still archives what it wrote before its demotion: no segment is left out across a switchover.
   await writeArchiveSettings({ runtimeDir: desired.layout.root, cluster: desired.cluster, podName: desired.topology.self, archiver: true, backup: desired.backup });
-  await writeRestoreSettings({ runtimeDir: desired.layout.root, cluster: desired.cluster, isPrimary: desired.topology.isPrimary, backup: desired.backup });
+  await writeRestoreSettings({ runtimeDir: desired.layout.root, cluster: desired.cluster, isPrimary: desired.topology.isPrimary, backup: desired.backup, follow: desired.replicaArchive });
   if (desired.replicaSource === undefined) {
     // Not (or no longer, once promoted) a designated primary: no other cluster's key stays behind.
     await removeExternalFiles(desired.layout.root);

@@ -16,6 +16,8 @@ export interface InstanceSetup {
   readonly editRole?: (role: Json) => void;
   /** Skip creating the Cluster object (a test that wants pgim to wait for it). */
   readonly withoutCluster?: boolean;
+  /** Join this existing namespace (a second Cluster beside another one) instead of creating one. */
+  readonly namespace?: string;
 }
 
 export type Connection =
@@ -45,7 +47,7 @@ export class K8sInstance {
   ) {}
 
   static async create(server: TestApiServer, setup: InstanceSetup): Promise<K8sInstance> {
-    const namespace = await createNamespace(server, setup.namespacePrefix);
+    const namespace = setup.namespace ?? (await createNamespace(server, setup.namespacePrefix));
     const base = await makeTempDir(`k8s-${setup.namespacePrefix}`);
     const paths = { configDir: '', pgdata: join(base, 'pgdata'), runtimeDir: join(base, 'runtime') };
     const ports = { pgPort: await freePort(), statusPort: await freePort(), metricsPort: await freePort() };

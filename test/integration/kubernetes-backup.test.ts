@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
 import { eventually } from '../../test-kit/env.js';
-import type { PgimProcess } from '../../test-kit/pgim.js';
-import { backupSecretData, backupSecretName, backupSpec, requireBackupParts, S3Server } from '../../test-kit/s3.js';
+import { query, type PgimProcess } from '../../test-kit/pgim.js';
+import { archivedWalNames, backupSecretData, backupSecretName, backupSpec, requireBackupParts, S3Server } from '../../test-kit/s3.js';
 import type { TestApiServer } from '../k8s/apiserver.js';
 import { getCluster, installCrd, namespacedPath, type Json } from '../k8s/fixtures.js';
 import { apiServerFor, crdVariants, releaseAllApiServers, requireCrdFile, requireK8sBinaries } from '../k8s/harness.js';
@@ -14,8 +14,8 @@ const group = 'postgresql.cnpg.io/v1';
 /**
  * Kubernetes mode's Backup objects with CloudNativePG's real Cluster, Backup and ScheduledBackup CRDs on a real
  * kube-apiserver, the shipped least-privilege Role (plus the backup Secret, as CNPG's Role names it), and a real S3
- * server: status patched through every phase, the Cluster's backup status, retention of Backup objects, and another
- * Cluster's Backups left alone.
+ * server: status patched through every phase, the Cluster's backup status, a new Cluster restored from a Backup
+ * object (`bootstrap.recovery.backup.name`), retention of Backup objects, and another Cluster's Backups left alone.
  */
 describe('Kubernetes mode: Backup objects (real kube-apiserver, CNPG CRDs, Barman Cloud, versitygw)', function () {
   this.timeout(900_000);
@@ -27,6 +27,8 @@ describe('Kubernetes mode: Backup objects (real kube-apiserver, CNPG CRDs, Barma
   let instance: K8sInstance;
   let pgim: PgimProcess;
   const cnpg = crdVariants.find((v) => v.key === 'cnpg');
+  const appPassword = 'app-pw-backup';
+  const superuserPassword = 'su-pw-backup';
 
   const backupsPath = (name?: string): string => namespacedPath(instance.namespace, 'backups', name, group);
   const createBackup = async (name: string, cluster: string, extra: Json = {}): Promise<void> => {
@@ -59,8 +61,9 @@ describe('Kubernetes mode: Backup objects (real kube-apiserver, CNPG CRDs, Barma
     instance = await K8sInstance.create(server, {
       namespacePrefix: 'backup',
       clusterName,
-      appPassword: 'app-pw-backup',
-      cluster: { spec: backupSpec(s3, 'k8s', { retentionPolicy: '30d', target: 'primary' }) },
+      appPassword,
+      superuserPassword,
+      cluster: { enableSuperuserAccess: true, spec: backupSpec(s3, 'k8s', { retentionPolicy: '30d', target: 'primary' }) },
       // CNPG's Role names the backup credentials Secret among the Secrets the instance may read.
       editRole: (role) => {
         const rules = role.rules as { resources: string[]; resourceNames?: string[] }[];
@@ -73,6 +76,8 @@ describe('Kubernetes mode: Backup objects (real kube-apiserver, CNPG CRDs, Barma
     assert.equal(created.status, 201, created.text);
     pgim = await instance.start();
     await pgim.waitReady(180_000);
+    await query(pgim.ports.pgPort, 'app', appPassword, 'CREATE TABLE t (x text)');
+    await query(pgim.ports.pgPort, 'app', appPassword, "INSERT INTO t VALUES ('before-backup')");
   });
 
   after(async () => {
@@ -112,6 +117,38 @@ describe('Kubernetes mode: Backup objects (real kube-apiserver, CNPG CRDs, Barma
     const other = await getBackup('other-cluster-backup');
     assert.equal(other.status, 200);
     assert.equal(other.body.status?.phase, undefined, "another Cluster's Backup is not touched");
+  });
+
+  it('restores a new Cluster from the Backup object it names (bootstrap.recovery.backup.name): its data, promoted, its own password', async () => {
+    // Rows after the backup "nightly": replayed from the archive up to its end (no target).
+    await query(pgim.ports.pgPort, 'app', appPassword, "INSERT INTO t VALUES ('after-backup')");
+    const restored = await K8sInstance.create(server, {
+      namespacePrefix: 'backup',
+      namespace: instance.namespace,
+      clusterName: 'restored',
+      appPassword: 'app-pw-restored',
+      cluster: { spec: { bootstrap: { recovery: { backup: { name: 'nightly' } } } } },
+      editRole: (role) => {
+        const rules = role.rules as { resources: string[]; resourceNames?: string[] }[];
+        rules.find((r) => r.resources.includes('secrets'))?.resourceNames?.push(backupSecretName);
+      },
+    });
+    cleanup.push(() => restored.dispose());
+    // The row after the backup is in the archive once its segment is.
+    const lastWal = String((await query(pgim.ports.pgPort, 'postgres', superuserPassword, 'SELECT pg_walfile_name(pg_current_wal_lsn()) AS w'))[0]?.w);
+    await query(pgim.ports.pgPort, 'postgres', superuserPassword, 'SELECT pg_switch_wal()');
+    await eventually(async () => ((await archivedWalNames(s3, 'k8s', clusterName)).includes(lastWal) ? true : undefined), 180_000, `${lastWal} archived`);
+    const running = await restored.start();
+    await running.waitReady(600_000);
+    const rows = (await query(running.ports.pgPort, 'app', 'app-pw-restored', 'SELECT x FROM t ORDER BY x')).map((r) => String(r.x));
+    assert.deepEqual(rows, ['after-backup', 'before-backup']);
+    assert.equal((await query(running.ports.pgPort, 'app', 'app-pw-restored', 'SELECT pg_is_in_recovery() AS r'))[0]?.r, false);
+    await query(running.ports.pgPort, 'app', 'app-pw-restored', "INSERT INTO t VALUES ('written-after-restore')");
+    const status = await eventually(async () => {
+      const c = await getCluster(server, instance.namespace, 'restored');
+      return c.status?.currentPrimary === 'restored-1' ? c.status : undefined;
+    }, 120_000, 'the restored Cluster reports its primary');
+    assert.equal(status.currentPrimary, 'restored-1');
   });
 
   it('deletes the Backup objects whose backup is gone from the store, never another Cluster\'s', async () => {

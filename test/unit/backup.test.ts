@@ -174,6 +174,11 @@ describe('archiving and backup helpers', () => {
     assert.equal(fields.phase, 'completed');
     assert.equal(fields.error, null);
     assert.ok(typeof fields.reconciliationTerminatedAt === 'string');
+    // The store's credential references (never a value), as CNPG's Backup status records them for a recovery.
+    const own = parseClusterManifest(manifest({ barmanObjectStore: { ...store, endpointCA: { name: 'ca', key: 'ca.crt' } } }), 'f.yaml').backup.barmanObjectStore;
+    const withStore = backupStatusFields({ backupName: 'b', phase: 'completed', destinationPath: 's3://x', serverName: 'pg', instanceID: { podName: 'pg-1', sessionID: 's' } }, own);
+    assert.deepEqual(withStore.s3Credentials, { accessKeyId: { name: 'creds', key: 'ID' }, secretAccessKey: { name: 'creds', key: 'KEY' } });
+    assert.deepEqual(withStore.endpointCA, { name: 'ca', key: 'ca.crt' });
   });
 });
 

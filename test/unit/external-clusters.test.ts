@@ -58,11 +58,22 @@ describe('externalClusters, bootstrap.pg_basebackup and spec.replica', () => {
     assert.equal(promoted.external.replica, undefined);
   });
 
-  it('refuses, naming the field: an unknown source, a barman-only source, secrets in connectionParameters, a half certificate, a token', () => {
+  it('accepts a source with only a barmanObjectStore when bootstrap.recovery restores from it: the replica cluster follows the archive', () => {
+    const store = { name: 'store', barmanObjectStore: { destinationPath: 's3://b/', s3Credentials: { accessKeyId: { name: 'c', key: 'id' }, secretAccessKey: { name: 'c', key: 'k' } } } };
+    const c = parseClusterManifest(manifest({ externalClusters: [store], bootstrap: { recovery: { source: 'store' } }, replica: { enabled: true, source: 'store' } }), 'f.yaml');
+    assert.equal(c.external.replica?.archiveOnly, true);
+    assert.equal(c.external.replica.source.name, 'store');
+    assert.equal(c.bootstrap.recovery?.origin.kind, 'externalCluster');
+    const streaming = parseClusterManifest(manifest({ externalClusters: [origin], replica: { enabled: true, source: 'origin' } }), 'f.yaml');
+    assert.equal(streaming.external.replica?.archiveOnly, false);
+  });
+
+  it('refuses, naming the field: an unknown source, a barman-only source without bootstrap.recovery from it, a source with neither, secrets in connectionParameters, a half certificate, a token', () => {
     const cases: [Record<string, unknown>, string, RegExp][] = [
       [{ externalClusters: [origin], bootstrap: { pg_basebackup: { source: 'nope' } } }, 'spec.bootstrap.pg_basebackup.source', /not an entry of spec\.externalClusters/],
       [{ externalClusters: [origin], replica: { enabled: false, source: 'nope' } }, 'spec.replica.source', /not an entry/],
-      [{ externalClusters: [{ name: 'store', barmanObjectStore: { destinationPath: 's3://b/' } }], replica: { enabled: true, source: 'store' } }, 'spec.replica.source', /only a barmanObjectStore: following a cluster from an object store is not implemented/],
+      [{ externalClusters: [{ name: 'store', barmanObjectStore: { destinationPath: 's3://b/' } }], replica: { enabled: true, source: 'store' } }, 'spec.bootstrap.recovery.source', /must name "store": .* has only a barmanObjectStore, so the replica cluster bootstraps by restoring from it/],
+      [{ externalClusters: [{ name: 'store' }], replica: { enabled: true, source: 'store' } }, 'spec.replica.source', /has no connectionParameters/],
       [{ externalClusters: [{ ...origin, connectionParameters: { host: 'h', password: 'x' } }] }, 'spec.externalClusters[0].connectionParameters.password', /never goes into a manifest/],
       [{ externalClusters: [{ ...origin, sslCert: undefined }] }, 'spec.externalClusters[0].sslCert', /required with sslKey/],
       [{ externalClusters: [origin, origin] }, 'spec.externalClusters[1].name', /listed twice/],

@@ -5,7 +5,8 @@ import { ConfigError } from '../../src/errors/index.js';
 import type { CatalogEntry } from '../../src/backup/barman.js';
 import { chooseBackup, recoverySettings } from '../../src/backup/restore.js';
 import { restoreCommand } from '../../src/backup/restore-runtime.js';
-import { segmentsToFetch, walRestoreArgs } from '../../src/backup/wal-restore.js';
+import { segmentsToFetch, walRestoreArgs } from '../../src/backup/wal-restore-settings.js';
+import { chooseWalObject, walObjectPrefix } from '../../src/backup/wal-object.js';
 import { renderOverrideConf } from '../../src/render/override-conf.js';
 
 const store = (serverName = 'origin', extra = ''): string =>
@@ -98,6 +99,24 @@ describe('recovery (bootstrap.recovery, wal-restore): pure parts', () => {
     assert.deepEqual(segmentsToFetch('0000000100000000000000FE', 3), ['0000000100000000000000FE', '0000000100000000000000FF', '000000010000000100000000']);
     assert.deepEqual(segmentsToFetch('00000002.history', 4), ['00000002.history']);
     assert.deepEqual(segmentsToFetch('000000010000000000000001', 1), ['000000010000000000000001']);
+  });
+
+  it("chooses the WAL object barman-cloud-wal-restore 3.4 would download, with its compression", () => {
+    const store = { destinationPath: 's3://backups/pg', serverName: 'origin' };
+    const prefix = walObjectPrefix(store, '000000010000000000000003');
+    assert.equal(prefix, 'pg/origin/wals/0000000100000000/000000010000000000000003');
+    assert.equal(walObjectPrefix({ destinationPath: 's3://backups', serverName: 'origin' }, '00000002.history'), 'origin/wals/00000002.history');
+    const dir = 'pg/origin/wals/0000000100000000/';
+    assert.deepEqual(chooseWalObject([`${dir}000000010000000000000003`], prefix), { key: `${dir}000000010000000000000003`, compression: undefined });
+    assert.deepEqual(chooseWalObject([`${dir}000000010000000000000003.gz`], prefix), { key: `${dir}000000010000000000000003.gz`, compression: 'gzip' });
+    assert.deepEqual(chooseWalObject([`${dir}000000010000000000000003.bz2`], prefix), { key: `${dir}000000010000000000000003.bz2`, compression: 'bzip2' });
+    assert.deepEqual(chooseWalObject([`${dir}000000010000000000000003.snappy`], prefix), { key: `${dir}000000010000000000000003.snappy`, compression: 'snappy' });
+    // A backup label is skipped; a .partial is a candidate and, listed after the exact match, wins (Barman's loop).
+    assert.deepEqual(chooseWalObject([`${dir}000000010000000000000003`, `${dir}000000010000000000000003.00000028.backup`], prefix), { key: `${dir}000000010000000000000003`, compression: undefined });
+    assert.deepEqual(chooseWalObject([`${dir}000000010000000000000003.partial`], prefix), { key: `${dir}000000010000000000000003.partial`, compression: undefined });
+    assert.deepEqual(chooseWalObject([`${dir}000000010000000000000003`, `${dir}000000010000000000000003.partial`], prefix), { key: `${dir}000000010000000000000003.partial`, compression: undefined });
+    assert.equal(chooseWalObject([`${dir}000000010000000000000003.00000028.backup`, `${dir}000000010000000000000003.junk`], prefix), undefined);
+    assert.equal(chooseWalObject([], prefix), undefined);
   });
 
   it('runs barman-cloud-wal-restore with the store and the extra restore arguments, never a credential', () => {
