@@ -170,16 +170,28 @@ export class FilesControlPlane implements ControlPlane {
    * keys resolve into; Node 20's recursive watch goes quiet after such a rename), plus a slow poll as the safety
    * net. Either one only schedules a check; the callback runs when the fingerprint really changed, once per burst.
    */
+  /** `status.targetPrimary` of cluster.yaml as it is now (undefined when unreadable or unset). */
+  private async readTargetPrimary(): Promise<string | undefined> {
+    try {
+      const target = parseDocument(await readFile(this.clusterSource, 'utf8')).getIn(['status', 'targetPrimary']);
+      return typeof target === 'string' ? target : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   watch(onChange: () => void): () => void {
     let timer: NodeJS.Timeout | undefined;
     let last: string | undefined;
+    let lastTarget: string | undefined;
     let stopped = false;
     const watchers = new Map<string, FSWatcher>();
     const schedule = (event?: string, file?: string | Buffer | null): void => {
       clearTimeout(timer);
       // A burst of writes (an editor, a `..data` swap) becomes one change. A cluster.yaml renamed into place (what
       // `pgim switchover` and `sed -i` do) is complete at once, and a failover waits for it: checked after 10 ms
-      // only. An editor that creates the file and then writes it restarts the wait with that write ('change').
+      // (and reported at once only when it names another primary). An editor that creates the file and then writes
+      // it restarts the wait with that write ('change').
       const renamedIntoPlace = event === 'rename' && file === 'cluster.yaml';
       timer = setTimeout(() => void check(renamedIntoPlace), renamedIntoPlace ? renameDebounceMs : watchDebounceMs);
     };
@@ -205,14 +217,27 @@ export class FilesControlPlane implements ControlPlane {
       }
     };
     const check = async (clusterRenamed = false): Promise<void> => {
-      // A cluster.yaml renamed into place is a change: reported before the scan of the whole folder (which re-arms the
-      // watches and records the new fingerprint, so it is not reported twice).
-      const known = clusterRenamed && last !== undefined && (await stat(this.clusterSource).then((info) => info.isFile(), () => false));
-      if (known && !stopped) onChange();
+      // A cluster.yaml renamed into place that names another primary (a switchover or failover waits for it) is
+      // reported before the scan of the whole folder (which re-arms the watches and records the new fingerprint, so
+      // it is not reported twice). Any other rename is an edit like the rest: a burst of them stays one change.
+      let known = false;
+      if (clusterRenamed && last !== undefined) {
+        const target = await this.readTargetPrimary();
+        if (target === lastTarget) {
+          timer = setTimeout(() => void check(false), watchDebounceMs);
+          return;
+        }
+        lastTarget = target;
+        known = true;
+        if (!stopped) onChange();
+      }
       const scan = await scanFolder(this.dir).catch(() => undefined);
       if (stopped || scan === undefined) return;
       rearm(scan.folders);
-      if (!known && last !== undefined && scan.fingerprint !== last) onChange();
+      if (!known && scan.fingerprint !== last) {
+        if (last !== undefined) onChange();
+        lastTarget = await this.readTargetPrimary();
+      }
       last = scan.fingerprint;
     };
     void check(false);

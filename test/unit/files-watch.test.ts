@@ -70,6 +70,18 @@ describe('files mode: watching the config folder with inotify alone', function (
     });
   });
 
+  it('reports one change for a burst of renames that keep the primary (edits, not a switchover)', async () => {
+    const before = changes;
+    for (let i = 0; i < 5; i++) {
+      await writeFile(join(dir, '.cluster.yaml.tmp'), `kind: Cluster\nspec: {instances: ${String(i + 1)}}\nstatus: {targetPrimary: pg-2}\n`);
+      await rename(join(dir, '.cluster.yaml.tmp'), join(dir, 'cluster.yaml'));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await eventually(async () => Promise.resolve(changes > before ? true : undefined), 10_000, 'burst of renames');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(changes, before + 1);
+  });
+
   it('reports one change for a burst of writes', async () => {
     const before = changes;
     for (let i = 0; i < 20; i++) await writeFile(join(dir, 'cluster.yaml'), `kind: Cluster\n# ${String(i)}\n`);
