@@ -325,7 +325,15 @@ async function cnpgCommand(argv: string[]): Promise<number> {
       const [command = '', ...rest] = translation.argv;
       let options;
       try {
-        options = { ...instanceOptions(parse(command, rest)), initdbFlags: translation.initdbFlags, postInitRefsFolders: translation.postInitRefsFolders, cnpg: translation.expectations };
+        const base = instanceOptions(parse(command, rest));
+        options = {
+          ...base,
+          // CNPG's command lines come from its operator's pod templates and Jobs: the operator owns the phase.
+          ...(base.kubernetes === undefined ? {} : { kubernetes: { ...base.kubernetes, operatorDriven: true } }),
+          initdbFlags: translation.initdbFlags,
+          postInitRefsFolders: translation.postInitRefsFolders,
+          cnpg: translation.expectations,
+        };
       } catch (err) {
         if (!(err instanceof UsageError)) throw err;
         process.stderr.write(`pgim ${what}: ${err.message}\n`);

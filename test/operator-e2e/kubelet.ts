@@ -517,6 +517,20 @@ class PodRunner {
     }
   }
 
+  /**
+   * Signals a running container's main process only (the process the image's entrypoint became): what a crash of
+   * the instance manager looks like. When it exits, the rest of its process group goes with it, as a pod's PID
+   * namespace would, and the restart policy applies. Returns the pid signalled.
+   */
+  signalMain(name: string, signal: NodeJS.Signals): number {
+    const c = this.containers.find((x) => x.name === name);
+    const pid = c?.proc?.pid;
+    if (pid === undefined) throw new Error(`pod ${this.key}: container ${name} is not running`);
+    this.kubelet.note(`pod ${this.key}: ${signal} to container ${name} (pid ${pid}) by the test`);
+    process.kill(pid, signal);
+    return pid;
+  }
+
   /** Graceful stop: SIGTERM to every running container, SIGKILL after the grace period. */
   async stop(graceSeconds?: number): Promise<void> {
     this.stopping = true;
@@ -779,6 +793,12 @@ export class TestKubelet {
       for (const f of (await readdir(dir).catch(() => [])).sort()) out.push(`--- ${f}\n${await readFile(join(dir, f), 'utf8').catch(() => '')}`);
     }
     return out.join('\n');
+  }
+
+  /** A test's fault injection: `signal` to the main process of a running pod's container (see PodRunner.signalMain). */
+  signalContainer(namespace: string, pod: string, container: string, signal: NodeJS.Signals): number {
+    for (const runner of this.pods.values()) if (runner.namespace === namespace && runner.pod.metadata.name === pod && !runner.done) return runner.signalMain(container, signal);
+    throw new Error(`pod ${namespace}/${pod} does not run on the test kubelet`);
   }
 
   podIP(namespace: string, name: string): string | undefined {
