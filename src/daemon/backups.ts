@@ -4,6 +4,7 @@ import { BackupObjectReconciler } from '../backup/backup-objects.js';
 import { BackupService } from '../backup/service.js';
 import { BackupScheduler } from '../backup/scheduled-backups.js';
 import { WalArchiver } from '../backup/wal-archiver.js';
+import { serveBackupRequests } from '../backup/backup-request.js';
 import { errorMessage } from '../errors/index.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import type { DesiredState } from '../desired/state.js';
@@ -48,6 +49,11 @@ export function startBackups(deps: {
   archiver.start().catch((err: unknown) => {
     logger.warn({ error: errorMessage(err) }, 'the WAL archiver socket is not available; archive_command uploads in its own process');
   });
+  // CNPG's `backup <name>` (the operator's exec): take that Backup object now.
+  const requests = serveBackupRequests(deps.desired.layout.root, (name) => objects.takeNow(name));
+  requests.catch((err: unknown) => {
+    logger.warn({ error: errorMessage(err) }, 'the backup request socket is not available; Backup objects are still taken within 5 s');
+  });
   const scheduler = new BackupScheduler({
     desired: () => ({ scheduled: reconciler.desired.backup.scheduled, clusterTarget: reconciler.desired.cluster.backup.target, ...reconciler.desired.topology }),
     service,
@@ -61,6 +67,7 @@ export function startBackups(deps: {
     stop: () => {
       scheduler.stop();
       archiver.stop();
+      void requests.then((server) => server.close()).catch(() => undefined);
       service.stop();
       objects.stop();
     },

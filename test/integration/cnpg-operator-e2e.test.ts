@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { lostOn, startAckedWriter } from '../../test-kit/acked-writer.js';
 import { sleep } from '../../test-kit/env.js';
+import { archivedWalNames, backupPartsMissing, backupSecretData, backupSecretName, backupSpec, S3Server } from '../../test-kit/s3.js';
 import { OperatorHarness, requireOperatorE2e } from '../operator-e2e/harness.js';
 
 const run = promisify(execFile);
@@ -343,5 +344,60 @@ describe('CloudNativePG operator end to end (pods run pgim)', function () {
     const replica = instances.find((p) => p !== current) ?? '';
     await waitFor('a replica accepting the new password', 60_000, async () => (await psql(podIP(ns, replica), secret, 'select current_user')) === 'app');
     process.stdout.write(`      [operator-e2e] app password rotated: accepted ${rotationMs} ms after the Secret changed\n`);
+  });
+
+  it('a Backup object (barmanObjectStore) through the operator: taken in the pod it chose, completed, WAL archiving reported', async () => {
+    const ns = 'e2e-three';
+    if (threeApplied === 0) throw new Error('the 3-instance Cluster did not come up');
+    const missing = backupPartsMissing();
+    if (missing !== undefined) throw new Error(`backup parts missing: ${missing}`);
+    const s3 = await S3Server.start();
+    try {
+      const secret = await h().plane.api.request(`/api/v1/namespaces/${ns}/secrets`, { method: 'POST', body: { apiVersion: 'v1', kind: 'Secret', metadata: { name: backupSecretName }, stringData: backupSecretData(s3) } });
+      assert.equal(secret.status, 201, secret.text);
+      const started = Date.now();
+      await patchSpec(ns, 'three', backupSpec(s3, 'e2e'));
+      // The primary's archive_command uploads WAL; the Cluster's ContinuousArchiving condition says so.
+      const app = await appSecret(ns, 'three');
+      const primary = (await getCluster(ns, 'three')).status.currentPrimary as string;
+      // archive_mode needs a restart (the operator's rolling update); then a completed segment is archived.
+      await waitFor(`archive_mode on ${primary}`, 300_000, async () => (await psql(podIP(ns, primary), app, 'show archive_mode')) === 'on');
+      // The app user cannot call pg_switch_wal(): a little more than one segment of WAL completes one.
+      await psql(podIP(ns, primary), app, "create table filler as select g, repeat('x', 100) as pad from generate_series(1, 200000) g");
+      await waitFor('ContinuousArchiving=True on the Cluster', 300_000, async () => {
+        const conditions = ((await getCluster(ns, 'three')).status?.conditions ?? []) as K8sObject[];
+        return conditions.some((c) => c.type === 'ContinuousArchiving' && c.status === 'True');
+      });
+      const archivingMs = Date.now() - started;
+      const backupAt = Date.now();
+      const created = await h().plane.api.request(`/apis/postgresql.cnpg.io/v1/namespaces/${ns}/backups`, {
+        method: 'POST',
+        // target primary: on a standby, pg_backup_stop waits for the primary to switch its segment (archive_timeout, 5 min).
+        body: { apiVersion: 'postgresql.cnpg.io/v1', kind: 'Backup', metadata: { name: 'first' }, spec: { cluster: { name: 'three' }, method: 'barmanObjectStore', target: 'primary' } },
+      });
+      assert.equal(created.status, 201, created.text);
+      let backup: K8sObject = {};
+      await waitFor('the Backup completed', 400_000, async () => {
+        const res = await h().plane.api.request(`/apis/postgresql.cnpg.io/v1/namespaces/${ns}/backups/first`);
+        backup = res.body as K8sObject;
+        if (backup.status?.phase === 'failed') throw new Error(`the Backup failed: ${JSON.stringify(backup.status)}`);
+        return backup.status?.phase === 'completed';
+      }).catch((err: unknown) => {
+        throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(backup.status)}`);
+      });
+      const backupMs = Date.now() - backupAt;
+      const status = backup.status as K8sObject;
+      // The operator chose the pod (the target) and ran `/controller/manager backup first` in it.
+      assert.equal(status.instanceID?.podName, primary, JSON.stringify(status));
+      assert.equal(status.method, 'barmanObjectStore');
+      for (const field of ['backupId', 'beginWal', 'endWal', 'beginLSN', 'endLSN', 'startedAt', 'stoppedAt', 'destinationPath', 'serverName']) {
+        assert.ok(typeof status[field] === 'string' && status[field] !== '', `status.${field}: ${JSON.stringify(status)}`);
+      }
+      assert.ok(h().kubelet.events.some((e) => e.includes(`exec in ${ns}/${status.instanceID.podName as string}/postgres: /controller/manager backup first`)), h().kubelet.events.join('\n'));
+      await waitFor(`the backup's last WAL ${status.endWal as string} archived`, 180_000, async () => (await archivedWalNames(s3, 'e2e', 'three')).includes(status.endWal as string));
+      process.stdout.write(`      [operator-e2e] backup: WAL archiving reported ${archivingMs} ms after spec.backup was set; Backup completed in ${backupMs} ms on ${status.instanceID.podName as string} (${status.beginWal as string}..${status.endWal as string})\n`);
+    } finally {
+      await s3.stop();
+    }
   });
 });
