@@ -11,7 +11,7 @@ import { ambientKubeconfig, inClusterAvailable } from '../src/controlplane/kuber
 import { translateCnpgInvocation } from '../src/options/cnpg-invocation.js';
 import type { InstanceOptions, KubernetesOptions } from '../src/options/index.js';
 import { findPgBinDir, tryFindPgBinDir } from '../src/postgres/binaries.js';
-import { CannotStartError } from '../src/postgres/start-checks.js';
+import { CannotStartError } from '../src/postgres/cannot-start.js';
 
 const instanceFlags = {
   'config-dir': { type: 'string', env: 'PGIM_CONFIG_DIR', help: 'config folder: cluster.yaml, secrets/, configmaps/ (files mode)' },
@@ -252,9 +252,18 @@ async function status(values: Values): Promise<number> {
 }
 
 async function switchoverCommand(values: Values): Promise<number> {
+  // With PGIM_LOG_LEVEL=debug: a JSON line on stderr per step (when the process started, its modules loaded, each
+  // replica answered, the election, the write), to see where a slow failover spends its time.
+  const trace = process.env.PGIM_LOG_LEVEL === 'debug'
+    ? (step: string, detail: Record<string, unknown> = {}): void => {
+        process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), step, ...detail })}\n`);
+      }
+    : undefined;
+  trace?.('process started', { at: new Date(performance.timeOrigin).toISOString() });
   const { switchover, SwitchoverRefused } = await import('../src/replication/switchover.js');
+  trace?.('modules loaded');
   try {
-    const { from, to } = await switchover(required(values, 'config-dir'), typeof values.to === 'string' ? values.to : undefined, values.failover === true);
+    const { from, to } = await switchover(required(values, 'config-dir'), typeof values.to === 'string' ? values.to : undefined, values.failover === true, trace);
     process.stdout.write(`targetPrimary: ${from} -> ${to}\n`);
     return ExitCode.ok;
   } catch (err) {

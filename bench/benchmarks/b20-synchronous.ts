@@ -108,6 +108,32 @@ async function patroniSyncStandby(primary: Login): Promise<string> {
 
 let nextId = 1;
 
+/** The CLI's trace as breakdown steps: its process start, then each step it printed (the last probe only). */
+function cliSteps(events: readonly { what: string; at: number; fields: Record<string, unknown> }[]): { what: string; at: number }[] {
+  const steps: { what: string; at: number }[] = [];
+  const started = events.find((e) => e.what === 'process started');
+  if (started !== undefined && typeof started.fields.at === 'string') steps.push({ what: 'CLI: node process started', at: Date.parse(started.fields.at) - performance.timeOrigin });
+  if (started !== undefined) steps.push({ what: 'CLI: entry module loaded', at: started.at });
+  const probes = events.filter((e) => e.what === 'replica probed');
+  for (const event of events) {
+    if (event.what === 'process started' || (event.what === 'replica probed' && event !== probes.at(-1))) continue;
+    steps.push({ what: `CLI: ${event.what === 'replica probed' ? 'replicas probed' : event.what}`, at: event.at });
+  }
+  return steps;
+}
+
+/** Until `standby` streams from the instance at `primary`, and that instance is out of recovery. */
+function waitStreamingFromPrimary(primary: Login, standby: string): Promise<number> {
+  return pollUntil(`${standby} streaming from port ${primary.port} as a primary`, async () => {
+    const rows = await queryOnce<{ ok: boolean }>(
+      primary,
+      `SELECT NOT pg_is_in_recovery() AND EXISTS (SELECT 1 FROM pg_stat_replication WHERE application_name = '${standby}' AND state = 'streaming') AS ok`,
+      1_000,
+    );
+    return rows[0]?.ok === true;
+  }, 120_000);
+}
+
 /**
  * One failover under writes: a writer commits one row per transaction on the primary and records each acknowledged
  * id; after 2 s the primary's manager and PostgreSQL are killed (-9); the failover is asked for at once (pgim:
@@ -124,16 +150,21 @@ async function failoverUnderLoad(cluster: ReplicatedCluster, from: string, synch
   const killedAt = performance.now();
   let to: string;
   let request: { issuedAt: number; effectiveAt: number };
+  let steps: { what: string; at: number }[] = [];
   if (cluster instanceof PgimCluster) {
     const elected = await cluster.electFailover();
     to = elected.to;
     request = elected.request;
+    steps = cliSteps(elected.steps);
   } else {
     to = patroniTarget ?? '';
     request = await cluster.failover(from, to);
   }
   const issuedAt = request.issuedAt;
   const target = memberNamed(cluster, to);
+  const third = othersThan(cluster, from).find((m) => m.name !== to);
+  // In parallel: when the remaining standby streams from the new primary (under `required` a commit needs it).
+  const thirdStreaming = third === undefined ? Promise.resolve(undefined) : waitStreamingFromPrimary(target.login, third.name).catch(() => undefined);
   const writableAt = await waitWritable(target.login, probeTable, 120_000);
   await Promise.race([writer.finished, sleep(15_000)]);
   await writer.stop();
@@ -144,6 +175,21 @@ async function failoverUnderLoad(cluster: ReplicatedCluster, from: string, synch
   recorder.add(label, 'failover under writes: failover asked -> new primary writable', run, since(issuedAt, writableAt), 'ms');
   // pgim: the CLI's start and its questions to the replicas come before targetPrimary changes.
   recorder.add(label, 'failover under writes: targetPrimary set -> new primary writable', run, since(request.effectiveAt, writableAt), 'ms', { detail: true });
+  if (cluster instanceof PgimCluster) {
+    // Where the time goes, each step from the kill (pgim's own log lines and the CLI's trace).
+    const first = async (name: string | undefined, msg: string): Promise<number | undefined> =>
+      name === undefined ? undefined : (await cluster.logEvents(name, killedAt)).find((e) => e.what === msg)?.at;
+    steps.push(
+      ...[
+        { what: 'target: promotion started', at: await first(to, 'this instance is the target primary: promoting') },
+        { what: 'target: out of recovery (promotion done)', at: await first(to, 'out of recovery: read-write') },
+        { what: 'target: promoted (log)', at: await first(to, 'promoted') },
+        { what: 'other standby: configuration reloaded', at: await first(third?.name, 'configuration reloaded') },
+        { what: 'other standby streaming from the new primary', at: await thirdStreaming },
+      ].filter((step): step is { what: string; at: number } => step.at !== undefined),
+    );
+    for (const step of steps) recorder.add(label, `failover under writes: kill -> ${step.what}`, run, since(killedAt, step.at), 'ms', { detail: true });
+  }
   recorder.add(label, 'failover under writes: acknowledged rows lost', run, lost, 'count');
   recorder.add(label, 'failover under writes: acknowledged rows', run, writer.acked.length, 'count', { detail: true });
   cluster.restartMember(from);

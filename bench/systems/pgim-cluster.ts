@@ -11,6 +11,29 @@ import { instanceName, type SystemContext } from './context.js';
 import { MemberCluster, type ChangeRequest, type ClusterMember, type ReplicatedCluster } from './replicated.js';
 
 const clusterName = 'bench';
+
+/** A JSON log line with its `ts` on performance.now()'s time line, and the rest of its fields. */
+export interface TimedEvent {
+  readonly at: number;
+  readonly what: string;
+  readonly fields: Record<string, unknown>;
+}
+
+/** The JSON lines of `text` that have a `ts` and the text field `key` (pgim's `msg`, the CLI trace's `step`). */
+function timedEvents(text: string, key: string): TimedEvent[] {
+  const events: TimedEvent[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const fields = JSON.parse(line) as Record<string, unknown>;
+      const what = fields[key];
+      if (typeof fields.ts === 'string' && typeof what === 'string') events.push({ at: Date.parse(fields.ts) - performance.timeOrigin, what, fields });
+    } catch {
+      // not one of ours
+    }
+  }
+  return events;
+}
 const secrets = { appPassword: 'pgim-bench-app-pw', superuserPassword: 'pgim-bench-super-pw' };
 
 interface PgimMember extends ClusterMember {
@@ -147,22 +170,31 @@ export class PgimCluster extends MemberCluster<PgimMember> implements Replicated
    * `pgim switchover --failover` without --to: the CLI elects the replica (synchronous: only one sure to hold every
    * acknowledged commit). Retried for up to 15 s while it refuses right after a kill.
    */
-  async electFailover(): Promise<{ request: ChangeRequest; to: string }> {
+  async electFailover(): Promise<{ request: ChangeRequest; to: string; steps: TimedEvent[] }> {
     const firstIssuedAt = performance.now();
     for (;;) {
+      const logStart = (await stat(this.commandLog).catch(() => undefined))?.size ?? 0;
       const issuedAt = performance.now();
+      // PGIM_LOG_LEVEL=debug: the CLI prints a timed line per step on stderr (into the command log).
       const output = await this.context.processes
-        .output('pgim switchover', process.execPath, [pgimEntry, 'switchover', '--config-dir', this.configDir, '--failover'], { logFile: this.commandLog }, 30_000)
+        .output('pgim switchover', process.execPath, [pgimEntry, 'switchover', '--config-dir', this.configDir, '--failover'], { logFile: this.commandLog, env: { PGIM_LOG_LEVEL: 'debug' } }, 30_000)
         .catch(() => undefined);
       const returnedAt = performance.now();
       const to = output === undefined ? undefined : /targetPrimary: \S+ -> (\S+)/.exec(output)?.[1];
       if (to !== undefined) {
         const written = (await stat(join(this.configDir, 'cluster.yaml'))).mtimeMs - performance.timeOrigin;
-        return { request: { issuedAt, effectiveAt: Math.min(returnedAt, Math.max(issuedAt, written)), returnedAt }, to };
+        const steps = timedEvents((await readFile(this.commandLog)).subarray(logStart).toString('utf8'), 'step');
+        return { request: { issuedAt, effectiveAt: Math.min(returnedAt, Math.max(issuedAt, written)), returnedAt }, to, steps };
       }
       if (returnedAt - firstIssuedAt > 15_000) throw new Error(`pgim switchover --failover refused for 15 s${await logTail(this.commandLog)}`);
       await sleep(100);
     }
+  }
+
+  /** The member's log lines (pgim's JSON) from `since` (performance.now() time line) on, with their times. */
+  async logEvents(name: string, since: number): Promise<TimedEvent[]> {
+    const text = await readFile(this.member(name).logFile, 'utf8').catch(() => '');
+    return timedEvents(text, 'msg').filter((event) => event.at >= since);
   }
 
   /** Turns synchronous replication on (`spec.postgresql.synchronous`) or off (undefined) in cluster.yaml. */

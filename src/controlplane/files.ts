@@ -14,6 +14,7 @@ import { z } from 'zod';
 import { withObjectVersion, type BackupObject, type ControlPlane, type ObjectData, type PoolerObject } from './types.js';
 
 const watchDebounceMs = 150;
+const renameDebounceMs = 10;
 /**
  * The safety net behind inotify, for filesystems that do not report changes (network mounts). Slow on purpose:
  * a poll every second was most of an idle pgim's CPU time.
@@ -170,10 +171,13 @@ export class FilesControlPlane implements ControlPlane {
     let last: string | undefined;
     let stopped = false;
     const watchers = new Map<string, FSWatcher>();
-    const schedule = (): void => {
+    const schedule = (event?: string, file?: string | Buffer | null): void => {
       clearTimeout(timer);
-      // A burst of writes (an editor, a `..data` swap) becomes one change.
-      timer = setTimeout(() => void check(), watchDebounceMs);
+      // A burst of writes (an editor, a `..data` swap) becomes one change. A cluster.yaml renamed into place (what
+      // `pgim switchover` and `sed -i` do) is complete at once, and a failover waits for it: checked after 10 ms
+      // only. An editor that creates the file and then writes it restarts the wait with that write ('change').
+      const renamedIntoPlace = event === 'rename' && file === 'cluster.yaml';
+      timer = setTimeout(() => void check(renamedIntoPlace), renamedIntoPlace ? renameDebounceMs : watchDebounceMs);
     };
     const rearm = (folders: readonly string[]): void => {
       for (const [folder, watcher] of watchers) {
@@ -196,15 +200,21 @@ export class FilesControlPlane implements ControlPlane {
         }
       }
     };
-    const check = async (): Promise<void> => {
+    const check = async (clusterRenamed = false): Promise<void> => {
+      // A cluster.yaml renamed into place is a change: reported before the scan of the whole folder (which re-arms the
+      // watches and records the new fingerprint, so it is not reported twice).
+      const known = clusterRenamed && last !== undefined && (await stat(this.clusterSource).then((info) => info.isFile(), () => false));
+      if (known && !stopped) onChange();
       const scan = await scanFolder(this.dir).catch(() => undefined);
       if (stopped || scan === undefined) return;
       rearm(scan.folders);
-      if (last !== undefined && scan.fingerprint !== last) onChange();
+      if (!known && last !== undefined && scan.fingerprint !== last) onChange();
       last = scan.fingerprint;
     };
-    void check();
-    const poll = setInterval(schedule, this.pollMs);
+    void check(false);
+    const poll = setInterval(() => {
+      schedule();
+    }, this.pollMs);
     poll.unref();
     return () => {
       stopped = true;

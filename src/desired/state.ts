@@ -38,6 +38,14 @@ export interface DesiredState {
   streamingStandbys: readonly string[];
 }
 
+/** Promise.all, except that the error reported is the first one in the array's order, not the first to happen. */
+async function allInOrder<T extends readonly unknown[]>(promises: { readonly [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((result) => result.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  return settled.map((result) => (result as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
 /**
  * Reads the Cluster (unless the caller just read it) and its Secrets and renders every file, all in memory. Any
  * ConfigError surfaces here, before a folder is created or a byte written. `streaming`: the standbys a primary sees
@@ -45,12 +53,16 @@ export interface DesiredState {
  */
 export async function loadDesiredState(options: InstanceOptions, controlPlane: ControlPlane, read?: Cluster, streaming: readonly string[] = []): Promise<DesiredState> {
   const cluster = read ?? (await controlPlane.readCluster());
-  const credentials = await resolveCredentials(controlPlane, cluster);
   const osUser = isRoot() ? lookupUser(options.user).name : currentOsUserName();
   const layout = runtimeLayout(options.runtimeDir);
-  const tls = await loadTlsMaterial(controlPlane, cluster.certificates);
-  const topology = await resolveTopology(cluster, podNameFor(options, cluster.name), controlPlane);
-  const backup = await loadBackupState(controlPlane, cluster);
+  // The Secrets and ConfigMaps are read at once (a failover waits for this load); the first error in this order wins.
+  const [credentials, tls, topology, backup, ldapBindPassword] = await allInOrder([
+    resolveCredentials(controlPlane, cluster),
+    loadTlsMaterial(controlPlane, cluster.certificates),
+    resolveTopology(cluster, podNameFor(options, cluster.name), controlPlane),
+    loadBackupState(controlPlane, cluster),
+    readLdapBindPassword(controlPlane, cluster),
+  ] as const);
   const replica = cluster.external.replica;
   const replicaSource = replica !== undefined && topology.isPrimary ? await loadExternalConnection(controlPlane, replica.source, layout.root) : undefined;
   // Every instance renders it (a replica as its primary would), so a promoted replica already waits for its standbys.
@@ -60,7 +72,6 @@ export async function loadDesiredState(options: InstanceOptions, controlPlane: C
     instances: topology.instances,
     streaming: topology.isPrimary ? streaming : [],
   });
-  const ldapBindPassword = await readLdapBindPassword(controlPlane, cluster);
   const rendered = renderConfiguration({
     cluster,
     source: controlPlane.clusterSource,

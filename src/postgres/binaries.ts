@@ -1,7 +1,7 @@
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { ExitCode } from '../errors/index.js';
-import { CannotStartError } from './start-checks.js';
+import { CannotStartError } from './cannot-start.js';
 
 /** Where PostgreSQL 15's server binaries live: `PGIM_PG_BIN` if set, else Debian's path, then the PATH. */
 export function findPgBinDir(env: NodeJS.ProcessEnv = process.env): string {

@@ -48,6 +48,44 @@ export async function checkRenderedSettings(
   }
 }
 
+/** The settings pgim derives from who the primary is, each formatted by pgim itself (and the render hashes). */
+const topologySettings: ReadonlySet<string> = new Set([
+  'primary_conninfo',
+  'primary_slot_name',
+  'synchronous_standby_names',
+  'pgim.config_sha256',
+  'pgim.cluster_config_sha256',
+]);
+
+/** `name = value` lines by name; undefined when a line is something else (then nothing is assumed). */
+function settingLines(text: string): Map<string, string> | undefined {
+  const settings = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const trimmed = line.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const match = /^([A-Za-z_][A-Za-z0-9_.$]*)\s*=\s*(.*)$/.exec(trimmed);
+    if (match?.[1] === undefined || match[2] === undefined) return undefined;
+    settings.set(match[1].toLowerCase(), match[2]);
+  }
+  return settings;
+}
+
+/**
+ * Whether a render differs from the files PostgreSQL already accepted only in the settings that follow the primary
+ * (a switchover or failover elsewhere in the cluster): those values are pgim's own formatting, so the staged
+ * `postgres -C` run can be skipped on a running server, whose written files PostgreSQL still checks before the
+ * reload (fileOracleErrors). A failover waits for this replica to follow the new primary.
+ */
+export function onlyTopologySettingsChanged(accepted: string, rendered: string): boolean {
+  const before = settingLines(accepted);
+  const after = settingLines(rendered);
+  if (before === undefined || after === undefined) return false;
+  for (const name of new Set([...before.keys(), ...after.keys()])) {
+    if (before.get(name) !== after.get(name) && !topologySettings.has(name)) return false;
+  }
+  return true;
+}
+
 /**
  * PostgreSQL's views over the files on disk, read after writing and before relying on them: a setting, hba rule or
  * ident mapping it cannot use shows up here with its error.

@@ -6,7 +6,7 @@ import type { Cluster } from '../cluster/schema.js';
 import type { Credentials } from '../credentials/index.js';
 import { ensureDirectory, removeStaleTempFiles, writeFileAtomic } from '../fs/atomic.js';
 import { configHashParameter, ensureIncludes, type RenderedConfiguration } from '../render/index.js';
-import { checkRenderedSettings, fileOracleErrors } from './config-check.js';
+import { checkRenderedSettings, fileOracleErrors, onlyTopologySettingsChanged } from './config-check.js';
 import { readControlData, type ControlData } from './controldata.js';
 import { Postmaster } from './postmaster.js';
 import { readProcStat, waitForDirectoryRelease } from '../process/proc.js';
@@ -24,6 +24,35 @@ import { runTool } from './tools.js';
 import { ensureTablespaceFolders, reconcileTablespaces, type TablespaceStorage } from './tablespaces.js';
 import { tablespaceLocation, type TablespaceSpec, type TablespaceState } from '../cluster/tablespaces.js';
 import { sleep } from '../async/sleep.js';
+
+export interface HaSlotChanges {
+  readonly created: string[];
+  readonly dropped: string[];
+}
+
+/** Creates the wanted `_cnpg_` physical slots (WAL reserved at once) and drops the inactive ones no longer wanted. */
+async function reconcileHaSlotsWith(client: pg.Client, wanted: readonly string[]): Promise<HaSlotChanges> {
+  const { rows } = await client.query<{ slot_name: string; active: boolean }>(
+    "SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical' AND slot_name LIKE '\\_cnpg\\_%'",
+  );
+  const existing = new Map(rows.map((r) => [r.slot_name, r.active]));
+  const created: string[] = [];
+  const dropped: string[] = [];
+  for (const slot of wanted) {
+    if (existing.has(slot)) continue;
+    await client.query('SELECT pg_create_physical_replication_slot($1, true)', [slot]);
+    created.push(slot);
+  }
+  for (const [slot, active] of existing) {
+    if (wanted.includes(slot) || active) continue;
+    await client.query('SELECT pg_drop_replication_slot($1)', [slot]);
+    dropped.push(slot);
+  }
+  return { created, dropped };
+}
+
+/** How long a promotion may take once asked for (pg_promote's own default wait is 60 s). */
+const promoteTimeoutMs = 60_000;
 
 export type DataDirectoryState = 'empty' | 'initialized';
 
@@ -236,7 +265,8 @@ export class PostgresInstance {
 
   /** Whether this standby streams without a replication slot (a replica cluster's designated primary does). */
   async streamsWithoutSlot(): Promise<boolean> {
-    return withLocalClient(this.connection, async (client) => {
+    // On the held session: asked right before a promotion, which should not wait for one more backend to start.
+    return this.withHeldSession(async (client) => {
       const { rows } = await client.query<{ none: boolean }>("SELECT current_setting('primary_slot_name') = '' AS none");
       return rows[0]?.none === true;
     });
@@ -306,10 +336,12 @@ export class PostgresInstance {
 
   /**
    * Promotes this replica (CNPG `handlePromotion`): wait until the WAL receiver has stopped, so everything the old
-   * primary sent before its clean shutdown is replayed; promote; CHECKPOINT; end the client sessions opened while
-   * it was a read-only replica. Returns the new timeline.
+   * primary sent before its clean shutdown is replayed; create the HA slots `haSlots` (while still a replica, as
+   * physical slots can be, so the other replicas find theirs the moment they connect); promote and wait for the end
+   * of recovery, polled every 10 ms (pg_promote's own wait looks every 100 ms); CHECKPOINT; end the client sessions
+   * opened while it was a read-only replica. Returns the new timeline and the slots created or dropped.
    */
-  async promote(walReceiverTimeoutMs: number): Promise<number> {
+  async promote(walReceiverTimeoutMs: number, haSlots: readonly string[] | undefined): Promise<{ timeline: number; slots: HaSlotChanges | undefined }> {
     const { logger } = this.options;
     return withLocalClient(this.connection, async (client) => {
       const deadline = Date.now() + walReceiverTimeoutMs;
@@ -324,11 +356,39 @@ export class PostgresInstance {
         }
         await sleep(20);
       }
-      await client.query('SELECT pg_promote(true, 60)');
+      const slots = haSlots === undefined ? undefined : await reconcileHaSlotsWith(client, haSlots);
+      await client.query('SELECT pg_promote(false)');
+      const promoteDeadline = Date.now() + promoteTimeoutMs;
+      for (;;) {
+        const { rows } = await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
+        if (rows[0]?.r === false) break;
+        if (Date.now() > promoteDeadline) throw new Error(`PostgreSQL did not finish its promotion within ${promoteTimeoutMs / 1000} s`);
+        await sleep(10);
+      }
+      logger.info('out of recovery: read-write');
       await client.query('CHECKPOINT');
       await client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
       const { rows } = await client.query<{ tli: number }>('SELECT timeline_id AS tli FROM pg_control_checkpoint()');
-      return rows[0]?.tli ?? 0;
+      return { timeline: rows[0]?.tli ?? 0, slots };
+    });
+  }
+
+  /**
+   * A replica told to follow another primary: until its WAL receiver streams (at most `timeoutMs`), wake the startup
+   * process every 100 ms (a reload: its SIGHUP handler sets the recovery latch), so a connection attempt that failed
+   * because the new primary was not ready yet (still promoting, its slot not there) is retried at once instead of
+   * after wal_retrieve_retry_interval. Resolves whether it streams.
+   */
+  async followNewPrimary(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    return withLocalClient(this.connection, async (client) => {
+      for (;;) {
+        const { rows } = await client.query<{ streaming: boolean }>("SELECT EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') AS streaming");
+        if (rows[0]?.streaming === true) return true;
+        if (Date.now() > deadline) return false;
+        await client.query('SELECT pg_reload_conf()');
+        await sleep(100);
+      }
     });
   }
 
@@ -364,26 +424,8 @@ export class PostgresInstance {
   }
 
   /** The primary keeps a physical slot for every other instance and drops stale, inactive `_cnpg_` slots. */
-  async reconcileHaSlots(wanted: readonly string[]): Promise<{ created: string[]; dropped: string[] }> {
-    return withLocalClient(this.connection, async (client) => {
-      const { rows } = await client.query<{ slot_name: string; active: boolean }>(
-        "SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical' AND slot_name LIKE '\\_cnpg\\_%'",
-      );
-      const existing = new Map(rows.map((r) => [r.slot_name, r.active]));
-      const created: string[] = [];
-      const dropped: string[] = [];
-      for (const slot of wanted) {
-        if (existing.has(slot)) continue;
-        await client.query('SELECT pg_create_physical_replication_slot($1, true)', [slot]);
-        created.push(slot);
-      }
-      for (const [slot, active] of existing) {
-        if (wanted.includes(slot) || active) continue;
-        await client.query('SELECT pg_drop_replication_slot($1)', [slot]);
-        dropped.push(slot);
-      }
-      return { created, dropped };
-    });
+  async reconcileHaSlots(wanted: readonly string[]): Promise<HaSlotChanges> {
+    return withLocalClient(this.connection, (client) => reconcileHaSlotsWith(client, wanted));
   }
 
   /** Puts back the files a write replaced (a file that did not exist before is left as written). */
@@ -398,10 +440,12 @@ export class PostgresInstance {
    * only after this check passed, so when PGDATA already holds exactly this render there is nothing new to check
    * (the common restart case, where the check would be most of pgim's own start-up time).
    */
-  async checkSettings(rendered: RenderedConfiguration, stagingParent: string): Promise<string[]> {
+  async checkSettings(rendered: RenderedConfiguration, stagingParent: string, options: { checkedAfterWrite?: boolean } = {}): Promise<string[]> {
     const onDisk = (name: string): Promise<string | undefined> => readFile(join(this.pgdata, name), 'utf8').catch(() => undefined);
     const [custom, override] = await Promise.all([onDisk('custom.conf'), onDisk('override.conf')]);
     if (custom === rendered.customConf && override === rendered.overrideConf) return [];
+    // A new primary elsewhere: the running server checks the written files before it reloads them.
+    if (options.checkedAfterWrite === true && custom !== undefined && override !== undefined && onlyTopologySettingsChanged(`${custom}\n${override}`, `${rendered.customConf}\n${rendered.overrideConf}`)) return [];
     return checkRenderedSettings(this.binDir, stagingParent, rendered, this.options.logger);
   }
 

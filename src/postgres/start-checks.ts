@@ -4,21 +4,10 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ExitCode } from '../errors/index.js';
 import { runTool } from './tools.js';
+import { CannotStartError } from './cannot-start.js';
 import type { Logger } from 'pino';
 
-/**
- * A start that a restart cannot cure: pgim ends with `exitCode` and this message at error level, instead of
- * restarting postgres in a loop. The message says what is wrong and what to do; never to delete a cluster.
- */
-export class CannotStartError extends Error {
-  override readonly name: string = 'CannotStartError';
-  constructor(
-    message: string,
-    readonly exitCode: number,
-  ) {
-    super(message);
-  }
-}
+export { CannotStartError } from './cannot-start.js';
 
 /** PGDATA cannot be used as it is (exit 5): another major version, not the postgres user's, or not a cluster. */
 export class UnusableDataDirectoryError extends CannotStartError {

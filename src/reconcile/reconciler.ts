@@ -8,7 +8,7 @@ import type { InstanceState } from '../instance/state.js';
 import type { PostgresInstance } from '../postgres/instance.js';
 import { ensureSystemRoles } from '../postgres/roles.js';
 import { withLocalClient } from '../postgres/sql.js';
-import { RoleTransitions } from '../role/transitions.js';
+import { RoleTransitions, type RoleOutcome } from '../role/transitions.js';
 import { RestartCoordinator } from '../rollout/coordinator.js';
 import { ManagedObjects } from '../managed/service.js';
 import { warnIgnoredFields } from '../cluster/field-support.js';
@@ -30,6 +30,8 @@ export interface ReconcilerOptions {
 }
 
 const reloadConfirmTimeoutMs = 10_000;
+/** How long a replica hurries its reconnection to a new primary (afterwards PostgreSQL's own retry interval). */
+const followNewPrimaryTimeoutMs = 5_000;
 
 /**
  * One loop: desired state -> render -> validate -> write -> apply -> report. Runs serialised; a burst of triggers
@@ -155,11 +157,15 @@ export class Reconciler {
   private async pass(): Promise<void> {
     const { instance, state, logger } = this.options;
     let desired: DesiredState;
+    let role: RoleOutcome | undefined;
     try {
       const latest = this.latest;
       if (latest.desired === undefined) throw latest.error instanceof Error ? latest.error : new Error(String(latest.error));
       desired = latest.desired;
-      const refused = await instance.checkSettings(desired.rendered, desired.layout.tmpDir);
+      // The target primary takes its role before its new files are checked: a promotion writes no file, and a
+      // failover waits for it. (A demotion still waits for the check: the rejoining replica starts on the new files.)
+      if (desired.topology.isPrimary) role = await this.roles.apply(desired);
+      const refused = await instance.checkSettings(desired.rendered, desired.layout.tmpDir, { checkedAfterWrite: state.accepting });
       if (refused.length > 0) throw new ConfigError(desired.controlPlane.clusterSource, 'spec.postgresql.parameters', `PostgreSQL refuses them: ${refused.join('; ')}`);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
@@ -177,7 +183,7 @@ export class Reconciler {
       this.credentials = new CredentialsApplier();
     }
     if (desired.cluster.ignoredFields.join() !== this.current.cluster.ignoredFields.join()) warnIgnoredFields(desired.cluster.ignoredFields, logger);
-    const role = await this.roles.apply(desired);
+    role ??= await this.roles.apply(desired);
     if (role === 'demoting') {
       this.current = desired;
       return;
@@ -207,6 +213,11 @@ export class Reconciler {
         state.configurationError = undefined;
         return;
       }
+    }
+    if (state.accepting && !desired.topology.isPrimary && desired.topology.primary !== this.current.topology.primary && (await instance.isStandby())) {
+      // Another instance is the primary now: this replica follows it as soon as it can take the connection.
+      const streaming = await instance.followNewPrimary(followNewPrimaryTimeoutMs);
+      logger.info({ primary: desired.topology.primary, streaming }, streaming ? 'streaming from the new primary' : 'not streaming from the new primary yet; PostgreSQL keeps retrying');
     }
     this.current = desired;
     state.configurationError = undefined;

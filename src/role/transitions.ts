@@ -89,11 +89,12 @@ export class RoleTransitions {
         // promotes at once; its history forks from the source's onto a new timeline.
         const designated = await instance.streamsWithoutSlot();
         logger.info({ target: topology.self, replicaClusterPromotion: designated }, designated ? 'the replica cluster is no longer a replica: its designated primary promotes' : 'this instance is the target primary: promoting');
-        const timeline = await instance.promote(designated ? 0 : walReceiverStopTimeoutMs);
+        // The HA slots are created while still a replica (physical slots can be), right before the promotion: the
+        // former primary and the other replicas connect with primary_slot_name at once and must find theirs.
+        const { timeline, slots } = await instance.promote(designated ? 0 : walReceiverStopTimeoutMs, this.haSlots(desired));
+        if (slots !== undefined && slots.created.length + slots.dropped.length > 0) logger.info(slots, 'replication slots reconciled');
         state.phase = 'running';
         logger.info({ timeline }, 'promoted');
-        // The slots first: the former primary and the other replicas connect with primary_slot_name right away.
-        await this.reconcileSlots(desired);
         await this.options.controlPlane.reportStatus({ currentPrimary: topology.self, currentPrimaryTimestamp: new Date().toISOString() });
         return 'promoted';
       }
@@ -129,11 +130,16 @@ export class RoleTransitions {
     }
   }
 
+  /** The HA slots the (target) primary keeps: one per other instance (`_cnpg_<name>`); undefined on a replica. */
+  private haSlots(desired: DesiredState): string[] | undefined {
+    const { topology } = desired;
+    return topology.isPrimary ? topology.instances.filter((i) => i !== topology.self).map(haSlotName) : undefined;
+  }
+
   /** On the primary: an HA slot per other instance (`_cnpg_<name>`), stale inactive ones dropped. */
   async reconcileSlots(desired: DesiredState): Promise<void> {
-    const { topology } = desired;
-    if (!topology.isPrimary) return;
-    const wanted = topology.instances.filter((i) => i !== topology.self).map(haSlotName);
+    const wanted = this.haSlots(desired);
+    if (wanted === undefined) return;
     const { created, dropped } = await this.options.instance.reconcileHaSlots(wanted);
     if (created.length + dropped.length > 0) this.options.logger.info({ created, dropped }, 'replication slots reconciled');
   }

@@ -63,6 +63,13 @@ describe('files mode: watching the config folder with inotify alone', function (
     await expectChange('edit in the new folder', () => writeFile(join(later, 'username'), 'v'));
   });
 
+  it('sees cluster.yaml renamed into place (as pgim switchover writes it)', async () => {
+    await expectChange('cluster.yaml renamed into place', async () => {
+      await writeFile(join(dir, '.cluster.yaml.tmp'), 'kind: Cluster\nstatus: {targetPrimary: pg-2}\n');
+      await rename(join(dir, '.cluster.yaml.tmp'), join(dir, 'cluster.yaml'));
+    });
+  });
+
   it('reports one change for a burst of writes', async () => {
     const before = changes;
     for (let i = 0; i < 20; i++) await writeFile(join(dir, 'cluster.yaml'), `kind: Cluster\n# ${String(i)}\n`);
