@@ -84,7 +84,7 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
     },
   },
   backup: {
-    summary: 'files mode: take a base backup to the object store now (asks the running instance)',
+    summary: 'take a base backup to the object store now (asks the running instance); `backup <name>`: take that Backup object (CNPG\'s form, run by its operator)',
     flags: {
       name: { type: 'string', help: 'the backup name (default backup-<YYYYMMDDhhmmss>)' },
       url: { type: 'string', help: 'the instance\'s status URL (default http://127.0.0.1:$PGIM_STATUS_PORT)' },
@@ -127,7 +127,7 @@ function usage(command?: string): string {
 type Values = Record<string, string | boolean | undefined>;
 
 /** Commands that take positional arguments, and how many. */
-const positionalCounts: Readonly<Record<string, number>> = { 'wal-archive': 1, 'wal-restore': 2 };
+const positionalCounts: Readonly<Record<string, number | readonly number[]>> = { 'wal-archive': 1, 'wal-restore': 2, backup: [0, 1] };
 
 function parse(command: string, argv: string[]): Values {
   const spec = commands[command];
@@ -139,8 +139,9 @@ function parse(command: string, argv: string[]): Values {
     const parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: command in positionalCounts });
     values = parsed.values as Values;
     const wanted = positionalCounts[command];
-    if (wanted !== undefined && values.help !== true && parsed.positionals.length !== wanted) {
-      throw new UsageError(`expects exactly ${wanted} argument(s), got ${parsed.positionals.length}`);
+    const allowed = typeof wanted === 'number' ? [wanted] : wanted;
+    if (allowed !== undefined && values.help !== true && !allowed.includes(parsed.positionals.length)) {
+      throw new UsageError(`expects ${allowed.length === 1 ? 'exactly' : 'one of'} ${allowed.join(' or ')} argument(s), got ${parsed.positionals.length}`);
     }
     parsed.positionals.forEach((value, index) => (values[`arg${index}`] = value));
   } catch (err) {
@@ -334,7 +335,15 @@ async function cnpgCommand(argv: string[]): Promise<number> {
       const [command = '', ...rest] = translation.argv;
       let options;
       try {
-        options = { ...instanceOptions(parse(command, rest)), initdbFlags: translation.initdbFlags, postInitRefsFolders: translation.postInitRefsFolders, cnpg: translation.expectations };
+        const base = instanceOptions(parse(command, rest));
+        options = {
+          ...base,
+          // CNPG's command lines come from its operator's pod templates and Jobs: the operator owns the phase.
+          ...(base.kubernetes === undefined ? {} : { kubernetes: { ...base.kubernetes, operatorDriven: true } }),
+          initdbFlags: translation.initdbFlags,
+          postInitRefsFolders: translation.postInitRefsFolders,
+          cnpg: translation.expectations,
+        };
       } catch (err) {
         if (!(err instanceof UsageError)) throw err;
         process.stderr.write(`pgim ${what}: ${err.message}\n`);
@@ -392,6 +401,14 @@ async function main(argv: string[]): Promise<number> {
         return await walRestoreCommand({ walName: String(values.arg0), destination: String(values.arg1), runtimeDir: optional(values, 'runtime-dir') ?? '/controller' });
       }
       case 'backup': {
+        if (values.arg0 !== undefined) {
+          // CNPG's `backup <name>`: its operator's exec into the pod it chose for Backup <name>.
+          const { requestBackup } = await import('../src/backup/backup-request.js');
+          const refused = await requestBackup(process.env.PGIM_RUNTIME_DIR ?? '/controller', String(values.arg0));
+          if (refused === undefined) return ExitCode.ok;
+          process.stderr.write(`pgim backup ${String(values.arg0)}: ${refused}\n`);
+          return ExitCode.failure;
+        }
         const { backupCommand } = await import('../src/backup/cli.js');
         return await backupCommand({ name: optional(values, 'name'), url: optional(values, 'url') });
       }

@@ -120,6 +120,22 @@ export class BackupObjectReconciler {
     }
   }
 
+  /**
+   * CNPG's `backup <name>` (the operator's exec into the pod it chose): the Backup must exist, belong to this
+   * Cluster and be elected to this pod; it is then taken now (not awaited). Resolves to why not, or undefined.
+   */
+  async takeNow(name: string): Promise<string | undefined> {
+    if (this.deps.service.store === undefined) return 'Barman backup not configured in the cluster (spec.backup.barmanObjectStore)';
+    const backup = this.mine(await this.deps.controlPlane.listBackups()).find((b) => b.name === name);
+    if (backup === undefined) return `no Backup ${name} of this Cluster with method barmanObjectStore`;
+    const desired = this.deps.desired();
+    const elected = electBackupPod(backup, desired.cluster.backup.target, desired);
+    if (elected !== desired.self) return `Backup ${name} is for ${elected}, not ${desired.self}`;
+    this.deps.logger.info({ backup: name }, 'backup requested (backup command)');
+    void this.reconcile();
+    return undefined;
+  }
+
   private async take(backup: BackupObject): Promise<void> {
     const { controlPlane, service, logger } = this.deps;
     this.handled.add(backup.name);

@@ -50,6 +50,7 @@ interface Followed {
 export class KubernetesControlPlane implements ControlPlane {
   readonly description: string;
   readonly clusterSource: string;
+  readonly operatorDriven: boolean;
   private readonly client: KubeClient;
   private readonly namespace: string;
   private readonly clusterName: string;
@@ -74,6 +75,7 @@ export class KubernetesControlPlane implements ControlPlane {
     this.client = new KubeClient(connection);
     this.namespace = connection.namespace;
     this.clusterName = options.kubernetes.clusterName;
+    this.operatorDriven = options.kubernetes.operatorDriven === true;
     this.logger = namedLogger(options.logger, 'kubernetes');
     this.clusterSource = `cluster ${this.namespace}/${this.clusterName}`;
     this.description = `kubernetes:${connection.server} ${this.clusterSource} (${connection.source})`;
@@ -94,6 +96,7 @@ export class KubernetesControlPlane implements ControlPlane {
       logger: this.logger,
       events,
       observed: () => this.latestCluster,
+      operatorDriven: this.operatorDriven,
     });
   }
 

@@ -116,6 +116,12 @@ export interface ControlPlane {
    * resolve in a cluster). Files mode: undefined, each instance is reached at its own name.
    */
   primaryServiceHost?(clusterName: string): string | undefined;
+  /**
+   * CloudNativePG's operator drives this instance (started through its command line, in Kubernetes mode): the
+   * operator owns the Cluster's phase and the rolling restarts. The instance writes only the phases CNPG's instance
+   * manager writes (src/rollout/operator-decision.ts) and restarts only when asked.
+   */
+  readonly operatorDriven?: boolean;
   /** Reads and validates the Cluster. Throws ConfigError naming the source and field. */
   readCluster(): Promise<Cluster>;
   /** Undefined when the Secret does not exist; throws ConfigError when it exists but cannot be used. */

@@ -5,6 +5,7 @@ import { BackupService } from '../backup/service.js';
 import { BackupScheduler } from '../backup/scheduled-backups.js';
 import { WalArchiver } from '../backup/wal-archiver.js';
 import { acquireWalRestoreServer, pinoLog } from '../backup/wal-restore-server.js';
+import { serveBackupRequests } from '../backup/backup-request.js';
 import { errorMessage } from '../errors/index.js';
 import type { ControlPlane } from '../controlplane/index.js';
 import type { DesiredState } from '../desired/state.js';
@@ -61,6 +62,11 @@ export function startBackups(deps: {
       logger.warn({ error: errorMessage(err) }, 'the WAL restore socket is not available; restore_command downloads in its own process');
     },
   );
+  // CNPG's `backup <name>` (the operator's exec): take that Backup object now.
+  const requests = serveBackupRequests(deps.desired.layout.root, (name) => objects.takeNow(name));
+  requests.catch((err: unknown) => {
+    logger.warn({ error: errorMessage(err) }, 'the backup request socket is not available; Backup objects are still taken within 5 s');
+  });
   const scheduler = new BackupScheduler({
     desired: () => ({ scheduled: reconciler.desired.backup.scheduled, clusterTarget: reconciler.desired.cluster.backup.target, ...reconciler.desired.topology }),
     service,
@@ -76,6 +82,7 @@ export function startBackups(deps: {
       archiver.stop();
       stopped = true;
       restoreServer?.release();
+      void requests.then((server) => server.close()).catch(() => undefined);
       service.stop();
       objects.stop();
     },

@@ -11,6 +11,8 @@ export interface KubernetesOptions {
   readonly namespace: string | undefined;
   /** The Cluster this instance belongs to (CLUSTER_NAME). */
   readonly clusterName: string;
+  /** Started through CloudNativePG's command line (`instance run|init|join|...`): its operator drives the cluster. */
+  readonly operatorDriven?: boolean;
 }
 
 /** Everything about where and how this instance runs; resolved once from flags and environment. */

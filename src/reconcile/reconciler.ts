@@ -26,7 +26,7 @@ export interface ReconcilerOptions {
   /** Restarts postgres in place when a setting needs it; promotes, demotes, fences. */
   control: PostgresControl;
   /** Where the phase is reported; the primary Lease. */
-  controlPlane: Pick<ControlPlane, 'reportStatus' | 'acquirePrimaryLease' | 'releasePrimaryLease' | 'readSecret' | 'listPoolers'>;
+  controlPlane: Pick<ControlPlane, 'reportStatus' | 'acquirePrimaryLease' | 'releasePrimaryLease' | 'readSecret' | 'listPoolers' | 'operatorDriven'>;
 }
 
 const reloadConfirmTimeoutMs = 10_000;
@@ -75,6 +75,7 @@ export class Reconciler {
       desired: () => this.current,
       restartInPlace: (reason) => control.restart(reason),
       reportPhase: (phase, phaseReason) => this.reportPhase(phase, phaseReason),
+      operatorDriven: controlPlane.operatorDriven === true,
     });
     this.managed = new ManagedObjects({ connection: instance.connection, controlPlane, state, logger });
     this.tablespaces = new TablespacePass({ instance, state, logger, controlPlane, retry: (reason) => void this.trigger(reason) });

@@ -7,6 +7,7 @@ import type { PostgresInstance } from '../postgres/instance.js';
 import { certificatePaths } from '../tls/files.js';
 import { decideRestart, parseRestartedAt, restartAnnotation, restartRequested, type ReplicaReport, type RestartDecision } from './decision.js';
 import { askReplica, readLocalFacts } from './facts.js';
+import { decideUnderOperator, operatorPhases } from './operator-decision.js';
 
 /** How long a primary waits for its replicas to apply settings that need a restart before it restarts anyway. */
 export const replicaRestartTimeoutMs = 300_000;
@@ -26,6 +27,8 @@ export interface RestartCoordinatorOptions {
   reportPhase: (phase: string, reason: string) => Promise<void>;
   askReplica?: (name: string, desired: DesiredState) => Promise<ReplicaReport>;
   now?: () => number;
+  /** CloudNativePG's operator drives the rolling restart (./operator-decision.ts): this instance never starts one. */
+  operatorDriven?: boolean;
 }
 
 function defaultAskReplica(name: string, desired: DesiredState): Promise<ReplicaReport> {
@@ -45,6 +48,9 @@ export class RestartCoordinator {
   private running: Promise<boolean> | undefined;
   private waitingSinceMs: number | undefined;
   private lastReport = '';
+  /** Under the operator: the pending settings already announced, and whether the in-place request was served. */
+  private announced: readonly string[] = [];
+  private inPlaceRestartDone = false;
   private readonly now: () => number;
 
   constructor(private readonly options: RestartCoordinatorOptions) {
@@ -83,6 +89,7 @@ export class RestartCoordinator {
   private async decideAndAct(desired: DesiredState): Promise<boolean> {
     const { instance, state, logger } = this.options;
     if (!state.accepting || state.phase !== 'running') return false;
+    if (this.options.operatorDriven === true) return this.actUnderOperator(desired);
     const facts = await readLocalFacts(instance);
     const role = facts.inRecovery ? 'replica' : 'primary';
     const restartRequestedAtMs = parseRestartedAt(desired.cluster.annotations[restartAnnotation]);
@@ -126,6 +133,43 @@ export class RestartCoordinator {
     }
     this.lastReport = '';
     return false;
+  }
+
+  private async actUnderOperator(desired: DesiredState): Promise<boolean> {
+    const { instance, state, logger } = this.options;
+    const facts = await readLocalFacts(instance);
+    const role = facts.inRecovery ? 'replica' : 'primary';
+    const clusterPhase = desired.cluster.observability.clusterFacts.phase;
+    if (clusterPhase !== operatorPhases.inplacePrimaryRestart) this.inPlaceRestartDone = false;
+    state.restartPending = facts.pending.length > 0;
+    const decision = decideUnderOperator({
+      ...facts,
+      role,
+      strategy: desired.cluster.primaryUpdateStrategy,
+      instances: desired.cluster.instances,
+      self: desired.topology.self,
+      clusterPhase,
+      currentPrimary: desired.cluster.currentPrimary,
+      targetPrimary: desired.cluster.targetPrimary,
+      announced: this.announced,
+      inPlaceRestartDone: this.inPlaceRestartDone,
+    });
+    this.announced = facts.pending;
+    if (facts.pending.length > 0 && decision.action === 'none' && this.lastReport !== facts.pending.join()) {
+      logger.info({ settings: facts.pending, role }, 'settings need a restart; the operator restarts this instance');
+    }
+    this.lastReport = facts.pending.join();
+    if (decision.action === 'report') {
+      await this.options.reportPhase(decision.phase.phase, decision.phase.phaseReason);
+      return false;
+    }
+    if (decision.action !== 'restart') return false;
+    logger.info({ settings: facts.pending, role }, `restarting postgres in place: ${decision.reason}`);
+    this.inPlaceRestartDone = clusterPhase === operatorPhases.inplacePrimaryRestart;
+    await this.options.restartInPlace(decision.reason);
+    state.restartPending = false;
+    await this.options.reportPhase(decision.then.phase, decision.then.phaseReason);
+    return true;
   }
 
   /** A replica whose replay paused for insufficient settings is not ready, and says why once. */

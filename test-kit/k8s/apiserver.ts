@@ -149,6 +149,8 @@ export interface TestApiServerOptions {
    * so pods get their projected token volume as in a real cluster.
    */
   readonly withControllerManager?: boolean;
+  /** More kube-apiserver flags (the operator end-to-end tests: the CA of the test kubelet's serving certificate). */
+  readonly extraArgs?: readonly string[];
 }
 
 export class TestApiServer {
@@ -279,6 +281,7 @@ export class TestApiServer {
       '--profiling=false',
       '--enable-priority-and-fairness=false',
       '--v=1',
+      ...(this.options.extraArgs ?? []),
     ];
     await this.spawnApiServer();
   }

@@ -2,7 +2,10 @@ import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { get as httpsGet } from 'node:https';
 import { promisify } from 'node:util';
+import pg from 'pg';
+import { lostOn, startAckedWriter } from '../../test-kit/acked-writer.js';
 import { sleep } from '../../test-kit/env.js';
+import { archivedWalNames, backupPartsMissing, backupSecretData, backupSecretName, backupSpec, S3Server } from '../../test-kit/s3.js';
 import { OperatorHarness, requireOperatorE2e } from '../operator-e2e/harness.js';
 
 const run = promisify(execFile);
@@ -200,5 +203,210 @@ describe('CloudNativePG operator end to end (pods run pgim)', function () {
       return JSON.stringify(replication.map((r) => [r.applicationName, r.state]).sort()) === JSON.stringify([['three-1', 'streaming'], ['three-3', 'streaming']]);
     });
     process.stdout.write(`      [operator-e2e] switchover: three-2 writable ${writableMs} ms after the promote; Cluster healthy again after ${healthyMs} ms\n`);
+  });
+
+  /** A merge patch of the Cluster's spec (what `kubectl patch --type merge` or an edited manifest sends). */
+  async function patchSpec(ns: string, name: string, spec: K8sObject): Promise<void> {
+    const res = await h().plane.api.request(clustersPath(ns, name), { method: 'PATCH', contentType: 'application/merge-patch+json', body: { spec } });
+    assert.equal(res.status, 200, res.text);
+  }
+
+  function appClient(host: string, secret: Record<string, string>): pg.Client {
+    const client = new pg.Client({ host, port: Number(secret.port ?? 5432), user: secret.username, password: secret.password, database: secret.dbname, ssl: { rejectUnauthorized: false }, connectionTimeoutMillis: 10_000 });
+    client.on('error', () => undefined);
+    return client;
+  }
+
+  /** The primary's view of its standbys (`/pg/status` replicationInfo): [name, state, syncState], sorted. */
+  async function standbys(ns: string, primary: string): Promise<string[][]> {
+    const replication = ((await instanceStatus(podIP(ns, primary))).replicationInfo ?? []) as K8sObject[];
+    return replication.map((r) => [r.applicationName as string, r.state as string, r.syncState as string]).sort();
+  }
+
+  it('failover: the primary\'s pgim killed, the operator promotes a replica, no acknowledged write lost (synchronous), the old primary back as a replica', async () => {
+    const ns = 'e2e-three';
+    if (threeApplied === 0) throw new Error('the 3-instance Cluster did not come up');
+    const oldPrimary = (await getCluster(ns, 'three')).status.currentPrimary as string;
+    const others = ['three-1', 'three-2', 'three-3'].filter((p) => p !== oldPrimary);
+    // Quorum commit on one of the two standbys, applied by the operator's flow (a reload, no restart).
+    await patchSpec(ns, 'three', { postgresql: { synchronous: { method: 'any', number: 1, dataDurability: 'required' } } });
+    await waitFor('both standbys in the quorum', 180_000, async () => JSON.stringify(await standbys(ns, oldPrimary)) === JSON.stringify(others.map((p) => [p, 'streaming', 'quorum'])));
+    const secret = await appSecret(ns, 'three');
+    await psql(podIP(ns, oldPrimary), secret, 'create table acked (id bigint primary key)');
+    const writer = await startAckedWriter(async () => {
+      const client = appClient(podIP(ns, oldPrimary), secret);
+      await client.connect();
+      return client;
+    }, 'acked', 1);
+    await waitFor('100 acknowledged commits', 120_000, () => Promise.resolve(writer.acked.length >= 100));
+    // What a crash of the instance manager is: its process killed; the pod's other processes (postgres) go with it.
+    h().kubelet.signalContainer(ns, oldPrimary, 'postgres', 'SIGKILL');
+    const killed = Date.now();
+    await writer.finished;
+    let newPrimary = '';
+    await waitFor('the operator to promote a replica', 300_000, async () => {
+      const status = (await getCluster(ns, 'three')).status as K8sObject;
+      if (!others.includes(status.targetPrimary as string) || status.currentPrimary !== status.targetPrimary) return false;
+      newPrimary = status.currentPrimary as string;
+      return (await psql(podIP(ns, newPrimary), secret, 'select not pg_is_in_recovery()')) === 't';
+    });
+    const writableMs = Date.now() - killed;
+    const check = appClient(podIP(ns, newPrimary), secret);
+    await check.connect();
+    try {
+      assert.equal(await lostOn(check, 'acked', writer.acked), 0, `acknowledged rows missing on ${newPrimary} (of ${writer.acked.length})`);
+    } finally {
+      await check.end();
+    }
+    await waitHealthy(ns, 'three', 3, 300_000, newPrimary);
+    const healthyMs = Date.now() - killed;
+    // The former primary (its history may have forked: rewound) streams again, and has every acknowledged row.
+    const rest = ['three-1', 'three-2', 'three-3'].filter((p) => p !== newPrimary);
+    await waitFor(`both replicas streaming from ${newPrimary}`, 180_000, async () => JSON.stringify((await standbys(ns, newPrimary)).map(([n, s]) => [n, s])) === JSON.stringify(rest.map((p) => [p, 'streaming'])));
+    const rejoinedMs = Date.now() - killed;
+    await psql(podIP(ns, newPrimary), secret, 'insert into acked values (0)');
+    // Every acknowledged id and the new primary's marker (a commit whose acknowledgement the kill lost may be there too).
+    await waitFor(`${oldPrimary} to replay every acknowledged row`, 120_000, async () => {
+      const client = appClient(podIP(ns, oldPrimary), secret);
+      await client.connect();
+      try {
+        return (await lostOn(client, 'acked', [0, ...writer.acked])) === 0;
+      } finally {
+        await client.end();
+      }
+    });
+    const cluster = await getCluster(ns, 'three');
+    assert.equal(cluster.status.instancesReportedState?.[oldPrimary]?.isPrimary, false);
+    process.stdout.write(
+      `      [operator-e2e] failover ${oldPrimary} -> ${newPrimary}: ${writer.acked.length} acknowledged, 0 lost; writable ${writableMs} ms after the kill; Cluster healthy after ${healthyMs} ms; ${oldPrimary} streaming after ${rejoinedMs} ms\n`,
+    );
+  });
+
+  /** name -> uid of the Cluster's instance pods. */
+  async function instancePods(ns: string, cluster: string): Promise<Map<string, string>> {
+    const res = await h().plane.api.request(`/api/v1/namespaces/${ns}/pods?labelSelector=${encodeURIComponent(`cnpg.io/cluster=${cluster},cnpg.io/podRole=instance`)}`);
+    assert.equal(res.status, 200, res.text);
+    return new Map(((res.body as K8sObject).items as K8sObject[]).filter((p) => p.metadata.deletionTimestamp === undefined).map((p) => [p.metadata.name as string, p.metadata.uid as string]));
+  }
+
+  /** The reasons of the operator's Events on the Cluster (RegisterPhase, rollouts, switchovers). */
+  async function clusterEvents(ns: string, cluster: string): Promise<K8sObject[]> {
+    const res = await h().plane.api.request(`/api/v1/namespaces/${ns}/events?fieldSelector=${encodeURIComponent(`involvedObject.kind=Cluster,involvedObject.name=${cluster}`)}`);
+    assert.equal(res.status, 200, res.text);
+    return (res.body as K8sObject).items as K8sObject[];
+  }
+
+  it('a parameter change (one reload, one restart: the operator\'s rolling restart) and an app password rotation, seen in PostgreSQL', async () => {
+    const ns = 'e2e-three';
+    if (threeApplied === 0) throw new Error('the 3-instance Cluster did not come up');
+    const instances = ['three-1', 'three-2', 'three-3'];
+    const before = await instancePods(ns, 'three');
+    const primary = (await getCluster(ns, 'three')).status.currentPrimary as string;
+    let secret = await appSecret(ns, 'three');
+    const startTimes = new Map<string, string>();
+    for (const pod of instances) startTimes.set(pod, await psql(podIP(ns, pod), secret, 'select pg_postmaster_start_time()'));
+    const started = Date.now();
+    const phases = new Set<string>();
+    const notePhase = async (): Promise<void> => {
+      const status = (await getCluster(ns, 'three')).status as K8sObject;
+      phases.add(`${status.phase as string}${status.phaseReason ? `: ${status.phaseReason as string}` : ''}`);
+    };
+    await patchSpec(ns, 'three', { postgresql: { parameters: { log_min_duration_statement: '1500', shared_buffers: '64MB' } } });
+    // The reload-only one: every instance has it without a restart.
+    await waitFor('log_min_duration_statement reloaded everywhere', 180_000, async () => {
+      await notePhase();
+      for (const pod of instances) if ((await psql(podIP(ns, pod), secret, 'show log_min_duration_statement')) !== '1500ms') return false;
+      return true;
+    });
+    const reloadedMs = Date.now() - started;
+    // The restart: the operator's rolling update (replicas first, the primary last) until nothing is pending.
+    await waitFor('shared_buffers applied everywhere, nothing pending, the Cluster healthy', 420_000, async () => {
+      await notePhase();
+      for (const pod of instances) {
+        if ((await psql(podIP(ns, pod), secret, "select current_setting('shared_buffers') || (select count(*) from pg_settings where pending_restart)")) !== '64MB0') return false;
+      }
+      const c = await getCluster(ns, 'three');
+      return c.status?.phase === 'Cluster in healthy state' && c.status?.readyInstances === 3;
+    });
+    const restartedMs = Date.now() - started;
+    for (const pod of instances) assert.notEqual(await psql(podIP(ns, pod), secret, 'select pg_postmaster_start_time()'), startTimes.get(pod), `${pod} did not restart`);
+    // The operator's rolling update: each replica Pod deleted and recreated on its PVC, then the primary restarted in
+    // place at the operator's request (the phase "Primary instance is being restarted in-place"), not by pgim.
+    const after = await instancePods(ns, 'three');
+    for (const pod of instances) assert.equal(before.get(pod) !== after.get(pod), pod !== primary, `${pod}: recreated ${String(before.get(pod) !== after.get(pod))}`);
+    const events = (await clusterEvents(ns, 'three')).map((e) => `${e.reason as string}: ${e.message as string}`);
+    for (const pod of instances.filter((p) => p !== primary)) assert.ok(events.includes(`UpgradingInstance: Upgrading instance ${pod}`), events.join('\n'));
+    process.stdout.write(`      [operator-e2e] parameters: reloaded everywhere after ${reloadedMs} ms; restarted everywhere, Cluster healthy after ${restartedMs} ms; phases seen: ${[...phases].join(' | ')}\n`);
+
+    // The app user's password rotated in its Secret (owned by the Cluster: the operator keeps the new value).
+    const rotated = `rotated-${Math.random().toString(36).slice(2)}`;
+    const res = await h().plane.api.request(`/api/v1/namespaces/${ns}/secrets/three-app`, { method: 'PATCH', contentType: 'application/merge-patch+json', body: { stringData: { password: rotated } } });
+    assert.equal(res.status, 200, res.text);
+    const rotatedAt = Date.now();
+    const old = secret;
+    secret = { ...secret, password: rotated };
+    const current = (await getCluster(ns, 'three')).status.currentPrimary as string;
+    await waitFor('the new app password accepted', 180_000, async () => (await psql(podIP(ns, current), secret, 'select current_user')) === 'app');
+    const rotationMs = Date.now() - rotatedAt;
+    await assert.rejects(psql(podIP(ns, current), old, 'select 1'), /password authentication failed/);
+    // Replicated like any role change: a replica accepts it too.
+    const replica = instances.find((p) => p !== current) ?? '';
+    await waitFor('a replica accepting the new password', 60_000, async () => (await psql(podIP(ns, replica), secret, 'select current_user')) === 'app');
+    process.stdout.write(`      [operator-e2e] app password rotated: accepted ${rotationMs} ms after the Secret changed\n`);
+  });
+
+  it('a Backup object (barmanObjectStore) through the operator: taken in the pod it chose, completed, WAL archiving reported', async () => {
+    const ns = 'e2e-three';
+    if (threeApplied === 0) throw new Error('the 3-instance Cluster did not come up');
+    const missing = backupPartsMissing();
+    if (missing !== undefined) throw new Error(`backup parts missing: ${missing}`);
+    const s3 = await S3Server.start();
+    try {
+      const secret = await h().plane.api.request(`/api/v1/namespaces/${ns}/secrets`, { method: 'POST', body: { apiVersion: 'v1', kind: 'Secret', metadata: { name: backupSecretName }, stringData: backupSecretData(s3) } });
+      assert.equal(secret.status, 201, secret.text);
+      const started = Date.now();
+      await patchSpec(ns, 'three', backupSpec(s3, 'e2e'));
+      // The primary's archive_command uploads WAL; the Cluster's ContinuousArchiving condition says so.
+      const app = await appSecret(ns, 'three');
+      const primary = (await getCluster(ns, 'three')).status.currentPrimary as string;
+      // archive_mode needs a restart (the operator's rolling update); then a completed segment is archived.
+      await waitFor(`archive_mode on ${primary}`, 300_000, async () => (await psql(podIP(ns, primary), app, 'show archive_mode')) === 'on');
+      // The app user cannot call pg_switch_wal(): a little more than one segment of WAL completes one.
+      await psql(podIP(ns, primary), app, "create table filler as select g, repeat('x', 100) as pad from generate_series(1, 200000) g");
+      await waitFor('ContinuousArchiving=True on the Cluster', 300_000, async () => {
+        const conditions = ((await getCluster(ns, 'three')).status?.conditions ?? []) as K8sObject[];
+        return conditions.some((c) => c.type === 'ContinuousArchiving' && c.status === 'True');
+      });
+      const archivingMs = Date.now() - started;
+      const backupAt = Date.now();
+      const created = await h().plane.api.request(`/apis/postgresql.cnpg.io/v1/namespaces/${ns}/backups`, {
+        method: 'POST',
+        // target primary: on a standby, pg_backup_stop waits for the primary to switch its segment (archive_timeout, 5 min).
+        body: { apiVersion: 'postgresql.cnpg.io/v1', kind: 'Backup', metadata: { name: 'first' }, spec: { cluster: { name: 'three' }, method: 'barmanObjectStore', target: 'primary' } },
+      });
+      assert.equal(created.status, 201, created.text);
+      let backup: K8sObject = {};
+      await waitFor('the Backup completed', 400_000, async () => {
+        const res = await h().plane.api.request(`/apis/postgresql.cnpg.io/v1/namespaces/${ns}/backups/first`);
+        backup = res.body as K8sObject;
+        if (backup.status?.phase === 'failed') throw new Error(`the Backup failed: ${JSON.stringify(backup.status)}`);
+        return backup.status?.phase === 'completed';
+      }).catch((err: unknown) => {
+        throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(backup.status)}`);
+      });
+      const backupMs = Date.now() - backupAt;
+      const status = backup.status as K8sObject;
+      // The operator chose the pod (the target) and ran `/controller/manager backup first` in it.
+      assert.equal(status.instanceID?.podName, primary, JSON.stringify(status));
+      assert.equal(status.method, 'barmanObjectStore');
+      for (const field of ['backupId', 'beginWal', 'endWal', 'beginLSN', 'endLSN', 'startedAt', 'stoppedAt', 'destinationPath', 'serverName']) {
+        assert.ok(typeof status[field] === 'string' && status[field] !== '', `status.${field}: ${JSON.stringify(status)}`);
+      }
+      assert.ok(h().kubelet.events.some((e) => e.includes(`exec in ${ns}/${status.instanceID.podName as string}/postgres: /controller/manager backup first`)), h().kubelet.events.join('\n'));
+      await waitFor(`the backup's last WAL ${status.endWal as string} archived`, 180_000, async () => (await archivedWalNames(s3, 'e2e', 'three')).includes(status.endWal as string));
+      process.stdout.write(`      [operator-e2e] backup: WAL archiving reported ${archivingMs} ms after spec.backup was set; Backup completed in ${backupMs} ms on ${status.instanceID.podName as string} (${status.beginWal as string}..${status.endWal as string})\n`);
+    } finally {
+      await s3.stop();
+    }
   });
 });

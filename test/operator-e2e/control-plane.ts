@@ -17,8 +17,12 @@ export class ControlPlane {
     readonly adminKubeconfigPath: string,
   ) {}
 
-  static async start(binDir: string): Promise<ControlPlane> {
-    const api = await TestApiServer.start(binDir, 'operator', { withControllerManager: true });
+  /**
+   * `kubeletCertificates`: a folder holding the CA (`ca.crt`) the API server trusts for kubelets' serving
+   * certificates (exec is proxied to the kubelet over HTTPS).
+   */
+  static async start(binDir: string, kubeletCertificates: string): Promise<ControlPlane> {
+    const api = await TestApiServer.start(binDir, 'operator', { withControllerManager: true, extraArgs: [`--kubelet-certificate-authority=${join(kubeletCertificates, 'ca.crt')}`] });
     const kubeconfigPath = join(api.dir, 'admin.kubeconfig');
     try {
       await writeFile(kubeconfigPath, api.kubeconfigYaml({ token: api.adminToken }, 'default'), { mode: 0o600 });

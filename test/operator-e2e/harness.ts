@@ -8,7 +8,7 @@ import { isCi, locateK8sBinaries } from '../k8s/binaries.js';
 import { cnpgDataDir, repoRoot } from '../k8s/paths.js';
 import { ControlPlane } from './control-plane.js';
 import { TestKubelet } from './kubelet.js';
-import { CnpgOperator, installCnpgCrds } from './operator.js';
+import { CnpgOperator, installCnpgCrds, servingCertificates } from './operator.js';
 
 export const cnpgCrdDir = join(cnpgDataDir, 'crds');
 
@@ -86,7 +86,9 @@ export class OperatorHarness {
     const timings: Record<string, number> = {};
     let t = Date.now();
     const dir = await makeTempDir('operator-e2e');
-    const plane = await ControlPlane.start(k8sBinDir);
+    const kubeletCerts = join(dir, 'kubelet-certs');
+    await servingCertificates(kubeletCerts, 'kubelet');
+    const plane = await ControlPlane.start(k8sBinDir, kubeletCerts);
     timings.controlPlaneMs = Date.now() - t;
     try {
       t = Date.now();
@@ -103,6 +105,7 @@ export class OperatorHarness {
         user,
         // Pods share the host's network namespace here: each binds only its own pod IP (see README).
         extraEnv: (podIP) => ({ PGIM_LISTEN_ADDRESS: podIP }),
+        servingTls: { certFile: join(kubeletCerts, 'apiserver.crt'), keyFile: join(kubeletCerts, 'apiserver.key') },
       });
       await kubelet.start();
       return new OperatorHarness(plane, operator, kubelet, dir, timings);

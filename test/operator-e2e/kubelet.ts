@@ -6,6 +6,7 @@ import { request as httpsRequest } from 'node:https';
 import { dirname, join } from 'node:path';
 import { sleep } from '../../test-kit/env.js';
 import type { RawResponse, TestApiServer } from '../k8s/apiserver.js';
+import { ExecServer, type ExecTarget } from './exec-server.js';
 import { startSandbox, type SandboxMount } from './sandbox.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-return -- Kubernetes objects (pods, volumes, probes) are read loosely, as the API returns them: the test kubelet handles only the fields CNPG uses and fails a pod on anything else. */
@@ -28,6 +29,8 @@ export interface KubeletOptions {
   readonly user: { readonly uid: number; readonly gid: number };
   /** Extra environment for every container (documented in the README). */
   readonly extraEnv: (podIP: string) => Record<string, string>;
+  /** The streaming server's certificate (exec), signed by the CA the API server trusts for kubelets. */
+  readonly servingTls: { readonly certFile: string; readonly keyFile: string };
 }
 
 function ok(res: RawResponse, what: string): RawResponse {
@@ -47,6 +50,8 @@ interface ContainerState {
   ready: boolean;
   started: boolean;
   probeTimers: NodeJS.Timeout[];
+  /** The environment it was started with (an exec gets the same). */
+  env?: Record<string, string>;
 }
 
 /** A pod's whole life on this node: volumes, init containers in order, containers, probes, status, deletion. */
@@ -324,6 +329,7 @@ class PodRunner {
     const argv: string[] = [...(c.spec.command ?? []), ...(c.spec.args ?? [])];
     if (argv.length === 0) throw new Error(`container ${c.name}: no command (images have no entrypoint here)`);
     const env = await this.containerEnv(c.spec);
+    c.env = env;
     const attempt = c.restartCount;
     c.startedAt = now();
     c.terminated = undefined;
@@ -517,6 +523,28 @@ class PodRunner {
     }
   }
 
+  /** Where an exec into a running container runs (undefined when it does not run). */
+  execTarget(name: string): ExecTarget | undefined {
+    const c = this.containers.find((x) => x.name === name);
+    const pid = c?.proc?.pid;
+    if (c?.env === undefined || pid === undefined) return undefined;
+    return { pid, uid: this.kubelet.options.user.uid, gid: this.kubelet.options.user.gid, env: c.env };
+  }
+
+  /**
+   * Signals a running container's main process only (the process the image's entrypoint became): what a crash of
+   * the instance manager looks like. When it exits, the rest of its process group goes with it, as a pod's PID
+   * namespace would, and the restart policy applies. Returns the pid signalled.
+   */
+  signalMain(name: string, signal: NodeJS.Signals): number {
+    const c = this.containers.find((x) => x.name === name);
+    const pid = c?.proc?.pid;
+    if (pid === undefined) throw new Error(`pod ${this.key}: container ${name} is not running`);
+    this.kubelet.note(`pod ${this.key}: ${signal} to container ${name} (pid ${pid}) by the test`);
+    process.kill(pid, signal);
+    return pid;
+  }
+
   /** Graceful stop: SIGTERM to every running container, SIGKILL after the grace period. */
   async stop(graceSeconds?: number): Promise<void> {
     this.stopping = true;
@@ -595,6 +623,7 @@ export class TestKubelet {
   private readonly pods = new Map<string, PodRunner>();
   private nextIp = 2;
   private loop: Promise<void> | undefined;
+  private exec: ExecServer | undefined;
   private stopped = false;
   readonly events: string[] = [];
 
@@ -616,6 +645,16 @@ export class TestKubelet {
       spec: {},
     };
     ok(await this.api.request('/api/v1/nodes', { method: 'POST', body: node }), 'register Node');
+    this.exec = await ExecServer.start(
+      this.options.servingTls,
+      (namespace, pod, container) => {
+        for (const runner of this.pods.values()) if (runner.namespace === namespace && runner.pod.metadata.name === pod && !runner.done) return runner.execTarget(container);
+        return undefined;
+      },
+      (line) => {
+        this.note(line);
+      },
+    );
     const capacity = { cpu: '16', memory: '64Gi', pods: '110', 'ephemeral-storage': '100Gi' };
     ok(
       await this.api.request(`/api/v1/nodes/${this.options.nodeName}/status`, {
@@ -625,10 +664,11 @@ export class TestKubelet {
           status: {
             capacity,
             allocatable: capacity,
-            addresses: [
-              { type: 'InternalIP', address: '127.0.0.1' },
-              { type: 'Hostname', address: this.options.nodeName },
-            ],
+            // No Hostname address: the API server would dial the kubelet by a name nothing resolves.
+            addresses: [{ type: 'InternalIP', address: '127.0.0.1' }],
+            daemonEndpoints: { kubeletEndpoint: { Port: this.exec.port } },
+            // The API server then proxies exec WebSockets here as they are (no translation to SPDY).
+            declaredFeatures: ['ExtendWebSocketsToKubelet'],
             conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'test kubelet', lastHeartbeatTime: now(), lastTransitionTime: now() }],
             nodeInfo: { architecture: 'amd64', operatingSystem: 'linux', kubeletVersion: 'v1.36.3', containerRuntimeVersion: 'pgim-test://1', kernelVersion: '', osImage: '', kubeProxyVersion: '', machineID: '', systemUUID: '', bootID: '' },
           },
@@ -781,6 +821,12 @@ export class TestKubelet {
     return out.join('\n');
   }
 
+  /** A test's fault injection: `signal` to the main process of a running pod's container (see PodRunner.signalMain). */
+  signalContainer(namespace: string, pod: string, container: string, signal: NodeJS.Signals): number {
+    for (const runner of this.pods.values()) if (runner.namespace === namespace && runner.pod.metadata.name === pod && !runner.done) return runner.signalMain(container, signal);
+    throw new Error(`pod ${namespace}/${pod} does not run on the test kubelet`);
+  }
+
   podIP(namespace: string, name: string): string | undefined {
     for (const runner of this.pods.values()) if (runner.namespace === namespace && runner.pod.metadata.name === name && !runner.done) return runner.ip;
     return undefined;
@@ -789,6 +835,7 @@ export class TestKubelet {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.loop;
+    await this.exec?.stop();
     await Promise.all([...this.pods.values()].map((p) => p.stop(10)));
     this.pods.clear();
   }

@@ -40,12 +40,15 @@ export async function installCnpgCrds(api: TestApiServer, crdDir: string): Promi
   await eventually(async () => ((await api.request('/apis/postgresql.cnpg.io/v1/clusters')).status === 200 ? true : undefined), 30_000, 'clusters served');
 }
 
-/** A CA and a serving certificate for 127.0.0.1 (openssl), for the operator's webhook server. */
-async function webhookCertificates(dir: string): Promise<string> {
+/**
+ * A CA (`ca.crt`) and a serving certificate for 127.0.0.1 (`apiserver.crt`/`apiserver.key`, openssl): the operator's
+ * webhook server, the test kubelet's exec server. Returns the CA's PEM.
+ */
+export async function servingCertificates(dir: string, name = 'cnpg-webhook-service'): Promise<string> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const p = (name: string): string => join(dir, name);
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=pgim-test-webhook-ca', '-keyout', p('ca.key'), '-out', p('ca.crt')]);
-  await run('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=cnpg-webhook-service', '-keyout', p('apiserver.key'), '-out', p('server.csr')]);
+  const p = (file: string): string => join(dir, file);
+  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=pgim-test-${name}-ca`, '-keyout', p('ca.key'), '-out', p('ca.crt')]);
+  await run('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${name}`, '-keyout', p('apiserver.key'), '-out', p('server.csr')]);
   await writeFile(p('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
   await run('openssl', ['x509', '-req', '-in', p('server.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', p('ext.cnf'), '-out', p('apiserver.crt')]);
   return readFile(p('ca.crt'), 'utf8');
@@ -111,7 +114,7 @@ export class CnpgOperator {
     await writeFile(kubeconfig, api.kubeconfigYaml({ token: (token.body as { status: { token: string } }).status.token }, operatorNamespace), { mode: 0o600 });
 
     const certDir = join(dir, 'webhook-certs');
-    const caBundle = Buffer.from(await webhookCertificates(certDir)).toString('base64');
+    const caBundle = Buffer.from(await servingCertificates(certDir)).toString('base64');
     const webhookPort = await freePort();
     for (const doc of parseAllDocuments(await readFile(join(manifestDir, 'webhook-manifests.yaml'), 'utf8'))) {
       const config = doc.toJS() as (Json & { kind: string; metadata: { name: string }; webhooks: { clientConfig: { service?: { path: string }; url?: string; caBundle?: string } }[] }) | null;

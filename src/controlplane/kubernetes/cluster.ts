@@ -36,6 +36,8 @@ export function clusterFingerprint(object: KubeObject | undefined): string {
       configMapResourceVersion: status.configMapResourceVersion,
       // CNPG's operator lists the Poolers there: a new one needs the pooler integration.
       poolerIntegrations: status.poolerIntegrations,
+      // CNPG's operator asks the primary for an in-place restart through this phase (no instance writes it).
+      inPlaceRestart: status.phase === 'Primary instance is being restarted in-place',
     },
   });
 }

@@ -7,6 +7,7 @@ import { sleep } from '../../async/sleep.js';
 import { ApiError, isApiStatus, type KubeClient } from './client.js';
 import type { EventRecorder, EventType } from './events.js';
 import { getNamedObject } from './object-watch.js';
+import { isInstancePhase, operatorPhasePatch } from './operator-phase.js';
 import { actionFields, clusters, describeAction, isRecord, objectPath, type ApiAction, type KubeObject } from './resources.js';
 
 /** Shown in `managedFields`: which writer owns which status field. */
@@ -79,6 +80,8 @@ export interface StatusReporterOptions {
   readonly events: EventRecorder;
   /** The Cluster as last seen, so a restarted pgim does not rewrite (or re-announce) a phase already there. */
   readonly observed: () => KubeObject | undefined;
+  /** CloudNativePG's operator owns the phase: only CNPG's instance-manager phases are written (./operator-phase.ts). */
+  readonly operatorDriven?: boolean;
 }
 
 /**
@@ -89,6 +92,8 @@ export interface StatusReporterOptions {
  */
 export class StatusReporter {
   private wantedPhase: PhaseReport | undefined;
+  /** Under the operator: an instance-manager phase not yet written (checked against a fresh copy, with the lock). */
+  private wantedOperatorPhase: PhaseReport | undefined;
   private writtenPhase: PhaseReport | undefined;
   private wantedPrimary: { podName: string; timestamp: string } | undefined;
   /** Backup conditions and times not yet written (the latest per key wins). */
@@ -105,7 +110,12 @@ export class StatusReporter {
   constructor(private readonly options: StatusReporterOptions) {}
 
   report(report: InstanceStatusReport): Promise<void> {
-    if (report.phase !== undefined) this.wantPhase({ phase: report.phase, phaseReason: report.phaseReason ?? '' });
+    if (report.phase !== undefined) {
+      const wanted = { phase: report.phase, phaseReason: report.phaseReason ?? '' };
+      if (this.options.operatorDriven !== true) this.wantPhase(wanted);
+      else if (isInstancePhase(wanted.phase, wanted.phaseReason)) this.wantedOperatorPhase = wanted;
+      else this.options.logger.debug(wanted, 'not written: the operator owns the Cluster phase');
+    }
     for (const condition of report.conditions ?? []) this.wantedBackup.conditions.set(condition.type, condition);
     for (const key of ['firstRecoverabilityPoint', 'lastSuccessfulBackup', 'lastFailedBackup'] as const) {
       const value = report[key];
@@ -162,6 +172,14 @@ export class StatusReporter {
         logger.debug({ phase: wanted.phase }, 'Cluster status patched');
       }
       if (wanted !== undefined) this.writtenPhase = wanted;
+      const operatorPhase = this.wantedOperatorPhase;
+      if (operatorPhase !== undefined) {
+        const written = await patchStatusWithLock(client, namespace, clusterName, (cluster) =>
+          operatorPhasePatch(isRecord(cluster.status) ? cluster.status : {}, operatorPhase.phase, operatorPhase.phaseReason, new Date()),
+        );
+        if (written) logger.info({ phase: operatorPhase.phase, phaseReason: operatorPhase.phaseReason }, 'Cluster phase written');
+        if (this.wantedOperatorPhase === operatorPhase) this.wantedOperatorPhase = undefined;
+      }
       await this.writeBackupStatus();
       await this.writeManagedRolesStatus();
       const tablespaces = this.wantedTablespaces;
