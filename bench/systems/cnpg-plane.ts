@@ -2,10 +2,10 @@ import { execFile, spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { promisify } from 'node:util';
-import { access, constants } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TestApiServer } from '../../test-kit/k8s/apiserver.js';
+import { executable } from '../../test-kit/k8s/binaries.js';
 import { isRoot } from '../env.js';
 import { installCrds } from './k8s-objects.js';
 
@@ -23,15 +23,6 @@ export interface KubernetesTools {
   manager: string;
   /** bench/cnpg-cluster-prep (scripts/build-cnpg-cluster-prep.sh): CNPG's Cluster defaults, Role and commands. */
   clusterPrep: string;
-}
-
-async function executable(path: string): Promise<boolean> {
-  try {
-    await access(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -8,7 +8,8 @@ export type BinaryLookup = { readonly dir: string } | { readonly skipReason: str
 /** CI must run the Kubernetes tests; anywhere else a machine without Go or cached binaries skips them, loudly. */
 export const isCi = process.env.CI === 'true';
 
-async function executable(path: string): Promise<boolean> {
+/** Whether `path` exists and is executable (searchable, for a folder). */
+export async function executable(path: string): Promise<boolean> {
   try {
     await access(path, constants.X_OK);
     return true;

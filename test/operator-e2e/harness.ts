@@ -1,25 +1,15 @@
 import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { access, constants } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { makeTempDir, removeTempDir, userIds, postgresUser, isRoot } from '../../test-kit/env.js';
 import { pgimEntry } from '../../test-kit/pgim.js';
-import { isCi, locateK8sBinaries } from '../k8s/binaries.js';
+import { executable, isCi, locateK8sBinaries } from '../k8s/binaries.js';
 import { cnpgDataDir, repoRoot } from '../k8s/paths.js';
 import { ControlPlane } from './control-plane.js';
 import { TestKubelet } from './kubelet.js';
 import { CnpgOperator, installCnpgCrds, servingCertificates } from './operator.js';
 
 export const cnpgCrdDir = join(cnpgDataDir, 'crds');
-
-async function executable(path: string): Promise<boolean> {
-  try {
-    await access(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** CloudNativePG's manager: `PGIM_CNPG_OPERATOR_BIN`, else scripts/build-cnpg-operator.sh (cached: instant). */
 async function locateOperator(): Promise<{ binary: string } | { skipReason: string }> {
