@@ -239,8 +239,10 @@ describe('CloudNativePG operator end to end (pods run pgim)', function () {
       return client;
     }, 'acked', 1);
     await waitFor('100 acknowledged commits', 120_000, () => Promise.resolve(writer.acked.length >= 100));
-    // What a crash of the instance manager is: its process killed; the pod's other processes (postgres) go with it.
-    h().kubelet.signalContainer(ns, oldPrimary, 'postgres', 'SIGKILL');
+    // The primary's instance manager killed (the pod's other processes, postgres, go with it) and its container kept
+    // down for 45 s, as on a node that failed: a container the kubelet restarts at once comes back as the primary
+    // before the operator decides (CNPG's operator then rightly does not fail over; a CI run saw exactly that).
+    h().kubelet.signalContainer(ns, oldPrimary, 'postgres', 'SIGKILL', 45_000);
     const killed = Date.now();
     await writer.finished;
     let newPrimary = '';

@@ -52,6 +52,8 @@ interface ContainerState {
   probeTimers: NodeJS.Timeout[];
   /** The environment it was started with (an exec gets the same). */
   env?: Record<string, string>;
+  /** A test's fault: the next restart waits this long (a node that is down, not a container the kubelet restarts at once). */
+  holdRestartMs?: number | undefined;
 }
 
 /** A pod's whole life on this node: volumes, init containers in order, containers, probes, status, deletion. */
@@ -392,6 +394,12 @@ class PodRunner {
       c.restartCount++;
       this.kubelet.note(`pod ${this.key}: container ${c.name} exited with ${code}; restart ${c.restartCount}`);
       await sleep(Math.min(10_000, 1000 * c.restartCount));
+      const hold = c.holdRestartMs;
+      c.holdRestartMs = undefined;
+      if (hold !== undefined) {
+        this.kubelet.note(`pod ${this.key}: restart of container ${c.name} held ${hold} ms by the test`);
+        await sleep(hold);
+      }
       if (this.isStopping()) return;
     }
   }
@@ -534,12 +542,13 @@ class PodRunner {
   /**
    * Signals a running container's main process only (the process the image's entrypoint became): what a crash of
    * the instance manager looks like. When it exits, the rest of its process group goes with it, as a pod's PID
-   * namespace would, and the restart policy applies. Returns the pid signalled.
+   * namespace would, and the restart policy applies (after `holdRestartMs` more, when given). Returns the pid signalled.
    */
-  signalMain(name: string, signal: NodeJS.Signals): number {
+  signalMain(name: string, signal: NodeJS.Signals, holdRestartMs?: number): number {
     const c = this.containers.find((x) => x.name === name);
     const pid = c?.proc?.pid;
-    if (pid === undefined) throw new Error(`pod ${this.key}: container ${name} is not running`);
+    if (c === undefined || pid === undefined) throw new Error(`pod ${this.key}: container ${name} is not running`);
+    c.holdRestartMs = holdRestartMs;
     this.kubelet.note(`pod ${this.key}: ${signal} to container ${name} (pid ${pid}) by the test`);
     process.kill(pid, signal);
     return pid;
@@ -822,8 +831,8 @@ export class TestKubelet {
   }
 
   /** A test's fault injection: `signal` to the main process of a running pod's container (see PodRunner.signalMain). */
-  signalContainer(namespace: string, pod: string, container: string, signal: NodeJS.Signals): number {
-    for (const runner of this.pods.values()) if (runner.namespace === namespace && runner.pod.metadata.name === pod && !runner.done) return runner.signalMain(container, signal);
+  signalContainer(namespace: string, pod: string, container: string, signal: NodeJS.Signals, holdRestartMs?: number): number {
+    for (const runner of this.pods.values()) if (runner.namespace === namespace && runner.pod.metadata.name === pod && !runner.done) return runner.signalMain(container, signal, holdRestartMs);
     throw new Error(`pod ${namespace}/${pod} does not run on the test kubelet`);
   }
 
