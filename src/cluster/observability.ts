@@ -65,6 +65,14 @@ export interface ProbeStrategy {
 export interface ProbesSpec {
   readonly startup: ProbeStrategy;
   readonly readiness: ProbeStrategy;
+  /** `liveness.isolationCheck` when enabled (CNPG's pinger; see src/webserver/isolation-check.ts); undefined: off. */
+  readonly isolationCheck: IsolationCheck | undefined;
+}
+
+/** `spec.probes.liveness.isolationCheck`, CNPG's defaults applied (1000 ms each, as its CRD writes them). */
+export interface IsolationCheck {
+  readonly requestTimeoutMs: number;
+  readonly connectionTimeoutMs: number;
 }
 
 const keySelector = z
@@ -98,7 +106,19 @@ export const monitoringSchema = z
   })
   .loose();
 
-export const probesSchema = z.object({ startup: probe.optional(), readiness: probe.optional() }).loose();
+/** 0 is Go's omitted value: the CRD's default (1000 ms) applies. */
+const milliseconds = z.number().int('must be a whole number of milliseconds').min(0, 'must not be negative').max(3_600_000);
+
+const liveness = z
+  .object({
+    isolationCheck: z
+      .object({ enabled: z.boolean().optional(), requestTimeout: milliseconds.optional(), connectionTimeout: milliseconds.optional() })
+      .loose()
+      .optional(),
+  })
+  .loose();
+
+export const probesSchema = z.object({ startup: probe.optional(), readiness: probe.optional(), liveness: liveness.optional() }).loose();
 
 export const observabilityManifestSchema = z
   .object({
@@ -164,6 +184,14 @@ export type ObservabilityManifest = z.infer<typeof observabilityManifestSchema>;
 
 const defaultProbe: ProbeStrategy = { type: 'pg_isready', maximumLag: undefined };
 
+/** Absent: no check (CNPG's instance manager checks nothing without it; its webhook writes `enabled: true`). */
+function resolveIsolationCheck(p: z.infer<typeof liveness> | undefined): IsolationCheck | undefined {
+  const check = p?.isolationCheck;
+  if (check === undefined || check.enabled === false) return undefined;
+  const orDefault = (ms: number | undefined): number => (ms === undefined || ms === 0 ? 1000 : ms);
+  return { requestTimeoutMs: orDefault(check.requestTimeout), connectionTimeoutMs: orDefault(check.connectionTimeout) };
+}
+
 function resolveProbe(p: z.infer<typeof probe> | undefined): ProbeStrategy {
   if (!p) return defaultProbe;
   return { type: p.type, maximumLag: p.maximumLag === undefined ? undefined : parseQuantity(p.maximumLag) };
@@ -184,7 +212,7 @@ export function resolveObservability(manifest: ObservabilityManifest, clusterNam
       queriesTtlSeconds: monitoring?.metricsQueriesTTL === undefined ? 30 : (parseGoDuration(monitoring.metricsQueriesTTL) ?? 30),
       tlsEnabled: monitoring?.tls?.enabled ?? false,
     },
-    probes: { startup: resolveProbe(probes?.startup), readiness: resolveProbe(probes?.readiness) },
+    probes: { startup: resolveProbe(probes?.startup), readiness: resolveProbe(probes?.readiness), isolationCheck: resolveIsolationCheck(probes?.liveness) },
     operatorCertificateFingerprint: fingerprint === '' ? undefined : fingerprint,
     serverTlsSecretName: resolveCertificateSecrets(manifest.spec.certificates, status?.certificates, clusterName).serverTLS,
     clusterFacts: clusterFacts(manifest, clusterName),

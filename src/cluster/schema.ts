@@ -11,6 +11,7 @@ import { ldapSchema, resolveLdap, type LdapConfiguration } from './ldap.js';
 import { isDnsLabel, isObjectName } from './names.js';
 import { resolveTablespaces, tablespacesSchema, type TablespaceSpec } from './tablespaces.js';
 import { monitoringSchema, probesSchema, resolveObservability, type ObservabilitySpec } from './observability.js';
+import { replicationSlotsSchema, resolveSlotSynchronization, type SlotSynchronization } from './replication-slots.js';
 import { resolveSynchronous, synchronousSchema, syncReplicasSchema, type SynchronousReplication } from './synchronous.js';
 
 /**
@@ -83,6 +84,7 @@ export const clusterManifestSchema = z
         minSyncReplicas: syncReplicasSchema.optional(),
         maxSyncReplicas: syncReplicasSchema.optional(),
         certificates: certificatesSchema.optional(),
+        replicationSlots: replicationSlotsSchema.optional(),
       })
       .loose(),
     status: z
@@ -151,6 +153,8 @@ export interface Cluster {
   readonly tablespaces: readonly TablespaceSpec[];
   /** spec.postgresql.synchronous or the legacy min/maxSyncReplicas; undefined: asynchronous standbys. */
   readonly synchronous: SynchronousReplication;
+  /** spec.replicationSlots.synchronizeReplicas and updateInterval: replicas follow the primary's user slots. */
+  readonly slotSynchronization: SlotSynchronization;
   /** Fields pgim does not implement that the `pgim.io/ignoreUnsupportedFields` annotation accepts ignoring. */
   readonly ignoredFields: readonly string[];
 }
@@ -205,6 +209,7 @@ export function resolveCluster(manifest: ClusterManifest, source: string): Clust
       { instances: spec.instances, synchronous: spec.postgresql.synchronous, minSyncReplicas: spec.minSyncReplicas, maxSyncReplicas: spec.maxSyncReplicas },
       source,
     ),
+    slotSynchronization: resolveSlotSynchronization(spec.replicationSlots),
     ignoredFields,
   };
 }

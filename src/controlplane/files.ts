@@ -88,7 +88,18 @@ export class FilesControlPlane implements ControlPlane {
       if (err instanceof ConfinedReadError) throw new ConfigError(this.clusterSource, '', err.message);
       throw err;
     }
-    return parseClusterManifest(decodeManifest(text, this.clusterSource), this.clusterSource);
+    const cluster = parseClusterManifest(decodeManifest(text, this.clusterSource), this.clusterSource);
+    if (cluster.observability.probes.isolationCheck !== undefined) {
+      // CNPG's check restarts a primary only when the API server does not answer either: that answer is what tells
+      // "I am cut off" from "my replicas are down". Files mode has no API server, so peers alone would restart a
+      // primary whose replicas merely stopped, which the check exists to avoid.
+      throw new ConfigError(
+        this.clusterSource,
+        'spec.probes.liveness.isolationCheck.enabled',
+        'is only available in Kubernetes mode (it asks the API server and the other instances); set it to false in files mode',
+      );
+    }
+    return cluster;
   }
 
   /**

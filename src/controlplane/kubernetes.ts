@@ -195,6 +195,22 @@ export class KubernetesControlPlane implements ControlPlane {
     };
   }
 
+  async checkApiServer(timeoutMs: number): Promise<void> {
+    const cluster = await getNamedObject(this.client, clusters, this.namespace, this.clusterName, AbortSignal.timeout(timeoutMs));
+    if (cluster === undefined) throw new Error(`${this.clusterSource} does not exist`);
+    this.latestCluster = cluster;
+  }
+
+  reportedInstanceIps(): ReadonlyMap<string, string> {
+    const reported = isRecord(this.latestCluster?.status) ? this.latestCluster.status.instancesReportedState : undefined;
+    const ips = new Map<string, string>();
+    if (!isRecord(reported)) return ips;
+    for (const [name, state] of Object.entries(reported)) {
+      if (isRecord(state) && typeof state.ip === 'string' && state.ip !== '') ips.set(name, state.ip);
+    }
+    return ips;
+  }
+
   primaryServiceHost(clusterName: string): string {
     return `${clusterName}-rw`;
   }

@@ -122,6 +122,13 @@ export interface ControlPlane {
    * manager writes (src/rollout/operator-decision.ts) and restarts only when asked.
    */
   readonly operatorDriven?: boolean;
+  /**
+   * Kubernetes mode: GETs the Cluster within `timeoutMs`, rejecting when the API server does not serve it (the
+   * liveness isolation check's "can I reach the API server"). Absent in files mode, which has no API server.
+   */
+  checkApiServer?(timeoutMs: number): Promise<void>;
+  /** Kubernetes mode: `status.instancesReportedState` of the last Cluster seen (instance -> pod IP, as CNPG's operator reports). */
+  reportedInstanceIps?(): ReadonlyMap<string, string>;
   /** Reads and validates the Cluster. Throws ConfigError naming the source and field. */
   readCluster(): Promise<Cluster>;
   /** Undefined when the Secret does not exist; throws ConfigError when it exists but cannot be used. */

@@ -25,6 +25,8 @@ import { cloneExternalCluster, cloneSource, refuseDemotionAtStart } from './clon
 import { watchStreamingStandbys } from '../replication/standby-watch.js';
 import { watchHaSlots } from '../replication/ha-slot-watch.js';
 import { haSlotName } from '../replication/topology.js';
+import { SlotReplicator } from '../replication/slot-sync.js';
+import { certificatePaths } from '../tls/files.js';
 import { cloneWhenPrimaryAnswers, confirmDesiredState, failStartup, httpBindAddress, load, openInstance } from './startup.js';
 
 /**
@@ -190,9 +192,27 @@ export class Daemon {
           void reconciler.trigger('replication slots missing');
         },
       });
+      // A replica follows the primary's user slots (spec.replicationSlots.synchronizeReplicas), so a failover keeps them.
+      const slotReplicator = new SlotReplicator({
+        withSession: (fn) => instance.withHeldSession(fn),
+        primary: () => {
+          const { topology, layout } = reconciler.desired;
+          const address = topology.addresses.get(topology.primary);
+          // The pass itself also checks that postgres is in recovery (a former primary not demoted yet keeps its slots).
+          const follows = state.accepting && state.phase === 'running' && !topology.isPrimary;
+          return follows && address !== undefined ? { address, certificates: certificatePaths(layout.certificatesDir) } : undefined;
+        },
+        config: () => reconciler.desired.cluster.slotSynchronization,
+        logger,
+      }).start();
+      // A changed Cluster (its slot settings, a new primary) is followed at once, as CNPG's replicator does.
+      source.subscribe(() => {
+        slotReplicator.nudge();
+      });
       this.onDispose(() => {
         standbys.stop();
         slots.stop();
+        slotReplicator.stop();
       });
       source.start();
       const supervised = supervisor.run({

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { BackupService } from '../backup/service.js';
@@ -23,6 +24,9 @@ import { createStatusHandler, serveApp } from '../webserver/server.js';
 import { ServerCertificate } from '../webserver/tls.js';
 import { registerBackupMetrics } from '../backup/metrics.js';
 import { archivePartialWal } from '../backup/endpoints.js';
+import { coalesced } from '../async/coalesce.js';
+import { certificatePaths } from '../tls/files.js';
+import { failsafePeers, livenessWithIsolationCheck } from '../webserver/isolation-check.js';
 
 export interface ObservabilityDeps {
   readonly options: Pick<InstanceOptions, 'statusPort' | 'metricsPort' | 'statusTls' | 'metricsTls'>;
@@ -67,6 +71,21 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
     () => connectSocket(connection, { user: 'postgres', database: 'postgres', applicationName: 'pgim_backup', timeoutMs: 5000, settings: '' }),
     logger,
   );
+  const isPrimaryFromFiles = async (): Promise<boolean> => !state.rejoiningAsReplica && !(await instance.isStandby());
+  // Concurrent probes share one check; each later probe checks again (CNPG caches nothing here either).
+  const liveness = coalesced(
+    () =>
+      livenessWithIsolationCheck({
+        config: () => spec().probes.isolationCheck,
+        instances: () => source.lastCluster.instances,
+        isPrimary: isPrimaryFromFiles,
+        apiServer: controlPlane.checkApiServer?.bind(controlPlane),
+        peers: () => failsafePeers(source.current.topology, controlPlane.reportedInstanceIps?.() ?? new Map(), deps.options.statusPort, statusTls),
+        serverCa: () => readFile(certificatePaths(source.current.layout.certificatesDir).serverCa),
+        logger,
+      }),
+    0,
+  );
   const statusApp = createStatusHandler(
     {
       state,
@@ -75,7 +94,8 @@ export async function startStatusAndMetrics(deps: ObservabilityDeps): Promise<Se
       probes,
       queryPostgres: () => instance.status(cluster.name),
       readyWalFiles: () => countReadyWalFiles(instance.pgdata),
-      isPrimaryFromFiles: async () => !state.rejoiningAsReplica && !(await instance.isStandby()),
+      isPrimaryFromFiles,
+      liveness,
       isPgRewindRunning: () => instance.isPgRewindRunning,
       backupMode,
       ...(backups === undefined

@@ -16,6 +16,11 @@ export interface Topology {
   /** `<cluster>-1` .. `<cluster>-<instances>`. */
   instances: string[];
   addresses: ReadonlyMap<string, Address>;
+  /**
+   * Where an instance's status server (:8000) listens when the `<cluster>-hosts` ConfigMap says so (key
+   * `<instance>.status`, `host:port`: a one-machine cluster); otherwise its pod IP or host on this instance's status port.
+   */
+  statusAddresses: ReadonlyMap<string, Address>;
 }
 
 /** The optional files-mode ConfigMap that maps instance names to `host:port` (a one-machine cluster). */
@@ -47,15 +52,18 @@ export async function resolveTopology(cluster: Cluster, self: string, controlPla
   // A single instance never needs peer addresses (nor read access to this ConfigMap).
   const hosts = cluster.instances > 1 ? await controlPlane.readConfigMap(name, { optional: true }) : undefined;
   const addresses = new Map<string, Address>();
+  const statusAddresses = new Map<string, Address>();
   for (const instance of new Set([...instances, self])) {
     const entry = hosts?.get(instance);
     addresses.set(instance, entry ? parseAddress(entry.toString('utf8'), `configmap ${name}`, instance, 5432) : { host: instance, port: 5432 });
+    const status = hosts?.get(`${instance}.status`);
+    if (status !== undefined) statusAddresses.set(instance, parseAddress(status.toString('utf8'), `configmap ${name}`, `${instance}.status`, 8000));
   }
   const primary = cluster.targetPrimary ?? `${cluster.name}-1`;
   const primaryService = hosts?.get(primary) === undefined ? controlPlane.primaryServiceHost?.(cluster.name) : undefined;
   if (primaryService !== undefined) addresses.set(primary, { host: primaryService, port: 5432 });
   else if (!addresses.has(primary)) addresses.set(primary, { host: primary, port: 5432 });
-  return { self, primary, isPrimary: primary === self, instances, addresses };
+  return { self, primary, isPrimary: primary === self, instances, addresses, statusAddresses };
 }
 
 /** CNPG's HA slot name for an instance: `_cnpg_` + the name with every non-[a-z0-9_] character as `_`. */

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import type pg from 'pg';
 import { pgDriver } from '../postgres/sql.js';
 import type { CertificatePaths } from '../tls/files.js';
 import type { Address } from './topology.js';
@@ -21,14 +22,26 @@ export async function replicationSsl(paths: CertificatePaths): Promise<Ssl> {
  * Asks `address`, as streaming_replica with its certificate (the way this instance's WAL receiver connects), for
  * its timeline when it is a primary: undefined while it is unreachable or in recovery (with why, when it failed).
  */
-async function askPrimaryTimeline(address: Address, ssl: Ssl, standbyToo = false): Promise<{ timeline: number | undefined; problem?: string }> {
+/**
+ * One session on another instance as streaming_replica with the replication certificate (how this instance's WAL
+ * receiver connects; pg_hba lets it into the `postgres` database), closed after `fn`.
+ */
+export async function withReplicationSession<T>(address: Address, ssl: Ssl, fn: (client: pg.Client) => Promise<T>, connectTimeoutMs = 2000): Promise<T> {
   const { Client } = await pgDriver();
-  const client = new Client({ host: address.host, port: address.port, user: 'streaming_replica', database: 'postgres', ssl, connectionTimeoutMillis: 2000 });
+  const client = new Client({ host: address.host, port: address.port, user: 'streaming_replica', database: 'postgres', ssl, connectionTimeoutMillis: connectTimeoutMs });
   client.on('error', () => undefined);
   try {
     await client.connect();
-    const { rows } = await client.query<{ wal: string | null }>(
-      'SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END AS wal',
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function askPrimaryTimeline(address: Address, ssl: Ssl, standbyToo = false): Promise<{ timeline: number | undefined; problem?: string }> {
+  try {
+    const { rows } = await withReplicationSession(address, ssl, (client) =>
+      client.query<{ wal: string | null }>('SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END AS wal'),
     );
     // A replica cluster's designated primary is in recovery: that it answers is all a joining replica needs.
     if (standbyToo && rows[0]?.wal === null) return { timeline: 0 };
@@ -37,8 +50,6 @@ async function askPrimaryTimeline(address: Address, ssl: Ssl, standbyToo = false
     return typeof wal === 'string' ? { timeline: parseInt(wal.slice(0, 8), 16) } : { timeline: undefined, problem: 'in recovery' };
   } catch (err) {
     return { timeline: undefined, problem: err instanceof Error ? err.message : String(err) };
-  } finally {
-    await client.end().catch(() => undefined);
   }
 }
 
@@ -69,16 +80,14 @@ export async function waitForPrimary(address: Address, paths: CertificatePaths, 
  * pg_basebackup can map each folder onto its own. Throws when the primary cannot be asked.
  */
 export async function primaryTablespaces(address: Address, paths: CertificatePaths): Promise<{ name: string; location: string }[]> {
-  const { Client } = await pgDriver();
-  const client = new Client({ host: address.host, port: address.port, user: 'streaming_replica', database: 'postgres', ssl: await replicationSsl(paths), connectionTimeoutMillis: 5000 });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    const { rows } = await client.query<{ name: string; location: string }>(
-      "SELECT spcname AS name, pg_catalog.pg_tablespace_location(oid) AS location FROM pg_catalog.pg_tablespace WHERE spcname NOT LIKE 'pg\\_%'",
-    );
-    return rows;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+  const { rows } = await withReplicationSession(
+    address,
+    await replicationSsl(paths),
+    (client) =>
+      client.query<{ name: string; location: string }>(
+        "SELECT spcname AS name, pg_catalog.pg_tablespace_location(oid) AS location FROM pg_catalog.pg_tablespace WHERE spcname NOT LIKE 'pg\\_%'",
+      ),
+    5000,
+  );
+  return rows;
 }

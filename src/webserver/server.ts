@@ -14,7 +14,7 @@ import { coalesced } from '../async/coalesce.js';
 import { buildStatusDocument, type ManagerInfo } from './document.js';
 import { createHardenedServer, defaultHardening, listen, type HardeningOptions, type RequestHandler } from './http.js';
 import { requireOperator } from './operator-auth.js';
-import type { Probes } from './probes.js';
+import type { ProbeResult, Probes } from './probes.js';
 import type { ObservabilitySpec } from '../cluster/observability.js';
 
 export interface StatusSource {
@@ -39,6 +39,8 @@ export interface StatusSource {
   archivePartialWal?: () => Promise<string>;
   /** Archiving and base backups (POST /pg/backup, the `backup` part of /pg/status), when this instance runs them. */
   backups?: BackupService;
+  /** `/healthz` with `spec.probes.liveness.isolationCheck` (./isolation-check.ts); absent: always OK. */
+  liveness?: () => Promise<ProbeResult>;
 }
 
 /** /pg/status answers from one query round per this many ms, whatever the number of clients. */
@@ -82,6 +84,7 @@ function publicRoutes(source: StatusSource, logger: Logger): Map<string, () => P
     // Never answer for a new postmaster (after a crash or restart) with what the previous one said.
   }, statusMaxAgeMs, () => `${String(source.state.postmaster?.pid)}:${source.state.phase}:${String(source.state.accepting)}`);
   const ok = (): Promise<Reply> => Promise.resolve(text(200, 'OK'));
+  const liveness = source.liveness;
   const status = async (): Promise<Reply> => {
     const { state, info } = source;
     if (source.isPgRewindRunning()) {
@@ -106,9 +109,12 @@ function publicRoutes(source: StatusSource, logger: Logger): Map<string, () => P
     }
   };
   return new Map<string, () => Promise<Reply>>([
-    // Liveness never checks PostgreSQL and never calls a remote service (CNPG #7901): a slow recovery or an API
-    // outage must not get the container killed.
-    ['/healthz', ok],
+    // Liveness never checks PostgreSQL (CNPG #7901): a slow recovery must not get the container killed. Only a
+    // primary with the isolation check, cut off from the API server and its peers, fails it.
+    ['/healthz', liveness === undefined ? ok : async () => {
+      const result = await liveness();
+      return text(result.ok ? 200 : 500, result.message);
+    }],
     ['/failsafe', ok],
     ['/readyz', async () => {
       const result = await source.probes.readiness(source.spec().probes.readiness);
