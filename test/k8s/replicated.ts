@@ -37,7 +37,16 @@ export class ReplicatedK8sCluster {
 
   static async create(
     server: TestApiServer,
-    setup: { namespacePrefix: string; clusterName: string; instances: number; appPassword: string; superuserPassword: string; cluster: TestClusterOptions },
+    setup: {
+      namespacePrefix: string;
+      clusterName: string;
+      instances: number;
+      appPassword: string;
+      superuserPassword: string;
+      cluster: TestClusterOptions;
+      /** The instances reach the API server on this port of 127.0.0.1 (a TcpProxy the test can close) instead of its own. */
+      apiServerPort?: number;
+    },
   ): Promise<ReplicatedK8sCluster> {
     const { clusterName } = setup;
     const namespace = await createNamespace(server, setup.namespacePrefix);
@@ -62,7 +71,13 @@ export class ReplicatedK8sCluster {
       const res = await server.request(namespacedPath(namespace, 'secrets'), { method: 'POST', body: { apiVersion: 'v1', kind: 'Secret', metadata: { name: secret }, type: 'Opaque', data } });
       assert.equal(res.status, 201, res.text);
     }
-    const hosts = Object.fromEntries([...cluster.nodes.values()].map((node) => [node.name, `127.0.0.1:${node.ports.pgPort}`]));
+    // Each instance's PostgreSQL, and its status server (`<instance>.status`, which a primary's isolation check pings).
+    const hosts = Object.fromEntries(
+      [...cluster.nodes.values()].flatMap((node) => [
+        [node.name, `127.0.0.1:${node.ports.pgPort}`],
+        [`${node.name}.status`, `127.0.0.1:${node.ports.statusPort}`],
+      ]),
+    );
     const configMap = await server.request(namespacedPath(namespace, 'configmaps'), {
       method: 'POST',
       body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `${clusterName}-hosts` }, data: hosts },
@@ -74,7 +89,9 @@ export class ReplicatedK8sCluster {
     assert.equal(created.status, 201, created.text);
     const kube = join(cluster.base, 'kube');
     await mkdir(kube, { recursive: true });
-    await writeFile(join(kube, 'kubeconfig'), server.kubeconfigYaml({ token: await mintToken(server, namespace, clusterName) }, namespace), { mode: 0o600 });
+    const kubeconfig = server.kubeconfigYaml({ token: await mintToken(server, namespace, clusterName) }, namespace);
+    const viaPort = setup.apiServerPort === undefined ? kubeconfig : kubeconfig.replace(`server: ${server.url}`, `server: https://127.0.0.1:${setup.apiServerPort}`);
+    await writeFile(join(kube, 'kubeconfig'), viaPort, { mode: 0o600 });
     await handToPostgres(kube);
     return cluster;
   }
