@@ -84,9 +84,6 @@ describe('CloudNativePG operator end to end (pods run pgim)', function () {
         imageName: 'ghcr.io/cloudnative-pg/postgresql:15',
         storage: { size: '1Gi' },
         bootstrap: { initdb: { database: 'app', owner: 'app' } },
-        // CNPG's webhook enables both by default; pgim refuses them (exit 3, field named) as not implemented.
-        probes: { liveness: { isolationCheck: { enabled: false } } },
-        replicationSlots: { synchronizeReplicas: { enabled: false } },
       },
     };
   }
@@ -163,6 +160,9 @@ describe('CloudNativePG operator end to end (pods run pgim)', function () {
     await waitHealthy(ns, 'three', 3, 420_000, 'three-1');
     const healthyMs = Date.now() - threeApplied;
     const cluster = await getCluster(ns, 'three');
+    // CNPG's webhook turned on the liveness isolation check and the slot replicator: pgim runs with both.
+    assert.equal(cluster.spec.probes?.liveness?.isolationCheck?.enabled, true, JSON.stringify(cluster.spec.probes));
+    assert.deepEqual([cluster.spec.replicationSlots?.synchronizeReplicas?.enabled, cluster.spec.replicationSlots?.updateInterval], [true, 30]);
     const reported = cluster.status.instancesReportedState as Record<string, { isPrimary: boolean }>;
     assert.deepEqual(Object.keys(reported).sort(), ['three-1', 'three-2', 'three-3']);
     assert.deepEqual(Object.entries(reported).filter(([, r]) => r.isPrimary).map(([pod]) => pod), ['three-1']);
