@@ -4,7 +4,8 @@ import { errorMessage } from '../errors/index.js';
 import { isExcludedSlot, type SlotSynchronization } from '../cluster/replication-slots.js';
 import type { CertificatePaths } from '../tls/files.js';
 import { parseLsn } from './synchronous.js';
-import type { Address } from './topology.js';
+// pgim's HA slots (`_cnpg_<instance>`): a new primary makes them as it promotes; the replicator leaves them alone.
+import { haSlotPrefix, type Address } from './topology.js';
 import { replicationSsl, withReplicationSession } from './wait-primary.js';
 
 /** A physical, non-temporary slot as CNPG's replicator lists it (infrastructure.List). */
@@ -22,10 +23,7 @@ export type SlotAction =
   | { readonly kind: 'advance'; readonly slot: string; readonly to: string }
   | { readonly kind: 'drop'; readonly slot: string };
 
-/** pgim's HA slots (`_cnpg_<instance>`): the primary makes them at promotion; the replicator leaves them alone. */
-const haSlotPrefix = '_cnpg_';
-
-export const listSlotsQuery = `SELECT slot_name AS name, active, restart_lsn::text AS "restartLsn",
+const listSlotsQuery = `SELECT slot_name AS name, active, restart_lsn::text AS "restartLsn",
   xmin IS NOT NULL OR catalog_xmin IS NOT NULL AS "holdsXmin"
   FROM pg_catalog.pg_replication_slots WHERE NOT temporary AND slot_type = 'physical' ORDER BY slot_name`;
 

@@ -66,7 +66,10 @@ export async function resolveTopology(cluster: Cluster, self: string, controlPla
   return { self, primary, isPrimary: primary === self, instances, addresses, statusAddresses };
 }
 
+/** CNPG's default `replicationSlots.highAvailability.slotPrefix` (the only one pgim accepts). */
+export const haSlotPrefix = '_cnpg_';
+
 /** CNPG's HA slot name for an instance: `_cnpg_` + the name with every non-[a-z0-9_] character as `_`. */
 export function haSlotName(instance: string): string {
-  return `_cnpg_${instance.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`;
+  return `${haSlotPrefix}${instance.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`;
 }
