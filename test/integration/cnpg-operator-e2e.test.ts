@@ -73,7 +73,7 @@ describe('CloudNativePG operator end to end (pods run pgim)', function () {
     });
   }
 
-  function clusterManifest(name: string, instances: number): K8sObject {
+  function clusterManifest(name: string, instances: number, extra: K8sObject = {}): K8sObject {
     return {
       apiVersion: 'postgresql.cnpg.io/v1',
       kind: 'Cluster',
@@ -84,6 +84,7 @@ describe('CloudNativePG operator end to end (pods run pgim)', function () {
         imageName: 'ghcr.io/cloudnative-pg/postgresql:15',
         storage: { size: '1Gi' },
         bootstrap: { initdb: { database: 'app', owner: 'app' } },
+        ...extra,
       },
     };
   }
@@ -95,10 +96,15 @@ describe('CloudNativePG operator end to end (pods run pgim)', function () {
     return started;
   }
 
-  async function appSecret(ns: string, cluster: string): Promise<Record<string, string>> {
-    const res = await h().plane.api.request(`/api/v1/namespaces/${ns}/secrets/${cluster}-app`);
+  async function appSecret(ns: string, cluster: string, suffix = 'app'): Promise<Record<string, string>> {
+    const res = await h().plane.api.request(`/api/v1/namespaces/${ns}/secrets/${cluster}-${suffix}`);
     assert.equal(res.status, 200, res.text);
     return Object.fromEntries(Object.entries((res.body as K8sObject).data as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+  }
+
+  /** The operator's `<cluster>-superuser` Secret, for the `postgres` database (its dbname is `*`). */
+  async function superuser(ns: string, cluster: string): Promise<Record<string, string>> {
+    return { ...(await appSecret(ns, cluster, 'superuser')), dbname: 'postgres' };
   }
 
   /** GET https://<pod IP>:8000/pg/status (public; pgim's serving certificate is issued by the Cluster's CA). */
@@ -156,13 +162,14 @@ describe('CloudNativePG operator end to end (pods run pgim)', function () {
   it('instances: 3 — two join Jobs, three ready pods, replicas streaming over TLS, the Cluster healthy', async () => {
     const ns = 'e2e-three';
     await createNamespace(ns);
-    threeApplied = await applyCluster(ns, clusterManifest('three', 3));
+    // A superuser to create a replication slot; slots followed every 5 s instead of CNPG's default 30.
+    threeApplied = await applyCluster(ns, clusterManifest('three', 3, { enableSuperuserAccess: true, replicationSlots: { updateInterval: 5 } }));
     await waitHealthy(ns, 'three', 3, 420_000, 'three-1');
     const healthyMs = Date.now() - threeApplied;
     const cluster = await getCluster(ns, 'three');
     // CNPG's webhook turned on the liveness isolation check and the slot replicator: pgim runs with both.
     assert.equal(cluster.spec.probes?.liveness?.isolationCheck?.enabled, true, JSON.stringify(cluster.spec.probes));
-    assert.deepEqual([cluster.spec.replicationSlots?.synchronizeReplicas?.enabled, cluster.spec.replicationSlots?.updateInterval], [true, 30]);
+    assert.equal(cluster.spec.replicationSlots?.synchronizeReplicas?.enabled, true, JSON.stringify(cluster.spec.replicationSlots));
     const reported = cluster.status.instancesReportedState as Record<string, { isPrimary: boolean }>;
     assert.deepEqual(Object.keys(reported).sort(), ['three-1', 'three-2', 'three-3']);
     assert.deepEqual(Object.entries(reported).filter(([, r]) => r.isPrimary).map(([pod]) => pod), ['three-1']);
@@ -172,6 +179,11 @@ describe('CloudNativePG operator end to end (pods run pgim)', function () {
     // The primary's /pg/status (what the operator and `kubectl cnpg status` read): both replicas streaming.
     const replication = ((await instanceStatus(podIP(ns, 'three-1'))).replicationInfo ?? []) as K8sObject[];
     assert.deepEqual(replication.map((r) => [r.applicationName, r.state]).sort(), [['three-2', 'streaming'], ['three-3', 'streaming']]);
+    // A consumer's slot on the primary is followed by both replicas (the next test promotes one of them).
+    await psql(podIP(ns, 'three-1'), await superuser(ns, 'three'), "select pg_create_physical_replication_slot('e2e_consumer', true)");
+    for (const replica of ['three-2', 'three-3']) {
+      await waitFor(`e2e_consumer on ${replica}`, 120_000, async () => (await psql(podIP(ns, replica), await superuser(ns, 'three'), "select count(*) from pg_replication_slots where slot_name = 'e2e_consumer' and restart_lsn is not null")) === '1');
+    }
     process.stdout.write(`      [operator-e2e] instances: 3 — healthy after ${healthyMs} ms\n`);
   });
 
@@ -189,6 +201,7 @@ describe('CloudNativePG operator end to end (pods run pgim)', function () {
     const secret = await appSecret(ns, 'three');
     await waitFor('three-2 writable', 180_000, async () => (await psql(podIP(ns, 'three-2'), secret, 'select not pg_is_in_recovery()')) === 't');
     const writableMs = Date.now() - started;
+    assert.equal(await psql(podIP(ns, 'three-2'), await superuser(ns, 'three'), "select count(*) from pg_replication_slots where slot_name = 'e2e_consumer'"), '1', "the consumer's slot is on the new primary");
     await psql(podIP(ns, 'three-2'), secret, 'create table switched (x int); insert into switched values (1)');
     await waitFor('the former primary to replay the write', 180_000, async () => (await psql(podIP(ns, 'three-1'), secret, 'select count(*) from switched')) === '1');
     await waitFor('the operator to see three-2 as the only primary', 180_000, async () => {
