@@ -78,4 +78,15 @@ describe('V8 code cache for the command bundles (src/process/code-cache.ts)', ()
       assert.equal(loadInChild(join(commandsDir, `${command}.cjs`)).cacheUsed, true, `${command}: V8 rejected the shipped code cache`);
     }
   });
+
+  it('wal-archive and wal-restore (run once per WAL file) hold neither pino nor the S3 client, which is its own file', async function () {
+    const commandsDir = join(pgimEntry, '..', 'commands');
+    const files = await readdir(commandsDir).catch(() => [] as string[]);
+    if (!files.includes('wal-archive.cjs')) this.skip();
+    for (const command of ['wal-archive', 'wal-restore']) {
+      const sources = (JSON.parse(await readFile(join(commandsDir, `${command}.cjs.map`), 'utf8')) as { sources: string[] }).sources;
+      assert.deepEqual(sources.filter((source) => /node_modules\/(pino|@aws-sdk)\//.test(source)), [], command);
+      assert.match(await readFile(join(commandsDir, `${command}.cjs`), 'utf8'), /require\("\.\/aws-sdk-client-s3\.cjs"\)/, command);
+    }
+  });
 });
