@@ -5,6 +5,7 @@
 import '../src/process/signals.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ExitCode } from '../src/errors/index.js';
 import { ambientKubeconfig, inClusterAvailable } from '../src/controlplane/kubernetes/environment.js';
@@ -102,6 +103,20 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
 };
 
 class UsageError extends Error {}
+
+/** `true` in the bundle (scripts/bundle.ts defines it); absent in tsc's per-file output. */
+declare const PGIM_COMMAND_BUNDLES: true | undefined;
+
+/**
+ * A short-lived command's modules from its own bundle, dist/cmd/commands/<name>.cjs, compiled from V8's code cache
+ * (src/process/code-cache.ts). Each call site reads
+ * `typeof PGIM_COMMAND_BUNDLES !== 'undefined' ? await commandBundle(...) : await import(...)`: in the bundle the
+ * condition is a constant, so esbuild leaves the tsc module out; run from tsc's output, the module is imported.
+ */
+async function commandBundle<T>(name: 'switchover' | 'wal-archive' | 'wal-restore' | 'status' | 'backup' | 'backup-request'): Promise<T> {
+  const { loadBundle } = await import('../src/process/code-cache.js');
+  return loadBundle<T>(fileURLToPath(new URL(`commands/${name}.cjs`, import.meta.url))).exports;
+}
 
 function usage(command?: string): string {
   if (command === undefined || !(command in commands)) {
@@ -235,7 +250,8 @@ function instanceOptions(values: Values, forRender = false): InstanceOptions {
 }
 
 async function status(values: Values): Promise<number> {
-  const { fetchStatus, formatStatus } = await import('../src/webserver/client.js');
+  const { fetchStatus, formatStatus } =
+    typeof PGIM_COMMAND_BUNDLES !== 'undefined' ? await commandBundle<typeof import('../src/webserver/client.js')>('status') : await import('../src/webserver/client.js');
   const url = typeof values.url === 'string' ? values.url : `http://127.0.0.1:${port({ p: process.env.PGIM_STATUS_PORT }, 'p', 8000)}/pg/status`;
   let response;
   try {
@@ -260,7 +276,10 @@ async function switchoverCommand(values: Values): Promise<number> {
       }
     : undefined;
   trace?.('process started', { at: new Date(performance.timeOrigin).toISOString() });
-  const { switchover, SwitchoverRefused } = await import('../src/replication/switchover.js');
+  const { switchover, SwitchoverRefused } =
+    typeof PGIM_COMMAND_BUNDLES !== 'undefined'
+      ? await commandBundle<typeof import('../src/replication/switchover.js')>('switchover')
+      : await import('../src/replication/switchover.js');
   trace?.('modules loaded');
   try {
     const { from, to } = await switchover(required(values, 'config-dir'), typeof values.to === 'string' ? values.to : undefined, values.failover === true, trace);
@@ -293,7 +312,8 @@ async function certs(values: Values): Promise<number> {
 async function instanceStatus(): Promise<number> {
   const statusPort = port({ p: process.env.PGIM_STATUS_PORT }, 'p', 8000);
   const ca = await readFile(join(process.env.PGIM_RUNTIME_DIR ?? '/controller', 'certificates', 'server-ca.crt')).catch(() => undefined);
-  const { fetchStatus } = await import('../src/webserver/client.js');
+  const { fetchStatus } =
+    typeof PGIM_COMMAND_BUNDLES !== 'undefined' ? await commandBundle<typeof import('../src/webserver/client.js')>('status') : await import('../src/webserver/client.js');
   let response;
   try {
     response = await fetchStatus(`https://localhost:${statusPort}/pg/status`, { ...(ca ? { ca } : { insecure: true }), caOnly: true }).catch(
@@ -386,7 +406,10 @@ async function main(argv: string[]): Promise<number> {
         return await switchoverCommand(values);
       case 'wal-archive': {
         // Loaded alone: this runs once per WAL segment and must start fast.
-        const { walArchiveCommand } = await import('../src/backup/wal-archive.js');
+        const { walArchiveCommand } =
+          typeof PGIM_COMMAND_BUNDLES !== 'undefined'
+            ? await commandBundle<typeof import('../src/backup/wal-archive.js')>('wal-archive')
+            : await import('../src/backup/wal-archive.js');
         return await walArchiveCommand({
           walPath: String(values.arg0),
           pgdata: optional(values, 'pgdata') ?? optional(values, 'pg-data') ?? process.cwd(),
@@ -397,19 +420,26 @@ async function main(argv: string[]): Promise<number> {
         return await (await daemon()).restoreCommand(instanceOptions(values));
       case 'wal-restore': {
         // Loaded alone: this runs once per WAL segment during a recovery and must start fast.
-        const { walRestoreCommand } = await import('../src/backup/wal-restore.js');
+        const { walRestoreCommand } =
+          typeof PGIM_COMMAND_BUNDLES !== 'undefined'
+            ? await commandBundle<typeof import('../src/backup/wal-restore.js')>('wal-restore')
+            : await import('../src/backup/wal-restore.js');
         return await walRestoreCommand({ walName: String(values.arg0), destination: String(values.arg1), runtimeDir: optional(values, 'runtime-dir') ?? '/controller' });
       }
       case 'backup': {
         if (values.arg0 !== undefined) {
           // CNPG's `backup <name>`: its operator's exec into the pod it chose for Backup <name>.
-          const { requestBackup } = await import('../src/backup/backup-request.js');
+          const { requestBackup } =
+            typeof PGIM_COMMAND_BUNDLES !== 'undefined'
+              ? await commandBundle<typeof import('../src/backup/backup-request.js')>('backup-request')
+              : await import('../src/backup/backup-request.js');
           const refused = await requestBackup(process.env.PGIM_RUNTIME_DIR ?? '/controller', String(values.arg0));
           if (refused === undefined) return ExitCode.ok;
           process.stderr.write(`pgim backup ${String(values.arg0)}: ${refused}\n`);
           return ExitCode.failure;
         }
-        const { backupCommand } = await import('../src/backup/cli.js');
+        const { backupCommand } =
+          typeof PGIM_COMMAND_BUNDLES !== 'undefined' ? await commandBundle<typeof import('../src/backup/cli.js')>('backup') : await import('../src/backup/cli.js');
         return await backupCommand({ name: optional(values, 'name'), url: optional(values, 'url') });
       }
       case 'render':

@@ -1,7 +1,7 @@
 import { access, chmod, mkdir, open, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ExitCode } from '../errors/index.js';
-import { CannotStartError } from './start-checks.js';
+import { CannotStartError } from './cannot-start.js';
 
 /** Raised when pg_wal cannot take one more segment; CNPG's exit code for it is 4. */
 export class WalSpaceError extends CannotStartError {
