@@ -55,7 +55,7 @@ describe('log pipe: batched reading of the csvlog FIFO', function () {
       }
       await sleep(7);
     }
-    const relayed = await eventually(async () => (records().length >= total ? records() : undefined), 60_000, `${total} records relayed`);
+    const relayed = await eventually(() => Promise.resolve(records().length >= total ? records() : undefined), 60_000, `${total} records relayed`);
     assert.deepEqual(
       relayed.map((r) => Number(r.session_line_num)),
       Array.from({ length: total }, (_, i) => i + 1),
@@ -71,7 +71,7 @@ describe('log pipe: batched reading of the csvlog FIFO', function () {
     const burst = Buffer.from(Array.from({ length: 2000 }, (_, i) => record(10_000 + i, `statement: SELECT '${'x'.repeat(40 + (i % 97))}'`)).join(''));
     assert.ok(burst.length > 512 * 1024 && burst.length < 1024 * 1024);
     assert.equal(writeSync(fd, burst), burst.length);
-    const relayed = await eventually(async () => (records().length >= 2000 ? records() : undefined), 60_000, 'the burst relayed');
+    const relayed = await eventually(() => Promise.resolve(records().length >= 2000 ? records() : undefined), 60_000, 'the burst relayed');
     assert.deepEqual(
       relayed.map((r) => Number(r.session_line_num)),
       Array.from({ length: 2000 }, (_, i) => 10_000 + i),
