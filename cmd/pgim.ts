@@ -3,6 +3,8 @@
 // few file and DNS calls, two V8 workers for concurrent GC and compilation; 7 threads in all instead of 11.
 // First, before anything else loads: signals pgim does not use (SIGUSR1 would open Node's inspector) are ignored.
 import '../src/process/signals.js';
+// Then V8's young generation is held at its initial size, before start-up allocates (src/process/heap.ts).
+import '../src/process/heap.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -32,6 +32,13 @@ static size_t message_index = SIZE_MAX;
 static uint32_t valid_counts = 0; /* bit n: a record of n fields is csvlog */
 static unsigned char plain[256]; /* bytes copied as they are in any field: printable ASCII but '"', '\\' and ',' */
 static const unsigned char audit_prefix[] = "AUDIT: ";
+/*
+ * The text whose presence in a line means the line must go through redaction (src/log/redact.ts: an LDAP bind
+ * password option). Its last byte is taken out of `plain`, so every occurrence of that byte in a field is checked
+ * against the output just written; the caller learns whether any converted line may hold it, and only then scans.
+ */
+static unsigned char watch[MAX_KEY];
+static size_t watch_length = 0;
 static const unsigned char hex_digits[] = "0123456789abcdef";
 
 static int get_buffer(napi_env env, napi_value value, unsigned char **data, size_t *length) {
@@ -41,13 +48,27 @@ static int get_buffer(napi_env env, napi_value value, unsigned char **data, size
   return 1;
 }
 
-/* csvSetFieldNames(names: string[], messageIndex: number, fieldCounts: number[]) */
+/* csvSetFieldNames(names: string[], messageIndex: number, fieldCounts: number[], watch: string) */
 napi_value csv_set_field_names(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   uint32_t names = 0, counts = 0, message = 0;
+  char watched[MAX_KEY];
+  size_t watched_length = 0;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 3 || napi_get_array_length(env, argv[0], &names) != napi_ok || names > MAX_FIELDS ||
+  if (argc < 4 || napi_get_value_string_utf8(env, argv[3], watched, sizeof watched, &watched_length) != napi_ok ||
+      watched_length == 0 || watched_length + 1 >= MAX_KEY) {
+    napi_throw_type_error(env, NULL, "csvSetFieldNames(names, messageIndex, fieldCounts, watch): watch is a short non-empty string");
+    return NULL;
+  }
+  for (size_t i = 0; i < watched_length; i++) {
+    unsigned char byte = (unsigned char)watched[i];
+    if (byte <= 0x20 || byte >= 0x7f || byte == '"' || byte == '\\' || byte == ',') {
+      napi_throw_type_error(env, NULL, "csvSetFieldNames: watch holds printable ASCII only, no quote, backslash or comma");
+      return NULL;
+    }
+  }
+  if ( napi_get_array_length(env, argv[0], &names) != napi_ok || names > MAX_FIELDS ||
       napi_get_value_uint32(env, argv[1], &message) != napi_ok || message >= names ||
       napi_get_array_length(env, argv[2], &counts) != napi_ok) {
     napi_throw_type_error(env, NULL, "csvSetFieldNames(names, messageIndex, fieldCounts): at most 32 names");
@@ -80,6 +101,9 @@ napi_value csv_set_field_names(napi_env env, napi_callback_info info) {
     key_length[i] = length + 4;
   }
   for (int byte = 0x20; byte < 0x80; byte++) plain[byte] = byte != '"' && byte != '\\' && byte != ',';
+  memcpy(watch, watched, watched_length);
+  watch_length = watched_length;
+  plain[watch[watch_length - 1]] = 0;
   field_names = names;
   message_index = message;
   valid_counts = valid;
@@ -110,7 +134,8 @@ typedef struct {
 
 /* One record from `start`, written at `out_start`. RESULT_END with next == 0: no newline yet (a partial record). */
 static record_end convert_record(const unsigned char *in, size_t in_length, size_t start, unsigned char *out,
-                                 size_t out_length, size_t out_start, const unsigned char *prefix, size_t prefix_length) {
+                                 size_t out_length, size_t out_start, const unsigned char *prefix, size_t prefix_length,
+                                 uint32_t *watched) {
   record_end end = {RESULT_FULL, start, out_start};
   if (out_start + prefix_length + STEP_ROOM > out_length) return end;
   size_t pos = out_start;
@@ -197,6 +222,10 @@ static record_end convert_record(const unsigned char *in, size_t in_length, size
     if (pos + STEP_ROOM > out_length) return end;
     if (byte >= 0x20 && byte != '"' && byte != '\\') {
       out[pos++] = byte;
+      /* The watch's last byte is not `plain`, so each one comes here: did the output just end with the watch? */
+      if (byte == watch[watch_length - 1] && pos >= watch_length && memcmp(out + pos - watch_length, watch, watch_length) == 0) {
+        *watched = 1;
+      }
     } else if (byte >= 0x20) {
       out[pos++] = '\\';
       out[pos++] = byte;
@@ -210,10 +239,11 @@ static record_end convert_record(const unsigned char *in, size_t in_length, size
 }
 
 /*
- * csvConvert(input, start, out, outPos, prefix, state: Uint32Array(4)): converts records from input[start] into
+ * csvConvert(input, start, out, outPos, prefix, state: Uint32Array(5)): converts records from input[start] into
  * out[outPos] until one of: no complete record left (state = [start of the rest, outPos, 0]); a record for the
  * string path (state = [its start, outPos, 1, after its newline]); out has no room for the next record
- * (state = [its start, outPos, 2]). Lines written stay before outPos.
+ * (state = [its start, outPos, 2]). Lines written stay before outPos. state[4] is 1 when a line written by this
+ * call may hold the watched text (never 0 when one does), 0 otherwise.
  */
 napi_value csv_convert(napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -228,18 +258,19 @@ napi_value csv_convert(napi_env env, napi_callback_info info) {
       napi_get_value_uint32(env, argv[1], &start) != napi_ok || !get_buffer(env, argv[2], &out, &out_length) ||
       napi_get_value_uint32(env, argv[3], &out_pos) != napi_ok || !get_buffer(env, argv[4], &prefix, &prefix_length) ||
       napi_get_typedarray_info(env, argv[5], &state_type, &state_length, &state_data, NULL, NULL) != napi_ok ||
-      state_type != napi_uint32_array || state_length < 4 || start > in_length || out_pos > out_length) {
+      state_type != napi_uint32_array || state_length < 5 || start > in_length || out_pos > out_length) {
     napi_throw_type_error(env, NULL, "csvConvert(input, start, out, outPos, prefix, state): csvSetFieldNames first; buffers and positions in range");
     return NULL;
   }
   uint32_t *state = state_data;
   size_t at = start, pos = out_pos;
+  state[4] = 0;
   for (;;) {
     if (at >= in_length) {
       state[2] = RESULT_END;
       break;
     }
-    record_end end = convert_record(in, in_length, at, out, out_length, pos, prefix, prefix_length);
+    record_end end = convert_record(in, in_length, at, out, out_length, pos, prefix, prefix_length, &state[4]);
     if (end.result == RESULT_END && end.next == 0) {
       state[2] = RESULT_END;
       break;

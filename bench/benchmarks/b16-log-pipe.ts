@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sleep } from '../env.js';
+import { footprint } from '../footprint.js';
 import { pgbenchRun } from '../pgbench.js';
 import type { DatabaseSystem } from '../systems/types.js';
 import { initialiseAll, interleave, since, startWithPgbenchTables, withSystems } from './common.js';
@@ -75,8 +76,9 @@ export const logPipeBenchmark: Benchmark = {
     'parsed and re-emitted as JSON lines on stdout, which the harness appends to a file on disk; floor and Patroni: ' +
     'the plain file PGDATA/log/postgres.csv, same settings). After `pgbench -i -s 10`, each run gives every system ' +
     'in turn a `pgbench -S -n -c 4 -j 2 -T 15` window (5 s with --quick): TPS (without connection time), and for ' +
-    'pgim the JSON lines its stdout gained during the window per second, and the lines per transaction once it has ' +
-    'drained, per 1000 transactions (1 statement line each, so about 1000; less means lines were lost).',
+    'pgim the JSON lines its stdout gained during the window per second, the lines per transaction once it has ' +
+    'drained, per 1000 transactions (1 statement line each, so about 1000; less means lines were lost), and the ' +
+    "manager's own CPU time (utime + stime, from the window's start until its output settled) per 1000 lines.",
   async run(context, recorder) {
     const seconds = context.quick ? 5 : 15;
     await withSystems(
@@ -89,6 +91,9 @@ export const logPipeBenchmark: Benchmark = {
             // pgim and CloudNativePG's manager both read the collector's csvlog from a FIFO and re-emit JSON on stdout.
             const pgimOutput = system.kind === 'pgim' || system.kind === 'cnpg' ? system.logFile : undefined;
             const before = pgimOutput === undefined ? 0 : await sizeOf(pgimOutput);
+            // The manager's own CPU while it relays (utime + stime): what the log pipe takes from PostgreSQL's cores.
+            const daemon = system.daemonPid();
+            const cpuBefore = daemon === undefined ? undefined : (await footprint(daemon)).cpuMs;
             const t0 = performance.now();
             const result = await pgbenchRun(
               context.systems.processes,
@@ -102,8 +107,12 @@ export const logPipeBenchmark: Benchmark = {
             if (pgimOutput !== undefined) {
               const atExit = await sizeOf(pgimOutput);
               const drained = await settledSize(pgimOutput, 60_000);
+              const cpuMs = daemon === undefined || cpuBefore === undefined ? undefined : (await footprint(daemon)).cpuMs - cpuBefore;
               const inWindow = await countLines(pgimOutput, before, atExit);
               const total = inWindow + (await countLines(pgimOutput, atExit, drained));
+              if (cpuMs !== undefined && total > 0) {
+                recorder.add(system.label, 'manager CPU per 1000 lines relayed (window and drain)', run, (1000 * cpuMs) / total, 'ms');
+              }
               recorder.add(system.label, 'JSON lines re-emitted per second (during the window)', run, inWindow / (elapsed / 1000), 'lines/s');
               recorder.add(system.label, 'JSON lines per 1000 pgbench transactions (drained)', run, (1000 * total) / result.transactions, 'count');
             }

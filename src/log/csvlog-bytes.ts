@@ -1,5 +1,6 @@
 import { nativeCalls, type NativeProcessCalls } from '../process/native.js';
 import { fieldCounts, fieldNamesByIndex, isFieldCount, messageIndex } from './csvlog.js';
+import { redactedOption } from './redact.js';
 
 /**
  * The log pipe's fast path: csvlog bytes straight to JSON-line bytes, one pass, no JS strings per record. Under
@@ -27,8 +28,12 @@ const keysAfterFirst = fieldNamesByIndex.map((name) => Buffer.from(`,"${name}":"
 const recordEnd = Buffer.from('}}\n');
 
 export interface RelaySink {
-  /** JSON lines ready to be written, in order; valid only during the call (the buffer is reused). */
-  lines(bytes: Buffer): void;
+  /**
+   * JSON lines ready to be written, in order; valid only during the call (the buffer is reused). `mayHoldRedacted`
+   * is false only when no line holds `redactedOption` (the native loop watches for it as it writes, so the lines
+   * need no second scan); the JavaScript loop always says true.
+   */
+  lines(bytes: Buffer, mayHoldRedacted: boolean): void;
   /** One complete record the fast path does not take (its text, without the newline). */
   slow(record: Buffer): void;
 }
@@ -43,7 +48,7 @@ function nativeConverter(): NativeProcessCalls | undefined {
   if (nativeReady === undefined) {
     const calls = nativeCalls();
     if (calls instanceof Error) return undefined;
-    calls.csvSetFieldNames(fieldNamesByIndex, messageIndex, fieldCounts);
+    calls.csvSetFieldNames(fieldNamesByIndex, messageIndex, fieldCounts, redactedOption);
     nativeReady = calls;
   }
   return nativeReady;
@@ -53,7 +58,7 @@ export class CsvToJsonLines {
   private out = Buffer.allocUnsafe(256 * 1024);
   private pending: Buffer | undefined;
   private readonly native: NativeProcessCalls | undefined;
-  private readonly state = new Uint32Array(4);
+  private readonly state = new Uint32Array(5);
 
   constructor(
     private readonly maxRecordBytes = 1024 * 1024,
@@ -86,6 +91,7 @@ export class CsvToJsonLines {
   /** Converts what is complete; returns where the partial record left for the next chunk starts. */
   private convertNative(native: NativeProcessCalls, input: Buffer, prefix: Buffer, sink: RelaySink): number {
     const state = this.state;
+    const prefixHolds = prefix.includes(redactedOption);
     let start = 0;
     let pos = 0;
     for (;;) {
@@ -95,7 +101,7 @@ export class CsvToJsonLines {
       if (result === END) break;
       // The lines converted so far go out first, in order; that also empties the buffer for what comes next.
       const flushed = pos > 0;
-      if (flushed) sink.lines(this.out.subarray(0, pos));
+      if (flushed) sink.lines(this.out.subarray(0, pos), prefixHolds || state[4] !== 0);
       pos = 0;
       if (result === SLOW) {
         const next = state[3] ?? input.length;
@@ -103,7 +109,7 @@ export class CsvToJsonLines {
         start = next;
       } else if (!flushed) this.ensure(0, this.out.length + 1); // full: one record outgrew the whole buffer
     }
-    if (pos > 0) sink.lines(this.out.subarray(0, pos));
+    if (pos > 0) sink.lines(this.out.subarray(0, pos), prefixHolds || state[4] !== 0);
     return start;
   }
 
@@ -111,7 +117,7 @@ export class CsvToJsonLines {
     let pos = 0;
     let start = 0;
     const flush = (): void => {
-      if (pos > 0) sink.lines(this.out.subarray(0, pos));
+      if (pos > 0) sink.lines(this.out.subarray(0, pos), true);
       pos = 0;
     };
     while (start < input.length) {

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { constants, openSync } from 'node:fs';
 import { lstat, rm } from 'node:fs/promises';
-import { Socket } from 'node:net';
+import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
@@ -19,14 +19,19 @@ function makeFifo(path: string): void {
 }
 
 /**
- * Under a flood, records are read in batches: after a short read (the pipe held little) reading waits `gatherMs`,
- * so each wake-up (read, parse, one write to stdout) handles many records instead of one; per-read costs were most
- * of the pipe's CPU. Only with a pipe enlarged to `pipeBytes`: at PostgreSQL's fastest logging (~10 MB/s here) a
- * pause fills a few percent of it, so the logging collector never waits for pgim. One read takes 64 KiB at most.
+ * The csvlog FIFO is read in batches. The logging collector writes each record with its own write(2), and a reader
+ * that waits in epoll wakes up for nearly each one; per wake-up costs (the wake-up itself, epoll, the read and the
+ * write to stdout, the event loop's turn) were most of the pipe's CPU, and that CPU is taken from PostgreSQL on the
+ * same cores. So after a read below `gatherBelowBytes` reading stops for `gatherMs` (the records wait in the pipe,
+ * no wake-up) and the next read takes what came meanwhile: under `pgbench -S` with `log_statement = all` (8,000
+ * records/s) 20 wake-ups a second of ~400 records each. Only with the pipe enlarged to `pipeBytes`: at PostgreSQL's
+ * fastest logging (~10 MB/s here) a pause fills half of it, and a read of `gatherBelowBytes` or more is followed at
+ * once by the next, so the logging collector does not wait for pgim. Reads go into one reused buffer.
  */
 const pipeBytes = 1024 * 1024;
-const gatherBelowBytes = 16 * 1024;
-const gatherMs = 5;
+const readBytes = 256 * 1024;
+const gatherBelowBytes = 64 * 1024;
+const gatherMs = 50;
 
 /**
  * PostgreSQL's log destination: `logging_collector` writes csvlog into `<logDir>/postgres.csv` and anything else
@@ -64,15 +69,8 @@ export class LogPipe {
       if (!existing?.isFIFO()) makeFifo(path);
     }
     const converter = new CsvToJsonLines();
-    this.read(this.csvPath, (socket, pipeSize) => {
-      const gather = pipeSize >= pipeBytes;
-      socket.on('data', (chunk: Buffer) => {
-        this.relay(converter, chunk);
-        if (gather && chunk.length < gatherBelowBytes) {
-          socket.pause();
-          setTimeout(() => socket.resume(), gatherMs).unref();
-        }
-      });
+    this.readCsv(this.csvPath, (chunk) => {
+      this.relay(converter, chunk);
     });
     this.read(this.rawPath, (socket) => {
       createInterface({ input: socket, crlfDelay: Infinity }).on('line', (line) => {
@@ -81,7 +79,8 @@ export class LogPipe {
     });
   }
 
-  private read(path: string, consume: (socket: Socket, pipeSize: number) => void): void {
+  /** The descriptor of a FIFO, enlarged to `pipeBytes` where allowed; the size granted (0: the default one). */
+  private open(path: string): { fd: number; pipeSize: number } {
     // O_RDWR on a FIFO never blocks on Linux, and the socket takes ownership of the descriptor.
     const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
     const native = nativeCalls();
@@ -89,15 +88,54 @@ export class LogPipe {
     try {
       if (!(native instanceof Error)) pipeSize = native.setPipeSize(fd, pipeBytes);
     } catch (err) {
-      // Above /proc/sys/fs/pipe-max-size, or a user over its pipe quota: the default pipe, read record by record.
+      // Above /proc/sys/fs/pipe-max-size, or a user over its pipe quota: the default pipe, read as data comes.
       this.rawLogger.info({ error: (err as Error).message, path }, 'log pipe keeps its default size');
     }
-    const socket = new Socket({ fd, readable: true, writable: false });
+    return { fd, pipeSize };
+  }
+
+  private watch(socket: Socket, path: string): Socket {
     this.sockets.push(socket);
     socket.on('error', (err) => {
       this.rawLogger.warn({ error: err.message, path }, 'log pipe read error');
     });
-    consume(socket, pipeSize);
+    return socket;
+  }
+
+  /**
+   * The csvlog FIFO through a socket reading into one reused buffer (`onread`): no Buffer and no stream event per
+   * read, and pausing really stops reading (a streaming socket keeps reading into its queue while paused).
+   */
+  private readCsv(path: string, consume: (chunk: Buffer) => void): void {
+    const { fd, pipeSize } = this.open(path);
+    const gather = pipeSize >= pipeBytes;
+    const buffer = Buffer.allocUnsafe(readBytes);
+    // One timer, re-armed by refresh() after each short read.
+    let resume: NodeJS.Timeout | undefined;
+    const socket: Socket = this.watch(
+      new Socket(<SocketConstructorOpts & { onread: OnReadOpts }>{
+        fd,
+        readable: true,
+        writable: false,
+        onread: {
+          buffer,
+          callback: (bytes: number) => {
+            consume(buffer.subarray(0, bytes));
+            if (!gather || bytes >= gatherBelowBytes) return true;
+            if (resume) resume.refresh();
+            else resume = setTimeout(() => socket.resume(), gatherMs).unref();
+            // Stops reading at the handle only (the stream itself stays flowing, so resume() is one read start).
+            return false;
+          },
+        },
+      }),
+      path,
+    );
+  }
+
+  private read(path: string, consume: (socket: Socket) => void): void {
+    const { fd } = this.open(path);
+    consume(this.watch(new Socket({ fd, readable: true, writable: false }), path));
   }
 
   /**
@@ -108,8 +146,8 @@ export class LogPipe {
     if (!this.records.enabled) return;
     const ts = new Date().toISOString();
     converter.push(chunk, Buffer.from(`${this.records.prefix('postgres', ts)}{`), {
-      lines: (bytes) => {
-        this.records.writeBytes(redactJsonLines(bytes));
+      lines: (bytes, mayHoldRedacted) => {
+        this.records.writeBytes(mayHoldRedacted ? redactJsonLines(bytes) : bytes);
       },
       slow: (record) => {
         if (record.length === 0) return;

@@ -4,7 +4,9 @@
  * bind password of `spec.postgresql.ldap` can only live in that line. The log pipe masks the option's value before a
  * record leaves pgim, in both paths (byte and string); the rest of the record is kept as PostgreSQL wrote it.
  */
-const option = 'ldapbindpasswd=';
+/** The text that marks a line for redaction (the log pipe's converter watches for it: csvlog-bytes.ts). */
+export const redactedOption = 'ldapbindpasswd=';
+const option = redactedOption;
 const optionBytes = Buffer.from(option);
 const masked = `${option}********`;
 /**

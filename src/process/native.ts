@@ -13,12 +13,15 @@ export interface NativeProcessCalls {
   trimMemory(): boolean;
   /** A no-op handler for each real-time signal still at its default (terminate); returns how many. */
   ignoreRealtimeSignals(): number;
-  /** The csvlog converter's field names (by position), the message field's index and the valid field counts. */
-  csvSetFieldNames(names: readonly string[], messageIndex: number, fieldCounts: readonly number[]): void;
+  /**
+   * The csvlog converter's field names (by position), the message field's index, the valid field counts and the
+   * text to watch for (printable ASCII without quote, backslash or comma).
+   */
+  csvSetFieldNames(names: readonly string[], messageIndex: number, fieldCounts: readonly number[], watch: string): void;
   /**
    * Converts csvlog records from input[start] into JSON lines at out[outPos] (native/csvlog_json.c); `state`
    * receives [input position, output position, 0 end | 1 a record for the string path | 2 out is full, after
-   * that record's newline].
+   * that record's newline, 1 when a line written by this call may hold the watched text (0: none does)].
    */
   csvConvert(input: Buffer, start: number, out: Buffer, outPos: number, prefix: Buffer, state: Uint32Array): void;
 }

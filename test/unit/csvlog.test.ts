@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { CsvToJsonLines } from '../../src/log/csvlog-bytes.js';
 import { formatCsvRecord, parseCsvRecord, splitCsv } from '../../src/log/csvlog.js';
 import { createRootLogger, namedLogger, recordWriter } from '../../src/log/logger.js';
+import { redactedOption } from '../../src/log/redact.js';
 
 /** A PostgreSQL 15 csvlog line (26 fields) as the logging collector writes it. */
 const pg15 =
@@ -205,5 +206,43 @@ describe('the native converter on arbitrary bytes (fast-check)', () => {
       }),
       { numRuns: 3000 },
     );
+  });
+});
+
+describe('the native converter tells which lines need redaction', () => {
+  it('never says "none" for lines that hold the redacted option, whatever the bytes and chunk boundaries', () => {
+    const pieces = ['"', ',', '\n', '""', 'ldapbindpasswd=', 'ldapbind', 'passwd=', '=', 'ldap"bind"passwd=', `${pg15}\n`];
+    const stream = fc
+      .array(fc.oneof(fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)), fc.constantFrom(...pieces.map((text) => Buffer.from(text)))), { maxLength: 16 })
+      .map((parts) => Buffer.concat(parts));
+    let flagged = 0;
+    fc.assert(
+      fc.property(stream, fc.array(fc.nat(), { maxLength: 4 }), (input, cuts) => {
+        const converter = new CsvToJsonLines(undefined, 'native');
+        const bounds = [...new Set(cuts.map((c) => c % Math.max(1, input.length)))].sort((a, b) => a - b);
+        let from = 0;
+        for (const bound of [...bounds, input.length]) {
+          converter.push(input.subarray(from, bound), Buffer.from('{'), {
+            lines: (bytes, mayHoldRedacted) => {
+              if (mayHoldRedacted) flagged += 1;
+              else assert.equal(bytes.includes(redactedOption), false, bytes.toString());
+            },
+            slow: () => undefined,
+          });
+          from = bound;
+        }
+      }),
+      { numRuns: 3000 },
+    );
+    assert.ok(flagged > 0, 'some lines held the option');
+  });
+
+  it('says "none" for ordinary records, so they are written without a second scan', () => {
+    const seen: boolean[] = [];
+    new CsvToJsonLines(undefined, 'native').push(Buffer.from(`${pg15}\n${pg15.replace('division by zero', 'a = b')}\n`), Buffer.from('{'), {
+      lines: (_bytes, mayHoldRedacted) => seen.push(mayHoldRedacted),
+      slow: () => assert.fail('fast path expected'),
+    });
+    assert.deepEqual(seen, [false]);
   });
 });
