@@ -82,7 +82,8 @@ export function parseTablespaces(literal: string): Tablespace[] {
           return String.fromCodePoint(code);
         };
         const simple: Record<string, string> = { n: '\n', t: '\t', r: '\r', '\\': '\\', "'": "'", '"': '"' };
-        if (esc in simple) out += simple[esc];
+        const plain = simple[esc];
+        if (plain !== undefined) out += plain;
         else if (esc === 'x') out += hex(2);
         else if (esc === 'u') out += hex(4);
         else if (esc === 'U') out += hex(8);
@@ -194,7 +195,7 @@ const extensions: Readonly<Record<string, TarCompression | null>> = { tar: undef
 export function backupFiles(sourceDir: string, info: BackupInfo, keys: readonly string[]): BackupFile[] {
   const files = [
     { oid: undefined as number | undefined, base: pythonPathJoin(sourceDir, 'data'), main: undefined as BackupTar | undefined, additional: [] as BackupTar[] },
-    ...info.tablespaces.map((t) => ({ oid: t.oid as number | undefined, base: pythonPathJoin(sourceDir, String(t.oid)), main: undefined as BackupTar | undefined, additional: [] as BackupTar[] })),
+    ...info.tablespaces.map((t) => ({ oid: t.oid, base: pythonPathJoin(sourceDir, String(t.oid)), main: undefined as BackupTar | undefined, additional: [] as BackupTar[] })),
   ];
   for (const key of keys) {
     for (const file of files) {

@@ -275,8 +275,10 @@ export async function restoreFromBackup(options: {
     logger.warn({ error: (err as Error).message }, 'the WAL restore socket is not available; restore_command downloads in its own process');
     return undefined;
   });
-  // While barman-cloud-restore downloads the base backup: the SDK loaded, the store's bucket checked.
-  void served?.server.restorer.warmUp().catch(() => undefined);
+  // While the base backup downloads: the backup's first WAL segments read ahead into the spool, where
+  // restore_command finds them without starting pgim.
+  if (chosen.beginWal !== undefined) void served?.server.restorer.readAheadFrom(chosen.beginWal).catch(() => undefined);
+  else void served?.server.restorer.warmUp().catch(() => undefined);
 
   const progress = new Progress(logger);
   const started = Date.now();

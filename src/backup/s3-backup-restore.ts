@@ -54,8 +54,8 @@ export interface BackupStore {
 }
 
 async function isEmptyOrMissing(dir: string): Promise<boolean> {
-  const entries = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return [];
+  const entries = await readdir(dir).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   });
   return entries.length === 0;
@@ -226,8 +226,8 @@ export async function openBackupStore(store: BarmanObjectStore, env: Readonly<Re
     );
     for (const { link, target } of links) await symlink(target, link);
     // A pg_wal that was a symlink was not in the backup: recreated empty.
-    await mkdir(join(destination, walDirectory(info))).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EEXIST') throw err;
+    await mkdir(join(destination, walDirectory(info))).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     });
     return 'restored';
   };

@@ -148,6 +148,21 @@ export class WalRestorer {
     await fetcher?.checkBucket().catch(() => undefined);
   }
 
+  /**
+   * Server mode: starts reading `walName` and the segments after it into the spool before PostgreSQL asks (a
+   * restore knows its backup's first segment while the base backup still downloads): restore_command's shell then
+   * finds even the first one in place.
+   */
+  async readAheadFrom(walName: string): Promise<void> {
+    if (this.deps.mode !== 'server') return;
+    const settings = await readRestoreSettings(this.paths).catch(() => undefined);
+    const store = settings?.store;
+    if (settings === undefined || store === undefined) return;
+    await this.adopt(settings);
+    this.current = { ...settings, store };
+    this.readAhead(this.current, segmentsToFetch(walName, store.wal.maxParallel));
+  }
+
   /** Waits for every read-ahead (one-shot mode: the process exits after it). */
   async settle(): Promise<void> {
     await Promise.all([...this.ahead.values()].map((entry) => entry.done));
@@ -242,7 +257,7 @@ export class WalRestorer {
     if (this.deps.mode !== 'server' || this.watcher !== undefined) return;
     try {
       const watcher = watch(this.paths.spool, { persistent: false }, (_event, name) => {
-        if (name !== null) this.spoolChanged(String(name));
+        if (name !== null) this.spoolChanged(name);
       });
       watcher.on('error', () => {
         watcher.close();

@@ -17,7 +17,7 @@ const pgBin = process.env.PGIM_PG_BIN ?? '/usr/lib/postgresql/15/bin';
 
 /**
  * pgim lists and restores base backups itself (s3-backup-restore.ts): for backups written by plain
- * barman-cloud-backup 3.4 (uncompressed, gzip, gzip split into several tars by --max-archive-size, each with a
+ * barman-cloud-backup 3.4 (uncompressed, gzip, gzip split into two tars by --max-archive-size, each with a
  * tablespace), pgim's catalog is barman-cloud-backup-list's, and pgim's restore is barman-cloud-restore's file for
  * file (contents, modes, owners, times, symlinks); a bzip2 backup is handed back to Barman untouched; an unknown
  * backup, a folder that is not empty and a missing tar fail as Barman does.
@@ -28,7 +28,7 @@ describe('native base backup list and restore (versitygw, barman-cloud-backup, b
   let base: string;
   let pgdata: string;
   let tablespaceDir: string;
-  const kinds: Record<string, string[]> = { plain: [], gz: ['--gzip'], parts: ['--gzip', '--max-archive-size', '4MB'], bz: ['--bzip2'] };
+  const kinds: Record<string, string[]> = { plain: [], gz: ['--gzip'], parts: ['--gzip', '--max-archive-size', '4MB'] };
   const common = (): string[] => ['--endpoint-url', s3.endpointURL, '--cloud-provider', 'aws-s3'];
 
   const store = (serverName: string): BarmanObjectStore => ({
@@ -89,8 +89,8 @@ describe('native base backup list and restore (versitygw, barman-cloud-backup, b
         const [cmd, args] = asPostgres('barman-cloud-backup', [...common(), '--host', join(base, 'run'), '--port', String(port), '--user', 'postgres', '--immediate-checkpoint', ...flags, s3.destination('native-base'), serverName]);
         await run(cmd, args, { env: { ...s3.barmanEnv(), TMPDIR: base } });
       }
-      // A second backup on one server: the catalog lists both, oldest first.
-      const [cmd, args] = asPostgres('barman-cloud-backup', [...common(), '--host', join(base, 'run'), '--port', String(port), '--user', 'postgres', '--name', 'second', s3.destination('native-base'), 'plain']);
+      // A second backup on one server, bzip2: the catalog lists both, oldest first.
+      const [cmd, args] = asPostgres('barman-cloud-backup', [...common(), '--host', join(base, 'run'), '--port', String(port), '--user', 'postgres', '--name', 'second', '--bzip2', s3.destination('native-base'), 'plain']);
       await run(cmd, args, { env: { ...s3.barmanEnv(), TMPDIR: base } });
     } finally {
       const [stop, stopArgs] = asPostgres(join(pgBin, 'pg_ctl'), ['-D', pgdata, '-m', 'fast', '-w', 'stop']);
@@ -142,8 +142,8 @@ describe('native base backup list and restore (versitygw, barman-cloud-backup, b
           const oid = info.tablespaces[0]?.oid ?? 0;
           // The tablespace links point at each restore's own folder.
           if (part === 'pgdata') {
-            assert.match(barman.get(`pg_tblspc/${oid}`) ?? '', new RegExp(`-> ${join(out, 'barman', 'tbs')}$`));
-            assert.match(pgim.get(`pg_tblspc/${oid}`) ?? '', new RegExp(`-> ${join(out, 'pgim', 'tbs')}$`));
+            assert.ok(barman.get(`pg_tblspc/${oid}`)?.endsWith(`-> ${join(out, 'barman', 'tbs')}`), barman.get(`pg_tblspc/${oid}`));
+            assert.ok(pgim.get(`pg_tblspc/${oid}`)?.endsWith(`-> ${join(out, 'pgim', 'tbs')}`), pgim.get(`pg_tblspc/${oid}`));
             barman.delete(`pg_tblspc/${oid}`);
             pgim.delete(`pg_tblspc/${oid}`);
           }
@@ -160,10 +160,10 @@ describe('native base backup list and restore (versitygw, barman-cloud-backup, b
   }
 
   it('hands a bzip2 backup back to barman-cloud-restore, writing nothing', async () => {
-    const backups = await open('bz');
+    const backups = await open('plain');
     const out = join(base, 'restore-bz');
     try {
-      const info = (await backups.listBackups()).backups[0];
+      const info = (await backups.listBackups()).backups[1];
       assert.ok(info !== undefined);
       assert.deepEqual(await backups.restore(info, out), { delegate: 'bzip2' });
       assert.deepEqual(await readdir(out).catch(() => []), []);
