@@ -11,7 +11,7 @@ import { ConfigError } from '../errors/index.js';
 import { ensureDirectory, writeFileAtomic } from '../fs/atomic.js';
 import type { PostgresInstance } from '../postgres/instance.js';
 import { checkEmptyWalArchiveFlag } from '../postgres/datadir.js';
-import { checkWalArchiveArgs, isDone, sortCatalog, cloudArgs, type CatalogEntry } from './barman.js';
+import { isDone, sortCatalog, cloudArgs, type CatalogEntry } from './barman.js';
 import { catalogEntry, type BackupInfo } from './backup-info.js';
 import { BackupStoreError, openBackupStore } from './s3-backup-restore.js';
 import { resolveStoreCredentials } from './credentials.js';
@@ -229,12 +229,21 @@ export async function restoreFromBackup(options: {
   }
   const where = `${origin.store.destinationPath} (server ${origin.store.serverName})`;
 
-  // CNPG's checkBackupDestination: the new cluster's own archive must be empty before anything is restored.
+  // CNPG's checkBackupDestination (barman-cloud-check-wal-archive, read by pgim itself): the new cluster's own
+  // archive must be empty before anything is restored.
   const own = desired.cluster.backup.barmanObjectStore;
   if (own !== undefined) {
-    const check = await runTool('barman-cloud-check-wal-archive', checkWalArchiveArgs(own), storeEnvironment(runtimeDir, desired.backup), { signal });
-    if (check.code !== 0) {
-      throw new RecoveryError(source, 'spec.backup.barmanObjectStore', `${own.destinationPath} (server ${own.serverName}) already holds WAL: a restored cluster must archive into an empty folder; set another serverName or destinationPath (${toolError('barman-cloud-check-wal-archive', check)})`);
+    const unchecked = (err: unknown): never => {
+      throw new RecoveryError(source, 'spec.backup.barmanObjectStore', `cannot check that ${own.destinationPath} (server ${own.serverName}) holds no WAL yet: ${(err as Error).message}`);
+    };
+    const ownStore = await openBackupStore(own, storeEnvironment(runtimeDir, desired.backup)).catch(unchecked);
+    try {
+      const empty = await ownStore.walArchiveEmpty(signal).catch(unchecked);
+      if (!empty) {
+        throw new RecoveryError(source, 'spec.backup.barmanObjectStore', `${own.destinationPath} (server ${own.serverName}) already holds WAL: a restored cluster must archive into an empty folder; set another serverName or destinationPath (WAL archive check failed for server ${own.serverName}: Expected empty archive)`);
+      }
+    } finally {
+      ownStore.close();
     }
   }
 

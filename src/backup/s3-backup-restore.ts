@@ -7,7 +7,13 @@ import { createGunzip } from 'node:zlib';
 import type { BarmanObjectStore } from '../cluster/backup.js';
 import { backupFiles, backupIdsFromListing, basePrefix, parseBackupInfo, walDirectory, type BackupInfo, type TarCompression } from './backup-info.js';
 import { createStoreClient, httpStatus, type StoreClient } from './s3-client.js';
-import { parseDestination, pythonPathJoin } from './wal-object.js';
+import { isAnyXlogFile, parseDestination, pythonPathJoin } from './wal-object.js';
+
+/** A key whose name is a WAL file, plain or with one of Barman's compression suffixes (get_wal_paths). */
+function isArchivedWalKey(key: string): boolean {
+  const name = key.slice(key.lastIndexOf('/') + 1);
+  return isAnyXlogFile(name) || (/\.(gz|bz2|snappy)$/.test(name) && isAnyXlogFile(name.replace(/\.[^.]+$/, '')));
+}
 
 /**
  * pgim's own barman-cloud-backup-list and barman-cloud-restore (3.4) for S3 stores, on the S3 client pgim's WAL
@@ -49,6 +55,11 @@ export interface BackupStore {
    * barman-cloud-restore of `info` into `destination` (missing or empty); tablespaces to their recorded locations
    * unless `tablespaces` relocates them by name. `{ delegate }` when Barman must do it (nothing was written then).
    */
+  /**
+   * barman-cloud-check-wal-archive without `--timeline`: whether `wals/` holds no WAL file at all (a missing
+   * bucket passes). Throws when the store cannot be used.
+   */
+  walArchiveEmpty(signal?: AbortSignal): Promise<boolean>;
   restore(info: BackupInfo, destination: string, options?: { tablespaces?: Readonly<Record<string, string>>; progress?: (p: RestoreProgress) => void; signal?: AbortSignal | undefined }): Promise<'restored' | { delegate: TarCompression | 'snapshot' }>;
   close(): void;
 }
@@ -178,6 +189,27 @@ export async function openBackupStore(store: BarmanObjectStore, env: Readonly<Re
     return { backups: backups.sort((a, b) => a.backupId.localeCompare(b.backupId)), unreadable };
   };
 
+  const walArchiveEmpty: BackupStore['walArchiveEmpty'] = async (signal) => {
+    try {
+      await checkBucket(signal);
+    } catch (err) {
+      if (err instanceof BackupStoreError && err.message === `the bucket ${bucket} does not exist`) return true;
+      throw err;
+    }
+    // CloudBackupCatalog.get_wal_paths: every key under wals/, at any depth, named as a WAL file (one compression
+    // suffix allowed); the first one found settles it.
+    const prefix = `${pythonPathJoin(path, store.serverName, 'wals').replace(/^\/+/, '')}/`;
+    let token: string | undefined;
+    do {
+      const page = await send('ListObjectsV2', () =>
+        client.client.send(new s3.ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ...(token === undefined ? {} : { ContinuationToken: token }) }), opts(signal)),
+      );
+      if ((page.Contents ?? []).some((o) => isArchivedWalKey(o.Key ?? ''))) return false;
+      token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+    return true;
+  };
+
   const restore: BackupStore['restore'] = async (info, destination, options = {}) => {
     const { signal } = options;
     if (info.snapshots) return { delegate: 'snapshot' };
@@ -232,5 +264,5 @@ export async function openBackupStore(store: BarmanObjectStore, env: Readonly<Re
     return 'restored';
   };
 
-  return { listBackups, backupInfo, restore, close: client.close };
+  return { listBackups, backupInfo, walArchiveEmpty, restore, close: client.close };
 }

@@ -173,7 +173,7 @@ describe('native base backup list and restore (versitygw, barman-cloud-backup, b
     }
   });
 
-  it("fails as Barman does: an unknown backup, a folder that is not empty, a missing tar; a missing bucket and refused credentials are told apart", async () => {
+  it("fails as Barman does: an unknown backup, a folder that is not empty, a missing tar; a missing bucket and refused credentials are told apart; checks a WAL archive is empty", async () => {
     const backups = await open('gz');
     const out = join(base, 'restore-errors');
     try {
@@ -190,6 +190,17 @@ describe('native base backup list and restore (versitygw, barman-cloud-backup, b
       backups.close();
       await removeTempDir(out);
     }
+    // barman-cloud-check-wal-archive's question: no WAL under wals/ (a missing bucket passes), here one gzip segment.
+    const walCheck = await open('gz');
+    try {
+      assert.equal(await walCheck.walArchiveEmpty(), true);
+      const wal = join(base, '000000010000000000000001');
+      await writeFile(wal, Buffer.alloc(16 * 1024 * 1024, 1));
+      await run('barman-cloud-wal-archive', [...common(), '--gzip', s3.destination('native-base'), 'gz', wal], { env: s3.barmanEnv() });
+      assert.equal(await walCheck.walArchiveEmpty(), false);
+    } finally {
+      walCheck.close();
+    }
     const refused = await openBackupStore(store('gz'), { AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: 'not-the-secret' });
     try {
       await assert.rejects(refused.listBackups(), (err: Error) => /HTTP 403.*credentials were refused/.test(err.message) && !err.message.includes('not-the-secret'));
@@ -199,6 +210,7 @@ describe('native base backup list and restore (versitygw, barman-cloud-backup, b
     const noBucket = await openBackupStore({ ...store('gz'), destinationPath: 's3://no-such-bucket/x' }, { AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey });
     try {
       await assert.rejects(noBucket.listBackups(), /the bucket no-such-bucket does not exist/);
+      assert.equal(await noBucket.walArchiveEmpty(), true);
     } finally {
       noBucket.close();
     }
