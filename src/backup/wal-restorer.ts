@@ -230,10 +230,11 @@ export class WalRestorer {
           entry.spooled = true;
           return { outcome: 'restored' };
         }
-        await mkdir(this.paths.spool, { recursive: true, mode: 0o700 });
+        // A spool created now (first use, or removed since: new settings) gets a new watch.
+        const created = await mkdir(this.paths.spool, { recursive: true, mode: 0o700 });
         // Into a temporary name first: nobody ever takes half a file.
         const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-        this.watchSpool();
+        this.watchSpool(created !== undefined);
         const result = await this.fetchInto(settings, name, tmp, abort.signal);
         if (result.outcome === 'restored' && !abort.signal.aborted) {
           await rename(tmp, file);
@@ -253,8 +254,10 @@ export class WalRestorer {
    * (restore-runtime.ts). The spool is watched (inotify) so that a segment taken that way slides the read-ahead
    * window as a request served from the spool does.
    */
-  private watchSpool(): void {
-    if (this.deps.mode !== 'server' || this.watcher !== undefined) return;
+  private watchSpool(renew: boolean): void {
+    if (this.deps.mode !== 'server' || (this.watcher !== undefined && !renew)) return;
+    this.watcher?.close();
+    this.watcher = undefined;
     try {
       const watcher = watch(this.paths.spool, { persistent: false }, (_event, name) => {
         if (name !== null) this.spoolChanged(name);
