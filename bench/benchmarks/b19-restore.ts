@@ -13,8 +13,9 @@ import type { Benchmark, BenchContext } from './types.js';
  * B19: one PostgreSQL (pg_ctl) archives every segment to the same local S3 server (versitygw over TLS) twice, with
  * barman-cloud-wal-archive and with pgBackRest archive-push, after a base backup of each kind. Then, at several WAL
  * volumes, three restores to the latest point each start from an empty folder, interleaved: pgim (`pgim restore`:
- * barman-cloud-restore, then `pgim wal-restore` with wal.maxParallel 8, served by the restoring pgim over its socket
- * with its own S3 download and read-ahead), plain Barman Cloud (barman-cloud-restore,
+ * the base backup listed and streamed into tar by pgim itself, then restore_command with wal.maxParallel 8: the
+ * restoring pgim reads 7 segments ahead into its spool and the command's shell moves each one into place, `pgim
+ * wal-restore` starting only for what is not there), plain Barman Cloud (barman-cloud-restore,
  * PostgreSQL with restore_command = barman-cloud-wal-restore, one segment per call), pgBackRest 2.45 (restore, then
  * archive-get with archive-async and process-max 4).
  */
@@ -56,8 +57,8 @@ export const restoreBenchmark: Benchmark = {
   measures:
     'A base backup (64 MiB of table data; 16 with --quick) plus 1, 3 and 6 × 64 MiB of WAL (1, 2 and 4 × 32 MiB with --quick) ' +
     'archived to a local S3 server over TLS, restored to the latest point from an empty folder: time until the ' +
-    'restored PostgreSQL is promoted. pgim: `pgim restore` (barman-cloud-restore, `pgim wal-restore` with ' +
-    'wal.maxParallel 8: pgim\'s own S3 download, served by the restoring pgim with 7 segments read ahead; promotion, roles and passwords, stop). Barman Cloud: barman-cloud-restore then PostgreSQL with ' +
+    'restored PostgreSQL is promoted. pgim: `pgim restore` (the base backup listed and streamed into tar by pgim, then ' +
+    'restore_command with wal.maxParallel 8: 7 segments read ahead by the restoring pgim, moved into place by the command\'s shell; promotion, roles and passwords, stop). Barman Cloud: barman-cloud-restore then PostgreSQL with ' +
     'restore_command = barman-cloud-wal-restore (one process per segment, CNPG\'s path with maxParallel 1). ' +
     'pgBackRest 2.45: restore then archive-get (archive-async, process-max 4). Every restored table is counted.',
   async run(context: BenchContext, recorder) {
@@ -95,7 +96,10 @@ export const restoreBenchmark: Benchmark = {
       await queryOnce(floor.login, `ALTER SYSTEM SET archive_command = '${archiveCommand.replace(/'/g, "''")}'`);
       await queryOnce(floor.login, 'SELECT pg_reload_conf()');
 
-      const baseBytes = (context.quick ? 16 : 64) * 1024 * 1024;
+      // B19_SIZES_MIB=<base>:<wal>,<wal>,...: other sizes (e.g. 1024:1024, the issue's 1 GB + 1 GB point).
+      const sizeWords = (process.env.B19_SIZES_MIB ?? '').split(/[:,]/);
+      const sizes = sizeWords.length >= 2 && sizeWords.every((w) => /^\d+$/.test(w)) ? sizeWords.map(Number) : undefined;
+      const baseBytes = (sizes?.[0] ?? (context.quick ? 16 : 64)) * 1024 * 1024;
       await queryOnce(floor.login, 'CREATE TABLE b19_base (x int, pad text)');
       await queryOnce(floor.login, 'CREATE TABLE b19_wal (x int, pad text)');
       await queryOnce(floor.login, `INSERT INTO b19_base SELECT g, repeat('b', 200) FROM generate_series(1, ${Math.round(baseBytes / 240)}) g`, 600_000);
@@ -156,23 +160,28 @@ export const restoreBenchmark: Benchmark = {
       }));
       await context.systems.processes.run('chown', 'chown', ['-R', `${process.env.PGIM_TEST_USER ?? 'postgres'}:`, pgimConfig]);
 
-      const restorers: Restorer[] = [
-        {
-          label: 'pgim restore (wal.maxParallel 8)',
-          restore: async (target) => {
-            const pgdata = join(target, 'pgdata');
-            context.systems.processes.trackDataDirectory(pgdata);
-            const exit = await context.systems.processes.run('pgim restore', process.execPath, [
-              pgimEntry, 'restore', '--config-dir', pgimConfig, '--pgdata', pgdata, '--runtime-dir', join(target, 'runtime'), '--pg-port', String(await freePort()),
-            ], { logFile: join(target, 'pgim.log') }, 3_700_000);
-            if (exit.code !== 0) {
-              const kept = join(context.systems.workDir, '..', `b19-pgim-restore-${Date.now()}.log`);
-              await copyFile(join(target, 'pgim.log'), kept).catch(() => undefined);
-              throw new Error(`pgim restore failed (exit ${String(exit.code)}); its log: ${kept}`);
-            }
-            restoredRows = -1;
-          },
+      const pgimRestorer = (label: string, entry: string): Restorer => ({
+        label,
+        restore: async (target) => {
+          const pgdata = join(target, 'pgdata');
+          context.systems.processes.trackDataDirectory(pgdata);
+          const exit = await context.systems.processes.run('pgim restore', process.execPath, [
+            entry, 'restore', '--config-dir', pgimConfig, '--pgdata', pgdata, '--runtime-dir', join(target, 'runtime'), '--pg-port', String(await freePort()),
+          ], { logFile: join(target, 'pgim.log') }, 3_700_000);
+          if (exit.code !== 0) {
+            const kept = join(context.systems.workDir, '..', `b19-pgim-restore-${Date.now()}.log`);
+            await copyFile(join(target, 'pgim.log'), kept).catch(() => undefined);
+            throw new Error(`pgim restore failed (exit ${String(exit.code)}); its log: ${kept}`);
+          }
+          restoredRows = -1;
         },
+      });
+      // B19_BASELINE_PGIM=<another build's dist/cmd/pgim.js>: that pgim restores too, interleaved with this one
+      // (before/after figures from one run, on the same backups and WAL).
+      const baseline = process.env.B19_BASELINE_PGIM;
+      const restorers: Restorer[] = [
+        pgimRestorer('pgim restore (wal.maxParallel 8)', pgimEntry),
+        ...(baseline === undefined || baseline === '' ? [] : [pgimRestorer('pgim restore, baseline build (wal.maxParallel 8)', baseline)]),
         {
           label: 'barman-cloud-restore + barman-cloud-wal-restore',
           restore: async (target) => {
@@ -194,7 +203,7 @@ export const restoreBenchmark: Benchmark = {
         },
       ];
 
-      const points = context.quick ? [1, 2, 4].map((n) => n * 32 * 1024 * 1024) : [1, 3, 6].map((n) => n * 64 * 1024 * 1024);
+      const points = sizes !== undefined ? sizes.slice(1).map((n) => n * 1024 * 1024) : context.quick ? [1, 2, 4].map((n) => n * 32 * 1024 * 1024) : [1, 3, 6].map((n) => n * 64 * 1024 * 1024);
       let written = 0;
       for (const total of points) {
         await writeWal(floor.login, total - written);

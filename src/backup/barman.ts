@@ -113,9 +113,12 @@ export function parseCatalogEntry(raw: Record<string, unknown>): CatalogEntry {
 /** `{"backups_list": [...]}`, sorted oldest first; CNPG counts a backup as done when both times are set. */
 export function parseBackupList(stdout: string): CatalogEntry[] {
   const parsed = JSON.parse(stdout) as { backups_list?: Record<string, unknown>[] };
-  return (parsed.backups_list ?? [])
-    .map(parseCatalogEntry)
-    .sort((a, b) => (a.beginTime?.getTime() ?? 0) - (b.beginTime?.getTime() ?? 0) || a.backupId.localeCompare(b.backupId));
+  return sortCatalog((parsed.backups_list ?? []).map(parseCatalogEntry));
+}
+
+/** Oldest first (by begin time, then id), as pgim reads every catalog. */
+export function sortCatalog(entries: CatalogEntry[]): CatalogEntry[] {
+  return entries.sort((a, b) => (a.beginTime?.getTime() ?? 0) - (b.beginTime?.getTime() ?? 0) || a.backupId.localeCompare(b.backupId));
 }
 
 export function isDone(entry: CatalogEntry): boolean {

@@ -11,7 +11,9 @@ import { ConfigError } from '../errors/index.js';
 import { ensureDirectory, writeFileAtomic } from '../fs/atomic.js';
 import type { PostgresInstance } from '../postgres/instance.js';
 import { checkEmptyWalArchiveFlag } from '../postgres/datadir.js';
-import { checkWalArchiveArgs, isDone, parseBackupList, backupListArgs, cloudArgs, type CatalogEntry } from './barman.js';
+import { isDone, sortCatalog, cloudArgs, type CatalogEntry } from './barman.js';
+import { catalogEntry, type BackupInfo } from './backup-info.js';
+import { BackupStoreError, openBackupStore } from './s3-backup-restore.js';
 import { resolveStoreCredentials } from './credentials.js';
 import { storeEnvironment, type BackupState } from './runtime.js';
 import { runTool, toolError } from './tools.js';
@@ -146,6 +148,19 @@ async function directoryBytes(dir: string): Promise<number> {
   return total;
 }
 
+/** barman-cloud-restore of the whole backup, the bytes under `pgdata` reported every second (Barman reports none). */
+async function restoreWithBarman(store: BarmanObjectStore, env: Record<string, string>, backupId: string, pgdata: string, report: (bytes: number) => void, signal: AbortSignal | undefined): Promise<void> {
+  const timer = setInterval(() => {
+    void directoryBytes(pgdata).then(report);
+  }, 1000);
+  try {
+    const restore = await runTool('barman-cloud-restore', [...cloudArgs(store), store.destinationPath, store.serverName, backupId, pgdata], env, { signal });
+    if (restore.code !== 0) throw new Error(`barman-cloud-restore failed: ${toolError('barman-cloud-restore', restore)}`);
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /** Progress in the log, and on a terminal as one line redrawn in place. */
 class Progress {
   private lastLog = 0;
@@ -214,31 +229,48 @@ export async function restoreFromBackup(options: {
   }
   const where = `${origin.store.destinationPath} (server ${origin.store.serverName})`;
 
-  // CNPG's checkBackupDestination: the new cluster's own archive must be empty before anything is restored.
+  // CNPG's checkBackupDestination (barman-cloud-check-wal-archive, read by pgim itself): the new cluster's own
+  // archive must be empty before anything is restored.
   const own = desired.cluster.backup.barmanObjectStore;
   if (own !== undefined) {
-    const check = await runTool('barman-cloud-check-wal-archive', checkWalArchiveArgs(own), storeEnvironment(runtimeDir, desired.backup), { signal });
-    if (check.code !== 0) {
-      throw new RecoveryError(source, 'spec.backup.barmanObjectStore', `${own.destinationPath} (server ${own.serverName}) already holds WAL: a restored cluster must archive into an empty folder; set another serverName or destinationPath (${toolError('barman-cloud-check-wal-archive', check)})`);
+    const unchecked = (err: unknown): never => {
+      throw new RecoveryError(source, 'spec.backup.barmanObjectStore', `cannot check that ${own.destinationPath} (server ${own.serverName}) holds no WAL yet: ${(err as Error).message}`);
+    };
+    const ownStore = await openBackupStore(own, storeEnvironment(runtimeDir, desired.backup)).catch(unchecked);
+    try {
+      const empty = await ownStore.walArchiveEmpty(signal).catch(unchecked);
+      if (!empty) {
+        throw new RecoveryError(source, 'spec.backup.barmanObjectStore', `${own.destinationPath} (server ${own.serverName}) already holds WAL: a restored cluster must archive into an empty folder; set another serverName or destinationPath (WAL archive check failed for server ${own.serverName}: Expected empty archive)`);
+      }
+    } finally {
+      ownStore.close();
     }
   }
 
-  const list = await runTool('barman-cloud-backup-list', backupListArgs(origin.store), env, { signal });
-  if (list.code !== 0) {
-    throw new RecoveryError(source, origin.field, `cannot list the backups in ${where}: ${toolError('barman-cloud-backup-list', list)} (check the endpoint, the bucket and the credentials)`);
-  }
+  // barman-cloud-backup-list, read by pgim itself: every base/<id>/backup.info of the source's folder.
+  const backups = await openBackupStore(origin.store, env).catch((err: unknown) => {
+    throw new RecoveryError(source, origin.field, `cannot list the backups in ${where}: ${(err as Error).message}`);
+  });
   let catalog: CatalogEntry[];
+  const infos = new Map<string, BackupInfo>();
   try {
-    catalog = parseBackupList(list.stdout);
+    const listed = await backups.listBackups(signal);
+    for (const { backupId, error } of listed.unreadable) logger.warn({ backupId, error }, `Unable to open backup.info file for ${backupId}`);
+    for (const info of listed.backups) infos.set(info.backupId, info);
+    catalog = sortCatalog(listed.backups.map(catalogEntry));
   } catch (err) {
-    throw new RecoveryError(source, origin.field, `barman-cloud-backup-list printed no catalog for ${where}: ${(err as Error).message}`);
+    backups.close();
+    throw new RecoveryError(source, origin.field, `cannot list the backups in ${where}: ${(err as Error).message} (check the endpoint, the bucket and the credentials)`);
   }
   const chosen = origin.backupId === undefined ? chooseBackup(catalog, recovery.target) : catalog.find((entry) => entry.backupId === origin.backupId);
   if (chosen === undefined) {
     const field = origin.backupId !== undefined ? 'spec.bootstrap.recovery.recoveryTarget.backupID' : recovery.target.targetTime !== undefined || recovery.target.targetLSN !== undefined ? 'spec.bootstrap.recovery.recoveryTarget' : origin.field;
     const what = origin.backupId !== undefined ? `backup ${origin.backupId} is not in ${where}` : `no completed backup in ${where} ends before the recovery target (${targetText(recovery.target)}); ${catalog.length} backup(s) listed`;
+    backups.close();
     throw new RecoveryError(source, field, what);
   }
+  const info = infos.get(chosen.backupId);
+  if (info === undefined) throw new Error('unreachable: a catalog entry without its backup.info');
   logger.info({ backupId: chosen.backupId, backupName: chosen.backupName, beginLSN: chosen.beginLSN, endLSN: chosen.endLSN, endTime: chosen.endTime?.toISOString(), source: where, target: targetText(recovery.target) }, 'Target backup found');
 
   // wal-restore reads the source store from here while the restored PGDATA replays.
@@ -252,25 +284,32 @@ export async function restoreFromBackup(options: {
     logger.warn({ error: (err as Error).message }, 'the WAL restore socket is not available; restore_command downloads in its own process');
     return undefined;
   });
-  // While barman-cloud-restore downloads the base backup: the SDK loaded, the store's bucket checked.
-  void served?.server.restorer.warmUp().catch(() => undefined);
+  // While the base backup downloads: the backup's first WAL segments read ahead into the spool, where
+  // restore_command finds them without starting pgim.
+  if (chosen.beginWal !== undefined) void served?.server.restorer.readAheadFrom(chosen.beginWal).catch(() => undefined);
+  else void served?.server.restorer.warmUp().catch(() => undefined);
 
   const progress = new Progress(logger);
   const started = Date.now();
   try {
     await instance.fillDataDirectory(async () => {
-      const timer = setInterval(() => {
-        void directoryBytes(instance.pgdata).then((bytes) => {
+      const restored = await backups.restore(info, instance.pgdata, {
+        signal,
+        progress: ({ bytes }) => {
           progress.report({ phase: 'restoring base backup', backupId: chosen.backupId, bytesRestored: bytes }, `restoring backup ${chosen.backupId}: ${mib(bytes)}`);
+        },
+      }).catch((err: unknown) => {
+        if (err instanceof BackupStoreError) throw new RecoveryError(source, origin.field, `the restore of backup ${chosen.backupId} from ${where} failed: ${err.message}`);
+        throw err;
+      });
+      if (typeof restored === 'object') {
+        // What Node cannot decode (bzip2, snappy) or a snapshot backup: Barman's own tool.
+        logger.info({ backupId: chosen.backupId, compression: restored.delegate }, 'the backup is restored by barman-cloud-restore');
+        await restoreWithBarman(origin.store, env, chosen.backupId, instance.pgdata, (bytes) => {
+          progress.report({ phase: 'restoring base backup', backupId: chosen.backupId, bytesRestored: bytes }, `restoring backup ${chosen.backupId}: ${mib(bytes)}`);
+        }, signal).catch((err: unknown) => {
+          throw new RecoveryError(source, origin.field, `${(err as Error).message} (backup ${chosen.backupId} from ${where})`);
         });
-      }, 1000);
-      try {
-        const restore = await runTool('barman-cloud-restore', [...cloudArgs(origin.store), origin.store.destinationPath, origin.store.serverName, chosen.backupId, instance.pgdata], env, { signal });
-        if (restore.code !== 0) {
-          throw new RecoveryError(source, origin.field, `barman-cloud-restore of backup ${chosen.backupId} from ${where} failed: ${toolError('barman-cloud-restore', restore)}`);
-        }
-      } finally {
-        clearInterval(timer);
       }
       const bytes = await directoryBytes(instance.pgdata);
       progress.report({ phase: 'base backup restored', backupId: chosen.backupId, bytesRestored: bytes, elapsedMs: Date.now() - started }, `restored backup ${chosen.backupId}: ${mib(bytes)}`, true);
@@ -310,6 +349,7 @@ export async function restoreFromBackup(options: {
     if (err instanceof ConfigError) throw err;
     throw new RecoveryError(source, 'spec.bootstrap.recovery', `the restore of backup ${chosen.backupId} from ${where} failed: ${(err as Error).message}`);
   } finally {
+    backups.close();
     // From now on wal-restore serves this cluster's own archive (written by the daemon), not the source's.
     served?.release();
     await rm(paths.settings, { force: true });

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
 import { copyFile, mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BarmanObjectStore } from '../cluster/backup.js';
@@ -37,7 +38,9 @@ export interface RestoreReply {
 interface ReadAhead {
   readonly file: string;
   readonly abort: AbortController;
-  readonly done: Promise<RestoreReply>;
+  done: Promise<RestoreReply>;
+  /** In the spool under its own name (where restore_command's shell may take it). */
+  spooled: boolean;
 }
 
 /** Moves a spooled segment into place; the spool may be on another filesystem than pg_wal. */
@@ -59,7 +62,11 @@ export class WalRestorer {
   private readonly ahead = new Map<string, ReadAhead>();
   private missingAhead = false;
   private streamingAvailable = false;
-  readonly stats = { requests: 0, fromSpool: 0, fetched: 0, delegated: 0 };
+  /** The settings of the last request: what a segment taken by restore_command's shell slides the window with. */
+  private current: (RestoreSettings & { store: BarmanObjectStore }) | undefined;
+  private watcher: FSWatcher | undefined;
+  /** `fromShell`: segments restore_command's shell moved out of the spool itself (no pgim started). */
+  readonly stats = { requests: 0, fromSpool: 0, fromShell: 0, fetched: 0, delegated: 0 };
 
   constructor(private readonly deps: { runtimeDir: string; log: Log; mode: 'server' | 'one-shot' }) {
     this.paths = restorePaths(deps.runtimeDir);
@@ -85,6 +92,7 @@ export class WalRestorer {
     await this.adopt(settings);
     const started = Date.now();
     const withStore = { ...settings, store };
+    this.current = withStore;
 
     const early = this.ahead.get(walName);
     if (early !== undefined) {
@@ -140,6 +148,21 @@ export class WalRestorer {
     await fetcher?.checkBucket().catch(() => undefined);
   }
 
+  /**
+   * Server mode: starts reading `walName` and the segments after it into the spool before PostgreSQL asks (a
+   * restore knows its backup's first segment while the base backup still downloads): restore_command's shell then
+   * finds even the first one in place.
+   */
+  async readAheadFrom(walName: string): Promise<void> {
+    if (this.deps.mode !== 'server') return;
+    const settings = await readRestoreSettings(this.paths).catch(() => undefined);
+    const store = settings?.store;
+    if (settings === undefined || store === undefined) return;
+    await this.adopt(settings);
+    this.current = { ...settings, store };
+    this.readAhead(this.current, segmentsToFetch(walName, store.wal.maxParallel));
+  }
+
   /** Waits for every read-ahead (one-shot mode: the process exits after it). */
   async settle(): Promise<void> {
     await Promise.all([...this.ahead.values()].map((entry) => entry.done));
@@ -151,6 +174,9 @@ export class WalRestorer {
   }
 
   close(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    this.current = undefined;
     // What a one-shot call read ahead stays in the spool for the next call.
     if (this.deps.mode === 'server') for (const name of [...this.ahead.keys()]) this.drop(name);
     else this.ahead.clear();
@@ -198,19 +224,67 @@ export class WalRestorer {
       if (this.ahead.has(name)) continue;
       const file = join(this.paths.spool, name);
       const abort = new AbortController();
-      const done = (async (): Promise<RestoreReply> => {
-        if (await exists(file)) return { outcome: 'restored' };
-        await mkdir(this.paths.spool, { recursive: true, mode: 0o700 });
+      const entry: ReadAhead = { file, abort, done: Promise.resolve({ outcome: 'failed' }), spooled: false };
+      entry.done = (async (): Promise<RestoreReply> => {
+        if (await exists(file)) {
+          entry.spooled = true;
+          return { outcome: 'restored' };
+        }
+        // A spool created now (first use, or removed since: new settings) gets a new watch.
+        const created = await mkdir(this.paths.spool, { recursive: true, mode: 0o700 });
         // Into a temporary name first: nobody ever takes half a file.
         const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+        this.watchSpool(created !== undefined);
         const result = await this.fetchInto(settings, name, tmp, abort.signal);
-        if (result.outcome === 'restored' && !abort.signal.aborted) await rename(tmp, file);
-        else await rm(tmp, { force: true });
+        if (result.outcome === 'restored' && !abort.signal.aborted) {
+          await rename(tmp, file);
+          entry.spooled = true;
+          // Taken by the shell before the watcher's event could find it spooled.
+          this.spoolChanged(name);
+        } else await rm(tmp, { force: true });
         if (result.outcome === 'not-found') this.missingAhead = true;
         return abort.signal.aborted ? { outcome: 'failed', error: 'read-ahead cancelled' } : result;
       })().catch((err: unknown): RestoreReply => ({ outcome: 'failed', error: errorText(err) }));
-      this.ahead.set(name, { file, abort, done });
+      this.ahead.set(name, entry);
     }
+  }
+
+  /**
+   * Server mode: restore_command's shell moves a spooled segment into place itself, without starting pgim
+   * (restore-runtime.ts). The spool is watched (inotify) so that a segment taken that way slides the read-ahead
+   * window as a request served from the spool does.
+   */
+  private watchSpool(renew: boolean): void {
+    if (this.deps.mode !== 'server' || (this.watcher !== undefined && !renew)) return;
+    this.watcher?.close();
+    this.watcher = undefined;
+    try {
+      const watcher = watch(this.paths.spool, { persistent: false }, (_event, name) => {
+        if (name !== null) this.spoolChanged(name);
+      });
+      watcher.on('error', () => {
+        watcher.close();
+        if (this.watcher === watcher) this.watcher = undefined;
+      });
+      this.watcher = watcher;
+    } catch (err) {
+      this.deps.log('debug', 'the WAL restore spool cannot be watched: segments taken by restore_command itself slide the read-ahead on the next request', { error: errorText(err) });
+    }
+  }
+
+  /** A spool entry changed: a spooled read-ahead that is gone was taken by restore_command's shell. */
+  private spoolChanged(name: string): void {
+    const entry = this.ahead.get(name);
+    if (entry?.spooled !== true) return;
+    void exists(entry.file).then((present) => {
+      if (present || this.ahead.get(name) !== entry) return;
+      this.ahead.delete(name);
+      this.stats.fromSpool++;
+      this.stats.fromShell++;
+      this.deps.log('info', 'Restored WAL file from spool (parallel, moved by restore_command)', { walName: name });
+      const current = this.current;
+      if (current !== undefined) this.readAhead(current, segmentsToFetch(name, current.store.wal.maxParallel).slice(1));
+    });
   }
 
   private fetcher(settings: RestoreSettings & { store: BarmanObjectStore }): Promise<WalFetcher> {

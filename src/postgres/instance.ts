@@ -624,20 +624,31 @@ export class PostgresInstance {
     await writeFileAtomic(join(this.pgdata, 'recovery.signal'), '', 0o600);
     const postmaster = await this.spawn({ ...(await this.enforcedParameters(options.rendered)), ...options.recoverySettings, listen_addresses: '' });
     try {
-      for (;;) {
-        if (!postmaster.running) {
-          throw new Error('postgres stopped before the recovery finished (its log above says why: e.g. the recovery target is after the end of the archived WAL, or a WAL segment is missing)');
+      // One session polls every 100 ms (the promotion is seen at once; a new session per poll would cost a backend
+      // start each time), opened again if it breaks.
+      let poll: pg.Client | undefined;
+      try {
+        for (;;) {
+          if (!postmaster.running) {
+            throw new Error('postgres stopped before the recovery finished (its log above says why: e.g. the recovery target is after the end of the archived WAL, or a WAL segment is missing)');
+          }
+          options.signal?.throwIfAborted();
+          poll ??= await connectLocal(this.connection, 'postgres').catch(() => undefined);
+          const session = poll;
+          const state = await session
+            ?.query<{ recovery: boolean; lsn: string | null; time: string | null }>('SELECT pg_is_in_recovery() AS recovery, pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp()::text AS time')
+            .then((result) => result.rows[0])
+            .catch(async () => {
+              poll = undefined;
+              await session.end().catch(() => undefined);
+              return undefined;
+            });
+          if (state?.recovery === false) break;
+          if (state !== undefined) options.progress?.({ lsn: state.lsn, time: state.time });
+          await sleep(state === undefined ? 200 : 100);
         }
-        options.signal?.throwIfAborted();
-        const state = await withLocalClient(this.connection, async (client) => {
-          const result = await client.query<{ recovery: boolean; lsn: string | null; time: string | null }>(
-            'SELECT pg_is_in_recovery() AS recovery, pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp()::text AS time',
-          );
-          return result.rows[0];
-        }).catch(() => undefined);
-        if (state?.recovery === false) break;
-        if (state !== undefined) options.progress?.({ lsn: state.lsn, time: state.time });
-        await sleep(state === undefined ? 200 : 1000);
+      } finally {
+        await poll?.end().catch(() => undefined);
       }
       await withLocalClient(this.connection, async (client) => {
         if (options.createApplicationDatabase) await ensureApplicationDatabase(client, options.cluster.bootstrap.owner, options.cluster.bootstrap.database);

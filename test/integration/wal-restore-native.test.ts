@@ -1,14 +1,15 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { BarmanObjectStore } from '../../src/cluster/backup.js';
 import { acquireWalRestoreServer } from '../../src/backup/wal-restore-server.js';
+import { restoreCommand } from '../../src/backup/restore-runtime.js';
 import { restorePaths, type RestoreSettings } from '../../src/backup/wal-restore-settings.js';
-import { makeTempDir, removeTempDir } from '../../test-kit/env.js';
-import { pgimLaunch, pgimNodeArgs } from '../../test-kit/pgim.js';
+import { eventually, makeTempDir, removeTempDir } from '../../test-kit/env.js';
+import { pgimEntry, pgimLaunch, pgimNodeArgs } from '../../test-kit/pgim.js';
 import { requireBackupParts, S3Server } from '../../test-kit/s3.js';
 
 const run = promisify(execFile);
@@ -112,6 +113,51 @@ describe('pgim wal-restore: native download of Barman-archived WAL (versitygw, b
       }
     });
   }
+
+  it("restore_command's shell moves read-ahead segments itself (no pgim start); the server sees them go and reads the next ones", async () => {
+    const runtimeDir = await runtimeFor('gz', 3);
+    const { server, release } = await acquireWalRestoreServer(runtimeDir, () => undefined);
+    const pgdata = join(base, 'shell-pgdata');
+    await mkdir(join(pgdata, 'pg_wal'), { recursive: true });
+    const command = restoreCommand(runtimeDir, [process.execPath, ...pgimLaunch.nodeArgs, pgimEntry]);
+    // PostgreSQL's way: %f and %p replaced, `sh -c` in PGDATA.
+    const restore = async (walName: string, destination: string): Promise<number> => {
+      try {
+        await run('sh', ['-c', command.replaceAll('%f', walName).replaceAll('%p', destination)], { cwd: pgdata, env: { ...process.env, ...pgimLaunch.env } });
+        return 0;
+      } catch (err) {
+        return (err as { code?: number }).code ?? -1;
+      }
+    };
+    const spool = restorePaths(runtimeDir).spool;
+    const spooled = async (name: string): Promise<true | undefined> => ((await readdir(spool).catch(() => [] as string[])).includes(name) ? true : undefined);
+    try {
+      assert.ok(!command.includes(s3.secretKey) && !command.includes(s3.accessKey), 'no credential on the command line');
+      // The first segment: nothing spooled yet, so pgim is started and asks the server, which reads 2 ahead.
+      assert.equal(await restore(segments[0] ?? '', 'pg_wal/RECOVERYXLOG'), 0);
+      for (const [i, name] of segments.slice(1).entries()) {
+        await eventually(() => spooled(name), 60_000, `${name} read ahead`);
+        assert.equal(await restore(name, 'pg_wal/RECOVERYXLOG'), 0, name);
+        const file = join(pgdata, 'pg_wal', 'RECOVERYXLOG');
+        assert.ok((await readFile(file)).equals(originals.get(name) ?? Buffer.alloc(0)), `${name} differs`);
+        assert.equal((await stat(file)).mode & 0o777, 0o600);
+        // The shell's move slid the window: the segment two after this one is being read ahead.
+        const next = segments[i + 3];
+        if (next !== undefined) await eventually(() => spooled(next), 60_000, `${next} read ahead after ${name} was taken`);
+      }
+      assert.equal(server.restorer.stats.fromShell, segments.length - 1);
+      assert.equal(server.restorer.stats.requests, 1, 'pgim started once');
+      assert.equal((await stat(spool)).mode & 0o777, 0o700);
+      // What is not spooled still goes through pgim, with its meanings: a history file, and "not there".
+      assert.equal(await restore('00000002.history', 'pg_wal/RECOVERYHISTORY'), 0);
+      assert.ok((await readFile(join(pgdata, 'pg_wal', 'RECOVERYHISTORY'))).equals(originals.get('00000002.history') ?? Buffer.alloc(0)));
+      assert.equal(await restore('000000010000000000000009', 'pg_wal/RECOVERYXLOG9'), 1);
+      assert.equal(server.restorer.stats.requests, 3);
+    } finally {
+      release();
+      await removeTempDir(runtimeDir);
+    }
+  });
 
   it('through the long-lived server: a sliding read-ahead window, gzip decoded by pgim, bzip2 handed to Barman', async () => {
     for (const serverName of ['gz', 'bz']) {
