@@ -83,9 +83,10 @@ export class Reconciler {
   }
 
   /** A new desired state (or a failure to build one) from the DesiredStateSource: one pass applies it. */
-  update(update: DesiredUpdate): void {
+  /** Takes a new desired state; resolves once a pass has applied it (or found it invalid). */
+  update(update: DesiredUpdate): Promise<void> {
     this.latest = update;
-    void this.trigger('desired state changed');
+    return this.trigger('desired state changed');
   }
 
   get desired(): DesiredState {
