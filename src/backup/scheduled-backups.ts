@@ -105,7 +105,13 @@ export class BackupScheduler {
   /** Syncs now, and again every `syncMs` while there is a schedule; with none, only `wake()` syncs (no timer). */
   start(syncMs = 5000): void {
     this.sync();
-    this.timer = quietInterval(() => this.sync(), syncMs, () => this.jobs.size > 0 || this.deps.desired().scheduled.some((s) => !s.suspend));
+    this.timer = quietInterval(
+      () => {
+        this.sync();
+      },
+      syncMs,
+      () => this.jobs.size > 0 || this.deps.desired().scheduled.some((s) => !s.suspend),
+    );
   }
 
   /** A new desired state: sync at once (a schedule added is armed now) and re-arm or disarm the re-sync timer. */

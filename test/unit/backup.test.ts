@@ -307,10 +307,11 @@ describe('BackupService: following archive results', () => {
     });
     service.start();
     try {
-      assert.equal(service.watchingArchiveResults, false);
+      const watching = (): boolean => service.watchingArchiveResults;
+      assert.equal(watching(), false);
       await mkdir(join(runtimeDir, 'wal-archive'));
-      for (let i = 0; i < 200 && !service.watchingArchiveResults; i++) await new Promise((resolve) => setTimeout(resolve, 100));
-      assert.equal(service.watchingArchiveResults, true);
+      for (let i = 0; i < 200 && !watching(); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(watching(), true);
     } finally {
       service.stop();
       await removeTempDir(runtimeDir);

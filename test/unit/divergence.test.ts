@@ -48,12 +48,12 @@ describe('DivergenceWatch: when a replica is rewound onto its primary', () => {
 
   it('sleeps on a primary (no timer, no probe) and starts looking once woken as a replica', async () => {
     let isReplica = false;
-    let probes = 0;
+    const probes = { count: 0 };
     const w = new DivergenceWatch(
       {
         applies: () => isReplica,
         replica: () => {
-          probes++;
+          probes.count++;
           return Promise.resolve({ streaming: true, timeline: 1 });
         },
         primaryTimeline: () => Promise.resolve(1),
@@ -64,11 +64,12 @@ describe('DivergenceWatch: when a replica is rewound onto its primary', () => {
     w.start();
     try {
       await new Promise((resolve) => setTimeout(resolve, 50));
-      assert.equal(probes, 0);
+      const seen = (): number => probes.count;
+      assert.equal(seen(), 0);
       isReplica = true;
       w.wake();
-      for (let i = 0; i < 200 && probes < 2; i++) await new Promise((resolve) => setTimeout(resolve, 5));
-      assert.ok(probes >= 2, `${probes} probes once a replica`);
+      for (let i = 0; i < 200 && seen() < 2; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      assert.ok(seen() >= 2, `${seen()} probes once a replica`);
     } finally {
       w.stop();
     }
