@@ -1,3 +1,4 @@
+import { quietInterval, type QuietInterval } from '../async/quiet-interval.js';
 import type { Logger } from 'pino';
 import type { BarmanObjectStore } from '../cluster/backup.js';
 import type { Cluster } from '../cluster/schema.js';
@@ -81,20 +82,25 @@ export function backupStatusFields(run: BackupRun, store?: BarmanObjectStore): R
  * Cluster's Backups are never read further, patched or deleted.
  */
 export class BackupObjectReconciler {
-  private timer: NodeJS.Timeout | undefined;
+  private timer: QuietInterval | undefined;
   private busy = false;
   /** Backups this process already finished (a failed patch must not make it take one twice). */
   private readonly handled = new Set<string>();
 
   constructor(private readonly deps: BackupObjectsDeps) {}
 
+  /** Looks every 5 s while a Barman object store is configured; without one it sleeps until `wake()`. */
   start(): void {
-    this.timer = setInterval(() => void this.reconcile(), this.deps.intervalMs ?? 5000);
-    this.timer.unref();
+    this.timer = quietInterval(() => this.reconcile(), this.deps.intervalMs ?? 5000, () => this.deps.service.store !== undefined);
+  }
+
+  /** A new desired state: a store configured now starts the look, one removed stops it. */
+  wake(): void {
+    this.timer?.wake();
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    this.timer?.stop();
   }
 
   private mine(list: readonly BackupObject[]): BackupObject[] {

@@ -1,3 +1,4 @@
+import { quietInterval, type QuietInterval } from '../async/quiet-interval.js';
 import { Cron } from 'croner';
 import type { Logger } from 'pino';
 import { parseDocument } from 'yaml';
@@ -83,14 +84,14 @@ export function scheduledBackupName(name: string, at: Date): string {
 }
 
 /**
- * Runs the schedules of the latest desired state: one croner job per ScheduledBackup, re-synced every few
- * seconds (a changed manifest replaces its job). At each tick the instance the target elects takes the backup;
+ * Runs the schedules of the latest desired state: one croner job per ScheduledBackup, re-synced at each new desired
+ * state and every few seconds while there is one (a changed manifest replaces its job). At each tick the instance the target elects takes the backup;
  * the others do nothing. `immediate` takes one when the schedule is first seen by this process.
  */
 export class BackupScheduler {
   private readonly jobs = new Map<string, { key: string; cron: Cron }>();
   private readonly immediateDone = new Set<string>();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: QuietInterval | undefined;
 
   constructor(
     private readonly deps: {
@@ -101,16 +102,28 @@ export class BackupScheduler {
     },
   ) {}
 
+  /** Syncs now, and again every `syncMs` while there is a schedule; with none, only `wake()` syncs (no timer). */
   start(syncMs = 5000): void {
     this.sync();
-    this.timer = setInterval(() => {
-      this.sync();
-    }, syncMs);
-    this.timer.unref();
+    this.timer = quietInterval(
+      () => {
+        this.sync();
+      },
+      syncMs,
+      () => this.jobs.size > 0 || this.deps.desired().scheduled.some((s) => !s.suspend),
+    );
+  }
+
+  /** A new desired state: sync at once (a schedule added is armed now) and re-arm or disarm the re-sync timer. */
+  wake(): void {
+    if (this.timer === undefined) return;
+    this.sync();
+    this.timer.wake();
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    this.timer?.stop();
+    this.timer = undefined;
     for (const job of this.jobs.values()) job.cron.stop();
     this.jobs.clear();
   }

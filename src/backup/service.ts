@@ -89,6 +89,11 @@ export class BackupService {
 
   constructor(private readonly deps: BackupServiceDeps) {}
 
+  /** Whether archive results are followed by inotify (the poll behind it is then a slow safety net). */
+  get watchingArchiveResults(): boolean {
+    return this.watcher !== undefined;
+  }
+
   get store(): BarmanObjectStore | undefined {
     return this.deps.desired().cluster.backup.barmanObjectStore;
   }
@@ -109,15 +114,33 @@ export class BackupService {
   start(): void {
     const paths = archivePaths(this.deps.runtimeDir);
     const check = (): void => void this.checkArchiving();
-    try {
-      this.watcher = watch(paths.dir, { persistent: false }, check);
-      this.watcher.on('error', () => this.watcher?.close());
-    } catch {
-      // no inotify: the poll covers it
-    }
+    const arm = (): boolean => {
+      try {
+        this.watcher = watch(paths.dir, { persistent: false }, check);
+        this.watcher.on('error', () => this.watcher?.close());
+        return true;
+      } catch {
+        // not there yet (a first start writes the folder with the archive settings, after this), or no inotify
+        return false;
+      }
+    };
     // Behind a working inotify watch the poll is only a safety net: slow, as an idle pgim's wake-ups cost CPU.
-    this.poll = setInterval(check, this.watcher === undefined ? 5000 : 30_000);
-    this.poll.unref();
+    const slow = (): void => {
+      this.poll = setInterval(check, 30_000);
+      this.poll.unref();
+    };
+    if (arm()) slow();
+    else {
+      // Until the watch is armed, the poll looks every 5 s and tries again (on a first start it stayed at 5 s for
+      // the process's whole life, because the folder did not exist yet when this ran).
+      this.poll = setInterval(() => {
+        check();
+        if (!arm()) return;
+        clearInterval(this.poll);
+        slow();
+      }, 5000);
+      this.poll.unref();
+    }
     if (this.store !== undefined) void this.refreshCatalog().catch(() => undefined);
   }
 

@@ -30,19 +30,21 @@ interface FolderScan {
 
 async function scanFolder(dir: string): Promise<FolderScan> {
   const parts: string[] = [];
-  const folders = new Set<string>([await realpath(dir)]);
+  const realRoot = await realpath(dir);
+  const folders = new Set<string>([realRoot]);
   // The calls of one folder run together: each file call is a round trip to libuv's pool, and one after the other
-  // they woke the event loop ~30 times per scan of a small config folder.
-  const walk = async (current: string, depth: number): Promise<void> => {
+  // they woke the event loop ~30 times per scan of a small config folder. Only symlinks are resolved (realpath is a
+  // readlink per path component in libc): an entry that is no symlink resolves to its resolved folder plus its name.
+  const walk = async (current: string, realCurrent: string, depth: number): Promise<void> => {
     if (depth > 4) return;
     await Promise.all(
-      (await readdir(current)).map(async (entry) => {
-        const path = join(current, entry);
+      (await readdir(current, { withFileTypes: true })).map(async (entry) => {
+        const path = join(current, entry.name);
         try {
-          const [info, real] = await Promise.all([stat(path), realpath(path)]);
+          const [info, real] = await Promise.all([stat(path), entry.isSymbolicLink() ? realpath(path) : join(realCurrent, entry.name)]);
           if (info.isDirectory()) {
             folders.add(real);
-            await walk(path, depth + 1);
+            await walk(path, real, depth + 1);
           } else parts.push(`${path}\0${real}\0${info.size}\0${info.mtimeMs}\0${info.ino}`);
         } catch {
           parts.push(`${path}\0missing`);
@@ -50,7 +52,7 @@ async function scanFolder(dir: string): Promise<FolderScan> {
       }),
     );
   };
-  await walk(dir, 0);
+  await walk(dir, realRoot, 0);
   return { fingerprint: createHash('sha256').update(parts.sort().join('\n')).digest('hex'), folders: [...folders] };
 }
 

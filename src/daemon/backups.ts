@@ -26,7 +26,7 @@ export function startBackups(deps: {
   instance: PostgresInstance;
   options: InstanceOptions;
   desired: DesiredState;
-}): { service: BackupService; stop: () => void } {
+}): { service: BackupService; wake: () => void; stop: () => void } {
   const { reconciler, controlPlane, logger, state, instance } = deps;
   const service = new BackupService({
     desired: () => ({ cluster: reconciler.desired.cluster, backup: reconciler.desired.backup, isPrimary: reconciler.desired.topology.isPrimary }),
@@ -77,6 +77,11 @@ export function startBackups(deps: {
   scheduler.start();
   return {
     service,
+    // A new desired state: schedules and a configured object store start (or stop) their timers.
+    wake: () => {
+      scheduler.wake();
+      objects.wake();
+    },
     stop: () => {
       scheduler.stop();
       archiver.stop();

@@ -168,8 +168,12 @@ export class Daemon {
       await instance.writeConfiguration(desired.rendered);
       // Before postgres starts: a replica replaying a CREATE TABLESPACE needs its folder (the primary's pass makes its own).
       await instance.ensureTablespaceFolders(desired.cluster.tablespaces);
+      // The watches that sleep while they have nothing to look at (QuietInterval) re-read that after each pass.
+      const quietWatches: { wake(): void }[] = [divergence, backups];
       source.subscribe((update) => {
-        reconciler.update(update);
+        void reconciler.update(update).then(() => {
+          for (const watch of quietWatches) watch.wake();
+        });
       });
       // synchronous_standby_names follows the standbys that stream from the primary.
       const standbys = watchStreamingStandbys({
@@ -187,6 +191,7 @@ export class Daemon {
           const { topology } = reconciler.desired;
           return state.accepting && topology.isPrimary ? topology.instances.filter((i) => i !== topology.self).map(haSlotName) : [];
         },
+        applies: () => reconciler.desired.topology.isPrimary && reconciler.desired.topology.instances.length > 1,
         onMissing: (missing) => {
           logger.info({ missing }, 'HA replication slots missing on the primary: reconciling');
           void reconciler.trigger('replication slots missing');
@@ -209,6 +214,7 @@ export class Daemon {
       source.subscribe(() => {
         slotReplicator.nudge();
       });
+      quietWatches.push(standbys, slots);
       this.onDispose(() => {
         standbys.stop();
         slots.stop();

@@ -76,13 +76,31 @@ export async function readRegularFile(path: string, maxBytes: number, extraFlags
   }
   try {
     if (size > maxBytes) throw new ConfinedReadError('too-large', `is larger than ${maxBytes} bytes`);
-    const buffer = Buffer.alloc(maxBytes + 1);
-    const { bytesRead } = await handle.read(buffer, 0, maxBytes + 1, 0);
-    if (bytesRead > maxBytes) throw new ConfinedReadError('too-large', `is larger than ${maxBytes} bytes`);
-    return buffer.subarray(0, bytesRead);
+    return await readUpTo(handle, size, maxBytes);
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * The file's bytes, read as `size` (its size on the open handle) says plus one byte, so a file that grew since is
+ * still read to its end and refused past `maxBytes`. Sized to the file, not to `maxBytes`: a buffer of the limit was
+ * 1 MiB zeroed per read, and its subarray kept the whole MiB alive for as long as the caller kept the bytes (the
+ * Kubernetes client's CA, held by every open watch request: ~10 MB of an idle pgim's RSS).
+ */
+async function readUpTo(handle: FileHandle, size: number, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (let want = size + 1; ; want = Math.min(Math.max(want, 64 * 1024), maxBytes + 1 - total)) {
+    const chunk = Buffer.alloc(want);
+    const { bytesRead } = await handle.read(chunk, 0, want, total);
+    total += bytesRead;
+    if (total > maxBytes) throw new ConfinedReadError('too-large', `is larger than ${maxBytes} bytes`);
+    chunks.push(bytesRead === want ? chunk : chunk.subarray(0, bytesRead));
+    // A regular file reads short only at its end.
+    if (bytesRead < want) break;
+  }
+  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total);
 }
 
 /** The synchronous guard for paths handed to a library that reads them itself (a kubeconfig): a regular file or an error. */

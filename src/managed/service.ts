@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { quietInterval, type QuietInterval } from '../async/quiet-interval.js';
 import { serialised } from '../async/serial.js';
 import type { Cluster } from '../cluster/schema.js';
 import type { ControlPlane } from '../controlplane/index.js';
@@ -32,21 +33,23 @@ export class ManagedObjects {
   private passwords: Map<string, PasswordState> | undefined;
   private reported = '';
   private lastProblems = '';
-  private readonly timer: NodeJS.Timeout;
+  /** The last run found nothing to manage (no managed roles, no integrated pooler): the timer sleeps. */
+  private nothingToManage = true;
+  private readonly timer: QuietInterval;
 
   constructor(private readonly options: ManagedObjectsOptions) {
-    this.timer = setInterval(() => void this.runs(), options.intervalMs ?? managedRolesIntervalMs);
-    this.timer.unref();
+    this.timer = quietInterval(() => this.runs(), options.intervalMs ?? managedRolesIntervalMs, () => !this.nothingToManage);
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    this.timer.stop();
   }
 
-  /** Applies `cluster` now (on the primary) and from then on at every tick. */
-  reconcile(cluster: Cluster): Promise<void> {
+  /** Applies `cluster` now (on the primary) and from then on at every tick, while it has something to manage. */
+  async reconcile(cluster: Cluster): Promise<void> {
     this.cluster = cluster;
-    return this.runs();
+    await this.runs();
+    this.timer.wake();
   }
 
   private readonly runs = serialised(() =>
@@ -60,8 +63,9 @@ export class ManagedObjects {
     const cluster = this.cluster;
     if (cluster === undefined || !state.accepting) return;
     const poolers = new Set([...cluster.pgBouncerIntegrationSecrets, ...integratedPoolers(await controlPlane.listPoolers(), cluster.name)]);
-    // Nothing to manage: no session at all (this runs every 10 s; an idle pgim opens none).
-    if (poolers.size === 0 && cluster.managedRoles.length === 0) {
+    this.nothingToManage = poolers.size === 0 && cluster.managedRoles.length === 0;
+    // Nothing to manage: no session, and no timer until the next Cluster (a Pooler file or object changes it too).
+    if (this.nothingToManage) {
       state.managedRolesStatus = undefined;
       return;
     }

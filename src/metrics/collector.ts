@@ -89,8 +89,8 @@ const walStatsHelp: Readonly<Record<WalStat, string>> = {
 const syncStandbyPattern = /(ANY|FIRST) ([0-9]+) \(.*\)/;
 const walFilePattern = /^[0-9A-F]{24}/;
 
-/** nodejs_eventloop_lag_* sampling period. */
-const eventLoopSampleMs = 1000;
+/** nodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds sampling period (nodejs_eventloop_lag_seconds is measured at each scrape). */
+const eventLoopSampleMs = 10_000;
 
 export class Collector {
   readonly registry = new Registry();
@@ -121,7 +121,9 @@ export class Collector {
     const registers = [this.registry];
     const { state } = options;
     // The event-loop delay histogram samples on a libuv timer at this resolution: prom-client's 10 ms default woke
-    // pgim 100 times a second, most of its idle CPU; once a second still shows any stall a scrape could see.
+    // pgim 100 times a second, most of its idle CPU; once a second was still 60 of an idle pgim's ~75 timer wake-ups
+    // a minute (3 ms of CPU). Every 10 s, a stall long enough to matter still shows, and each scrape also measures
+    // the loop's lag itself (nodejs_eventloop_lag_seconds).
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: eventLoopSampleMs });
     // prom-client's deprecated duplicates of nodejs_active_{handles,requests,resources}: gauges named like counters,
     // which Prometheus' linter rejects; the unsuffixed families carry the same numbers.

@@ -10,6 +10,7 @@ import { ensureSystemRoles } from '../postgres/roles.js';
 import { withLocalClient } from '../postgres/sql.js';
 import { RoleTransitions, type RoleOutcome } from '../role/transitions.js';
 import { RestartCoordinator } from '../rollout/coordinator.js';
+import { restartAnnotation } from '../rollout/decision.js';
 import { ManagedObjects } from '../managed/service.js';
 import { warnIgnoredFields } from '../cluster/field-support.js';
 import type { PostgresControl } from '../supervisor/supervisor.js';
@@ -82,9 +83,10 @@ export class Reconciler {
   }
 
   /** A new desired state (or a failure to build one) from the DesiredStateSource: one pass applies it. */
-  update(update: DesiredUpdate): void {
+  /** Takes a new desired state; resolves once a pass has applied it (or found it invalid). */
+  update(update: DesiredUpdate): Promise<void> {
     this.latest = update;
-    void this.trigger('desired state changed');
+    return this.trigger('desired state changed');
   }
 
   get desired(): DesiredState {
@@ -176,6 +178,8 @@ export class Reconciler {
     }
     reportSecurityWarnings(desired.rendered.securityWarnings, logger, state);
     const reloadRequested = reloadRequestedAt(desired.cluster) !== reloadRequestedAt(this.current.cluster);
+    // `kubectl cnpg restart` (the restartedAt annotation) changes no file: checked in this pass, not at the next idle check.
+    const restartAsked = desired.cluster.annotations[restartAnnotation] !== this.current.cluster.annotations[restartAnnotation];
     if (reloadRequested) {
       // `kubectl cnpg reload`: every Secret and certificate was just read again; every password is set again and
       // PostgreSQL reloads (it re-reads its certificate files on SIGHUP) even when no file changed.
@@ -231,6 +235,7 @@ export class Reconciler {
       await this.reportSynchronous(desired);
     }
     if (state.accepting) await this.tablespaces.run(desired, !(await instance.isStandby()));
+    if (restartAsked && state.accepting && (await this.restarts.check(desired))) return;
     if (!state.restartPending) await this.reportPhase(phases.healthy, '');
   }
 

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { quietInterval, type QuietInterval } from '../async/quiet-interval.js';
 
 export interface HaSlotWatchOptions {
   /** The instance's held session (PostgresInstance.withHeldSession): released before any stop. */
@@ -8,6 +9,11 @@ export interface HaSlotWatchOptions {
   /** Some wanted slots are missing: the caller reconciles (one pass creates them). */
   onMissing: (missing: readonly string[]) => void;
   intervalMs?: number;
+  /**
+   * Whether there can be HA slots to keep (a primary of more than one instance, by the desired state): otherwise the
+   * watch sleeps, with no timer, until `wake()` (the daemon calls it after each new desired state).
+   */
+  applies?: () => boolean;
 }
 
 /** CNPG's ReplicationSlots.UpdateInterval default is 30 s; a replica without its slot cannot stream at all. */
@@ -23,9 +29,7 @@ const existingQuery = "SELECT slot_name FROM pg_catalog.pg_replication_slots WHE
  * instance manager re-creates them on its regular reconciles; this is pgim's equivalent, one cheap query per tick
  * and only on a primary with replicas.
  */
-export function watchHaSlots(options: HaSlotWatchOptions): { stop: () => void } {
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
+export function watchHaSlots(options: HaSlotWatchOptions): QuietInterval {
   const tick = async (): Promise<void> => {
     const wanted = options.wanted();
     if (wanted.length === 0) return;
@@ -38,19 +42,5 @@ export function watchHaSlots(options: HaSlotWatchOptions): { stop: () => void } 
       // Postgres restarting or stopping: the next tick asks again.
     }
   };
-  const loop = (): void => {
-    timer = setTimeout(() => {
-      void tick().finally(() => {
-        if (!stopped) loop();
-      });
-    }, options.intervalMs ?? haSlotCheckIntervalMs);
-    timer.unref();
-  };
-  loop();
-  return {
-    stop: () => {
-      stopped = true;
-      clearTimeout(timer);
-    },
-  };
+  return quietInterval(tick, options.intervalMs ?? haSlotCheckIntervalMs, options.applies ?? (() => true));
 }

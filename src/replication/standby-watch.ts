@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { quietInterval, type QuietInterval } from '../async/quiet-interval.js';
 
 export interface StandbyWatchOptions {
   /** The instance's held session (PostgresInstance.withHeldSession): released before any stop, so it never holds up a smart shutdown. */
@@ -10,11 +11,11 @@ export interface StandbyWatchOptions {
   intervalMs?: number;
   /**
    * Whether the configuration asks for the watch at all (synchronous replication on). While it does not, the watch
-   * looks every `idleIntervalMs` instead: one wake-up a second was a fifth of an idle pgim's timer wake-ups. A
-   * promotion or a restart does not change it, so they are seen within `intervalMs` as before.
+   * sleeps (no timer) until `wake()`, which the daemon calls after each new desired state: one wake-up a second, then
+   * every 5 s, was a fifth of an idle pgim's timer wake-ups. A promotion or a restart does not change it, so they
+   * are seen within `intervalMs` as before.
    */
   enabled?: () => boolean;
-  idleIntervalMs?: number;
 }
 
 /** The primary's streaming standbys (their application names are instance names). */
@@ -25,10 +26,8 @@ const streamingQuery = "SELECT application_name FROM pg_catalog.pg_stat_replicat
  * `synchronous_standby_names` (the streaming standbys first, and under `dataDurability: preferred` only them). A
  * standby that joins, leaves, fails or comes back changes the set; the caller renders and reloads.
  */
-export function watchStreamingStandbys(options: StandbyWatchOptions): { stop: () => void } {
+export function watchStreamingStandbys(options: StandbyWatchOptions): QuietInterval {
   let last = '';
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
   const tick = async (): Promise<void> => {
     if (!options.active()) {
       if (last !== '') options.onChange([]);
@@ -47,19 +46,6 @@ export function watchStreamingStandbys(options: StandbyWatchOptions): { stop: ()
       // Postgres restarting or stopping: the next tick asks again.
     }
   };
-  const loop = (): void => {
-    timer = setTimeout(() => {
-      void tick().finally(() => {
-        if (!stopped) loop();
-      });
-    }, options.enabled?.() === false ? (options.idleIntervalMs ?? 5000) : (options.intervalMs ?? 1000));
-    timer.unref();
-  };
-  loop();
-  return {
-    stop: () => {
-      stopped = true;
-      clearTimeout(timer);
-    },
-  };
+  // Asleep while disabled; `last` non-empty (standbys reported) still gets its one tick that reports none.
+  return quietInterval(tick, options.intervalMs ?? 1000, () => options.enabled?.() !== false || last !== '');
 }

@@ -1,3 +1,5 @@
+import { quietInterval, type QuietInterval } from '../async/quiet-interval.js';
+
 /**
  * A replica can fork from its primary's history: after a failover it may have received WAL from the former
  * primary past the point where the new primary's timeline begins. PostgreSQL then retries streaming forever
@@ -13,6 +15,11 @@ export interface ReplicaState {
 }
 
 export interface DivergenceProbe {
+  /**
+   * Whether this instance is to be a replica at all (by the desired state). When not, the watch sleeps with no timer
+   * until `wake()` (the daemon calls it after each new desired state); a primary has nothing to watch.
+   */
+  applies?(): boolean;
   /** Undefined when this instance is not a running replica (nothing to watch now). */
   replica(): Promise<ReplicaState | undefined>;
   /** The primary's timeline when it answers as a primary; undefined otherwise. */
@@ -30,7 +37,7 @@ export interface DivergenceTiming {
 const defaultTiming: DivergenceTiming = { checkEveryMs: 3000, notStreamingForMs: 10_000, cooldownMs: 120_000 };
 
 export class DivergenceWatch {
-  private timer: NodeJS.Timeout | undefined;
+  private timer: QuietInterval | undefined;
   private notStreamingSince: number | undefined;
   private lastRewindAt = -Infinity;
   private checking = false;
@@ -42,12 +49,16 @@ export class DivergenceWatch {
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => void this.check(), this.timing.checkEveryMs);
-    this.timer.unref();
+    this.timer = quietInterval(() => this.check(), this.timing.checkEveryMs, () => this.probe.applies?.() !== false);
+  }
+
+  /** Re-reads `applies()` (after a new desired state): a demoted primary starts watching, a promoted replica stops. */
+  wake(): void {
+    this.timer?.wake();
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    this.timer?.stop();
   }
 
   /** One evaluation; true when it reported a divergence. */

@@ -211,6 +211,7 @@ export class RoleTransitions {
     const { instance, state, logger, control } = this.options;
     const watch = new DivergenceWatch(
       {
+        applies: () => !current().topology.isPrimary,
         replica: () => (current().topology.isPrimary || !state.accepting || state.phase !== 'running' ? Promise.resolve(undefined) : instance.replicaState()),
         primaryTimeline: () => {
           const { topology, layout } = current();

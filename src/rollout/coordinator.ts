@@ -13,8 +13,20 @@ import { decideUnderOperator, operatorPhases } from './operator-decision.js';
 export const replicaRestartTimeoutMs = 300_000;
 /** How often an instance looks again while something waits (its replicas, its primary, a paused replay)... */
 export const restartCheckIntervalMs = 2_000;
-/** ...and otherwise, for a pending restart or a paused replay that no configuration change announced. */
+/** ...and otherwise, on a replica, for a paused replay or a pending restart that no configuration change announced... */
 export const idleCheckIntervalMs = 5_000;
+/**
+ * ...and on a primary, whose replay cannot pause: only a restart pending without a change pgim made (ALTER SYSTEM and
+ * a reload by hand) is left to find. Every change pgim makes is checked at once after its reload, and `/pg/status`
+ * reads pending_restart live; two queries every 5 s were a tenth of an idle primary's CPU.
+ */
+export const primaryIdleCheckIntervalMs = 30_000;
+
+/** How long until the next check: soon while something waits, otherwise by the role the last check saw. */
+export function nextCheckDelayMs(waiting: boolean, lastRole: 'primary' | 'replica' | undefined): number {
+  if (waiting) return restartCheckIntervalMs;
+  return lastRole === 'primary' ? primaryIdleCheckIntervalMs : idleCheckIntervalMs;
+}
 
 export interface RestartCoordinatorOptions {
   instance: PostgresInstance;
@@ -39,9 +51,9 @@ function defaultAskReplica(name: string, desired: DesiredState): Promise<Replica
 
 /**
  * Applies decideRestart: restarts this instance's postgres when its turn comes, and otherwise says what waits
- * (`/pg/status`, the log, the Cluster phase on the primary). Checks after each reload and every 2 s (5 s when nothing
- * waits), so a replica whose replay paused, or a primary waiting for its replicas, acts without another
- * configuration change.
+ * (`/pg/status`, the log, the Cluster phase on the primary). Checks after each reload and every 2 s while something
+ * waits (otherwise every 5 s on a replica, 30 s on a primary: nextCheckDelayMs), so a replica whose replay paused,
+ * or a primary waiting for its replicas, acts without another configuration change.
  */
 export class RestartCoordinator {
   private timer: NodeJS.Timeout | undefined;
@@ -51,6 +63,8 @@ export class RestartCoordinator {
   /** Under the operator: the pending settings already announced, and whether the in-place request was served. */
   private announced: readonly string[] = [];
   private inPlaceRestartDone = false;
+  /** The role the last check found (a new postmaster may be either until it is asked). */
+  private lastRole: 'primary' | 'replica' | undefined;
   private readonly now: () => number;
 
   constructor(private readonly options: RestartCoordinatorOptions) {
@@ -63,7 +77,7 @@ export class RestartCoordinator {
       void this.check().then(() => {
         if (this.timer !== undefined) this.start();
       });
-    }, waiting ? restartCheckIntervalMs : idleCheckIntervalMs);
+    }, nextCheckDelayMs(waiting, this.lastRole));
     this.timer.unref();
   }
 
@@ -92,6 +106,7 @@ export class RestartCoordinator {
     if (this.options.operatorDriven === true) return this.actUnderOperator(desired);
     const facts = await readLocalFacts(instance);
     const role = facts.inRecovery ? 'replica' : 'primary';
+    this.lastRole = role;
     const restartRequestedAtMs = parseRestartedAt(desired.cluster.annotations[restartAnnotation]);
     const asked = restartRequested(facts.postmasterStartMs, restartRequestedAtMs);
     // Replicas are asked only when this primary has something pending.
@@ -139,6 +154,7 @@ export class RestartCoordinator {
     const { instance, state, logger } = this.options;
     const facts = await readLocalFacts(instance);
     const role = facts.inRecovery ? 'replica' : 'primary';
+    this.lastRole = role;
     const clusterPhase = desired.cluster.observability.clusterFacts.phase;
     if (clusterPhase !== operatorPhases.inplacePrimaryRestart) this.inPlaceRestartDone = false;
     state.restartPending = facts.pending.length > 0;

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { Backoff, backoffDelay } from '../../src/async/backoff.js';
+import { quietInterval } from '../../src/async/quiet-interval.js';
 import { serialised } from '../../src/async/serial.js';
 import { sleep } from '../../src/async/sleep.js';
 
@@ -58,4 +59,53 @@ describe('async helpers: the one sleep, backoff and serialised runner', () => {
     await later;
     assert.equal(runs, 3);
   });
+
+  it('quietInterval: ticks only while active, never overlapping; asleep, only wake() re-arms it', async () => {
+    let active = false;
+    let ticks = 0;
+    let concurrent = 0;
+    let overlapped = false;
+    const task = quietInterval(
+      async () => {
+        ticks++;
+        concurrent++;
+        overlapped ||= concurrent > 1;
+        await sleep(15);
+        concurrent--;
+      },
+      2,
+      () => active,
+    );
+    await sleep(40);
+    assert.equal(ticks, 0, 'inactive from the start: no tick');
+    active = true;
+    await sleep(40);
+    assert.equal(ticks, 0, 'becoming active is not seen without wake()');
+    task.wake();
+    task.wake(); // idempotent: still one timer
+    await eventuallyTrue(() => ticks >= 3);
+    assert.equal(overlapped, false, 'a slow tick delays the next one');
+    active = false;
+    const settled = ticks + 1; // at most the tick under way
+    await sleep(60);
+    assert.ok(ticks <= settled, `asleep after it found nothing to do (${ticks} ticks)`);
+    const asleep = ticks;
+    await sleep(40);
+    assert.equal(ticks, asleep);
+    active = true;
+    task.wake();
+    await eventuallyTrue(() => ticks > asleep);
+    task.stop();
+    const stopped = ticks + 1;
+    await sleep(60);
+    assert.ok(ticks <= stopped, 'stop() ends it');
+    task.wake();
+    await sleep(40);
+    assert.ok(ticks <= stopped, 'wake() after stop() does nothing');
+  });
 });
+
+async function eventuallyTrue(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !check(); i++) await sleep(10);
+  assert.ok(check());
+}

@@ -8,7 +8,7 @@ import { backupArgs, backupDeleteArgs, checkWalArchiveArgs, parseBackupList, par
 import { barmanRetentionPolicy } from '../../src/cluster/backup.js';
 import { resolveStoreCredentials } from '../../src/backup/credentials.js';
 import { archiveCommand } from '../../src/backup/runtime.js';
-import { archivingCondition, defaultBackupName } from '../../src/backup/service.js';
+import { archivingCondition, BackupService, defaultBackupName } from '../../src/backup/service.js';
 import { gatherReadyWalFiles } from '../../src/backup/wal-archive.js';
 import { BackupScheduler, cronFor, parseScheduledBackup, scheduledBackupName } from '../../src/backup/scheduled-backups.js';
 import { hashDir, nativeWalArchiveUnsupported, pythonPathJoin, tagging, walObjectKey } from '../../src/backup/wal-object.js';
@@ -264,5 +264,57 @@ describe('files-mode ScheduledBackup (CNPG manifests, croner)', () => {
     const onPrimary = { ...scheduled, target: 'primary' as const };
     assert.equal(await new BackupScheduler({ desired: () => ({ ...topology, self: 'pg-1' }), service, logger: silent, now }).tick(onPrimary, 'schedule'), 'nightly-20261205030000');
     assert.deepEqual(taken, ['nightly-20261205030000', 'nightly-20261205030000']);
+  });
+
+  it('with no schedule keeps no timer; a schedule in a new desired state is armed at wake(), and removed the same way', () => {
+    const service = { store: {} as never, takeBackup: () => Promise.resolve({ phase: 'completed' } as never) };
+    const scheduled = parseScheduledBackup(manifestText({ schedule: '0 0 3 * * *' }), 'sb.yaml', 'pg');
+    let current: (typeof scheduled)[] = [];
+    const scheduler = new BackupScheduler({
+      desired: () => ({ scheduled: current, clusterTarget: 'primary', self: 'pg-1', primary: 'pg-1', instances: ['pg-1'] }),
+      service,
+      logger: pino({ level: 'silent' }),
+    });
+    scheduler.start(60_000);
+    try {
+      assert.deepEqual(scheduler.nextRuns(), {});
+      current = [scheduled];
+      scheduler.wake();
+      assert.deepEqual(Object.keys(scheduler.nextRuns()), ['nightly'], 'armed at once, not at the next re-sync');
+      current = [];
+      scheduler.wake();
+      assert.deepEqual(scheduler.nextRuns(), {});
+    } finally {
+      scheduler.stop();
+    }
+  });
+});
+
+describe('BackupService: following archive results', () => {
+  it('arms its inotify watch once the wal-archive folder appears (a first start creates it later)', async function () {
+    this.timeout(30_000);
+    const runtimeDir = await makeTempDir('backup-service');
+    const service = new BackupService({
+      desired: () => ({ cluster: parseClusterManifest(manifest(undefined), 'f.yaml'), backup: {} as never, isPrimary: true }),
+      controlPlane: new FilesControlPlane(runtimeDir),
+      logger: pino({ level: 'silent' }),
+      runtimeDir,
+      tmpDir: join(runtimeDir, 'tmp'),
+      pgdata: join(runtimeDir, 'pgdata'),
+      connection: {} as never,
+      podName: 'pg-1',
+      sessionID: 'test',
+    });
+    service.start();
+    try {
+      const watching = (): boolean => service.watchingArchiveResults;
+      assert.equal(watching(), false);
+      await mkdir(join(runtimeDir, 'wal-archive'));
+      for (let i = 0; i < 200 && !watching(); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(watching(), true);
+    } finally {
+      service.stop();
+      await removeTempDir(runtimeDir);
+    }
   });
 });

@@ -45,4 +45,33 @@ describe('DivergenceWatch: when a replica is rewound onto its primary', () => {
     assert.equal(await w.check(16_000), true);
     assert.equal(reports.length, 1);
   });
+
+  it('sleeps on a primary (no timer, no probe) and starts looking once woken as a replica', async () => {
+    let isReplica = false;
+    const probes = { count: 0 };
+    const w = new DivergenceWatch(
+      {
+        applies: () => isReplica,
+        replica: () => {
+          probes.count++;
+          return Promise.resolve({ streaming: true, timeline: 1 });
+        },
+        primaryTimeline: () => Promise.resolve(1),
+      },
+      () => undefined,
+      { checkEveryMs: 5, notStreamingForMs: 10_000, cooldownMs: 60_000 },
+    );
+    w.start();
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const seen = (): number => probes.count;
+      assert.equal(seen(), 0);
+      isReplica = true;
+      w.wake();
+      for (let i = 0; i < 200 && seen() < 2; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      assert.ok(seen() >= 2, `${seen()} probes once a replica`);
+    } finally {
+      w.stop();
+    }
+  });
 });

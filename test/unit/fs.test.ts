@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { removeStaleTempFiles, writeFileAtomic } from '../../src/fs/atomic.js';
-import { isValidObjectKey, readConfined } from '../../src/fs/confined.js';
+import { isValidObjectKey, readConfined, readRegularFile } from '../../src/fs/confined.js';
 import { isRoot, makeTempDir, removeTempDir } from '../../test-kit/env.js';
 
 describe('atomic writes and confined reads', () => {
@@ -71,6 +71,24 @@ describe('atomic writes and confined reads', () => {
   it('caps the size it reads', async () => {
     await writeFile(join(dir, 'big'), Buffer.alloc(2048));
     await assert.rejects(readConfined(dir, 'big', 1024), /larger than 1024 bytes/);
+  });
+
+  it('keeps only the bytes it read alive, not a buffer of the cap', async () => {
+    await writeFile(join(dir, 'ca.crt'), 'x'.repeat(1500));
+    const bytes = await readRegularFile(join(dir, 'ca.crt'), 1024 * 1024);
+    assert.equal(bytes.toString(), 'x'.repeat(1500));
+    // A subarray of a 1 MiB buffer would keep the whole MiB alive (the Kubernetes client's CA, held per watch).
+    assert.ok(bytes.buffer.byteLength <= 1501, `backing store of ${bytes.buffer.byteLength} bytes`);
+    assert.equal((await readRegularFile(join(dir, 'ca.crt'), 1500)).length, 1500);
+    await writeFile(join(dir, 'empty'), '');
+    assert.equal((await readRegularFile(join(dir, 'empty'), 100)).length, 0);
+  });
+
+  it('reads a file past the size its handle reported, up to the cap', async () => {
+    // /proc files report size 0 and have content: the same as a file that grew between fstat and read.
+    const expected = await readFile('/proc/self/cmdline');
+    assert.deepEqual(await readRegularFile('/proc/self/cmdline', 1024 * 1024), expected);
+    await assert.rejects(readRegularFile('/proc/self/cmdline', expected.length - 1), /larger than/);
   });
 
   it('accepts only Kubernetes-valid keys', () => {

@@ -62,4 +62,31 @@ describe('HA slot watch (the primary notices a lost slot without a spec change)'
       watch.stop();
     }
   });
+
+  it('sleeps while no slot can be wanted (a single instance) until woken by a new desired state', async () => {
+    let applies = false;
+    let wantedCalls = 0;
+    const asked: unknown[][] = [];
+    const reports: string[][] = [];
+    const watch = watchHaSlots({
+      withSession: fakeSession(() => [], asked),
+      wanted: () => {
+        wantedCalls++;
+        return ['_cnpg_b'];
+      },
+      onMissing: (m) => reports.push([...m]),
+      intervalMs: 5,
+      applies: () => applies,
+    });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 40));
+      assert.equal(wantedCalls, 0, 'asleep: not even a tick');
+      applies = true;
+      watch.wake();
+      await until(() => reports.length > 0);
+      assert.deepEqual(reports[0], ['_cnpg_b']);
+    } finally {
+      watch.stop();
+    }
+  });
 });

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { decideRestart, decreasedSettings, insufficientSettings, type RestartInput } from '../../src/rollout/decision.js';
 import { parseControlFileSettings } from '../../src/rollout/facts.js';
+import { idleCheckIntervalMs, nextCheckDelayMs, primaryIdleCheckIntervalMs, restartCheckIntervalMs } from '../../src/rollout/coordinator.js';
 
 const base: RestartInput = {
   role: 'primary',
@@ -113,5 +114,13 @@ describe('restart decision: kubectl.kubernetes.io/restartedAt (kubectl cnpg rest
   it('supervised: waits for the user, as for pending settings', () => {
     const d = decide({ ...asked, ...started(400_000), strategy: 'supervised', role: 'replica' });
     assert.ok(d.action === 'wait' && d.forUser && d.waitingFor.includes('kubectl.kubernetes.io/restartedAt'));
+  });
+
+  it('checks again soon while something waits; otherwise a replica every 5 s (its replay can pause) and a primary every 30 s', () => {
+    assert.equal(nextCheckDelayMs(true, 'primary'), restartCheckIntervalMs);
+    assert.equal(nextCheckDelayMs(true, 'replica'), restartCheckIntervalMs);
+    assert.equal(nextCheckDelayMs(false, 'replica'), idleCheckIntervalMs);
+    assert.equal(nextCheckDelayMs(false, undefined), idleCheckIntervalMs, 'a postmaster not asked yet may be a replica');
+    assert.equal(nextCheckDelayMs(false, 'primary'), primaryIdleCheckIntervalMs);
   });
 });
