@@ -161,7 +161,8 @@ export const archiveBenchmark: Benchmark = {
   id: 'B17',
   title: 'WAL archiving to S3 under pgbench: lag and throughput',
   measures:
-    'One PostgreSQL 15 (pg_ctl), archive_mode = on, and a local S3 server (versitygw over TLS); only archive_command ' +
+    'One PostgreSQL 15 (pg_ctl), archive_mode = on, and a local S3 server (versitygw over TLS, `--keep-alive` as S3 keeps ' +
+    'connections open; BENCH_B17_STORE_KEEPALIVE=0 without); only archive_command ' +
     "changes between the archivers: pgim's archive_command (a shell fast path answering from the daemon's upload " +
     "markers, else `pgim wal-archive` handing the segment to the daemon's archiver; its own S3 upload, byte for byte " +
     "Barman's objects, started when the .ready file appears) with wal.maxParallel 1 and 4, references without the " +
@@ -174,7 +175,11 @@ export const archiveBenchmark: Benchmark = {
     'disappearing (polled every 20 ms), p50 and p99; for pgim, where each segment\'s time went (its daemon\'s trace: ready -> ' +
     'upload start, upload, upload end -> archived) and how many archive_command calls still started Node.',
   async run(context: BenchContext, recorder) {
-    const s3 = await S3Server.start({ tls: true });
+    // The store keeps connections open between requests, as S3 does (versitygw's default closes each one after a
+    // request: every request of every archiver then pays a TCP and TLS handshake). BENCH_B17_STORE_KEEPALIVE=0: as before.
+    const keepAlive = process.env.BENCH_B17_STORE_KEEPALIVE !== '0';
+    context.log(`  S3 store: versitygw over TLS, keep-alive ${keepAlive ? 'on' : 'off'}`);
+    const s3 = await S3Server.start({ tls: true, keepAlive });
     const floor = await FloorSystem.create(context.systems, { archive_mode: 'on', archive_command: '/bin/false', archive_timeout: '0', max_wal_size: '1GB' });
     try {
       await floor.initialise();

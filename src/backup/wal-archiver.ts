@@ -266,8 +266,10 @@ export class WalArchiver {
     let error: string | undefined;
     if (early === undefined) {
       this.direct++;
+      this.deps.trace?.(walName, 'upload-start');
       try {
         error = await upload(walPath);
+        this.deps.trace?.(walName, error === undefined ? 'upload-end' : 'upload-failed');
       } finally {
         this.direct--;
       }

@@ -2,7 +2,8 @@ import { strict as assert } from 'node:assert';
 import { pino } from 'pino';
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { electBackupPod, backupStatusFields } from '../../src/backup/backup-objects.js';
 import { backupArgs, backupDeleteArgs, checkWalArchiveArgs, parseBackupList, parseBarmanTime, recoverabilityTimes, walArchiveArgs } from '../../src/backup/barman.js';
@@ -131,12 +132,12 @@ describe('archiving and backup helpers', () => {
     let uploaded: string;
     const segment = '000000010000000000000007';
     /** Runs the command as PostgreSQL would for `segment`; `node` stands in for pgim wal-archive (exit 3, records its call). */
-    const archive = async (): Promise<{ code: number; nodeRan: boolean }> => {
+    const archive = async (env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; nodeRan: boolean }> => {
       const calls = join(dir, 'node-calls');
       await rm(calls, { force: true });
       const command = archiveCommand(runtimeDir, ['/bin/sh', join(dir, 'node.sh')]).replaceAll('%f', segment).replaceAll('%p', `pg_wal/${segment}`);
       const code = await new Promise<number>((resolve) => {
-        execFile('/bin/sh', ['-c', command], { cwd: pgdata }, (err) => resolve(err === null ? 0 : Number((err as { code?: number }).code)));
+        execFile('/bin/sh', ['-c', command], { cwd: pgdata, env }, (err) => resolve(err === null ? 0 : Number((err as { code?: number }).code)));
       });
       return { code, nodeRan: await readFile(calls, 'utf8').then((t) => t.includes(`wal-archive --runtime-dir ${runtimeDir} pg_wal/${segment}`), () => false) };
     };
@@ -148,6 +149,7 @@ describe('archiving and backup helpers', () => {
       uploaded = archivePaths(runtimeDir).uploaded;
       await mkdir(join(pgdata, 'pg_wal'), { recursive: true });
       await mkdir(uploaded, { recursive: true });
+      await mkdir(dirname(archivePaths(runtimeDir).socket), { recursive: true });
       await writeFile(join(dir, 'node.sh'), `echo "$@" > ${join(dir, 'node-calls')}\nexit 3\n`);
     });
     after(() => removeTempDir(dir));
@@ -187,6 +189,24 @@ describe('archiving and backup helpers', () => {
       await writeFile(join(uploaded, `${segment}.uploading`), '');
       setTimeout(() => void rm(join(uploaded, `${segment}.uploading`)), 300);
       assert.deepEqual(await archive(), { code: 3, nodeRan: true });
+    });
+
+    it('gives a listening daemon a moment to take a new segment up (its ready-watch and PostgreSQL race)', async () => {
+      const socket = createServer();
+      await new Promise<void>((resolve) => socket.listen(archivePaths(runtimeDir).socket, resolve));
+      try {
+        // The daemon takes the segment up while the shell waits its first poll (a `sleep` that does what the daemon
+        // would meanwhile): answered from the marker.
+        const bin = join(dir, 'bin');
+        await mkdir(bin, { recursive: true });
+        await writeFile(join(bin, 'sleep'), `#!/bin/sh\n: > ${join(uploaded, segment)}\nexec /bin/sleep "$@"\n`, { mode: 0o755 });
+        assert.deepEqual(await archive({ PATH: `${bin}:${process.env.PATH ?? ''}` }), { code: 0, nodeRan: false });
+        // Nothing taken up (the daemon does not archive this one): pgim wal-archive after the moment.
+        await rm(join(uploaded, segment));
+        assert.deepEqual(await archive(), { code: 3, nodeRan: true });
+      } finally {
+        await new Promise((resolve) => socket.close(resolve));
+      }
     });
 
     it('stops waiting for an upload that never ends (a daemon killed mid-upload) and runs pgim wal-archive', async () => {
