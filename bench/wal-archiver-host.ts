@@ -17,7 +17,7 @@ const archiver = new WalArchiver({
   pgdata,
   logger: pino({ level: 'warn' }),
   readyWatch: !flags.includes('--no-ready-watch'),
-  ...(traceFile === undefined ? {} : { trace: (wal: string, event: string) => appendFileSync(traceFile, `${JSON.stringify({ t: Date.now(), wal, event })}\n`) }),
+  ...(traceFile === undefined ? {} : { trace: (wal: string, event: string) => { appendFileSync(traceFile, `${JSON.stringify({ t: Date.now(), wal, event })}\n`); } }),
 });
 await archiver.start();
 process.stdout.write('ready\n');

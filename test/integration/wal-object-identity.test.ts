@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import type { BarmanObjectStore } from '../../src/cluster/backup.js';
 import { WalArchiver } from '../../src/backup/wal-archiver.js';
 import { archiveCommand } from '../../src/backup/runtime.js';
-import { archivePaths, checkEmptyWalArchiveFlag } from '../../src/backup/settings.js';
+import { archivePaths, checkEmptyWalArchiveFlag, readArchiveResult } from '../../src/backup/settings.js';
 import { eventually, makeTempDir, removeTempDir } from '../../test-kit/env.js';
 import { pgimEntry } from '../../test-kit/pgim.js';
 import { requireBackupParts, S3Server } from '../../test-kit/s3.js';
@@ -215,7 +215,7 @@ describe('pgim WAL objects are byte for byte barman-cloud-wal-archive\'s (versit
     /** pgim's archive_command for `walName`, run as PostgreSQL runs it (/bin/sh, in PGDATA, %f and %p replaced). */
     const archiveCommandFor = async (walName: string): Promise<number> => {
       const command = archiveCommand(runtimeDir, [process.execPath, pgimEntry]).replaceAll('%f', walName).replaceAll('%p', join('pg_wal', walName));
-      return run('/bin/sh', ['-c', command], { cwd: pgdata }).then(() => 0, (err: { code?: number }) => err.code ?? -1);
+      return run('/bin/sh', ['-c', command], { cwd: pgdata }).then(() => 0, (err: unknown) => (err as { code?: number }).code ?? -1);
     };
     const segment = '000000010000000000000001';
     const other = '000000010000000A000000FF';
@@ -233,7 +233,7 @@ describe('pgim WAL objects are byte for byte barman-cloud-wal-archive\'s (versit
       // PostgreSQL's call: answered by the shell, no Node, no request to the daemon; the outcome is recorded.
       assert.equal(await archiveCommandFor(segment), 0);
       assert.equal(archiver.stats.requests, 1, `no Node start: ${JSON.stringify(archiver.stats)}`);
-      assert.equal(JSON.parse(await readFile(archivePaths(runtimeDir).result, 'utf8')).walName, segment);
+      assert.equal((await readArchiveResult(archivePaths(runtimeDir)))?.walName, segment);
       // PostgreSQL marks it done: the marker goes with the .ready file.
       await rename(join(status, `${segment}.ready`), join(status, `${segment}.done`));
       await eventually(() => readdir(markers).then((m) => (m.length === 0 ? true : undefined)), 30_000, 'the marker removed once archived');
@@ -248,7 +248,7 @@ describe('pgim WAL objects are byte for byte barman-cloud-wal-archive\'s (versit
       assert.deepEqual(await readdir(markers), []);
       assert.equal(await archiveCommandFor(other), 1);
       assert.equal(archiver.stats.requests, 1, 'pgim wal-archive refused by itself');
-      assert.match(JSON.parse(await readFile(archivePaths(runtimeDir).result, 'utf8')).error, /switchover in progress/);
+      assert.match((await readArchiveResult(archivePaths(runtimeDir)))?.error ?? '', /switchover in progress/);
     } finally {
       archiver.stop();
       for (const entry of await readdir(status)) await rm(join(status, entry));

@@ -137,7 +137,9 @@ describe('archiving and backup helpers', () => {
       await rm(calls, { force: true });
       const command = archiveCommand(runtimeDir, ['/bin/sh', join(dir, 'node.sh')]).replaceAll('%f', segment).replaceAll('%p', `pg_wal/${segment}`);
       const code = await new Promise<number>((resolve) => {
-        execFile('/bin/sh', ['-c', command], { cwd: pgdata, env }, (err) => resolve(err === null ? 0 : Number((err as { code?: number }).code)));
+        execFile('/bin/sh', ['-c', command], { cwd: pgdata, env }, (err) => {
+          resolve(err === null ? 0 : Number((err as { code?: number }).code));
+        });
       });
       return { code, nodeRan: await readFile(calls, 'utf8').then((t) => t.includes(`wal-archive --runtime-dir ${runtimeDir} pg_wal/${segment}`), () => false) };
     };
