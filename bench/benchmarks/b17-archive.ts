@@ -273,14 +273,19 @@ export const archiveBenchmark: Benchmark = {
         // Throughput: a backlog, then the archiver.
         await useArchiveCommand(floor, '/bin/false');
         // One archiver at a time, as after a switchover: the other daemons' ready-watches see the same folder and
-        // must not upload (each reads `archiver` from its settings before it starts an upload).
-        for (const other of archivers) {
-          if (other.settings === undefined) continue;
-          await writeFile(other.settings.path, JSON.stringify({ ...other.settings.value, archiver: other === archiver }), { mode: 0o600 });
-        }
+        // must not upload (each reads `archiver` from its settings before it starts an upload). While the backlog is
+        // made none archives: a ready-watch would otherwise upload it before the clock starts.
+        const archiverIs = async (chosenOne: Archiver | undefined): Promise<void> => {
+          for (const other of archivers) {
+            if (other.settings === undefined) continue;
+            await writeFile(other.settings.path, JSON.stringify({ ...other.settings.value, archiver: other === chosenOne }), { mode: 0o600 });
+          }
+        };
+        await archiverIs(undefined);
         await makeSegments(floor, backlog);
         const waiting = (await readySegments(floor.pgdata)).length;
         const t0 = performance.now();
+        await archiverIs(archiver);
         await useArchiveCommand(floor, archiver.command);
         while ((await readySegments(floor.pgdata)).length > 0) {
           if (since(t0) > 600_000) throw new Error(`${archiver.label}: the backlog did not drain in 10 min`);
