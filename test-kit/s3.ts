@@ -47,6 +47,11 @@ export interface S3ServerOptions {
   tls?: boolean;
   /** Fixed credentials (a sentinel sweep wants to know them); random by default. */
   credentials?: { accessKey: string; secretKey: string };
+  /**
+   * Keep client connections open between requests (`--keep-alive`), as S3 does. versitygw's default closes every
+   * connection after one request: each request then pays a TCP and TLS handshake on both sides.
+   */
+  keepAlive?: boolean;
 }
 
 export class S3Server {
@@ -62,6 +67,7 @@ export class S3Server {
     /** PEM of the CA that signed the server certificate (TLS only). */
     readonly caPem: string | undefined,
     private readonly tlsFiles: { cert: string; key: string } | undefined,
+    private readonly keepAlive = false,
   ) {}
 
   static async start(options: S3ServerOptions = {}): Promise<S3Server> {
@@ -79,7 +85,7 @@ export class S3Server {
     const suffix = Math.random().toString(36).slice(2, 10);
     const accessKey = options.credentials?.accessKey ?? `pgimtest${suffix}`;
     const secretKey = options.credentials?.secretKey ?? `secret-${suffix}-${Math.random().toString(36).slice(2)}`;
-    const server = new S3Server(root, await freePort(), bucket, accessKey, secretKey, caPem, tlsFiles);
+    const server = new S3Server(root, await freePort(), bucket, accessKey, secretKey, caPem, tlsFiles, options.keepAlive === true);
     await server.resume();
     return server;
   }
@@ -113,6 +119,7 @@ export class S3Server {
     if (binary === undefined) throw new Error(`versitygw ${versitygwVersion} is not built (scripts/build-versitygw.sh)`);
     const args = ['--port', `127.0.0.1:${this.port}`];
     if (this.tlsFiles !== undefined) args.push('--cert', this.tlsFiles.cert, '--key', this.tlsFiles.key);
+    if (this.keepAlive) args.push('--keep-alive');
     args.push('posix', join(this.root, 'data'));
     this.child = spawn(binary, args, {
       env: { PATH: process.env.PATH, ROOT_ACCESS_KEY_ID: this.accessKey, ROOT_SECRET_ACCESS_KEY: this.secretKey },

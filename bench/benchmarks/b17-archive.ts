@@ -1,4 +1,4 @@
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { handFileToServiceUser, serviceDirectory, sleep } from '../env.js';
@@ -9,6 +9,7 @@ import { FloorSystem } from '../systems/floor.js';
 import { S3Server } from '../../test-kit/s3.js';
 import { pgimEntry } from '../../test-kit/pgim.js';
 import { parseClusterManifest } from '../../src/cluster/parse.js';
+import { archiveCommand } from '../../src/backup/runtime.js';
 import { archivePaths, type ArchiveSettings } from '../../src/backup/settings.js';
 import type { SystemContext } from '../systems/context.js';
 import { interleave, since } from './common.js';
@@ -25,9 +26,16 @@ export function pgbackrestS3Global(s3: S3Server, caFile: string, repoPath: strin
 }
 
 /** The daemon's archiver alone (bench/wal-archiver-host.ts), as the service user: what `pgim run` serves. */
-export async function startArchiverHost(systems: SystemContext, runtimeDir: string, pgdata: string, logFile: string, readyWatch = true): Promise<{ stop: () => Promise<void> }> {
+export async function startArchiverHost(
+  systems: SystemContext,
+  runtimeDir: string,
+  pgdata: string,
+  logFile: string,
+  readyWatch = true,
+  traceFile?: string,
+): Promise<{ stop: () => Promise<void> }> {
   const host = join(dirname(fileURLToPath(import.meta.url)), '..', 'wal-archiver-host.js');
-  const args = [host, runtimeDir, pgdata, ...(readyWatch ? [] : ['--no-ready-watch'])];
+  const args = [host, runtimeDir, pgdata, ...(readyWatch ? [] : ['--no-ready-watch']), ...(traceFile === undefined ? [] : ['--trace', traceFile])];
   const child = systems.processes.spawn('pgim wal archiver', process.execPath, args, { asServiceUser: true, logFile, captureStdout: true });
   for (let i = 0; i < 600 && !child.stdout.includes('ready'); i++) {
     if (!child.running) throw new Error(`the WAL archiver host exited; see ${logFile}`);
@@ -43,6 +51,8 @@ interface Archiver {
   readonly command: string;
   /** pgim's: its settings file and contents (only the archiver whose turn it is says `archiver: true`). */
   readonly settings?: { path: string; value: ArchiveSettings };
+  /** pgim's daemon: its per-segment steps (bench/wal-archiver-host.ts --trace). */
+  readonly traceFile?: string;
 }
 
 const segmentBytes = 16 * 1024 * 1024;
@@ -72,22 +82,30 @@ async function makeSegments(floor: FloorSystem, count: number): Promise<void> {
   }
 }
 
+/** One segment seen by watchLag: when its .ready file was first seen and when it was gone (epoch ms). */
+interface SegmentLag {
+  readonly name: string;
+  readonly readyAt: number;
+  readonly archivedAt: number;
+}
+
 /**
- * Watches archive_status every 20 ms: when each segment became ready and when it stopped being ready (archived).
- * Returns the lags (ms) of the segments seen both ways.
+ * Watches archive_status every 20 ms: when each segment became ready and when it stopped being ready (archived:
+ * PostgreSQL renamed it to .done after archive_command exited 0, or the daemon did after the upload). Returns the
+ * segments seen both ways, lag = archivedAt - readyAt (each end within one 20 ms poll).
  */
-function watchLag(pgdata: string): { stop: () => Promise<number[]> } {
+function watchLag(pgdata: string): { stop: () => Promise<SegmentLag[]> } {
   const readyAt = new Map<string, number>();
-  const lags: number[] = [];
+  const lags: SegmentLag[] = [];
   const state = { running: true };
   const loop = (async () => {
     while (state.running) {
-      const now = performance.now();
+      const now = performance.timeOrigin + performance.now();
       const ready = new Set(await readySegments(pgdata));
       for (const name of ready) if (!readyAt.has(name)) readyAt.set(name, now);
       for (const [name, at] of readyAt) {
         if (!ready.has(name) && at >= 0) {
-          lags.push(now - at);
+          lags.push({ name, readyAt: at, archivedAt: now });
           readyAt.set(name, -1);
         }
       }
@@ -103,21 +121,65 @@ function watchLag(pgdata: string): { stop: () => Promise<number[]> } {
   };
 }
 
+/**
+ * pgim's daemon's steps for the segments of one lag phase (its trace file): per segment, ready seen -> upload start
+ * -> upload end -> archived, and whether PostgreSQL's call needed Node (an `asked`) or was answered by the shell
+ * fast path's marker.
+ */
+export function segmentTimeline(segments: readonly SegmentLag[], traceText: string): {
+  readyToUpload: number[];
+  upload: number[];
+  uploadToArchived: number[];
+  asked: number;
+  traced: number;
+} {
+  const events = new Map<string, Map<string, number>>();
+  for (const line of traceText.split('\n')) {
+    if (line === '') continue;
+    const { t, wal, event } = JSON.parse(line) as { t: number; wal: string; event: string };
+    const byEvent = events.get(wal) ?? new Map<string, number>();
+    if (!byEvent.has(event)) byEvent.set(event, t);
+    events.set(wal, byEvent);
+  }
+  const out = { readyToUpload: [] as number[], upload: [] as number[], uploadToArchived: [] as number[], asked: 0, traced: 0 };
+  for (const segment of segments) {
+    const steps = events.get(segment.name);
+    if (steps === undefined) continue;
+    out.traced++;
+    if (steps.has('asked')) out.asked++;
+    const start = steps.get('upload-start');
+    const end = steps.get('upload-end');
+    if (start === undefined || end === undefined) continue;
+    out.readyToUpload.push(start - segment.readyAt);
+    out.upload.push(end - start);
+    out.uploadToArchived.push(segment.archivedAt - end);
+  }
+  return out;
+}
+
 export const archiveBenchmark: Benchmark = {
   id: 'B17',
   title: 'WAL archiving to S3 under pgbench: lag and throughput',
   measures:
-    'One PostgreSQL 15 (pg_ctl), archive_mode = on, and a local S3 server (versitygw over TLS); only archive_command ' +
-    "changes between the archivers: pgim `wal-archive` handing segments to the daemon's archiver (its own S3 upload, " +
-    "byte for byte Barman's objects) with wal.maxParallel 1 and 4, the same without a daemon (the upload in the " +
+    'One PostgreSQL 15 (pg_ctl), archive_mode = on, and a local S3 server (versitygw over TLS, `--keep-alive` as S3 keeps ' +
+    'connections open; BENCH_B17_STORE_KEEPALIVE=0 without); only archive_command ' +
+    "changes between the archivers: pgim's archive_command (a shell fast path answering from the daemon's upload " +
+    "markers, else `pgim wal-archive` handing the segment to the daemon's archiver; its own S3 upload, byte for byte " +
+    "Barman's objects, started when the .ready file appears) with wal.maxParallel 1 and 4, references without the " +
+    'shell fast path (Node on every call), without the ready-watch and without a daemon (the upload in the ' +
     'archive_command process), plain `barman-cloud-wal-archive` ' +
     "per segment (CNPG's path with maxParallel 1), and pgBackRest 2.45 `archive-push` with archive-async and " +
     'process-max 4. Throughput: with archiving held back (`/bin/false`), 16 completed segments (8 with --quick), then ' +
     'the archiver is set and the time until none is ready gives segments/s (x16 MiB = the highest WAL rate it sustains). ' +
     'Lag: during `pgbench -c 4 -j 2 -T 20` (10 s with --quick) of 1000-row inserts, the time from a segment\'s .ready file appearing to its ' +
-    'disappearing (polled every 20 ms), p50 and p99.',
+    'disappearing (polled every 20 ms), p50 and p99; for pgim, where each segment\'s time went (its daemon\'s trace: ready -> ' +
+    'upload start, upload, upload end -> archived) and how many archive_command calls still started Node.',
   async run(context: BenchContext, recorder) {
-    const s3 = await S3Server.start({ tls: true });
+    // The store keeps connections open between requests, as S3 does (versitygw's default closes each one after a
+    // request: every request of every archiver then pays a TCP and TLS handshake). BENCH_B17_STORE_KEEPALIVE=0: as before.
+    const keepAlive = process.env.BENCH_B17_STORE_KEEPALIVE !== '0';
+    context.log(`  S3 store: versitygw over TLS, keep-alive ${keepAlive ? 'on' : 'off'}`);
+    const s3 = await S3Server.start({ tls: true, keepAlive });
     const floor = await FloorSystem.create(context.systems, { archive_mode: 'on', archive_command: '/bin/false', archive_timeout: '0', max_wal_size: '1GB' });
     try {
       await floor.initialise();
@@ -133,9 +195,16 @@ export const archiveBenchmark: Benchmark = {
       await handFileToServiceUser(envFile);
       const archivers: Archiver[] = [];
       const hosts: { stop: () => Promise<void> }[] = [];
-      // The ready-watch (uploads start when a .ready file appears) is on in pgim; its reference runs without it.
-      for (const [maxParallel, daemon, readyWatch] of [[1, true, true], [4, true, true], [4, true, false], [4, false, false]] as const) {
-        const variant = `pgim-${maxParallel}${daemon ? '' : '-nodaemon'}${daemon && !readyWatch ? '-noreadywatch' : ''}`;
+      // The ready-watch (uploads start when a .ready file appears) and archive_command's shell fast path are on in
+      // pgim; its references run without them (without the fast path: archive_command always starts Node).
+      for (const [maxParallel, daemon, readyWatch, fastPath] of [
+        [1, true, true, true],
+        [4, true, true, true],
+        [4, true, true, false],
+        [4, true, false, true],
+        [4, false, false, true],
+      ] as const) {
+        const variant = `pgim-${maxParallel}${daemon ? '' : '-nodaemon'}${daemon && !readyWatch ? '-noreadywatch' : ''}${fastPath ? '' : '-nofastpath'}`;
         const runtime = join(dir, variant);
         await serviceDirectory(runtime, 0o700);
         await serviceDirectory(archivePaths(runtime).dir, 0o700);
@@ -157,11 +226,15 @@ export const archiveBenchmark: Benchmark = {
         };
         await writeFile(archivePaths(runtime).settings, JSON.stringify(settings), { mode: 0o600 });
         await handFileToServiceUser(archivePaths(runtime).settings);
-        if (daemon) hosts.push(await startArchiverHost(context.systems, runtime, floor.pgdata, join(dir, `archiver-${variant}.log`), readyWatch));
+        const traceFile = daemon ? join(dir, `trace-${variant}.jsonl`) : undefined;
+        if (daemon) hosts.push(await startArchiverHost(context.systems, runtime, floor.pgdata, join(dir, `archiver-${variant}.log`), readyWatch, traceFile));
+        const node = [process.execPath, pgimEntry];
         archivers.push({
-          label: `pgim (maxParallel ${maxParallel}${daemon ? (readyWatch ? '' : ', no ready-watch') : ', no daemon'})`,
-          command: `${process.execPath} ${pgimEntry} wal-archive --runtime-dir ${runtime} %p`,
+          label: `pgim (maxParallel ${maxParallel}${daemon ? (readyWatch ? '' : ', no ready-watch') : ', no daemon'}${fastPath ? '' : ', no shell fast path'})`,
+          // pgim's own archive_command (runtime.ts); without the fast path, the Node command it ends with.
+          command: fastPath ? archiveCommand(runtime, node) : `${node.join(' ')} wal-archive --runtime-dir ${runtime} %p`,
           settings: { path: archivePaths(runtime).settings, value: settings },
+          ...(traceFile === undefined ? {} : { traceFile }),
         });
       }
       archivers.push({
@@ -200,14 +273,19 @@ export const archiveBenchmark: Benchmark = {
         // Throughput: a backlog, then the archiver.
         await useArchiveCommand(floor, '/bin/false');
         // One archiver at a time, as after a switchover: the other daemons' ready-watches see the same folder and
-        // must not upload (each reads `archiver` from its settings before it starts an upload).
-        for (const other of archivers) {
-          if (other.settings === undefined) continue;
-          await writeFile(other.settings.path, JSON.stringify({ ...other.settings.value, archiver: other === archiver }), { mode: 0o600 });
-        }
+        // must not upload (each reads `archiver` from its settings before it starts an upload). While the backlog is
+        // made none archives: a ready-watch would otherwise upload it before the clock starts.
+        const archiverIs = async (chosenOne: Archiver | undefined): Promise<void> => {
+          for (const other of archivers) {
+            if (other.settings === undefined) continue;
+            await writeFile(other.settings.path, JSON.stringify({ ...other.settings.value, archiver: other === chosenOne }), { mode: 0o600 });
+          }
+        };
+        await archiverIs(undefined);
         await makeSegments(floor, backlog);
         const waiting = (await readySegments(floor.pgdata)).length;
         const t0 = performance.now();
+        await archiverIs(archiver);
         await useArchiveCommand(floor, archiver.command);
         while ((await readySegments(floor.pgdata)).length > 0) {
           if (since(t0) > 600_000) throw new Error(`${archiver.label}: the backlog did not drain in 10 min`);
@@ -221,12 +299,24 @@ export const archiveBenchmark: Benchmark = {
         const watch = watchLag(floor.pgdata);
         const bench = await pgbenchRun(context.systems.processes, floor.login, ['-c', '4', '-j', '2', '-T', String(seconds), '-n', '-f', writeScript], join(dir, 'pgbench.log'), (seconds + 120) * 1000);
         while ((await readySegments(floor.pgdata)).length > 0) await sleep(20);
-        const lags = await watch.stop();
+        const segments = await watch.stop();
+        const lags = segments.map((s) => s.archivedAt - s.readyAt);
         if (lags.length > 0) {
           recorder.add(archiver.label, 'archive lag p50 (ms)', run, percentile(lags, 50), 'ms');
           recorder.add(archiver.label, 'archive lag p99 (ms)', run, percentile(lags, 99), 'ms');
         }
         recorder.add(archiver.label, 'pgbench TPS during archiving', run, bench.tps, 'tx/s', { detail: true });
+        recorder.add(archiver.label, 'segments under load', run, lags.length, 'count', { detail: true });
+        if (archiver.traceFile !== undefined) {
+          // Where each segment's time went in pgim's daemon (the host's clock and this one's: the same machine).
+          const timeline = segmentTimeline(segments, await readFile(archiver.traceFile, 'utf8').catch(() => ''));
+          for (const [what, values] of [['ready -> upload start', timeline.readyToUpload], ['upload', timeline.upload], ['upload end -> archived', timeline.uploadToArchived]] as const) {
+            if (values.length === 0) continue;
+            recorder.add(archiver.label, `${what} p50 (ms)`, run, percentile(values, 50), 'ms', { detail: true });
+            recorder.add(archiver.label, `${what} p99 (ms)`, run, percentile(values, 99), 'ms', { detail: true });
+          }
+          if (timeline.traced > 0) recorder.add(archiver.label, 'archive_command calls that started Node (%)', run, (100 * timeline.asked) / timeline.traced, 'count', { detail: true });
+        }
         context.log(`    ${archiver.label}: ${perSecond.toFixed(2)} segments/s, ${lags.length} segments under load, p99 ${lags.length > 0 ? percentile(lags, 99).toFixed(0) : '-'} ms`);
       });
       for (const host of hosts) await host.stop();

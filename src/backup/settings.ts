@@ -38,6 +38,11 @@ export interface ArchivePaths {
   readonly endpointCA: string;
   /** The daemon's archiver socket (wal-archiver.ts), 0600. */
   readonly socket: string;
+  /**
+   * Markers only the daemon writes (wal-archiver.ts): `<segment>` once its upload is in the store, `<segment>.uploading`
+   * while it is under way. archive_command's shell fast path (runtime.ts) answers from them without starting Node.
+   */
+  readonly uploaded: string;
 }
 
 export function archivePaths(runtimeDir: string): ArchivePaths {
@@ -49,6 +54,7 @@ export function archivePaths(runtimeDir: string): ArchivePaths {
     spool: join(runtimeDir, 'wal-archive-spool'),
     endpointCA: join(runtimeDir, 'certificates', 'backup-barman-ca.crt'),
     socket: join(dir, 'archiver.sock'),
+    uploaded: join(dir, 'uploaded'),
   };
 }
 

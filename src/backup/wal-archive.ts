@@ -26,7 +26,8 @@ export interface WalArchiveOptions {
 
 const log = stderrLogger('wal-archive');
 
-async function writeResult(paths: ArchivePaths, result: ArchiveResult): Promise<void> {
+/** The outcome for the daemon (/pg/status, the condition): written atomically, never failing the caller. */
+export async function writeResult(paths: ArchivePaths, result: ArchiveResult): Promise<void> {
   const tmp = `${paths.result}.${randomBytes(4).toString('hex')}`;
   try {
     await writeFile(tmp, JSON.stringify(result), { mode: 0o600 });
@@ -54,8 +55,8 @@ export async function gatherReadyWalFiles(pgdata: string, skip: string, max: num
   return out;
 }
 
-/** Empty marker: this segment is already in the store; PostgreSQL's own call for it then only removes the marker. */
-async function touch(path: string): Promise<void> {
+/** An empty marker file (0600). */
+export async function touch(path: string): Promise<void> {
   const handle = await open(path, 'w', 0o600);
   await handle.close();
 }

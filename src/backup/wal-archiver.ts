@@ -1,10 +1,11 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { access, open, rename } from 'node:fs/promises';
+import { access, open, readdir, rename, rm } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { basename, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors/index.js';
-import { gatherReadyWalFiles } from './wal-archive.js';
+import { ensureDirectory } from '../fs/atomic.js';
+import { gatherReadyWalFiles, touch, writeResult } from './wal-archive.js';
 import { serveJsonLines } from './local-socket.js';
 import { createWalUploader, type WalUploader } from './s3-wal-uploader.js';
 import { archivePaths, checkEmptyWalArchiveFlag, readArchiveSettings, type ArchiveSettings } from './settings.js';
@@ -21,6 +22,14 @@ import { nativeWalArchiveUnsupported } from './wal-object.js';
  * the `pgim wal-archive` process for it (most of a second on a loaded machine): the ask then finds the upload under
  * way or done. In-flight uploads stay within `wal.maxParallel`; PostgreSQL still marks the segment done itself
  * (the daemon never renames a status file PostgreSQL may be archiving right now).
+ *
+ * Upload markers (`wal-archive/uploaded/`, 0700, written by this daemon only): `<segment>.uploading` while a
+ * read-ahead upload runs, then `<segment>` once the store has acknowledged it, while its `.ready` file exists and
+ * this instance still archives to that store. archive_command's shell fast path (runtime.ts) waits while the first
+ * exists and exits 0 on the second, so a segment the daemon already uploaded costs PostgreSQL a shell, not a Node
+ * start; anything else (no marker, a failed upload, no daemon) runs `pgim wal-archive` as before. The markers are
+ * cleared when the daemon starts, when the ready-watch (re)starts, when the store or the archiver role changes, and
+ * each one goes with its `.ready` file.
  *
  * Protocol: one JSON line each way. Request `{"walPath": abs, "force": bool}`; reply `{"error": ""}` (archived),
  * `{"error": "..."}` (failed; PostgreSQL keeps the segment and asks again) or `{"delegate": true}` (this store
@@ -51,6 +60,9 @@ interface ReadAhead {
   uploaded: boolean;
 }
 
+/** One segment's way through the daemon, for the benchmark's per-segment timeline (bench/wal-archiver-host.ts). */
+export type ArchiveTraceEvent = 'ready-seen' | 'upload-start' | 'upload-end' | 'upload-failed' | 'asked' | 'answered' | 'marker' | 'marked-done';
+
 export class WalArchiver {
   private server: Server | undefined;
   private uploader: { key: string; uploader: Promise<WalUploader> } | undefined;
@@ -71,12 +83,39 @@ export class WalArchiver {
    * Requests answered, how many of them by a read-ahead upload, and how many read-aheads the ready-watch started
    * (tests and the bench read them).
    */
-  readonly stats = { requests: 0, readAhead: 0, markedDone: 0, watchStarted: 0 };
+  readonly stats = { requests: 0, readAhead: 0, markedDone: 0, watchStarted: 0, markers: 0 };
 
-  /** `readyWatch: false`: uploads start only when PostgreSQL asks (the benchmark's reference for the ready-watch). */
-  constructor(private readonly deps: { runtimeDir: string; pgdata: string; logger: Logger; readyWatch?: boolean }) {}
+  /**
+   * `readyWatch: false`: uploads start only when PostgreSQL asks (the benchmark's reference for the ready-watch).
+   * `trace`: called at each step of a segment (the benchmark's timeline).
+   */
+  constructor(
+    private readonly deps: {
+      runtimeDir: string;
+      pgdata: string;
+      logger: Logger;
+      readyWatch?: boolean;
+      trace?: (walName: string, event: ArchiveTraceEvent) => void;
+    },
+  ) {}
+
+  private get markers(): string {
+    return archivePaths(this.deps.runtimeDir).uploaded;
+  }
+
+  /** Set when a marker is written; cleared with the folder (an idle daemon's ready events then cost no rm). */
+  private markersWritten = true;
+
+  /** Forgets every upload marker (they are hints for the shell fast path: a missing one only costs a Node start). */
+  private async clearMarkers(): Promise<void> {
+    if (!this.markersWritten) return;
+    this.markersWritten = false;
+    await rm(this.markers, { recursive: true, force: true });
+    await ensureDirectory(this.markers, 0o700);
+  }
 
   async start(): Promise<void> {
+    await this.clearMarkers();
     this.server = await serveJsonLines<ArchiveReply>(
       archivePaths(this.deps.runtimeDir).socket,
       (raw) => {
@@ -111,6 +150,7 @@ export class WalArchiver {
         })
         .catch(() => undefined);
       this.ahead.clear();
+      if (previous !== undefined) void this.clearMarkers().catch(() => undefined);
       this.uploader = { key, uploader: createWalUploader(settings.store, settings.env) };
     }
     return this.uploader.uploader;
@@ -162,6 +202,7 @@ export class WalArchiver {
    */
   private watchReady(): void {
     if (this.readyWatch !== undefined || this.server === undefined || this.deps.readyWatch === false) return;
+    void this.clearMarkers().catch(() => undefined);
     try {
       const watcher = watch(join(this.deps.pgdata, 'pg_wal', 'archive_status'), { persistent: false });
       watcher.on('change', (_event, filename) => {
@@ -180,10 +221,23 @@ export class WalArchiver {
 
   /** A `.ready` file appeared (or went): when this daemon archives and a slot is free, its upload starts now. */
   private async readyAppeared(name: string): Promise<void> {
-    if (this.ahead.has(name) || this.asking.has(name) || this.archived.has(name)) return;
+    if (this.asking.has(name)) return;
     const dir = join(this.deps.pgdata, 'pg_wal', 'archive_status');
     try {
       await access(join(dir, `${name}.ready`));
+    } catch {
+      // Archived (PostgreSQL renamed it after the shell fast path answered, or it went with PGDATA): so do its
+      // marker and its finished read-ahead.
+      if (this.ahead.get(name)?.uploaded === true) {
+        this.ahead.delete(name);
+        this.archived.set(name, Date.now());
+      }
+      await rm(join(this.markers, name), { force: true });
+      return;
+    }
+    if (this.ahead.has(name) || this.archived.has(name)) return;
+    this.deps.trace?.(name, 'ready-seen');
+    try {
       // Until barman-cloud-check-wal-archive has passed (the first ask does it), nothing goes to the store.
       if (await access(join(this.deps.pgdata, checkEmptyWalArchiveFlag)).then(() => true, () => false)) return;
     } catch {
@@ -191,6 +245,7 @@ export class WalArchiver {
     }
     const settings = await readArchiveSettings(archivePaths(this.deps.runtimeDir)).catch(() => undefined);
     const store = settings?.store;
+    if (settings !== undefined && !settings.archiver) await this.clearMarkers().catch(() => undefined);
     if (settings === undefined || store === undefined || !settings.archiver || nativeWalArchiveUnsupported(store) !== undefined) return;
     const key = JSON.stringify([store, settings.env]);
     if (this.uploader?.key !== key) return;
@@ -204,14 +259,17 @@ export class WalArchiver {
     const early = this.ahead.get(walName);
     if (early !== undefined) early.asked = true;
     this.ahead.delete(walName);
+    this.deps.trace?.(walName, 'asked');
     this.stats.requests++;
     if (early !== undefined) this.stats.readAhead++;
     const started = Date.now();
     let error: string | undefined;
     if (early === undefined) {
       this.direct++;
+      this.deps.trace?.(walName, 'upload-start');
       try {
         error = await upload(walPath);
+        this.deps.trace?.(walName, error === undefined ? 'upload-end' : 'upload-failed');
       } finally {
         this.direct--;
       }
@@ -223,6 +281,7 @@ export class WalArchiver {
       this.deps.logger.debug({ walName, elapsedMs: Date.now() - started, readAhead: early !== undefined }, 'Archived WAL file');
       await this.markUploadedDone();
     }
+    this.deps.trace?.(walName, 'answered');
     return { error: error === undefined ? '' : `WAL upload failed: ${error}` };
   }
 
@@ -245,13 +304,62 @@ export class WalArchiver {
       const name = basename(relative);
       if (this.ahead.has(name) || this.asking.has(name) || this.archived.has(name)) continue;
       const entry: ReadAhead = { done: Promise.resolve(undefined), at: now, asked: false, uploaded: false };
-      entry.done = upload(join(this.deps.pgdata, relative)).then(async (error) => {
+      entry.done = this.uploadAhead(name, join(this.deps.pgdata, relative), upload).then(({ error, stillArchiving }) => {
         entry.uploaded = error === undefined;
-        if (error === undefined && (await this.stillArchiving())) void this.fill(slots, upload);
+        if (error === undefined && stillArchiving) void this.fill(slots, upload);
         return error;
       });
       this.ahead.set(name, entry);
       started++;
+    }
+    void this.dropStaleMarkers().catch(() => undefined);
+  }
+
+  /**
+   * One read-ahead upload, under its `.uploading` marker: the error text, or none once the segment is in the store;
+   * then, while this instance still archives there, the `<segment>` marker answers PostgreSQL's ask.
+   */
+  private async uploadAhead(
+    name: string,
+    path: string,
+    upload: (path: string) => Promise<string | undefined>,
+  ): Promise<{ error: string | undefined; stillArchiving: boolean }> {
+    const uploading = join(this.markers, `${name}.uploading`);
+    this.markersWritten = true;
+    await touch(uploading).catch(() => undefined);
+    this.deps.trace?.(name, 'upload-start');
+    try {
+      const error = await upload(path);
+      this.deps.trace?.(name, error === undefined ? 'upload-end' : 'upload-failed');
+      if (error !== undefined) return { error, stillArchiving: true };
+      // Settings changed meanwhile (a switchover, another store): no marker, and no refill.
+      if (!(await this.stillArchiving())) return { error, stillArchiving: false };
+      await this.markUploaded(name).catch((err: unknown) => {
+        this.deps.logger.debug({ walName: name, error: errorMessage(err) }, 'could not write the upload marker; PostgreSQL will ask for it');
+      });
+      return { error, stillArchiving: true };
+    } finally {
+      // After the marker: the shell fast path, which waits while this file exists, then finds the marker.
+      await rm(uploading, { force: true });
+    }
+  }
+
+  /** The marker, while PostgreSQL has yet to archive the segment; and the outcome, for /pg/status and the condition. */
+  private async markUploaded(name: string): Promise<void> {
+    if (!(await access(join(this.deps.pgdata, 'pg_wal', 'archive_status', `${name}.ready`)).then(() => true, () => false))) return;
+    this.markersWritten = true;
+    await touch(join(this.markers, name));
+    this.stats.markers++;
+    this.deps.trace?.(name, 'marker');
+    await writeResult(archivePaths(this.deps.runtimeDir), { at: new Date().toISOString(), walName: name, error: '' });
+  }
+
+  /** Markers whose `.ready` file is gone (archived, or PGDATA replaced): removed, so none outlives its segment. */
+  private async dropStaleMarkers(): Promise<void> {
+    const status = join(this.deps.pgdata, 'pg_wal', 'archive_status');
+    for (const entry of await readdir(this.markers)) {
+      if (entry.endsWith('.uploading')) continue;
+      if (!(await access(join(status, `${entry}.ready`)).then(() => true, () => false))) await rm(join(this.markers, entry), { force: true });
     }
   }
 
@@ -266,6 +374,7 @@ export class WalArchiver {
       if (!entry.uploaded || entry.asked) continue;
       this.ahead.delete(name);
       this.archived.set(name, Date.now());
+      this.deps.trace?.(name, 'marked-done');
       await this.markDone(name).catch((err: unknown) => {
         this.deps.logger.debug({ walName: name, error: errorMessage(err) }, 'could not mark a WAL file done; PostgreSQL will ask for it');
       });

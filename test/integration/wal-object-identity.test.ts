@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { access, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
@@ -9,7 +9,8 @@ import { GetObjectCommand, GetObjectTaggingCommand, HeadObjectCommand, ListObjec
 import { pino } from 'pino';
 import type { BarmanObjectStore } from '../../src/cluster/backup.js';
 import { WalArchiver } from '../../src/backup/wal-archiver.js';
-import { checkEmptyWalArchiveFlag } from '../../src/backup/settings.js';
+import { archiveCommand } from '../../src/backup/runtime.js';
+import { archivePaths, checkEmptyWalArchiveFlag, readArchiveResult } from '../../src/backup/settings.js';
 import { eventually, makeTempDir, removeTempDir } from '../../test-kit/env.js';
 import { pgimEntry } from '../../test-kit/pgim.js';
 import { requireBackupParts, S3Server } from '../../test-kit/s3.js';
@@ -22,7 +23,8 @@ const run = promisify(execFile);
  * PutObject), a `.partial`, a `.backup` label and a `.history` file (historyTags); through the daemon's socket
  * (read-ahead, warm client) and without a daemon (in `pgim wal-archive`'s own process). Over TLS with a test CA
  * (`endpointCA`). A compressed store is handed to Barman (pgim cannot reproduce Python's zlib bytes). The daemon's
- * ready-watch uploads a segment when its `.ready` file appears, before PostgreSQL asks.
+ * ready-watch uploads a segment when its `.ready` file appears, before PostgreSQL asks, and archive_command's shell
+ * fast path answers from its upload marker.
  */
 describe('pgim WAL objects are byte for byte barman-cloud-wal-archive\'s (versitygw over TLS)', function () {
   this.timeout(300_000);
@@ -202,6 +204,54 @@ describe('pgim WAL objects are byte for byte barman-cloud-wal-archive\'s (versit
       archiver.stop();
       for (const entry of await readdir(status)) await rm(join(status, entry));
       await rm(join(pgdata, checkEmptyWalArchiveFlag), { force: true });
+    }
+  });
+
+  it("answers archive_command from the daemon's upload marker without starting Node, only while it archives there", async () => {
+    const runtimeDir = await runtimeFor('pgim-marker');
+    const archiver = new WalArchiver({ runtimeDir, pgdata, logger: pino({ level: 'silent' }) });
+    const status = join(pgdata, 'pg_wal', 'archive_status');
+    const markers = archivePaths(runtimeDir).uploaded;
+    /** pgim's archive_command for `walName`, run as PostgreSQL runs it (/bin/sh, in PGDATA, %f and %p replaced). */
+    const archiveCommandFor = async (walName: string): Promise<number> => {
+      const command = archiveCommand(runtimeDir, [process.execPath, pgimEntry]).replaceAll('%f', walName).replaceAll('%p', join('pg_wal', walName));
+      return run('/bin/sh', ['-c', command], { cwd: pgdata }).then(() => 0, (err: unknown) => (err as { code?: number }).code ?? -1);
+    };
+    const segment = '000000010000000000000001';
+    const other = '000000010000000A000000FF';
+    await archiver.start();
+    try {
+      // The first call goes through Node (no marker yet) and starts the ready-watch.
+      assert.equal(await archiveCommandFor('00000002.history'), 0);
+      assert.equal(archiver.stats.requests, 1);
+      await writeFile(join(status, `${segment}.ready`), '');
+      await eventually(() => access(join(markers, segment)).then(() => true, () => undefined), 60_000, 'the upload marker');
+      const stored = (await objects('pgim-marker')).get(`wals/0000000100000000/${segment}`);
+      assert.ok(stored?.body.equals(await readFile(join(pgdata, 'pg_wal', segment))), 'the marker is written once the segment is in the store');
+      assert.deepEqual((await readdir(markers)).sort(), [segment], 'no upload under way any more');
+      assert.equal((await stat(markers)).mode & 0o777, 0o700);
+      // PostgreSQL's call: answered by the shell, no Node, no request to the daemon; the outcome is recorded.
+      assert.equal(await archiveCommandFor(segment), 0);
+      assert.equal(archiver.stats.requests, 1, `no Node start: ${JSON.stringify(archiver.stats)}`);
+      assert.equal((await readArchiveResult(archivePaths(runtimeDir)))?.walName, segment);
+      // PostgreSQL marks it done: the marker goes with the .ready file.
+      await rename(join(status, `${segment}.ready`), join(status, `${segment}.done`));
+      await eventually(() => readdir(markers).then((m) => (m.length === 0 ? true : undefined)), 30_000, 'the marker removed once archived');
+
+      // This instance stops being the archiver (a switchover): no read-ahead, no marker, and the call reaches pgim
+      // wal-archive, which refuses.
+      const settingsPath = archivePaths(runtimeDir).settings;
+      const settings = JSON.parse(await readFile(settingsPath, 'utf8')) as { archiver: boolean };
+      await writeFile(settingsPath, JSON.stringify({ ...settings, archiver: false }), { mode: 0o600 });
+      await writeFile(join(status, `${other}.ready`), '');
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.deepEqual(await readdir(markers), []);
+      assert.equal(await archiveCommandFor(other), 1);
+      assert.equal(archiver.stats.requests, 1, 'pgim wal-archive refused by itself');
+      assert.match((await readArchiveResult(archivePaths(runtimeDir)))?.error ?? '', /switchover in progress/);
+    } finally {
+      archiver.stop();
+      for (const entry of await readdir(status)) await rm(join(status, entry));
     }
   });
 

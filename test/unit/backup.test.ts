@@ -1,13 +1,16 @@
 import { strict as assert } from 'node:assert';
 import { pino } from 'pino';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { electBackupPod, backupStatusFields } from '../../src/backup/backup-objects.js';
 import { backupArgs, backupDeleteArgs, checkWalArchiveArgs, parseBackupList, parseBarmanTime, recoverabilityTimes, walArchiveArgs } from '../../src/backup/barman.js';
 import { barmanRetentionPolicy } from '../../src/cluster/backup.js';
 import { resolveStoreCredentials } from '../../src/backup/credentials.js';
 import { archiveCommand } from '../../src/backup/runtime.js';
+import { archivePaths, checkEmptyWalArchiveFlag } from '../../src/backup/settings.js';
 import { archivingCondition, BackupService, defaultBackupName } from '../../src/backup/service.js';
 import { gatherReadyWalFiles } from '../../src/backup/wal-archive.js';
 import { BackupScheduler, cronFor, parseScheduledBackup, scheduledBackupName } from '../../src/backup/scheduled-backups.js';
@@ -115,9 +118,103 @@ describe('barman-cloud command lines', () => {
 });
 
 describe('archiving and backup helpers', () => {
-  it('quotes the archive_command words for /bin/sh and ends with %p', () => {
-    assert.equal(archiveCommand('/controller', ['/usr/bin/node', '/opt/pgim/pgim.js']), '/usr/bin/node /opt/pgim/pgim.js wal-archive --runtime-dir /controller %p');
-    assert.equal(archiveCommand("/tmp/it's here", ['node', 'p.js']), "node p.js wal-archive --runtime-dir '/tmp/it'\\''s here' %p");
+  it('quotes the archive_command words for /bin/sh and ends with pgim wal-archive %p', () => {
+    assert.match(archiveCommand('/controller', ['/usr/bin/node', '/opt/pgim/pgim.js']), /; exec \/usr\/bin\/node \/opt\/pgim\/pgim\.js wal-archive --runtime-dir \/controller %p$/);
+    const quoted = archiveCommand("/tmp/it's here", ['node', 'p.js']);
+    assert.ok(quoted.startsWith("f=%f d='/tmp/it'\\''s here/wal-archive/uploaded' n=0; "), quoted);
+    assert.ok(quoted.endsWith("; exec node p.js wal-archive --runtime-dir '/tmp/it'\\''s here' %p"), quoted);
+  });
+
+  describe("archive_command's shell fast path (run by /bin/sh in PGDATA, as PostgreSQL runs it)", () => {
+    let dir: string;
+    let pgdata: string;
+    let runtimeDir: string;
+    let uploaded: string;
+    const segment = '000000010000000000000007';
+    /** Runs the command as PostgreSQL would for `segment`; `node` stands in for pgim wal-archive (exit 3, records its call). */
+    const archive = async (env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; nodeRan: boolean }> => {
+      const calls = join(dir, 'node-calls');
+      await rm(calls, { force: true });
+      const command = archiveCommand(runtimeDir, ['/bin/sh', join(dir, 'node.sh')]).replaceAll('%f', segment).replaceAll('%p', `pg_wal/${segment}`);
+      const code = await new Promise<number>((resolve) => {
+        execFile('/bin/sh', ['-c', command], { cwd: pgdata, env }, (err) => {
+          resolve(err === null ? 0 : Number((err as { code?: number }).code));
+        });
+      });
+      return { code, nodeRan: await readFile(calls, 'utf8').then((t) => t.includes(`wal-archive --runtime-dir ${runtimeDir} pg_wal/${segment}`), () => false) };
+    };
+
+    before(async () => {
+      dir = await makeTempDir('fastpath');
+      pgdata = join(dir, 'pgdata');
+      runtimeDir = join(dir, 'run');
+      uploaded = archivePaths(runtimeDir).uploaded;
+      await mkdir(join(pgdata, 'pg_wal'), { recursive: true });
+      await mkdir(uploaded, { recursive: true });
+      await mkdir(dirname(archivePaths(runtimeDir).socket), { recursive: true });
+      await writeFile(join(dir, 'node.sh'), `echo "$@" > ${join(dir, 'node-calls')}\nexit 3\n`);
+    });
+    after(() => removeTempDir(dir));
+    afterEach(async () => {
+      for (const f of [join(uploaded, segment), join(uploaded, `${segment}.uploading`), join(pgdata, checkEmptyWalArchiveFlag)]) await rm(f, { force: true });
+    });
+
+    it('runs pgim wal-archive (its exit code is the answer) when the daemon has no marker for the segment', async () => {
+      assert.deepEqual(await archive(), { code: 3, nodeRan: true });
+    });
+
+    it('exits 0 without starting Node when the daemon recorded the segment as uploaded', async () => {
+      await writeFile(join(uploaded, segment), '');
+      assert.deepEqual(await archive(), { code: 0, nodeRan: false });
+      // Another segment's marker answers nothing for this one.
+      await rm(join(uploaded, segment));
+      await writeFile(join(uploaded, '000000010000000000000008'), '');
+      assert.deepEqual(await archive(), { code: 3, nodeRan: true });
+    });
+
+    it('leaves the empty-archive check to pgim wal-archive even with a marker', async () => {
+      await writeFile(join(uploaded, segment), '');
+      await writeFile(join(pgdata, checkEmptyWalArchiveFlag), '');
+      assert.deepEqual(await archive(), { code: 3, nodeRan: true });
+    });
+
+    it('waits while the upload is under way, then answers from its outcome', async () => {
+      await writeFile(join(uploaded, `${segment}.uploading`), '');
+      // The daemon's order: the marker, then the in-flight file goes.
+      const uploadEnds = new Promise<void>((resolve) => setTimeout(() => {
+        void writeFile(join(uploaded, segment), '').then(() => rm(join(uploaded, `${segment}.uploading`))).then(resolve);
+      }, 300));
+      assert.deepEqual(await archive(), { code: 0, nodeRan: false });
+      await uploadEnds;
+      // A failed upload: the in-flight file goes with no marker, and pgim wal-archive runs (and reports the failure).
+      await rm(join(uploaded, segment));
+      await writeFile(join(uploaded, `${segment}.uploading`), '');
+      setTimeout(() => void rm(join(uploaded, `${segment}.uploading`)), 300);
+      assert.deepEqual(await archive(), { code: 3, nodeRan: true });
+    });
+
+    it('gives a listening daemon a moment to take a new segment up (its ready-watch and PostgreSQL race)', async () => {
+      const socket = createServer();
+      await new Promise<void>((resolve) => socket.listen(archivePaths(runtimeDir).socket, resolve));
+      try {
+        // The daemon takes the segment up while the shell waits its first poll (a `sleep` that does what the daemon
+        // would meanwhile): answered from the marker.
+        const bin = join(dir, 'bin');
+        await mkdir(bin, { recursive: true });
+        await writeFile(join(bin, 'sleep'), `#!/bin/sh\n: > ${join(uploaded, segment)}\nexec /bin/sleep "$@"\n`, { mode: 0o755 });
+        assert.deepEqual(await archive({ PATH: `${bin}:${process.env.PATH ?? ''}` }), { code: 0, nodeRan: false });
+        // Nothing taken up (the daemon does not archive this one): pgim wal-archive after the moment.
+        await rm(join(uploaded, segment));
+        assert.deepEqual(await archive(), { code: 3, nodeRan: true });
+      } finally {
+        await new Promise((resolve) => socket.close(resolve));
+      }
+    });
+
+    it('stops waiting for an upload that never ends (a daemon killed mid-upload) and runs pgim wal-archive', async () => {
+      await writeFile(join(uploaded, `${segment}.uploading`), '');
+      assert.deepEqual(await archive(), { code: 3, nodeRan: true });
+    });
   });
 
   it('gathers the next ready segments in order, skipping the requested one (CNPG GatherReadyWALFiles)', async () => {
