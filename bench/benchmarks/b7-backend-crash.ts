@@ -29,7 +29,7 @@ function sample(exposition: string, name: string): string | undefined {
  * A crash is reported once the value differs from the one read before the kill.
  */
 function crashIndicators(system: DatabaseSystem): { status: (text: string) => string; metrics: (text: string) => string } {
-  if (system.kind === 'pgim') {
+  if (system.kind === 'pgim' || system.kind === 'pgim-k8s') {
     return {
       status: (text) => String((JSON.parse(text) as { restartCount?: number }).restartCount),
       metrics: (text) => String(sample(text, 'pgim_postmaster_restarts_total')),
