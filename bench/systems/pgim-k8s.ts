@@ -8,7 +8,7 @@ import { isRoot, serviceDirectory } from '../env.js';
 import { clusterParameters, type Login } from '../pg.js';
 import type { TrackedProcess } from '../proc.js';
 import { instanceName, type SystemContext } from './context.js';
-import { stopDaemon } from './daemon.js';
+import { expectStillRunning, stopDaemon } from './daemon.js';
 import type { DatabaseSystem, StartedCommand, StatusEndpoints, StopTimings } from './types.js';
 
 const clusterName = 'bench';
@@ -103,8 +103,7 @@ export class PgimK8sSystem implements DatabaseSystem {
 
   /** pgim restarts the postmaster itself: nothing to do. */
   recoverFromPostmasterKill(): Promise<void> {
-    if (this.daemon?.running !== true) return Promise.reject(new Error(`${this.label} exited after the postmaster was killed; see ${this.logFile}`));
-    return Promise.resolve();
+    return expectStillRunning(this.daemon, this.label, this.logFile);
   }
 
   /** `kubectl patch cluster --type merge` of one parameter; pgim watches its Cluster. */
