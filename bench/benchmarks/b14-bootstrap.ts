@@ -9,8 +9,9 @@ export const bootstrapBenchmark: Benchmark = {
   measures:
     'From an empty data directory to a read-write primary: initdb + configuration + `pg_ctl start -w` for the floor; ' +
     'one `pgim run` (initdb, roles, restart with TCP) for pgim; one `patroni` (initdb via the DCS bootstrap, promote, ' +
-    'post-bootstrap roles) on a fresh scope for Patroni; pgim-k8s one `pgim run` in Kubernetes mode; cnpg its ' +
-    '`instance init` (the initdb Job) then `instance run` (the Pod), with no scheduling in between.',
+    'post-bootstrap roles) on a fresh scope for Patroni; one `pgim run` in Kubernetes mode for pgim-k8s; ' +
+    '`manager instance init` (the initdb Job) then `manager instance run` ' +
+    "(the Pod) for CloudNativePG's instance manager, which never bootstraps from `instance run`.",
   async run(context, recorder) {
     for (const run of schedule(context)) {
       context.log(`  run ${run.warmup ? 'warm-up' : `${run.index}/${context.runs}`}`);
@@ -19,7 +20,7 @@ export const bootstrapBenchmark: Benchmark = {
         try {
           const t0 = performance.now();
           // The floor has no manager to bootstrap for it: the harness runs initdb itself, inside the timed window.
-          // CloudNativePG bootstraps in its initdb Job (`instance init`) before the Pod's `instance run`: both timed.
+          // CNPG bootstraps in a separate Job (`instance init`) before the Pod starts: both are in the window too.
           if (kind === 'floor' || kind === 'cnpg') await system.initialise();
           const started = await system.start();
           const readWrite = await waitReadWrite(system.login, 120_000);
