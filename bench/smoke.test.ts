@@ -100,10 +100,12 @@ describe('bench smoke: short benchmarks through the harness (floor and pgim, no 
 describe("bench smoke: CloudNativePG's instance manager (cnpg) and pgim in Kubernetes mode (pgim-k8s) through the harness", function () {
   this.timeout(300_000);
 
-  it('runs B1 and B6 once for cnpg and pgim-k8s on one API server: both start read-write; after a postmaster kill -9 cnpg\'s manager exits and is started again, pgim restarts PostgreSQL itself', async function () {
+  // B6 alone (B1's path is the floor's and pgim's test above): a second benchmark would initialise both systems again,
+  // which cost ~28 s more at load 16.
+  it('runs B6 once for cnpg and pgim-k8s on one API server: both start read-write; after a postmaster kill -9 cnpg\'s manager exits and is started again, pgim restarts PostgreSQL itself', async function () {
     const logged: string[] = [];
     const result = await runBenchmarks({
-      only: ['B1', 'B6'],
+      only: ['B6'],
       runs: 1,
       systems: ['cnpg', 'pgim-k8s'],
       warmup: false,
@@ -124,18 +126,15 @@ describe("bench smoke: CloudNativePG's instance manager (cnpg) and pgim in Kuber
       const ms = value(system, metric);
       assert.ok(ms !== undefined && Number.isFinite(ms) && ms > 0, `${system} ${metric}: a positive number of ms, got ${String(ms)}`);
     };
-    for (const metric of ['start -> read-write', 'start -> readiness 200', 'kill -9 -> read-write']) {
-      positive('cnpg', metric);
-      positive('pgim-k8s', metric);
+    for (const system of ['cnpg', 'pgim-k8s']) {
+      positive(system, 'kill -9 -> read-write');
+      assert.equal(value(system, 'new timelines per crash'), 0);
     }
     positive('cnpg', 'kill -9 -> manager exited (the kubelet restarts the container)');
     assert.equal(value('pgim-k8s', 'kill -9 -> manager exited (the kubelet restarts the container)'), undefined, 'pgim-k8s keeps running');
-    assert.equal(value('cnpg', 'new timelines per start'), 0);
-    assert.equal(value('pgim-k8s', 'new timelines per start'), 0);
     const markdown = renderMarkdown(result, 'smoke');
     assert.match(markdown, /\| benchmark \| pgim-k8s \| cnpg \|/);
-    assert.match(markdown, /\| B1 start on existing PGDATA → read-write \| \d+ ms \| \d+ ms \|/);
-    assert.match(markdown, /\| B1: pgim in Kubernetes mode \(like for like\) starts .* \| pgim-k8s \d+ ms vs cnpg \d+ ms \| \*\*(PASS|FAIL)\*\* \|/);
+    assert.match(markdown, /\| B6 postmaster kill -9 → read-write \| \d+ ms \| \d+ ms \|/);
     // Every network namespace of the run is gone with it.
     const { stdout } = await promisify(execFile)('ip', ['netns', 'list']);
     assert.ok(!stdout.includes(`pgim-bench-${process.pid}-`), `network namespaces left behind:\n${stdout}`);
