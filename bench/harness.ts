@@ -6,9 +6,9 @@ import { makeTempDir, removeTempDir } from './env.js';
 import { ProcessRegistry } from './proc.js';
 import { ensurePatroni, machineInfo, patroniAvailable, type MachineInfo } from './setup.js';
 import type { SystemContext } from './systems/context.js';
-import { KubernetesPlane, locateKubernetesTools } from './systems/cnpg-plane.js';
+import { KubernetesPlane, locateApiServer, locateCnpgTools, type CnpgTools } from './systems/cnpg-plane.js';
 import { EtcdServer } from './systems/etcd.js';
-import type { SystemKind } from './systems/types.js';
+import { kubernetesKinds, type SystemKind } from './systems/types.js';
 
 /** The repository root (this file runs from dist/bench/). */
 export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -75,13 +75,23 @@ export class BenchSession {
       }
     }
 
-    if (kinds.includes('cnpg')) {
-      const tools = await locateKubernetesTools(options.log);
-      if ('skipReason' in tools) {
-        kinds.splice(kinds.indexOf('cnpg'), 1);
-        notes.push(`CloudNativePG's instance manager (cnpg) was skipped: ${tools.skipReason}.`);
+    if (kinds.some((kind) => kubernetesKinds.includes(kind))) {
+      const skip = (kind: SystemKind, reason: string): void => {
+        if (!kinds.includes(kind)) return;
+        kinds.splice(kinds.indexOf(kind), 1);
+        notes.push(`${kind === 'cnpg' ? "CloudNativePG's instance manager (cnpg)" : 'pgim in Kubernetes mode (pgim-k8s)'} was skipped: ${reason}.`);
+      };
+      const server = await locateApiServer();
+      if ('skipReason' in server) {
+        for (const kind of kubernetesKinds) skip(kind, server.skipReason);
       } else {
-        this.kubernetes = new KubernetesPlane(tools);
+        let cnpg: CnpgTools | undefined;
+        if (kinds.includes('cnpg')) {
+          const tools = await locateCnpgTools(options.log);
+          if ('skipReason' in tools) skip('cnpg', tools.skipReason);
+          else cnpg = tools;
+        }
+        this.kubernetes = new KubernetesPlane(server.k8sBinDir, cnpg);
         systems.kubernetes = this.kubernetes;
       }
     }

@@ -11,7 +11,8 @@ export const configChangeBenchmark: Benchmark = {
   measures:
     'With the system running read-write, `work_mem` is changed to a new value per run the way its operator would: ' +
     'floor `ALTER SYSTEM SET` plus `SELECT pg_reload_conf()`; pgim a new cluster.yaml renamed into its config folder ' +
-    '(as an editor or a ConfigMap update does); Patroni `PATCH /config`. Timed from the start of that change until a ' +
+    '(as an editor or a ConfigMap update does); pgim-k8s and cnpg a merge patch of the Cluster in the API server ' +
+    '(`kubectl patch cluster --type merge`); Patroni `PATCH /config`. Timed from the start of that change until a ' +
     'new session sees the value in `current_setting()` (10 ms poll).',
   async run(context, recorder) {
     await withSystems(context, async (systems) => {

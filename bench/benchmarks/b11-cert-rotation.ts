@@ -4,6 +4,7 @@ import { pollUntil } from '../pg.js';
 import { CnpgSystem } from '../systems/cnpg.js';
 import { FloorSystem } from '../systems/floor.js';
 import { PatroniSystem } from '../systems/patroni.js';
+import { PgimK8sSystem } from '../systems/pgim-k8s.js';
 import { PgimSystem } from '../systems/pgim.js';
 import type { DatabaseSystem, SystemKind } from '../systems/types.js';
 import { BenchCertificates, opensslServedSerial, ProjectedSecretFolder, servedSerial, writeSecretFolder, type ServerPair } from '../tls.js';
@@ -47,8 +48,8 @@ export const certRotationBenchmark: Benchmark = {
     'Every system serves TLS (1.3, as pgim renders it) with a server certificate from one CA made by the code of ' +
     '`pgim certs`. Per run a new server certificate and key from the same CA replace the old ones in one atomic step, ' +
     'a `..data` symlink renamed over (the way the kubelet updates a mounted Secret): for pgim in its `<cluster>-server` ' +
-    'Secret folder (files mode); for cnpg its `<cluster>-server` Secret is updated in the API server (its own CA, the ' +
-    'certificate names its pod IP); for the floor and Patroni in the folder their `ssl_cert_file`/`ssl_key_file` point ' +
+    'Secret folder (files mode); for pgim-k8s its `<cluster>-server` Secret is updated in the API server; for cnpg too ' +
+    '(its own CA, the certificate names its pod IP); for the floor and Patroni in the folder their `ssl_cert_file`/`ssl_key_file` point ' +
     'into, after a random pause of 0-10 s (0-2 s with --quick; a random phase of Patroni\'s HA loop and pgim\'s ' +
     'safety poll). From that rename until a new connection\'s TLS handshake (SSLRequest, then a handshake verified against ' +
     'the CA, 10 ms poll) shows the new serial; `openssl s_client -starttls postgres` confirms it afterwards. pgim gets ' +
@@ -68,7 +69,7 @@ export const certRotationBenchmark: Benchmark = {
       // The floor's and Patroni's certificate folders exist before their PostgreSQL first starts with ssl = on.
       const plainFolders = new Map<SystemKind, ProjectedSecretFolder>();
       for (const kind of context.kinds) {
-        if (kind !== 'pgim' && kind !== 'cnpg') plainFolders.set(kind, await ProjectedSecretFolder.create(join(dir, kind), keys(initial)));
+        if (kind === 'floor' || kind === 'patroni') plainFolders.set(kind, await ProjectedSecretFolder.create(join(dir, kind), keys(initial)));
       }
       const parametersFor = (kind: SystemKind): Record<string, string> => {
         const folder = plainFolders.get(kind);
@@ -83,6 +84,9 @@ export const certRotationBenchmark: Benchmark = {
             const own = await BenchCertificates.create(join(dir, 'cnpg'), 'bench', [system.login.host ?? '127.0.0.1']);
             ownCerts.set(system, own);
             await system.installCertificates(own.caCert, await own.caKey(), await own.serverPair());
+          } else if (system instanceof PgimK8sSystem) {
+            // CNPG's three TLS Secrets in the API server, by their default names.
+            await system.installCertificates(certs.caCert, await certs.replicationPair(), initial);
           } else if (system instanceof PgimSystem) {
             // CNPG's three TLS Secrets; the server one laid out as a projected volume so it can be swapped atomically.
             await writeSecretFolder(system.secretDir('ca'), { 'ca.crt': certs.caCert });
@@ -109,8 +113,8 @@ export const certRotationBenchmark: Benchmark = {
             const folder = folders.get(system);
             /** Writes the new pair where the system reads it, off the clock; the returned step makes it visible. */
             const stage = async (pair: ServerPair): Promise<() => Promise<void>> => {
-              // cnpg: its Secret in the API server is updated (what the operator or cert-manager does on renewal).
-              if (system instanceof CnpgSystem) return () => system.replaceServerCertificate(pair);
+              // cnpg and pgim-k8s: the Secret in the API server is updated (what the operator or cert-manager does on renewal).
+              if (system instanceof CnpgSystem || system instanceof PgimK8sSystem) return () => system.replaceServerCertificate(pair);
               if (folder === undefined) throw new Error(`${system.label}: no certificate folder`);
               return folder.stage(keys(pair));
             };
@@ -136,7 +140,7 @@ export const certRotationBenchmark: Benchmark = {
             const recordAlone = (): void => {
               recorder.add(system.label, `no reload: new serial not served (after ${windowMs / 1000} s)`, run, aloneServed === undefined ? 1 : 0, 'count');
             };
-            if (system instanceof PgimSystem || system instanceof CnpgSystem) {
+            if (system instanceof PgimSystem || system instanceof PgimK8sSystem || system instanceof CnpgSystem) {
               if (aloneServed !== undefined) recorder.add(system.label, servedMetric, run, since(alone.t0, aloneServed), 'ms');
               // Late is a result (counted below); never is a failure. Either way the next run starts from a served certificate.
               else await waitServed(system, own.caCert, alone.pair.serial, 60_000);

@@ -1,6 +1,7 @@
 import { connect, pollUntil, queryOnce, type Login } from '../pg.js';
 import { CnpgSystem } from '../systems/cnpg.js';
 import { FloorSystem } from '../systems/floor.js';
+import { PgimK8sSystem } from '../systems/pgim-k8s.js';
 import { PgimSystem } from '../systems/pgim.js';
 import type { DatabaseSystem } from '../systems/types.js';
 import { initialiseAll, interleave, since, startReadWrite, withSystems } from './common.js';
@@ -19,11 +20,11 @@ async function canLogIn(login: Login): Promise<boolean> {
 
 /**
  * Rotates the password of the system's login role the way its operator would: pgim from its Secret (a file renamed
- * into place), CloudNativePG's manager from its app Secret in the API server, the floor with `ALTER ROLE` over a
+ * into place), pgim-k8s and CloudNativePG's manager from their app Secret in the API server, the floor with `ALTER ROLE` over a
  * session of that role.
  */
 async function rotate(system: DatabaseSystem, current: Login, password: string): Promise<void> {
-  if (system instanceof PgimSystem || system instanceof CnpgSystem) return system.rotateAppPassword(password);
+  if (system instanceof PgimSystem || system instanceof PgimK8sSystem || system instanceof CnpgSystem) return system.rotateAppPassword(password);
   if (system instanceof FloorSystem) {
     // The password is the benchmark's own constant-shaped string (letters, digits, dashes): no quoting issue.
     await queryOnce(current, `ALTER ROLE ${current.user} PASSWORD '${password}'`);
@@ -37,8 +38,8 @@ export const passwordRotationBenchmark: Benchmark = {
   title: 'Password rotation -> new password works, old one refused',
   measures:
     'With the system running, the password of its login role is changed to a new value per run: pgim by a new ' +
-    '`password` file renamed into its `<cluster>-app` Secret folder (what a Secret update does), cnpg by a new password ' +
-    'in its `<cluster>-app` Secret in the API server (its manager watches the Secret), the floor by ' +
+    '`password` file renamed into its `<cluster>-app` Secret folder (what a Secret update does), pgim-k8s and cnpg by a ' +
+    'new password in their `<cluster>-app` Secret in the API server (their manager watches the Secret), the floor by ' +
     '`ALTER ROLE ... PASSWORD` (the manual step). From the start of the change until a login with the new password ' +
     'succeeds (10 ms poll), and until the old one is refused as well. Patroni: n/a (a manual procedure: ALTER ROLE ' +
     'and an edit of patroni.yml).',

@@ -9,7 +9,8 @@ export const bootstrapBenchmark: Benchmark = {
   measures:
     'From an empty data directory to a read-write primary: initdb + configuration + `pg_ctl start -w` for the floor; ' +
     'one `pgim run` (initdb, roles, restart with TCP) for pgim; one `patroni` (initdb via the DCS bootstrap, promote, ' +
-    'post-bootstrap roles) on a fresh scope for Patroni; `manager instance init` (the initdb Job) then `manager instance run` ' +
+    'post-bootstrap roles) on a fresh scope for Patroni; one `pgim run` in Kubernetes mode for pgim-k8s; ' +
+    '`manager instance init` (the initdb Job) then `manager instance run` ' +
     "(the Pod) for CloudNativePG's instance manager, which never bootstraps from `instance run`.",
   async run(context, recorder) {
     for (const run of schedule(context)) {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { sleep } from '../env.js';
 import { footprint } from '../footprint.js';
 import { pgbenchRun } from '../pgbench.js';
-import type { DatabaseSystem } from '../systems/types.js';
+import type { DatabaseSystem, SystemKind } from '../systems/types.js';
 import { initialiseAll, interleave, since, startWithPgbenchTables, withSystems } from './common.js';
 import type { Benchmark } from './types.js';
 
@@ -25,6 +25,11 @@ const loggingParameters: Readonly<Record<string, string>> = {
 
 /** log_statement is all a Cluster manifest may set; pgim fixes the rest (and already sets them this way). */
 const pgimParameters = { log_statement: 'all' };
+
+/** The managers that render the logging collector themselves and re-emit its csvlog as JSON on their stdout. */
+function rendersCollector(kind: SystemKind): boolean {
+  return kind === 'pgim' || kind === 'pgim-k8s' || kind === 'cnpg';
+}
 
 const scale = 10;
 const clients = ['-c', '4', '-j', '2'];
@@ -89,7 +94,7 @@ export const logPipeBenchmark: Benchmark = {
           await startWithPgbenchTables(context, systems, scale);
           await interleave(context, systems, async (system: DatabaseSystem, run) => {
             // pgim and CloudNativePG's manager both read the collector's csvlog from a FIFO and re-emit JSON on stdout.
-            const pgimOutput = system.kind === 'pgim' || system.kind === 'cnpg' ? system.logFile : undefined;
+            const pgimOutput = rendersCollector(system.kind) ? system.logFile : undefined;
             const before = pgimOutput === undefined ? 0 : await sizeOf(pgimOutput);
             // The manager's own CPU while it relays (utime + stime): what the log pipe takes from PostgreSQL's cores.
             const daemon = system.daemonPid();
@@ -123,7 +128,7 @@ export const logPipeBenchmark: Benchmark = {
       },
       context.kinds,
       // The floor and Patroni get every logging setting; pgim renders the collector part itself.
-      (kind) => (kind === 'pgim' || kind === 'cnpg' ? pgimParameters : loggingParameters),
+      (kind) => (rendersCollector(kind) ? pgimParameters : loggingParameters),
     );
   },
 };

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TestApiServer } from '../../test-kit/k8s/apiserver.js';
 import { locateK8sBinaries } from '../../test-kit/k8s/binaries.js';
-import { installCrd } from '../../test-kit/k8s/fixtures.js';
+import { createShippedLease, installCrd } from '../../test-kit/k8s/fixtures.js';
 import { K8sInstance } from '../../test-kit/k8s/instance.js';
 import { pgimCrdPath } from '../../test-kit/k8s/paths.js';
 import { clusterParameters, pollUntil } from '../pg.js';
@@ -24,7 +24,8 @@ export const kubernetesFootprintBenchmark: Benchmark = {
   measures:
     'B3 with one more pgim, in Kubernetes mode as in a pod: it reads and watches its Cluster and Secrets on the test ' +
     'kube-apiserver (the binaries of scripts/build-k8s-test-binaries.sh, pgim\'s CRD, the shipped Role, the ' +
-    'in-cluster connection: a ServiceAccount folder and KUBERNETES_SERVICE_HOST/PORT) and patches the Cluster status. It idles in the same windows as the ' +
+    'in-cluster connection: a ServiceAccount folder and KUBERNETES_SERVICE_HOST/PORT), holds and renews the primary Lease ' +
+    '(deploy/kubernetes/lease.yaml) and patches the Cluster status. It idles in the same windows as the ' +
     'floor, files-mode pgim and Patroni, scraped every 30 s like them. The API server itself is not counted.',
   async run(context, recorder) {
     if (!context.kinds.includes('pgim')) {
@@ -48,6 +49,8 @@ export const kubernetesFootprintBenchmark: Benchmark = {
           appPassword: 'pgim-bench-k8s-app-pw',
           cluster: { smartShutdownTimeout: 5, stopDelay: 30, parameters: { ...clusterParameters } },
         });
+        // The primary Lease, as the operator creates it: pgim holds it and renews it every 5 s, as in a pod.
+        await createShippedLease(server, instance.namespace, 'bench');
         context.systems.processes.trackDataDirectory(instance.paths.pgdata);
         // In-cluster, as in a pod: a ServiceAccount folder and KUBERNETES_SERVICE_HOST/PORT (a kubeconfig file would load
         // @kubernetes/client-node to read it, which a pod never needs).

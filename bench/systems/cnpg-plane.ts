@@ -2,23 +2,15 @@ import { execFile, spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { promisify } from 'node:util';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { TestApiServer } from '../../test-kit/k8s/apiserver.js';
-import { executable } from '../../test-kit/k8s/binaries.js';
+import { executable, locateK8sBinaries } from '../../test-kit/k8s/binaries.js';
+import { installCrds } from '../../test-kit/k8s/fixtures.js';
+import { cnpgDataDir, repoRoot } from '../../test-kit/k8s/paths.js';
 import { isRoot } from '../env.js';
-import { installCrds } from './k8s-objects.js';
 
-/** The repository root (this file runs from dist/bench/systems/). */
-const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-
-/** CloudNativePG's data files (CRDs, default monitoring queries), outside the repository (`PGIM_CNPG_DATA_DIR` moves it). */
-export const cnpgDataDir = process.env.PGIM_CNPG_DATA_DIR ?? join(repoRoot, '..', 'shared', 'data', 'cloudnative-pg');
-
-/** What the `cnpg` and `pgim-k8s` systems need on this machine, found once per benchmark session. */
-export interface KubernetesTools {
-  /** kube-apiserver and etcd (scripts/build-k8s-test-binaries.sh, or PGIM_K8S_BIN_DIR). */
-  k8sBinDir: string;
+/** What the `cnpg` system needs besides the API server, found once per benchmark session. */
+export interface CnpgTools {
   /** CloudNativePG v1.30.0's manager (scripts/build-cnpg-operator.sh): `instance init` and `instance run`. */
   manager: string;
   /** bench/cnpg-cluster-prep (scripts/build-cnpg-cluster-prep.sh): CNPG's Cluster defaults, Role and commands. */
@@ -51,19 +43,26 @@ function scriptOutput(script: string, variable: string, log: (line: string) => v
 }
 
 /**
- * The tools, or why the Kubernetes systems cannot run here (then the run goes on without them, with a note).
- * Root is needed: each CNPG instance gets its own mount namespace (unshare -m) and runs as the postgres user.
+ * kube-apiserver and etcd (scripts/build-k8s-test-binaries.sh, or PGIM_K8S_BIN_DIR) and CloudNativePG's CRDs: what
+ * both Kubernetes systems (`cnpg`, `pgim-k8s`) need, or why they cannot run here.
  */
-export async function locateKubernetesTools(log: (line: string) => void): Promise<KubernetesTools | { skipReason: string }> {
-  if (!isRoot) return { skipReason: 'not root (each CNPG instance runs in its own mount namespace, as the postgres user)' };
+export async function locateApiServer(): Promise<{ k8sBinDir: string } | { skipReason: string }> {
   if (!(await executable(join(cnpgDataDir, 'crds')))) return { skipReason: `CloudNativePG's CRDs are not in ${join(cnpgDataDir, 'crds')}` };
+  const binaries = await locateK8sBinaries();
+  return 'dir' in binaries ? { k8sBinDir: binaries.dir } : binaries;
+}
+
+/**
+ * CNPG's manager and cluster-prep, or why `cnpg` cannot run here. Root is needed: each CNPG instance gets its own
+ * mount and network namespaces and runs as the postgres user.
+ */
+export async function locateCnpgTools(log: (line: string) => void): Promise<CnpgTools | { skipReason: string }> {
+  if (!isRoot) return { skipReason: 'not root (each CNPG instance runs in its own mount namespace, as the postgres user)' };
   try {
-    const k8sBinDir = await scriptOutput('build-k8s-test-binaries.sh', 'PGIM_K8S_BIN_DIR', log);
-    for (const binary of ['kube-apiserver', 'etcd']) if (!(await executable(join(k8sBinDir, binary)))) return { skipReason: `${join(k8sBinDir, binary)} is missing` };
     const manager = await scriptOutput('build-cnpg-operator.sh', 'PGIM_CNPG_OPERATOR_BIN', log);
     const clusterPrep = await scriptOutput('build-cnpg-cluster-prep.sh', 'PGIM_CNPG_CLUSTER_PREP_BIN', log);
     for (const binary of [manager, clusterPrep]) if (!(await executable(binary))) return { skipReason: `${binary} is not executable` };
-    return { k8sBinDir, manager, clusterPrep };
+    return { manager, clusterPrep };
   } catch (err) {
     return { skipReason: err instanceof Error ? err.message : String(err) };
   }
@@ -77,11 +76,20 @@ export async function locateKubernetesTools(log: (line: string) => void): Promis
 export class KubernetesPlane {
   private server: Promise<TestApiServer> | undefined;
 
-  constructor(readonly tools: KubernetesTools) {}
+  /** `cnpg`: CNPG's tools, when the `cnpg` system is part of the run. */
+  constructor(
+    private readonly k8sBinDir: string,
+    private readonly cnpg?: CnpgTools,
+  ) {}
+
+  get cnpgTools(): CnpgTools {
+    if (this.cnpg === undefined) throw new Error("cnpg: CloudNativePG's manager was not located for this session");
+    return this.cnpg;
+  }
 
   api(): Promise<TestApiServer> {
     this.server ??= (async () => {
-      const server = await TestApiServer.start(this.tools.k8sBinDir, 'bench');
+      const server = await TestApiServer.start(this.k8sBinDir, 'bench');
       try {
         await installCrds(server, join(cnpgDataDir, 'crds'));
       } catch (err) {

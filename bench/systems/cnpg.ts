@@ -4,15 +4,16 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import type { TestApiServer } from '../../test-kit/k8s/apiserver.js';
+import { createNamespace, createObject, mintToken, namespacedPath, patchCluster, patchClusterStatus, putSecret, type Json } from '../../test-kit/k8s/fixtures.js';
+import { cnpgDataDir } from '../../test-kit/k8s/paths.js';
 import { sandboxScript } from '../../test-kit/sandbox.js';
 import { generateClusterCertificates } from '../../src/tls/generate.js';
 import { pgBinDir, removeTempDir, serviceDirectory, serviceUser } from '../env.js';
 import { clusterParameters, pollUntil, type Login } from '../pg.js';
 import { livePostmasterPid, type TrackedProcess } from '../proc.js';
-import { cnpgDataDir, PodNetwork, type KubernetesPlane } from './cnpg-plane.js';
+import { PodNetwork, type KubernetesPlane } from './cnpg-plane.js';
 import { instanceName, type SystemContext } from './context.js';
 import { stopDaemon } from './daemon.js';
-import { createNamespace, createObject, mergePatch, mintToken, namespacedPath, putSecret, type Json } from './k8s-objects.js';
 import type { DatabaseSystem, StartedCommand, StatusEndpoints, StopTimings } from './types.js';
 
 const execFileAsync = promisify(execFile);
@@ -120,7 +121,7 @@ export class CnpgSystem implements DatabaseSystem {
         monitoring: { customQueriesConfigMap: [{ name: 'cnpg-default-monitoring', key: 'queries' }] },
       },
     };
-    const prepared = await prepare(plane.tools.clusterPrep, input);
+    const prepared = await prepare(plane.cnpgTools.clusterPrep, input);
     const dir = await serviceDirectory(join(context.workDir, instanceName('cnpg')), 0o755);
     const network = await PodNetwork.create(api.port);
     const system = new CnpgSystem(context, plane, api, namespace, prepared, network, dir);
@@ -137,7 +138,9 @@ export class CnpgSystem implements DatabaseSystem {
   /** What the operator creates for the Cluster's first instance. */
   private async createObjects(defaultQueries: string): Promise<void> {
     const { api, namespace } = this;
-    const post = (path: string, body: Json, what: string): Promise<void> => createObject(api, path, body, what);
+    const post = async (path: string, body: Json, what: string): Promise<void> => {
+      await createObject(api, path, body, what);
+    };
     await post(namespacedPath(namespace, 'serviceaccounts'), { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: clusterName } }, 'ServiceAccount');
     await post(namespacedPath(namespace, 'roles', undefined, 'rbac.authorization.k8s.io/v1'), { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', ...this.prepared.role }, 'Role');
     await post(
@@ -227,7 +230,7 @@ export class CnpgSystem implements DatabaseSystem {
       hostTrees: [],
       mounts: [
         { hostPath: join(this.dir, 'controller'), containerPath: '/controller', readOnly: false },
-        { hostPath: this.plane.tools.manager, containerPath: '/controller/manager', readOnly: true },
+        { hostPath: this.plane.cnpgTools.manager, containerPath: '/controller/manager', readOnly: true },
         { hostPath: join(this.dir, 'volume'), containerPath: '/var/lib/postgresql/data', readOnly: false },
         { hostPath: join(this.dir, 'serviceaccount'), containerPath: '/var/run/secrets/kubernetes.io/serviceaccount', readOnly: true },
       ],
@@ -285,7 +288,7 @@ export class CnpgSystem implements DatabaseSystem {
 
   /** `kubectl patch cluster --type merge` of one parameter: the instance manager reconciles it (no operator needed). */
   async changeParameter(name: string, value: string): Promise<void> {
-    await mergePatch(this.api, this.clusterPath, { spec: { postgresql: { parameters: { [name]: value } } } }, 'Cluster');
+    await patchCluster(this.api, this.namespace, clusterName, { spec: { postgresql: { parameters: { [name]: value } } } });
   }
 
   /**
@@ -297,13 +300,9 @@ export class CnpgSystem implements DatabaseSystem {
     await this.patchStatus({ secretsResourceVersion: { [field]: version } });
   }
 
-  private get clusterPath(): string {
-    return namespacedPath(this.namespace, 'clusters', clusterName, 'postgresql.cnpg.io/v1');
-  }
-
   /** The operator's writes to the Cluster's status subresource. */
-  private patchStatus(status: Json): Promise<void> {
-    return mergePatch(this.api, `${this.clusterPath}/status`, { status }, 'Cluster status');
+  private async patchStatus(status: Json): Promise<void> {
+    await patchClusterStatus(this.api, this.namespace, clusterName, status);
   }
 
   /** A new password in the app Secret (`kubectl apply` of the Secret), and the operator's part (see above). */

@@ -8,7 +8,7 @@ export interface SystemContext {
   workDir: string;
   /** etcd's client address (host:port) for Patroni's DCS, when Patroni is part of the run. */
   etcdHost?: string;
-  /** The session's kube-apiserver for the `cnpg` system, when it is part of the run. */
+  /** The session's kube-apiserver for the `cnpg` and `pgim-k8s` systems, when one of them is part of the run. */
   kubernetes?: KubernetesPlane;
 }
 

@@ -17,3 +17,9 @@ export async function stopDaemon(daemon: TrackedProcess | undefined, pgdata: str
   if (exit.code !== 0) throw new Error(`${label} exited with ${exit.signal ?? `code ${String(exit.code)}`} after SIGTERM; see ${logFile}`);
   return { postmasterGoneMs: (await gone) - t0, doneMs: done - t0 };
 }
+
+/** After a postmaster kill, for a manager that restarts PostgreSQL itself (pgim): it must still be running. */
+export function expectStillRunning(daemon: TrackedProcess | undefined, label: string, logFile: string): Promise<void> {
+  if (daemon?.running !== true) return Promise.reject(new Error(`${label} exited after the postmaster was killed; see ${logFile}`));
+  return Promise.resolve();
+}

@@ -2,6 +2,7 @@ import { CnpgSystem } from './cnpg.js';
 import type { SystemContext } from './context.js';
 import { FloorSystem } from './floor.js';
 import { PatroniSystem } from './patroni.js';
+import { PgimK8sSystem } from './pgim-k8s.js';
 import { PgimSystem } from './pgim.js';
 import type { DatabaseSystem, SystemKind } from './types.js';
 
@@ -16,5 +17,7 @@ export function createSystem(kind: SystemKind, context: SystemContext, parameter
       return PatroniSystem.create(context, parameters);
     case 'cnpg':
       return CnpgSystem.create(context, { parameters });
+    case 'pgim-k8s':
+      return PgimK8sSystem.create(context, { parameters });
   }
 }

@@ -7,7 +7,7 @@ import { freePort, isRoot, removeTempDir } from '../env.js';
 import { clusterParameters, type Login } from '../pg.js';
 import type { TrackedProcess } from '../proc.js';
 import { instanceName, type SystemContext } from './context.js';
-import { stopDaemon } from './daemon.js';
+import { expectStillRunning, stopDaemon } from './daemon.js';
 import type { DatabaseSystem, StartedCommand, StatusEndpoints, StopTimings } from './types.js';
 
 const clusterName = 'bench';
@@ -92,11 +92,9 @@ export class PgimSystem implements DatabaseSystem {
     return stopDaemon(this.daemon, this.pgdata, this.label, this.logFile);
   }
 
-
   /** pgim restarts the postmaster itself: nothing to do. */
   recoverFromPostmasterKill(): Promise<void> {
-    if (this.daemon?.running !== true) return Promise.reject(new Error(`${this.label} exited after the postmaster was killed; see ${this.logFile}`));
-    return Promise.resolve();
+    return expectStillRunning(this.daemon, this.label, this.logFile);
   }
 
   /** A temp file renamed over cluster.yaml, as an editor or a ConfigMap update does it. */

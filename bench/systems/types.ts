@@ -1,9 +1,13 @@
 import type { Login } from '../pg.js';
 
 /** The ways of running the same PostgreSQL binaries that the benchmarks compare. */
-export type SystemKind = 'floor' | 'pgim' | 'patroni' | 'cnpg';
+export type SystemKind = 'floor' | 'pgim' | 'patroni' | 'cnpg' | 'pgim-k8s';
 
-export const allSystemKinds: readonly SystemKind[] = ['floor', 'pgim', 'patroni', 'cnpg'];
+/** `pgim-k8s` is pgim in Kubernetes mode against the same API server as `cnpg`: the like-for-like comparison. */
+export const allSystemKinds: readonly SystemKind[] = ['floor', 'pgim', 'patroni', 'cnpg', 'pgim-k8s'];
+
+/** The systems that run against the session's kube-apiserver. */
+export const kubernetesKinds: readonly SystemKind[] = ['cnpg', 'pgim-k8s'];
 
 /** What a start looks like from outside: the process that was launched, and when its own command finished. */
 export interface StartedCommand {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { clusterManifest, type TestClusterOptions } from '../config.js';
@@ -30,22 +30,44 @@ export async function createNamespace(server: TestApiServer, prefix: string, lab
   return name;
 }
 
-/** Creates a CRD from a YAML file and waits until it is Established and its resource is served. */
-export async function installCrd(server: TestApiServer, path: string): Promise<void> {
-  const crd = parseYaml(await readFile(path, 'utf8')) as Json & { metadata: { name: string } };
+interface CrdObject extends Json {
+  metadata: { name: string };
+  spec: { group: string; names: { plural: string }; versions: { name: string; served?: boolean; storage?: boolean }[] };
+}
+
+async function createCrd(server: TestApiServer, path: string): Promise<CrdObject> {
+  const crd = parseYaml(await readFile(path, 'utf8')) as CrdObject;
   const res = await server.request('/apis/apiextensions.k8s.io/v1/customresourcedefinitions', { method: 'POST', body: crd });
   if (res.status !== 409) ok(res, `create CRD from ${path}`);
+  return crd;
+}
+
+/** Until the CRD is Established and its resource is served (the handler is registered a moment after Established). */
+async function waitCrdServed(server: TestApiServer, crd: CrdObject): Promise<void> {
   await eventually(
     async () => {
       const got = await server.request(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`);
       const conditions = (got.body as { status?: { conditions?: { type: string; status: string }[] } } | undefined)?.status?.conditions ?? [];
       return conditions.some((c) => c.type === 'Established' && c.status === 'True') ? true : undefined;
     },
-    30_000,
+    60_000,
     `CRD ${crd.metadata.name} Established`,
   );
-  // The handler is registered a moment after Established.
-  await eventually(async () => ((await server.request('/apis/postgresql.cnpg.io/v1/clusters')).status === 200 ? true : undefined), 30_000, 'clusters served');
+  const version = crd.spec.versions.find((v) => v.storage === true) ?? crd.spec.versions[0];
+  const list = `/apis/${crd.spec.group}/${version?.name ?? 'v1'}/${crd.spec.names.plural}`;
+  await eventually(async () => ((await server.request(list)).status === 200 ? true : undefined), 60_000, `${crd.metadata.name} served`);
+}
+
+/** Creates a CRD from a YAML file and waits until it is Established and its resource is served. */
+export async function installCrd(server: TestApiServer, path: string): Promise<void> {
+  await waitCrdServed(server, await createCrd(server, path));
+}
+
+/** Every CRD in the folder (CloudNativePG's `crds/`), all created first, then each waited for. */
+export async function installCrds(server: TestApiServer, dir: string): Promise<void> {
+  const crds: CrdObject[] = [];
+  for (const file of (await readdir(dir)).filter((f) => f.endsWith('.yaml')).sort()) crds.push(await createCrd(server, join(dir, file)));
+  for (const crd of crds) await waitCrdServed(server, crd);
 }
 
 export function namespacedPath(namespace: string, plural: string, name?: string, group?: string): string {
@@ -70,6 +92,20 @@ export async function applyInstanceIdentity(server: TestApiServer, namespace: st
   }
 }
 
+/** Creates any object (`kubectl create`) at its collection path; the API server validates it. */
+export async function createObject(server: TestApiServer, path: string, body: Json, what: string): Promise<Json> {
+  return ok(await server.request(path, { method: 'POST', body }), `create ${what}`).body as Json;
+}
+
+export const leasesGroup = 'coordination.k8s.io/v1';
+
+/** deploy/kubernetes/lease.yaml for this Cluster, created as the admin: the operator's part (pgim may only get and update it). */
+export async function createShippedLease(server: TestApiServer, namespace: string, clusterName: string): Promise<void> {
+  const [lease] = await deployManifests('lease.yaml', clusterName);
+  if (lease === undefined) throw new Error('deploy/kubernetes/lease.yaml holds no object');
+  await createObject(server, namespacedPath(namespace, 'leases', undefined, leasesGroup), lease, `Lease ${clusterName}`);
+}
+
 /** A real ServiceAccount JWT from the TokenRequest API (signed by kube-apiserver; no controller-manager needed). */
 export async function mintToken(server: TestApiServer, namespace: string, serviceAccount: string, expirationSeconds = 3607): Promise<string> {
   const res = ok(
@@ -89,7 +125,7 @@ export function clusterObject(name: string, options: TestClusterOptions = {}): J
 }
 
 export async function createCluster(server: TestApiServer, namespace: string, object: Json): Promise<Json> {
-  return ok(await server.request(namespacedPath(namespace, 'clusters', undefined, clustersGroup), { method: 'POST', body: object }), 'create Cluster').body as Json;
+  return createObject(server, namespacedPath(namespace, 'clusters', undefined, clustersGroup), object, 'Cluster');
 }
 
 export async function getCluster(server: TestApiServer, namespace: string, name: string): Promise<Json & { status?: Json; metadata: Json }> {
@@ -115,21 +151,21 @@ export async function patchClusterStatus(server: TestApiServer, namespace: strin
   ).body as Json;
 }
 
-/** Creates the Secret, or replaces its data (`kubectl apply` of a changed Secret). `type` applies at creation. */
-export async function putSecret(server: TestApiServer, namespace: string, name: string, data: Record<string, string>, type = 'kubernetes.io/basic-auth'): Promise<void> {
+/**
+ * Creates the Secret, or replaces its data (`kubectl apply` of a changed Secret). `type` applies at creation.
+ * Resolves with the Secret's new resourceVersion (CNPG's operator records it in the Cluster's status).
+ */
+export async function putSecret(server: TestApiServer, namespace: string, name: string, data: Readonly<Record<string, string>>, type = 'kubernetes.io/basic-auth'): Promise<string> {
   const encoded = Object.fromEntries(Object.entries(data).map(([key, value]) => [key, Buffer.from(value).toString('base64')]));
-  const created = await server.request(namespacedPath(namespace, 'secrets'), {
+  let res = await server.request(namespacedPath(namespace, 'secrets'), {
     method: 'POST',
     body: { apiVersion: 'v1', kind: 'Secret', metadata: { name }, type, data: encoded },
   });
-  if (created.status !== 409) {
-    ok(created, `create Secret ${name}`);
-    return;
+  if (res.status === 409) {
+    res = await server.request(namespacedPath(namespace, 'secrets', name), { method: 'PATCH', body: { data: encoded }, contentType: 'application/merge-patch+json' });
   }
-  ok(
-    await server.request(namespacedPath(namespace, 'secrets', name), { method: 'PATCH', body: { data: encoded }, contentType: 'application/merge-patch+json' }),
-    `update Secret ${name}`,
-  );
+  const body = ok(res, `Secret ${name}`).body as { metadata?: { resourceVersion?: string } };
+  return body.metadata?.resourceVersion ?? '';
 }
 
 export interface EventSummary {

@@ -18,6 +18,8 @@ export interface InstanceSetup {
   readonly withoutCluster?: boolean;
   /** Join this existing namespace (a second Cluster beside another one) instead of creating one. */
   readonly namespace?: string;
+  /** An existing folder for PGDATA, the runtime dir and the credentials (the bench's own), instead of a new temp dir. */
+  readonly baseDir?: string;
 }
 
 export type Connection =
@@ -48,7 +50,7 @@ export class K8sInstance {
 
   static async create(server: TestApiServer, setup: InstanceSetup): Promise<K8sInstance> {
     const namespace = setup.namespace ?? (await createNamespace(server, setup.namespacePrefix));
-    const base = await makeTempDir(`k8s-${setup.namespacePrefix}`);
+    const base = setup.baseDir ?? (await makeTempDir(`k8s-${setup.namespacePrefix}`));
     const paths = { configDir: '', pgdata: join(base, 'pgdata'), runtimeDir: join(base, 'runtime') };
     const ports = { pgPort: await freePort(), statusPort: await freePort(), metricsPort: await freePort() };
     const instance = new K8sInstance(server, namespace, setup.clusterName, base, paths, ports);
@@ -90,23 +92,33 @@ export class K8sInstance {
   }
 
   /**
-   * Spawns pgim in Kubernetes mode (`--config-dir ''`: the empty value counts as unset, as in the pod template).
-   * `clusterName` overrides the Cluster pgim is told to run (a test that wants the Role to refuse it).
+   * What `pgim run|init` takes after the paths and ports to be this instance, and its environment
+   * (`--config-dir ''`: the empty value counts as unset, as in the pod template). In-cluster, as in a pod:
+   * KUBERNETES_SERVICE_HOST/PORT and the ServiceAccount folder. `clusterName` overrides the Cluster pgim is told to
+   * run (a test that wants the Role to refuse it).
    */
-  async start(connection: Connection = { kind: 'kubeconfig' }, options: { env?: NodeJS.ProcessEnv; clusterName?: string } = {}): Promise<PgimProcess> {
-    await this.writeCredentials(connection);
-    const extraEnv = options.env ?? {};
+  launch(connection: Connection, options: { env?: NodeJS.ProcessEnv; clusterName?: string } = {}): { args: string[]; env: NodeJS.ProcessEnv } {
     const identity = ['--cluster-name', options.clusterName ?? this.clusterName, '--pod-name', this.podName];
-    const pgim =
-      connection.kind === 'kubeconfig'
-        ? new PgimProcess('run', this.paths, this.ports, ['--kubeconfig', this.kubeconfigPath, '--namespace', this.namespace, ...identity], { KUBECONFIG: '', ...extraEnv })
-        : new PgimProcess('run', this.paths, this.ports, identity, {
+    const extraEnv = options.env ?? {};
+    return connection.kind === 'kubeconfig'
+      ? { args: ['--kubeconfig', this.kubeconfigPath, '--namespace', this.namespace, ...identity], env: { KUBECONFIG: '', ...extraEnv } }
+      : {
+          args: identity,
+          env: {
             KUBECONFIG: '',
             KUBERNETES_SERVICE_HOST: '127.0.0.1',
             KUBERNETES_SERVICE_PORT: String(this.server.port),
             PGIM_SERVICE_ACCOUNT_DIR: join(this.base, 'kube'),
             ...extraEnv,
-          });
+          },
+        };
+  }
+
+  /** Spawns pgim in Kubernetes mode (see `launch`). */
+  async start(connection: Connection = { kind: 'kubeconfig' }, options: { env?: NodeJS.ProcessEnv; clusterName?: string } = {}): Promise<PgimProcess> {
+    await this.writeCredentials(connection);
+    const { args, env } = this.launch(connection, options);
+    const pgim = new PgimProcess('run', this.paths, this.ports, args, env);
     this.pgim = pgim;
     return pgim;
   }

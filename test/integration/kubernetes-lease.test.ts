@@ -12,8 +12,9 @@ import {
   clusterObject,
   createCluster,
   createNamespace,
-  deployManifests,
+  createShippedLease,
   getCluster,
+  leasesGroup,
   mintToken,
   namespacedPath,
   patchClusterStatus,
@@ -24,7 +25,6 @@ import { apiServerFor, crdVariants, releaseAllApiServers, requireK8sBinaries } f
 import { eventually, freePort, handToPostgres, makeTempDir, removeTempDir, sleep } from '../../test-kit/env.js';
 import { killPostmaster, PgimProcess, pgimEntry, query } from '../../test-kit/pgim.js';
 
-const leasesGroup = 'coordination.k8s.io/v1';
 const silent = createRootLogger({ pod: 'test', destination: { write: () => undefined } });
 
 interface LeaseSpec {
@@ -50,13 +50,6 @@ async function getLease(server: TestApiServer, namespace: string, name: string):
   if (res.status === 404) return undefined;
   assert.equal(res.status, 200, res.text);
   return res.body as LeaseObject;
-}
-
-/** deploy/kubernetes/lease.yaml for this Cluster name, created as the admin (the operator's part). */
-async function createShippedLease(server: TestApiServer, namespace: string, clusterName: string): Promise<void> {
-  const [lease] = await deployManifests('lease.yaml', clusterName);
-  const res = await server.request(leasePath(namespace), { method: 'POST', body: lease });
-  assert.equal(res.status, 201, res.text);
 }
 
 /** Sets the Lease's spec as another party would (the admin plays a foreign holder). */

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import type { AuditEvent, TestApiServer } from '../k8s/apiserver.js';
-import { clustersGroup, deployManifests, getCluster, listEvents, mintToken, namespacedPath, patchCluster, putSecret, type Json } from '../k8s/fixtures.js';
+import { clustersGroup, createShippedLease, deployManifests, getCluster, listEvents, mintToken, namespacedPath, patchCluster, putSecret, type Json } from '../k8s/fixtures.js';
 import { apiServerFor, crdVariants, releaseAllApiServers, requireK8sBinaries } from '../k8s/harness.js';
 import { K8sInstance } from '../k8s/instance.js';
 import { eventually } from '../../test-kit/env.js';
@@ -157,9 +157,7 @@ describe('least privilege: the shipped Role is exactly what pgim uses (real kube
       });
       assert.equal(res.status, 201, res.text);
     }
-    const [lease] = await deployManifests('lease.yaml', clusterName);
-    const created = await server.request(namespacedPath(namespace, 'leases', undefined, 'coordination.k8s.io/v1'), { method: 'POST', body: lease });
-    assert.equal(created.status, 201, created.text);
+    await createShippedLease(server, namespace, clusterName);
 
     pgim = await instance.start({ kind: 'kubeconfig', tokenFile: true });
     await pgim.waitReady(180_000);

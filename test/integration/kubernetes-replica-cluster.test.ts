@@ -5,7 +5,7 @@ import { eventually } from '../../test-kit/env.js';
 import { query } from '../../test-kit/pgim.js';
 import { startLocalCluster, type LocalCluster } from '../support/cluster.js';
 import type { TestApiServer } from '../k8s/apiserver.js';
-import { deployManifests, getCluster, namespacedPath, patchCluster } from '../k8s/fixtures.js';
+import { createShippedLease, getCluster, namespacedPath, patchCluster } from '../k8s/fixtures.js';
 import { apiServerFor, crdVariants, releaseAllApiServers, requireCrdFile, requireK8sBinaries } from '../k8s/harness.js';
 import { K8sInstance } from '../k8s/instance.js';
 
@@ -73,9 +73,7 @@ describe('Kubernetes mode: a replica cluster of a running pgim cluster (real kub
     });
     await putOpaqueSecret('origin-ca', { 'ca.crt': await readFile(join(secrets, 'itest-ca', 'ca.crt')) });
     // The operator's part: the primary Lease a promotion takes.
-    const [lease] = await deployManifests('lease.yaml', clusterName);
-    const created = await server.request(namespacedPath(instance.namespace, 'leases', undefined, 'coordination.k8s.io/v1'), { method: 'POST', body: lease });
-    assert.equal(created.status, 201, created.text);
+    await createShippedLease(server, instance.namespace, clusterName);
   });
 
   afterEach(function () {

@@ -6,9 +6,9 @@ import type { TestClusterOptions } from '../../test-kit/config.js';
 import { freePort, handToPostgres, makeTempDir, removeTempDir } from '../../test-kit/env.js';
 import { killPostmaster, PgimProcess, pgimEntry, postmasterPid, type PgimPaths, type PgimPorts } from '../../test-kit/pgim.js';
 import type { TestApiServer } from './apiserver.js';
-import { applyInstanceIdentity, clusterObject, createCluster, createNamespace, deployManifests, mintToken, namespacedPath, putSecret } from './fixtures.js';
+import { applyInstanceIdentity, clusterObject, createCluster, createNamespace, createShippedLease, leasesGroup, mintToken, namespacedPath, putSecret } from './fixtures.js';
 
-export const leasesGroup = 'coordination.k8s.io/v1';
+export { leasesGroup };
 
 /** One instance of a ReplicatedK8sCluster: its pgim (replaced on a restart), ports and folders. */
 export interface K8sNode {
@@ -84,9 +84,7 @@ export class ReplicatedK8sCluster {
     });
     assert.equal(configMap.status, 201, configMap.text);
     await createCluster(server, namespace, clusterObject(clusterName, setup.cluster));
-    const [lease] = await deployManifests('lease.yaml', clusterName);
-    const created = await server.request(namespacedPath(namespace, 'leases', undefined, leasesGroup), { method: 'POST', body: lease });
-    assert.equal(created.status, 201, created.text);
+    await createShippedLease(server, namespace, clusterName);
     const kube = join(cluster.base, 'kube');
     await mkdir(kube, { recursive: true });
     const kubeconfig = server.kubeconfigYaml({ token: await mintToken(server, namespace, clusterName) }, namespace);
