@@ -82,7 +82,12 @@ export class FilesControlPlane implements ControlPlane {
     return join(this.dir, 'cluster.yaml');
   }
 
+  /** The folder as it was when the last load began: the watch reports anything that changed since (see watch()). */
+  private loadedFingerprint: string | undefined;
+
   async readCluster(): Promise<Cluster> {
+    // Taken before the read: a change that lands during the load differs from it, so the watch reports it.
+    this.loadedFingerprint = (await scanFolder(this.dir).catch(() => undefined))?.fingerprint;
     let text: Buffer;
     try {
       text = await readConfined(this.dir, 'cluster.yaml', maxObjectBytes);
@@ -195,7 +200,9 @@ export class FilesControlPlane implements ControlPlane {
 
   watch(onChange: () => void): () => void {
     let timer: NodeJS.Timeout | undefined;
-    let last: string | undefined;
+    // The desired state was loaded before the watch began: its first scan compares with the folder as that load saw
+    // it, so an edit made in between is reported, not taken as the starting point (it was lost before).
+    let last: string | undefined = this.loadedFingerprint;
     let lastTarget: string | undefined;
     let stopped = false;
     const watchers = new Map<string, FSWatcher>();
@@ -247,12 +254,14 @@ export class FilesControlPlane implements ControlPlane {
       const scan = await scanFolder(this.dir).catch(() => undefined);
       if (stopped || scan === undefined) return;
       rearm(scan.folders);
-      if (!known && scan.fingerprint !== last) {
-        if (last !== undefined) onChange();
+      if (first || (!known && scan.fingerprint !== last)) {
+        if (last !== undefined && scan.fingerprint !== last) onChange();
         lastTarget = await this.readTargetPrimary();
       }
+      first = false;
       last = scan.fingerprint;
     };
+    let first = true;
     void check(false);
     const poll = setInterval(() => {
       schedule();

@@ -90,3 +90,31 @@ describe('files mode: watching the config folder with inotify alone', function (
     assert.equal(changes, before + 1);
   });
 });
+
+describe('files mode: a change between the first load and the watch', () => {
+  it('is reported (the first scan compares with what the load saw), and an unchanged folder is not', async () => {
+    const dir = await makeTempDir('pgim-watch-gap-');
+    try {
+      await writeFile(join(dir, 'cluster.yaml'), 'kind: Cluster\n');
+      const plane = new FilesControlPlane(dir, 3_600_000);
+      // What the daemon does at start: load the desired state, start postgres, then start watching.
+      await plane.readCluster().catch(() => undefined);
+      let changes = 0;
+      let stop = plane.watch(() => {
+        changes++;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      stop();
+      assert.equal(changes, 0, 'nothing changed since the load');
+      await plane.readCluster().catch(() => undefined);
+      await writeFile(join(dir, 'cluster.yaml'), 'kind: Cluster\nspec: {instances: 2}\n');
+      stop = plane.watch(() => {
+        changes++;
+      });
+      await eventually(async () => Promise.resolve(changes > 0 ? true : undefined), 10_000, 'the edit made before the watch');
+      stop();
+    } finally {
+      await removeTempDir(dir);
+    }
+  });
+});
