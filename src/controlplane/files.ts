@@ -84,10 +84,12 @@ export class FilesControlPlane implements ControlPlane {
 
   /** The folder as it was when the last load began: the watch reports anything that changed since (see watch()). */
   private loadedFingerprint: string | undefined;
+  private watching = false;
 
   async readCluster(): Promise<Cluster> {
-    // Taken before the read: a change that lands during the load differs from it, so the watch reports it.
-    this.loadedFingerprint = (await scanFolder(this.dir).catch(() => undefined))?.fingerprint;
+    // Taken before the read, and only until the watch runs (it scans on every change itself): a change that lands
+    // during the load differs from it, so the watch's first scan reports it.
+    if (!this.watching) this.loadedFingerprint = (await scanFolder(this.dir).catch(() => undefined))?.fingerprint;
     let text: Buffer;
     try {
       text = await readConfined(this.dir, 'cluster.yaml', maxObjectBytes);
@@ -199,6 +201,7 @@ export class FilesControlPlane implements ControlPlane {
   }
 
   watch(onChange: () => void): () => void {
+    this.watching = true;
     let timer: NodeJS.Timeout | undefined;
     // The desired state was loaded before the watch began: its first scan compares with the folder as that load saw
     // it, so an edit made in between is reported, not taken as the starting point (it was lost before).
@@ -269,6 +272,7 @@ export class FilesControlPlane implements ControlPlane {
     poll.unref();
     return () => {
       stopped = true;
+      this.watching = false;
       clearTimeout(timer);
       clearInterval(poll);
       for (const watcher of watchers.values()) watcher.close();

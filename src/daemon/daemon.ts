@@ -210,11 +210,8 @@ export class Daemon {
         config: () => reconciler.desired.cluster.slotSynchronization,
         logger,
       }).start();
-      // A changed Cluster (its slot settings, a new primary) is followed at once, as CNPG's replicator does.
-      source.subscribe(() => {
-        slotReplicator.nudge();
-      });
-      quietWatches.push(standbys, slots);
+      // After each pass (new slot settings, a new primary) the replicator looks at once, as CNPG's does.
+      quietWatches.push(standbys, slots, { wake: () => { slotReplicator.nudge(); } });
       this.onDispose(() => {
         standbys.stop();
         slots.stop();
