@@ -345,7 +345,8 @@ export class PostgresInstance {
    * primary sent before its clean shutdown is replayed; create the HA slots `haSlots` (while still a replica, as
    * physical slots can be, so the other replicas find theirs the moment they connect); promote and wait for the end
    * of recovery, polled every 10 ms (pg_promote's own wait looks every 100 ms); CHECKPOINT; end the client sessions
-   * opened while it was a read-only replica. Returns the new timeline and the slots created or dropped.
+   * opened while it was a read-only replica (never one opened once it took writes). Returns the new timeline and the
+   * slots created or dropped.
    */
   async promote(walReceiverTimeoutMs: number, haSlots: readonly string[] | undefined): Promise<{ timeline: number; slots: HaSlotChanges | undefined }> {
     const { logger } = this.options;
@@ -363,17 +364,27 @@ export class PostgresInstance {
         await sleep(20);
       }
       const slots = haSlots === undefined ? undefined : await reconcileHaSlotsWith(client, haSlots);
-      await client.query('SELECT pg_promote(false)');
+      // The last moment this instance was certainly still a read-only replica, on PostgreSQL's clock (backend_start's)
+      // to the microsecond: clock_timestamp() is read before pg_is_in_recovery() in the same row.
+      let lastSeenInRecovery = (await client.query<{ t: string }>('SELECT clock_timestamp()::text AS t, pg_promote(false)')).rows[0]?.t;
       const promoteDeadline = Date.now() + promoteTimeoutMs;
       for (;;) {
-        const { rows } = await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
+        const { rows } = await client.query<{ t: string; r: boolean }>('SELECT clock_timestamp()::text AS t, pg_is_in_recovery() AS r');
         if (rows[0]?.r === false) break;
+        lastSeenInRecovery = rows[0]?.t ?? lastSeenInRecovery;
         if (Date.now() > promoteDeadline) throw new Error(`PostgreSQL did not finish its promotion within ${promoteTimeoutMs / 1000} s`);
         await sleep(10);
       }
       logger.info('out of recovery: read-write');
       await client.query('CHECKPOINT');
-      await client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
+      // CNPG's DropConnections ends every client session after a promotion (one that came in through the read-only
+      // service must not go on writing to the primary), but a client that connected once this instance took writes
+      // (the first application to find the new primary) lost its session too: only the ones opened while it was
+      // still a replica are ended. One opened in the last <= 10 ms poll interval of the promotion is kept.
+      await client.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND backend_start <= $1::timestamptz",
+        [lastSeenInRecovery],
+      );
       const { rows } = await client.query<{ tli: number }>('SELECT timeline_id AS tli FROM pg_control_checkpoint()');
       return { timeline: rows[0]?.tli ?? 0, slots };
     });

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { parseDocument } from 'yaml';
 import { startLocalCluster, type ClusterInstance, type LocalCluster } from '../support/cluster.js';
 import { eventually, sleep } from '../../test-kit/env.js';
-import { pgimEntry, query } from '../../test-kit/pgim.js';
+import { connect, pgimEntry, query } from '../../test-kit/pgim.js';
 
 const secrets = { appPassword: 'sw-app-pw', superuserPassword: 'sw-su-pw' };
 const run = promisify(execFile);
@@ -93,6 +93,35 @@ describe('switchover, failover and fencing: follow targetPrimary in process (3 i
     }
     for (const i of cluster.instances) assert.equal((await fetch(`${i.pgim!.statusUrl}/readyz`)).status, 200, i.name);
     console.log(`      writable/all-streaming ms per round: ${timings.join(', ')}`);
+  });
+
+  it('after a promotion ends the sessions opened on the replica, never one opened once the new primary takes writes', async () => {
+    const primaryName = (await Promise.all(cluster.instances.map(async (i) => ((await inRecovery(i)) === false ? i.name : undefined)))).find(Boolean)!;
+    const target = byName(cluster.instances.map((i) => i.name).find((n) => n !== primaryName)!);
+    const session = (): ReturnType<typeof connect> => connect(target.ports.pgPort, 'postgres', secrets.superuserPassword, 'postgres');
+    const alive = (client: Awaited<ReturnType<typeof connect>>): Promise<boolean> => client.query('SELECT 1').then(() => true, () => false);
+    // Dirty pages on the replica make the promotion's CHECKPOINT take a while: the window this test looks into.
+    await su(byName(primaryName), "CREATE TABLE IF NOT EXISTS promotion_window AS SELECT g AS id, repeat('x', 500) AS pad FROM generate_series(1, 100000) g");
+    await eventually(async () => ((await su<{ n: number }>(target, "SELECT count(*)::int AS n FROM pg_class WHERE relname = 'promotion_window'").catch(() => []))[0]?.n === 1 ? true : undefined), 60_000, 'the table replayed');
+    const onReplica = await session();
+    switchTo(target.name);
+    // The first sessions an application opens once the new primary takes writes: pgim's promotion is still busy
+    // then (its CHECKPOINT, then the end of the replica's sessions), which used to end these too.
+    for (const deadline = Date.now() + 30_000; ; ) {
+      const probe = await session().catch(() => undefined);
+      const writable = (await probe?.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r').catch(() => undefined))?.rows[0]?.r === false;
+      await probe?.end().catch(() => undefined);
+      if (writable) break;
+      assert.ok(Date.now() < deadline, `${target.name} not writable within 30 s`);
+    }
+    const onPrimary = [];
+    for (let n = 0; n < 5; n++) onPrimary.push(await session());
+    await eventually(async () => ((await alive(onReplica)) ? undefined : true), 30_000, 'the session opened on the replica ended');
+    for (const [n, client] of onPrimary.entries()) {
+      assert.ok(await alive(client), `session ${n + 1} opened on the writable new primary was ended`);
+      await client.end();
+    }
+    await settle(target.name, cluster.instances.map((i) => i.name).filter((n) => n !== target.name));
   });
 
   it('fails over: the primary is killed, a replica promotes, the old one rejoins by pg_rewind', async () => {
