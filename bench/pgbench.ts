@@ -9,10 +9,10 @@ export interface PgbenchResult {
 }
 
 /** pgbench over TCP with the system's own login; the password goes through the environment, never argv. */
-function pgbenchArgs(login: Login, extra: readonly string[]): { args: string[]; env: NodeJS.ProcessEnv } {
+function pgbenchArgs(login: Login, extra: readonly string[], clientEnv: NodeJS.ProcessEnv = {}): { args: string[]; env: NodeJS.ProcessEnv } {
   return {
     args: [...extra, '-h', login.host ?? '127.0.0.1', '-p', String(login.port), '-U', login.user, login.database],
-    env: { PGPASSWORD: login.password },
+    env: { ...clientEnv, PGPASSWORD: login.password },
   };
 }
 
@@ -22,9 +22,20 @@ export async function pgbenchInit(processes: ProcessRegistry, login: Login, scal
   await processes.mustRun('pgbench -i', join(pgBinDir, 'pgbench'), args, { env, logFile }, 300_000);
 }
 
-/** One pgbench run; its report is parsed for the TPS (without connection time) and the transactions processed. */
-export async function pgbenchRun(processes: ProcessRegistry, login: Login, options: readonly string[], logFile: string, timeoutMs: number): Promise<PgbenchResult> {
-  const { args, env } = pgbenchArgs(login, options);
+/**
+ * One pgbench run; its report is parsed for the TPS (without connection time) and the transactions processed.
+ * `clientEnv`: libpq settings beyond the login (e.g. `PGSSLMODE`); by default libpq's own (`sslmode=prefer`: TLS
+ * whenever the server offers it).
+ */
+export async function pgbenchRun(
+  processes: ProcessRegistry,
+  login: Login,
+  options: readonly string[],
+  logFile: string,
+  timeoutMs: number,
+  clientEnv: NodeJS.ProcessEnv = {},
+): Promise<PgbenchResult> {
+  const { args, env } = pgbenchArgs(login, options, clientEnv);
   const report = await processes.output('pgbench', join(pgBinDir, 'pgbench'), args, { env, logFile }, timeoutMs);
   const tps = Number(/^tps = ([\d.]+) \(without initial connection time\)/m.exec(report)?.[1]);
   const transactions = Number(/^number of transactions actually processed: (\d+)/m.exec(report)?.[1]);

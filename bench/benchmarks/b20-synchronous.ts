@@ -48,15 +48,21 @@ export const synchronousTpsBenchmark: Benchmark = {
     'primary, with asynchronous standbys and then synchronous ones: pgim `spec.postgresql.synchronous` {method: any, ' +
     'number: 1} (`ANY 1` of the two standbys), Patroni `synchronous_mode: on` (one synchronous standby, PATCH ' +
     '/config). The mode is switched within the same clusters and applied before each measure (the primary\'s ' +
-    '`synchronous_standby_names`). TPS without connection time. No floor.',
+    '`synchronous_standby_names`). pgbench connects with libpq\'s default `sslmode=prefer`: TLS wherever the server ' +
+    'offers it. pgim always encrypts replication (CNPG\'s `streaming_replica` certificate, `verify-full`) and offers ' +
+    'TLS to clients; Patroni runs twice: as it comes (`patroni`, everything in clear text) and like for like ' +
+    '(`patroni-tls`: the server offers TLS 1.3, replication requires it, `verify-full`). pgim and patroni-tls are also ' +
+    'measured with pgbench in clear text (`sslmode=disable`, "clients without TLS"): what is left is replication\'s TLS. ' +
+    'TPS without connection time. No floor.',
   async run(context, recorder) {
-    const clusters = await createClusters(context, false);
+    const clusters = await createClusters(context, false, true);
     try {
       const primaries = new Map<ReplicatedCluster, string>();
       for (const cluster of clusters) {
         try {
           const primary = await startCluster(context, cluster);
           primaries.set(cluster, primary);
+          await checkReplicationTls(cluster, primary);
           await pgbenchInit(context.systems.processes, memberNamed(cluster, primary).login, 10, join(context.systems.workDir, `${cluster.label}-b20-init.log`));
         } catch (err) {
           throw await withLogs(cluster, err);
@@ -69,8 +75,17 @@ export const synchronousTpsBenchmark: Benchmark = {
         for (const synchronous of [false, true]) {
           try {
             await setSynchronous(cluster, primary, synchronous);
-            const result = await pgbenchRun(context.systems.processes, login, ['-n', '-c', '4', '-j', '2', '-T', String(seconds)], join(context.systems.workDir, `${cluster.label}-b20.log`), (seconds + 60) * 1000);
-            recorder.add(modeLabel(cluster, synchronous), 'pgbench -c 4 TPS', run, result.tps, 'tx/s');
+            for (const clients of clientModes(cluster)) {
+              const result = await pgbenchRun(
+                context.systems.processes,
+                login,
+                ['-n', '-c', '4', '-j', '2', '-T', String(seconds)],
+                join(context.systems.workDir, `${cluster.label}-b20.log`),
+                (seconds + 60) * 1000,
+                clients.env,
+              );
+              recorder.add(`${modeLabel(cluster, synchronous)}${clients.suffix}`, 'pgbench -c 4 TPS', run, result.tps, 'tx/s');
+            }
           } catch (err) {
             throw await withLogs(cluster, err);
           }
@@ -82,11 +97,35 @@ export const synchronousTpsBenchmark: Benchmark = {
   },
 };
 
-async function createClusters(context: BenchContext, patroniSynchronous: boolean): Promise<ReplicatedCluster[]> {
+/** The comparison is only like for like if replication is encrypted where the label says so (and only there). */
+async function checkReplicationTls(cluster: ReplicatedCluster, primary: string): Promise<void> {
+  const expected = cluster.label !== 'patroni';
+  const login = memberNamed(cluster, primary).login;
+  await waitStreaming(login, othersThan(cluster, primary), streamingTimeoutMs);
+  const rows = await queryOnce<{ name: string; ssl: boolean }>(login, 'SELECT application_name AS name, s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)');
+  const wrong = rows.filter((row) => row.ssl !== expected).map((row) => row.name);
+  if (rows.length === 0 || wrong.length > 0) throw new Error(`${cluster.label}: replication ${expected ? 'without' : 'with'} TLS from ${wrong.join(', ') || '(no standby)'}`);
+}
+
+/**
+ * pgbench with libpq's default (TLS where the server offers it), and where the server offers TLS also in clear text:
+ * the difference is what encrypting the clients' traffic costs, the rest of the gap is replication's TLS.
+ */
+function clientModes(cluster: ReplicatedCluster): { suffix: string; env: NodeJS.ProcessEnv }[] {
+  const libpqDefault = { suffix: '', env: {} };
+  if (cluster.label === 'patroni') return [libpqDefault];
+  return [libpqDefault, { suffix: ', clients without TLS', env: { PGSSLMODE: 'disable' } }];
+}
+
+/** `patroniTlsToo`: a second Patroni cluster that encrypts as pgim does (B20 compares like for like). */
+async function createClusters(context: BenchContext, patroniSynchronous: boolean, patroniTlsToo = false): Promise<ReplicatedCluster[]> {
   const clusters: ReplicatedCluster[] = [];
   if (context.kinds.includes('floor')) context.note('B20/B21: no floor (bare PostgreSQL has no replication manager); shown as n/a.');
   if (context.kinds.includes('pgim')) clusters.push(await PgimCluster.create(context.systems));
-  if (context.kinds.includes('patroni')) clusters.push(await PatroniCluster.create(context.systems, { synchronousMode: patroniSynchronous }));
+  if (context.kinds.includes('patroni')) {
+    clusters.push(await PatroniCluster.create(context.systems, { synchronousMode: patroniSynchronous }));
+    if (patroniTlsToo) clusters.push(await PatroniCluster.create(context.systems, { synchronousMode: patroniSynchronous, tls: true }));
+  }
   return clusters;
 }
 

@@ -4,7 +4,8 @@ import { stringify } from 'yaml';
 import { freePort, removeTempDir, serviceDirectory } from '../env.js';
 import { livePostmasterPid, signalPid, waitGone, type TrackedProcess } from '../proc.js';
 import { instanceName, type SystemContext } from './context.js';
-import { patroniConfig, superuserPassword } from './patroni.js';
+import { BenchCertificates, writeSecretFolder } from '../tls.js';
+import { patroniConfig, superuserPassword, type PatroniTls } from './patroni.js';
 import { writePrivateFile } from './postgres-files.js';
 import { MemberCluster, type ChangeRequest, type ClusterMember, type ReplicatedCluster } from './replicated.js';
 
@@ -22,18 +23,28 @@ interface PatroniMember extends ClusterMember {
  */
 export class PatroniCluster extends MemberCluster<PatroniMember> implements ReplicatedCluster {
   readonly kind = 'patroni';
-  readonly label = 'patroni';
 
-  private constructor(private readonly context: SystemContext, private readonly dir: string, members: readonly PatroniMember[]) {
+  private constructor(
+    private readonly context: SystemContext,
+    private readonly dir: string,
+    members: readonly PatroniMember[],
+    /** `patroni`, or `patroni-tls` when it encrypts as pgim does. */
+    readonly label: string,
+  ) {
     super(members);
   }
 
-  static async create(context: SystemContext, options: { synchronousMode?: boolean } = {}): Promise<PatroniCluster> {
+  /**
+   * `tls`: the server offers TLS and replication requires it, as pgim (CNPG) always does; otherwise Patroni's default,
+   * everything in clear text.
+   */
+  static async create(context: SystemContext, options: { synchronousMode?: boolean; tls?: boolean } = {}): Promise<PatroniCluster> {
     const { etcdHost } = context;
     if (etcdHost === undefined) throw new Error('Patroni needs etcd, which was not started');
     const scope = instanceName('patroni-cluster');
     const dir = join(context.workDir, scope);
     await mkdir(dir, { recursive: true, mode: 0o755 });
+    const tls = options.tls === true ? await clusterTls(dir) : undefined;
     const members: PatroniMember[] = [];
     for (let n = 1; n <= 3; n += 1) {
       const name = `member${n}`;
@@ -47,7 +58,7 @@ export class PatroniCluster extends MemberCluster<PatroniMember> implements Repl
       const configFile = join(home, 'patroni.yml');
       await writePrivateFile(
         configFile,
-        stringify(patroniConfig({ scope, name, pgPort, restPort, pgdata, home, socketDir, etcdHost, usePgRewind: true, synchronousMode: options.synchronousMode === true })),
+        stringify(patroniConfig({ scope, name, pgPort, restPort, pgdata, home, socketDir, etcdHost, usePgRewind: true, synchronousMode: options.synchronousMode === true, tls })),
       );
       context.processes.trackDataDirectory(pgdata);
       members.push({
@@ -60,7 +71,7 @@ export class PatroniCluster extends MemberCluster<PatroniMember> implements Repl
         login: { port: pgPort, user: 'postgres', password: superuserPassword, database: 'postgres' },
       });
     }
-    return new PatroniCluster(context, dir, members);
+    return new PatroniCluster(context, dir, members, tls === undefined ? 'patroni' : 'patroni-tls');
   }
 
   restartMember(name: string): void {
@@ -126,4 +137,16 @@ export class PatroniCluster extends MemberCluster<PatroniMember> implements Repl
     await Promise.all(this.members.map((m) => m.daemon?.terminate(30_000) ?? Promise.resolve()));
     await removeTempDir(this.dir);
   }
+}
+
+/**
+ * One CA and one server pair (it names 127.0.0.1, where every member listens) for the whole cluster, made by the code
+ * behind `pgim certs` as pgim's own are: the same key type, so the handshakes cost the same.
+ */
+async function clusterTls(dir: string): Promise<PatroniTls> {
+  const certs = await BenchCertificates.create(join(dir, 'ca'), 'patroni');
+  const server = await certs.serverPair();
+  const folder = join(dir, 'tls');
+  await writeSecretFolder(folder, { 'tls.crt': server.cert, 'tls.key': server.key, 'ca.crt': certs.caCert });
+  return { certFile: join(folder, 'tls.crt'), keyFile: join(folder, 'tls.key'), caFile: join(folder, 'ca.crt') };
 }

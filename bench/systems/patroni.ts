@@ -40,19 +40,35 @@ export interface PatroniMemberSettings {
   parameters?: Readonly<Record<string, string>>;
   /** Patroni's `synchronous_mode` (one synchronous standby, chosen by Patroni). */
   synchronousMode?: boolean;
+  /**
+   * TLS as pgim encrypts: the server offers TLS 1.3 (clients that prefer it, as libpq does by default, get it) and
+   * replication must use it (`hostssl`, `sslmode=verify-full` against the CA). Without it Patroni runs as it does by
+   * default, every connection in clear text.
+   */
+  tls?: PatroniTls | undefined;
+}
+
+/** The files of a Patroni member's TLS: its server pair and the CA its replicas verify it with (0600, the service user's). */
+export interface PatroniTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
 }
 
 /** One member's patroni.yml: the reference configuration (loop_wait 10, ttl 30) on the shared parameters. */
 export function patroniConfig(settings: PatroniMemberSettings): Record<string, unknown> {
   const listen = `127.0.0.1:${settings.pgPort}`;
   const rest = `127.0.0.1:${settings.restPort}`;
+  const { tls } = settings;
   const hba = [
     'local all all peer',
     'host all all 127.0.0.1/32 scram-sha-256',
     'host all all ::1/128 scram-sha-256',
-    'host replication replicator 127.0.0.1/32 scram-sha-256',
+    `${tls === undefined ? 'host' : 'hostssl'} replication replicator 127.0.0.1/32 scram-sha-256`,
   ];
-  const parameters = { ...commonParameters, ...settings.parameters };
+  const tlsParameters = tls === undefined ? {} : { ssl: 'on', ssl_cert_file: tls.certFile, ssl_key_file: tls.keyFile };
+  const parameters = { ...commonParameters, ...tlsParameters, ...settings.parameters };
+  const replicationTls = tls === undefined ? {} : { sslmode: 'verify-full', sslrootcert: tls.caFile };
   return {
     scope: settings.scope,
     name: settings.name,
@@ -78,7 +94,7 @@ export function patroniConfig(settings: PatroniMemberSettings): Record<string, u
       pgpass: join(settings.home, 'pgpass'),
       authentication: {
         superuser: { username: 'postgres', password: superuserPassword },
-        replication: { username: 'replicator', password: replicationPassword },
+        replication: { username: 'replicator', password: replicationPassword, ...replicationTls },
       },
       parameters: { ...parameters, unix_socket_directories: settings.socketDir },
       pg_hba: hba,
