@@ -97,9 +97,9 @@ export const synchronousTpsBenchmark: Benchmark = {
   },
 };
 
-/** The comparison is only like for like if replication is encrypted where the label says so (and only there). */
+/** The comparison is only like for like if replication is encrypted where the cluster says so (and only there). */
 async function checkReplicationTls(cluster: ReplicatedCluster, primary: string): Promise<void> {
-  const expected = cluster.label !== 'patroni';
+  const expected = cluster.tls;
   const login = memberNamed(cluster, primary).login;
   await waitStreaming(login, othersThan(cluster, primary), streamingTimeoutMs);
   const rows = await queryOnce<{ name: string; ssl: boolean }>(login, 'SELECT application_name AS name, s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)');
@@ -113,7 +113,7 @@ async function checkReplicationTls(cluster: ReplicatedCluster, primary: string):
  */
 function clientModes(cluster: ReplicatedCluster): { suffix: string; env: NodeJS.ProcessEnv }[] {
   const libpqDefault = { suffix: '', env: {} };
-  if (cluster.label === 'patroni') return [libpqDefault];
+  if (!cluster.tls) return [libpqDefault];
   return [libpqDefault, { suffix: ', clients without TLS', env: { PGSSLMODE: 'disable' } }];
 }
 

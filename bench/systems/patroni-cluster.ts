@@ -28,10 +28,14 @@ export class PatroniCluster extends MemberCluster<PatroniMember> implements Repl
     private readonly context: SystemContext,
     private readonly dir: string,
     members: readonly PatroniMember[],
-    /** `patroni`, or `patroni-tls` when it encrypts as pgim does. */
-    readonly label: string,
+    readonly tls: boolean,
   ) {
     super(members);
+  }
+
+  /** `patroni`, or `patroni-tls` when it encrypts as pgim does. */
+  get label(): string {
+    return this.tls ? 'patroni-tls' : 'patroni';
   }
 
   /**
@@ -71,7 +75,7 @@ export class PatroniCluster extends MemberCluster<PatroniMember> implements Repl
         login: { port: pgPort, user: 'postgres', password: superuserPassword, database: 'postgres' },
       });
     }
-    return new PatroniCluster(context, dir, members, tls === undefined ? 'patroni' : 'patroni-tls');
+    return new PatroniCluster(context, dir, members, tls !== undefined);
   }
 
   restartMember(name: string): void {

@@ -51,6 +51,8 @@ interface PgimMember extends ClusterMember {
 export class PgimCluster extends MemberCluster<PgimMember> implements ReplicatedCluster {
   readonly kind = 'pgim';
   readonly label = 'pgim';
+  /** CNPG's protocol: streaming_replica logs in with its certificate over hostssl. */
+  readonly tls = true;
   private readonly configDir: string;
 
   private constructor(private readonly context: SystemContext, private readonly dir: string, members: readonly PgimMember[]) {

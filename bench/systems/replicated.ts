@@ -30,6 +30,8 @@ export interface ChangeRequest {
 export interface ReplicatedCluster {
   readonly kind: SystemKind;
   readonly label: string;
+  /** Replication in TLS, and TLS offered to clients (pgim always; Patroni only when configured so). */
+  readonly tls: boolean;
   readonly members: readonly ClusterMember[];
   /** The managers' logs, for error messages. */
   readonly logFiles: readonly string[];
